@@ -1,0 +1,52 @@
+-- Benchmark: loom.basic.LineReceiver splitting 10-byte lines (8 bytes +
+-- CRLF) arriving in 10 KB chunks, with an empty lineReceived. The same input
+-- as bench/lines_bench.py (Twisted).
+--
+--   LUA_PATH="lua/?.lua;;" lua5.4 bench/lines_bench.lua [total_lines] [class]
+--
+-- class is LineReceiver (default) or LineOnlyReceiver. Prints one line:
+--   lines impl=loom lines_per_s=N
+
+local basic = require "loom.basic"
+local testing = require "loom.testing"
+
+local CHUNK_SIZE = 10 * 1024
+local LINE = "abcdefgh\r\n"
+
+local function makeChunks(totalLines)
+  local data = LINE:rep(totalLines)
+  local chunks = {}
+  for i = 1, #data, CHUNK_SIZE do
+    chunks[#chunks + 1] = data:sub(i, i + CHUNK_SIZE - 1)
+  end
+  return chunks
+end
+
+local function run(cls, chunks, totalLines)
+  local Sink = cls:extend()
+  function Sink:lineReceived(line) end -- luacheck: ignore
+  local proto = Sink()
+  proto:makeConnection(testing.StringTransport())
+  collectgarbage()
+  local start = os.clock()
+  for i = 1, #chunks do
+    proto:dataReceived(chunks[i])
+  end
+  local elapsed = os.clock() - start
+  return totalLines / elapsed
+end
+
+local function main(...)
+  local totalLines = tonumber((...)) or 2000000
+  local className = select(2, ...) or "LineReceiver"
+  local cls = assert(basic[className], "unknown class " .. className)
+  local chunks = makeChunks(totalLines)
+  local best = 0
+  for _ = 1, 3 do
+    best = math.max(best, run(cls, chunks, totalLines))
+  end
+  local impl = className == "LineReceiver" and "loom" or "loom-" .. className
+  print(string.format("lines impl=%s lines_per_s=%d", impl, math.floor(best)))
+end
+
+main(...)

@@ -1,0 +1,749 @@
+-- loom.basic: line, netstring and length-prefixed protocols, as in
+-- twisted.protocols.basic.
+--
+--   local Echo = basic.LineReceiver:extend({ delimiter = "\n" })
+--   function Echo:lineReceived(line) self:sendLine(line) end
+--
+-- Parsing is linear in the input however it is chunked: the receivers keep
+-- one pending string plus a start offset, split every complete line of a
+-- chunk with a plain string.find from that offset, and never re-scan bytes
+-- already known to hold no delimiter. A long unfinished tail is not copied
+-- for every small chunk that extends it: those chunks are kept in a list
+-- (probed for the delimiter across the seam) and joined once, when a line is
+-- complete or when the list has grown as long as the tail (doubling).
+
+local protocol = require "loom.protocol"
+local log = require "loom.log"
+local errors = require "loom.error"
+local failure = require "loom.failure"
+
+local find, sub, byte = string.find, string.sub, string.byte
+local spack, sunpack, packsize = string.pack, string.unpack, string.packsize
+local concat, insert = table.concat, table.insert
+local tostring, tonumber, type = tostring, tonumber, type
+
+local M = {}
+
+-- Stands in for a missing transport (a protocol fed before makeConnection).
+local NO_TRANSPORT = { disconnecting = false }
+
+-- A tail at most this much longer than the incoming chunk is simply joined
+-- with it; longer tails get the chunk list described above.
+local SMALL_TAIL = 256
+
+-- Resets `busy` when dataReceived is left, even by an error: a
+-- to-be-closed value made once per protocol, so no allocation per call.
+local function busyGuard(self)
+  local g = rawget(self, "_guard")
+  if not g then
+    g = setmetatable({}, {
+      __close = function() self._busyReceiving = false end,
+    })
+    self._guard = g
+  end
+  return g
+end
+
+-- Pending input ------------------------------------------------------------
+--
+-- Unconsumed input is sub(_buffer, _pos) followed by the strings in _parts
+-- (nil when empty; _partsLen bytes). No delimiter starts in
+-- [_pos, _searchFrom). While _parts exists, _edge holds the last
+-- (#delimiter - 1) bytes seen and _partsHit records whether a delimiter
+-- (_partsDelim) was seen in the parts or across a seam.
+
+local function clearInput(self)
+  self._buffer, self._pos, self._searchFrom = "", 1, 1
+  self._parts, self._partsLen, self._edge = nil, 0, nil
+end
+
+local function probe(self, data)
+  if self._partsHit then
+    return
+  end
+  local delim = self._partsDelim
+  local d = #delim
+  if d == 1 then
+    self._partsHit = find(data, delim, 1, true) ~= nil
+    return
+  end
+  local seam = self._edge .. data
+  if find(seam, delim, 1, true) then
+    self._partsHit = true
+  end
+  self._edge = sub(seam, 1 - d)
+end
+
+local function appendInput(self, data)
+  local n = #data
+  if n == 0 then
+    return
+  end
+  local parts = self._parts
+  if parts then
+    parts[#parts + 1] = data
+    self._partsLen = self._partsLen + n
+    probe(self, data)
+    return
+  end
+  local buf, pos = self._buffer, self._pos
+  local tail = #buf - pos + 1
+  if tail <= 0 then
+    self._buffer, self._pos, self._searchFrom = data, 1, 1
+  elseif tail <= n + SMALL_TAIL then
+    local sf = self._searchFrom
+    if sf < pos then
+      sf = pos
+    end
+    self._buffer = (pos == 1 and buf or sub(buf, pos)) .. data
+    self._searchFrom, self._pos = sf - pos + 1, 1
+  else
+    local delim = self.delimiter
+    self._parts, self._partsLen = { data }, n
+    self._partsDelim, self._partsHit = delim, false
+    local from = #buf - #delim + 2
+    self._edge = sub(buf, from > pos and from or pos)
+    probe(self, data)
+  end
+end
+
+-- Join _parts onto the tail of _buffer.
+local function mergeInput(self)
+  local parts = self._parts
+  if not parts then
+    return
+  end
+  local buf, pos = self._buffer, self._pos
+  if pos <= #buf then
+    insert(parts, 1, pos == 1 and buf or sub(buf, pos))
+  end
+  local merged = concat(parts)
+  local sf = self._searchFrom - pos + 1
+  local delim = self.delimiter
+  if not self._partsHit and self._partsDelim == delim then
+    -- Nothing in the parts: resume searching near the end.
+    local near = #merged - #delim + 2
+    if near > sf then
+      sf = near
+    end
+  end
+  self._buffer, self._pos, self._searchFrom = merged, 1, sf > 1 and sf or 1
+  self._parts, self._partsLen, self._edge = nil, 0, nil
+end
+
+-- Whether the pending parts must be joined now: the tail is not fully
+-- scanned (input held while paused), a delimiter may have arrived, the input
+-- has reached `limit` bytes, or the parts are as long as the tail.
+local function mustMerge(self, limit)
+  local delim = self.delimiter
+  if self._partsHit or self._partsDelim ~= delim then
+    return true
+  end
+  local buf = self._buffer
+  if self._searchFrom < #buf - #delim + 2 then
+    return true
+  end
+  local tail = #buf - self._pos + 1
+  local partsLen = self._partsLen
+  return partsLen >= tail or tail + partsLen >= limit
+end
+
+-- Unconsumed input as one string; the input is emptied.
+local function takeInput(self)
+  mergeInput(self)
+  local buf, pos = self._buffer, self._pos
+  clearInput(self)
+  if pos == 1 then
+    return buf
+  end
+  return sub(buf, pos)
+end
+
+-- Pausing (Twisted's _PauseableMixin) ---------------------------------------
+
+local function pauseProducing(self)
+  self.paused = true
+  self._dirty = true
+  local t = self.transport
+  if t and t.pauseProducing then
+    t:pauseProducing()
+  end
+end
+
+local function resumeProducing(self)
+  self.paused = false
+  self._dirty = true
+  local t = self.transport
+  if t and t.resumeProducing then
+    t:resumeProducing()
+  end
+  self:dataReceived("")
+end
+
+local function stopProducing(self)
+  self.paused = true
+  self._dirty = true
+  local t = self.transport
+  if t and t.stopProducing then
+    t:stopProducing()
+  end
+end
+
+local function abstract(class, method)
+  return function()
+    error(class .. "." .. method .. " must be overridden by a subclass", 2)
+  end
+end
+
+-- LineReceiver -------------------------------------------------------------
+
+local LineReceiver = protocol.Protocol:extend({
+  __name = "LineReceiver",
+  delimiter = "\r\n",
+  MAX_LENGTH = 16384,
+  line_mode = true,
+  paused = false,
+  _buffer = "", _pos = 1, _searchFrom = 1, _partsLen = 0,
+  _busyReceiving = false, _dirty = false,
+})
+M.LineReceiver = LineReceiver
+
+LineReceiver.pauseProducing = pauseProducing
+LineReceiver.resumeProducing = resumeProducing
+LineReceiver.stopProducing = stopProducing
+
+local DONE, AGAIN = 1, 2
+
+-- Deliver the complete lines of _buffer. Returns DONE (no further progress
+-- without more input), or AGAIN when a hook changed the receiver's state
+-- (mode, pause, buffer), plus a truthy `why` from a hook, which stops all.
+local function deliverLines(self)
+  local t = self.transport or NO_TRANSPORT
+  local delim = self.delimiter
+  local dlen = #delim
+  local maxLen = self.MAX_LENGTH
+  local lineReceived = self.lineReceived
+  local buf, pos = self._buffer, self._pos
+  local search = self._searchFrom
+  if search < pos then
+    search = pos
+  end
+  self._dirty = false
+  while true do
+    if t.disconnecting then
+      self._pos = pos
+      return DONE
+    end
+    local s, e = find(buf, delim, search, true)
+    if not s then
+      self._pos = pos
+      if #buf - pos + 1 >= maxLen + dlen then
+        return DONE, self:lineLengthExceeded(takeInput(self))
+      end
+      local from = #buf - dlen + 2
+      self._searchFrom = from > pos and from or pos
+      return DONE
+    end
+    if s - pos > maxLen then
+      -- Twisted passes the long line, its delimiter and all that follows.
+      self._pos = pos
+      return DONE, self:lineLengthExceeded(takeInput(self))
+    end
+    local line = sub(buf, pos, s - 1)
+    pos = e + 1
+    search = pos
+    self._pos = pos
+    local why = lineReceived(self, line)
+    if why then
+      return DONE, why
+    end
+    if self._dirty then
+      return AGAIN
+    end
+  end
+end
+
+local function receive(self)
+  while not self.paused do
+    if self._parts then
+      if self.line_mode
+          and not mustMerge(self, self.MAX_LENGTH + #self.delimiter) then
+        return nil
+      end
+      mergeInput(self)
+    end
+    if self._pos > #self._buffer then
+      return nil
+    end
+    if self.line_mode then
+      local state, why = deliverLines(self)
+      if state == DONE then
+        return why
+      end
+    else
+      self._dirty = false
+      local why = self:rawDataReceived(takeInput(self))
+      if why then
+        return why
+      end
+    end
+  end
+  return nil
+end
+
+-- Split data into lines (or hand it to rawDataReceived in raw mode). A call
+-- made from inside a hook only queues its data for the running call.
+function LineReceiver:dataReceived(data)
+  appendInput(self, data)
+  if self._busyReceiving then
+    self._dirty = true
+    return nil
+  end
+  self._busyReceiving = true
+  local _ <close> = busyGuard(self)
+  return receive(self)
+end
+
+-- Unparsed data, removed from the buffer (callable from lineReceived).
+function LineReceiver:clearLineBuffer()
+  self._dirty = true
+  return takeInput(self)
+end
+
+-- Line mode; extra data (e.g. what rawDataReceived did not use) is parsed
+-- for lines at once.
+function LineReceiver:setLineMode(extra)
+  self.line_mode = true
+  self._dirty = true
+  if extra and extra ~= "" then
+    return self:dataReceived(extra)
+  end
+end
+
+-- Raw mode: the rest of the current chunk and later data go to
+-- rawDataReceived.
+function LineReceiver:setRawMode()
+  self.line_mode = false
+  self._dirty = true
+end
+
+LineReceiver.lineReceived = abstract("LineReceiver", "lineReceived")
+LineReceiver.rawDataReceived = abstract("LineReceiver", "rawDataReceived")
+
+function LineReceiver:sendLine(line)
+  return self.transport:write(line .. self.delimiter)
+end
+
+-- A line longer than MAX_LENGTH; `line` holds at least its beginning and
+-- possibly more. The default drops the connection.
+function LineReceiver:lineLengthExceeded(line) -- luacheck: ignore line
+  return self.transport:loseConnection()
+end
+
+-- LineOnlyReceiver ---------------------------------------------------------
+
+local LineOnlyReceiver = protocol.Protocol:extend({
+  __name = "LineOnlyReceiver",
+  delimiter = "\r\n",
+  MAX_LENGTH = 16384,
+  _buffer = "", _pos = 1, _searchFrom = 1, _partsLen = 0,
+  _busyReceiving = false,
+})
+M.LineOnlyReceiver = LineOnlyReceiver
+
+-- One pass over _buffer; returns true when parsing must stop for good.
+local function deliverOnlyLines(self)
+  local t = self.transport or NO_TRANSPORT
+  local delim = self.delimiter
+  local dlen = #delim
+  local maxLen = self.MAX_LENGTH
+  local lineReceived = self.lineReceived
+  local buf, pos = self._buffer, self._pos
+  local search = self._searchFrom
+  if search < pos then
+    search = pos
+  end
+  while true do
+    if t.disconnecting then
+      self._pos = pos
+      return true
+    end
+    local s, e = find(buf, delim, search, true)
+    if not s then
+      break
+    end
+    if s - pos > maxLen then
+      local line = sub(buf, pos, s - 1)
+      clearInput(self)
+      self:lineLengthExceeded(line)
+      return true
+    end
+    local line = sub(buf, pos, s - 1)
+    pos = e + 1
+    search = pos
+    lineReceived(self, line)
+  end
+  self._pos = pos
+  if #buf - pos + 1 > maxLen then
+    self:lineLengthExceeded(takeInput(self))
+    return true
+  end
+  local from = #buf - dlen + 2
+  self._searchFrom = from > pos and from or pos
+  return false
+end
+
+-- Split data into lines. Data given from inside lineReceived is parsed
+-- after the lines already received.
+function LineOnlyReceiver:dataReceived(data)
+  if self._busyReceiving then
+    local q = rawget(self, "_queued")
+    if not q then
+      q = {}
+      self._queued = q
+    end
+    q[#q + 1] = data
+    return
+  end
+  appendInput(self, data)
+  self._busyReceiving = true
+  local _ <close> = busyGuard(self)
+  repeat
+    if self._parts then
+      if mustMerge(self, self.MAX_LENGTH + 1) then
+        mergeInput(self)
+      end
+    end
+    if not self._parts and deliverOnlyLines(self) then
+      self._queued = nil
+      return
+    end
+    local q = rawget(self, "_queued")
+    self._queued = nil
+    if q then
+      for i = 1, #q do
+        appendInput(self, q[i])
+      end
+    end
+  until not q
+end
+
+LineOnlyReceiver.lineReceived = abstract("LineOnlyReceiver", "lineReceived")
+
+function LineOnlyReceiver:sendLine(line)
+  return self.transport:writeSequence({ line, self.delimiter })
+end
+
+function LineOnlyReceiver:lineLengthExceeded(line) -- luacheck: ignore line
+  return self.transport:loseConnection()
+end
+
+-- NetstringReceiver ----------------------------------------------------------
+
+local PARSING_LENGTH, PARSING_PAYLOAD = 0, 1
+
+local NetstringReceiver = protocol.Protocol:extend({
+  __name = "NetstringReceiver",
+  MAX_LENGTH = 99999,
+  brokenPeer = false,
+  _state = PARSING_LENGTH,
+  _remaining = "",
+  _expected = 0,
+  _have = 0,
+  _busyReceiving = false,
+})
+M.NetstringReceiver = NetstringReceiver
+
+NetstringReceiver._MISSING_LENGTH =
+  "The received netstring does not start with a length specification."
+NetstringReceiver._TOO_LONG = "The received netstring is longer than the "
+  .. "maximum %s specified by self.MAX_LENGTH"
+NetstringReceiver._MISSING_COMMA =
+  "The received netstring is not terminated by a comma."
+
+local function formatNetstring(s)
+  return #s .. ":" .. s .. ","
+end
+M.formatNetstring = formatNetstring
+
+local function resetNetstring(self)
+  self._state, self._remaining = PARSING_LENGTH, ""
+  self._expected, self._have, self._payload = 0, 0, nil
+end
+
+function NetstringReceiver:makeConnection(transport)
+  resetNetstring(self)
+  self.brokenPeer = false
+  return protocol.Protocol.makeConnection(self, transport)
+end
+
+function NetstringReceiver:sendString(s)
+  return self.transport:write(formatNetstring(s))
+end
+
+NetstringReceiver.stringReceived =
+  abstract("NetstringReceiver", "stringReceived")
+
+-- The number of digits a length may have: Twisted's _maxLengthSize.
+function NetstringReceiver:_maxLengthSize()
+  return math.ceil(math.log(self.MAX_LENGTH, 10)) + 1
+end
+
+-- Log the error, drop the connection and every later byte.
+function NetstringReceiver:_handleParseError(message)
+  local e = errors.NetstringParseError(message)
+  log.prefixed(log.prefixOf(self)).err(failure.Failure(e),
+    "invalid netstring from peer; closing the connection")
+  resetNetstring(self)
+  self.brokenPeer = true
+  local t = self.transport
+  if t then
+    t:loseConnection()
+  end
+end
+
+-- Check the digits in buf[pos..last]; returns the length or nil, message.
+local function checkLength(self, buf, pos, last)
+  local ndigits = last - pos + 1
+  if ndigits > 1 and byte(buf, pos) == 48 then
+    return nil, self._MISSING_LENGTH
+  end
+  if ndigits > self:_maxLengthSize() then
+    return nil, self._TOO_LONG:format(self.MAX_LENGTH)
+  end
+  local n = tonumber(sub(buf, pos, last)) or 0
+  if n > self.MAX_LENGTH then
+    return nil, self._TOO_LONG:format(self.MAX_LENGTH)
+  end
+  return n
+end
+
+-- Consume the length part at buf[pos..]; returns the next position, or nil
+-- when more input is needed, or false, message on a parse error.
+local function consumeLength(self, buf, pos)
+  local e = find(buf, "[^0-9]", pos)
+  local last = (e or #buf + 1) - 1
+  local n, why = checkLength(self, buf, pos, last)
+  if not n then
+    return false, why
+  end
+  if not e then
+    self._remaining = sub(buf, pos)
+    return nil
+  end
+  if last < pos or byte(buf, e) ~= 58 then
+    return false, self._MISSING_LENGTH
+  end
+  self._state, self._expected, self._have = PARSING_PAYLOAD, n + 1, 0
+  return e + 1
+end
+
+-- Consume payload at buf[pos..]; returns the next position and the complete
+-- string (nil when more input is needed), or false, message.
+local function consumePayload(self, buf, pos)
+  local need = self._expected - self._have
+  local avail = #buf - pos + 1
+  local parts = self._payload
+  if avail < need then
+    local piece = pos == 1 and buf or sub(buf, pos)
+    if parts then
+      parts[#parts + 1] = piece
+    else
+      self._payload = { piece }
+    end
+    self._have = self._have + avail
+    return #buf + 1
+  end
+  local last = pos + need - 1
+  if byte(buf, last) ~= 44 then
+    return false, self._MISSING_COMMA
+  end
+  local s = sub(buf, pos, last - 1)
+  if parts then
+    parts[#parts + 1] = s
+    s = concat(parts)
+  end
+  self._state, self._have, self._payload = PARSING_LENGTH, 0, nil
+  return last + 1, s
+end
+
+local function receiveNetstrings(self, buf)
+  local pos, n = 1, #buf
+  while pos <= n and not self.brokenPeer do
+    local nextPos, result
+    if self._state == PARSING_LENGTH then
+      nextPos, result = consumeLength(self, buf, pos)
+      if nextPos == nil then
+        return
+      end
+    else
+      nextPos, result = consumePayload(self, buf, pos)
+    end
+    if nextPos == false then
+      return self:_handleParseError(result)
+    end
+    pos = nextPos
+    if result and self._state == PARSING_LENGTH then
+      self:stringReceived(result)
+    end
+  end
+end
+
+-- Parse netstrings; a malformed one closes the connection (brokenPeer).
+function NetstringReceiver:dataReceived(data)
+  if self.brokenPeer then
+    return
+  end
+  if self._busyReceiving then
+    local q = rawget(self, "_queued") or {}
+    q[#q + 1] = data
+    self._queued = q
+    return
+  end
+  self._busyReceiving = true
+  local _ <close> = busyGuard(self)
+  repeat
+    local rest = self._remaining
+    self._remaining = ""
+    receiveNetstrings(self, rest == "" and data or rest .. data)
+    local q = rawget(self, "_queued")
+    self._queued = nil
+    if q then
+      data = concat(q)
+    end
+  until not q or self.brokenPeer
+end
+
+-- Int32/16/8StringReceiver ---------------------------------------------------
+
+local IntNStringReceiver = protocol.Protocol:extend({
+  __name = "IntNStringReceiver",
+  MAX_LENGTH = 99999,
+  paused = false,
+  _unprocessed = "",
+  _have = 0,
+  _need = 1,
+  _busyReceiving = false,
+})
+M.IntNStringReceiver = IntNStringReceiver
+
+IntNStringReceiver.pauseProducing = pauseProducing
+IntNStringReceiver.resumeProducing = resumeProducing
+IntNStringReceiver.stopProducing = stopProducing
+
+IntNStringReceiver.stringReceived =
+  abstract("IntNStringReceiver", "stringReceived")
+
+-- A length prefix above MAX_LENGTH; the default drops the connection.
+function IntNStringReceiver:lengthLimitExceeded(length) -- luacheck: ignore
+  return self.transport:loseConnection()
+end
+
+function IntNStringReceiver:sendString(s)
+  local plen = self.prefixLength
+  if #s >= 2 ^ (8 * plen) then
+    error(string.format(
+      "sendString: string of %d bytes is too long for an %d-bit length prefix",
+      #s, 8 * plen), 2)
+  end
+  return self.transport:write(spack(self.structFormat, #s) .. s)
+end
+
+-- Keep input, joining chunks only once enough has arrived to make progress.
+local function appendPrefixed(self, data)
+  local n = #data
+  if n == 0 then
+    return
+  end
+  local parts = rawget(self, "_parts")
+  if parts then
+    parts[#parts + 1] = data
+  elseif self._unprocessed == "" then
+    self._unprocessed = data
+  else
+    self._parts = { self._unprocessed, data }
+  end
+  self._have = self._have + n
+end
+
+local function parsePrefixed(self, alldata)
+  local offset, total = 1, #alldata
+  local plen, fmt = self.prefixLength, self.structFormat
+  while total - offset + 1 >= plen and not self.paused do
+    local length, start = sunpack(fmt, alldata, offset)
+    if length > self.MAX_LENGTH then
+      -- Keep only the offending prefix: later data re-reports it, as in
+      -- Twisted, without being buffered without bound.
+      self._unprocessed = sub(alldata, offset, start - 1)
+      self._have, self._need = plen, plen
+      self:lengthLimitExceeded(length)
+      return
+    end
+    local finish = start + length - 1
+    if finish > total then
+      self._need = plen + length
+      break
+    end
+    offset = finish + 1
+    self._need = plen
+    self:stringReceived(sub(alldata, start, finish))
+  end
+  if offset > total then
+    self._unprocessed = ""
+  elseif offset == 1 then
+    self._unprocessed = alldata
+  else
+    self._unprocessed = sub(alldata, offset)
+  end
+  self._have = total - offset + 1
+  if self._have < plen then
+    self._need = plen
+  end
+end
+
+-- Split prefixed strings out of the input, holding them while paused.
+-- Data given from inside stringReceived is parsed after the current input.
+function IntNStringReceiver:dataReceived(data)
+  if self._busyReceiving then
+    local q = rawget(self, "_queued") or {}
+    q[#q + 1] = data
+    self._queued = q
+    return
+  end
+  appendPrefixed(self, data)
+  if self.paused or self._have < self._need then
+    return
+  end
+  self._busyReceiving = true
+  local _ <close> = busyGuard(self)
+  repeat
+    local parts = rawget(self, "_parts")
+    local alldata = self._unprocessed
+    if parts then
+      alldata = concat(parts)
+      self._parts = nil
+    end
+    self._unprocessed = ""
+    parsePrefixed(self, alldata)
+    local q = rawget(self, "_queued")
+    self._queued = nil
+    if q then
+      appendPrefixed(self, concat(q))
+    end
+  until self.paused or self._have < self._need
+end
+
+local function intReceiver(name, fmt)
+  return IntNStringReceiver:extend({
+    __name = name,
+    structFormat = fmt,
+    prefixLength = packsize(fmt),
+    _need = packsize(fmt),
+  })
+end
+
+M.Int32StringReceiver = intReceiver("Int32StringReceiver", ">I4")
+M.Int16StringReceiver = intReceiver("Int16StringReceiver", ">I2")
+M.Int8StringReceiver = intReceiver("Int8StringReceiver", ">B")
+
+return M
