@@ -1,0 +1,107 @@
+# loom: a Twisted-style network host in C (libuv) scripted in Lua 5.4.
+#   make          build build/loom (the host) and build/loom.so (Lua module)
+#   make run      build and start the demo server
+#   make test     build and run every spec; ends with "N passed, M failed"
+#   make sanitize the whole suite under ASan+UBSan
+#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make install  PREFIX=/usr/local
+#   make deps     install missing Debian packages (as root)
+
+PREFIX   ?= /usr/local
+DATADIR  := $(PREFIX)/share/loom
+VERSION  := 0.1.0
+CC       ?= cc
+PKGS     := lua5.4 libuv libcjson
+DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
+            lua-busted
+BUILD    ?= build
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+OPT        ?= -O2 -g
+CFLAGS     += $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+              -Wmissing-prototypes -fPIC $(PKG_CFLAGS) \
+              -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"'
+LDLIBS     += $(PKG_LIBS) -lm
+
+HOST_SRC := host/buf.c host/reactor.c host/stream.c host/tcp.c host/timer.c \
+            host/signal.c
+BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \
+            bindings/timer.c bindings/signal.c bindings/json.c
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
+MAIN_OBJ := $(BUILD)/obj/host/main.o
+
+LUA      := lua5.4
+LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+            LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
+
+all: deps-check $(BUILD)/loom $(BUILD)/loom.so
+
+$(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
+$(BUILD)/loom.so: $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm
+
+# Installs missing Debian packages as root; otherwise says what to run.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "make deps: installing$$missing"; \
+	  (apt-get install -y --no-install-recommends $$missing || \
+	   (apt-get update && apt-get install -y --no-install-recommends $$missing)) \
+	   >/tmp/loom-deps.log 2>&1 || { tail -20 /tmp/loom-deps.log; exit 1; }; \
+	else \
+	  echo "make deps: missing packages; run: sudo apt-get install$$missing"; \
+	  exit 1; \
+	fi
+
+deps-check:
+	@pkg-config --exists $(PKGS) 2>/dev/null || $(MAKE) --no-print-directory deps
+	@if ! pkg-config --exists $(PKGS); then echo "make: pkg-config cannot find $(PKGS)"; exit 1; fi
+
+run: all
+	$(BUILD)/loom run examples/demo.lua
+
+test: all
+	@$(LUA_ENV) sh spec/run.sh $(LUA)
+
+sanitize:
+	$(MAKE) BUILD=build-san OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" all
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+	  LUA_CPATH="$(CURDIR)/build-san/?.so;;" LOOM_BIN="$(CURDIR)/build-san/loom" \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  sh spec/run.sh $(LUA)
+
+bench: all
+	@sh bench/run.sh
+
+print-lua-paths:
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/lua/loom \
+	  $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(PREFIX)/lib/lua/5.4 \
+	  $(DESTDIR)$(PREFIX)/share/lua/5.4 $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/loom $(DESTDIR)$(PREFIX)/bin/loom
+	install -m 644 lua/loom/*.lua $(DESTDIR)$(DATADIR)/lua/loom/
+	cp -r lua/loom $(DESTDIR)$(PREFIX)/share/lua/5.4/
+	-install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/ 2>/dev/null
+	install -m 755 $(BUILD)/loom.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/loom.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' loom.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loom.pc
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all deps deps-check run test sanitize bench print-lua-paths install clean

@@ -1,0 +1,47 @@
+/*
+** binding.h: what bindings/ share. This is the only C besides host/main.c
+** that includes lua.h: the host calls the vtables implemented here.
+*/
+#ifndef LOOM_BINDING_H
+#define LOOM_BINDING_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "../host/internal.h"
+
+#define LOOM_STATE_KEY "loom.state"
+
+/* User values of a transport box. */
+#define UV_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
+#define UV_OWNER 2    /* the Lua Port or Connector object */
+#define UV_PRODUCER 3 /* the registered producer */
+#define UV_REASON 4   /* the Failure of a hook error, for connectionLost */
+#define TRANSPORT_NUV 4
+
+typedef struct transport_box {
+  loom_stream *p;
+} transport_box;
+
+/* call.c */
+loom_state *loom__get_state(lua_State *L);
+int loom__call(loom_state *st, lua_CFunction fn, void *ud);
+int loom__push_hook(lua_State *L, loom_state *st, const char *name);
+void loom__report_error(loom_state *st, const char *where, int tindex);
+void loom__fatal_report(const char *where, const char *msg);
+
+/* stream.c */
+extern const loom_stream_vtable loom__lua_stream_vt;
+void loom__open_stream(lua_State *L);
+transport_box *loom__new_transport(lua_State *L, loom_stream *s);
+void loom__push_transport(lua_State *L, loom_stream *s);
+int loom__push_address(lua_State *L, const struct sockaddr *sa);
+
+/* tcp.c, timer.c, json.c, core.c */
+void loom__open_tcp(lua_State *L);
+void loom__open_timer(lua_State *L);
+void loom__open_signal(lua_State *L);
+int luaopen_loom_core(lua_State *L);
+int luaopen_loom_json(lua_State *L);
+
+#endif

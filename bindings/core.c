@@ -1,0 +1,123 @@
+/*
+** core.c: luaopen_loom_core, the host object for a Lua state. The state
+** lives in a userdata kept in the registry; its __gc closes every handle
+** and the loop, so a plain lua5.4 that did require "loom" exits clean.
+*/
+#include <string.h>
+
+#include "binding.h"
+
+#define STATE "loom.State"
+
+static int l_state_gc(lua_State *L) {
+  loom_state *st = lua_touserdata(L, 1);
+  if (st->loop != NULL) {
+    loom__state_close(st);
+    st->loop = NULL;
+  }
+  return 0;
+}
+
+static loom_state *new_state(lua_State *L) {
+  loom_state *st = lua_newuserdatauv(L, sizeof(*st), 0);
+  int rc;
+  memset(st, 0, sizeof(*st));
+  rc = loom__state_init(st, NULL);
+  if (rc < 0)
+    luaL_error(L, "loom: cannot create the event loop: %s", uv_strerror(rc));
+  luaL_newmetatable(L, STATE);
+  lua_pushcfunction(L, l_state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  st->hooks_ref = LUA_NOREF;
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOM_STATE_KEY);
+  return st;
+}
+
+/*
+** core.run(): runs the loop until core.stop(). Callbacks run on the thread
+** that called run, so a coroutine (a busted test) may drive the reactor.
+*/
+static int l_run(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  void *saved = st->L;
+  if (st->running)
+    return luaL_error(L, "reactor is already running");
+  st->L = L;
+  loom__state_run(st);
+  st->L = saved;
+  return 0;
+}
+
+static int l_stop(lua_State *L) {
+  loom__state_stop(loom__get_state(L));
+  return 0;
+}
+
+/* Wall-clock seconds, as Twisted's reactor.seconds() (time.time()). */
+static int l_walltime(lua_State *L) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  lua_pushnumber(L, (double)tv.tv_sec + (double)tv.tv_usec / 1e6);
+  return 1;
+}
+
+static int l_monotonic(lua_State *L) {
+  lua_pushnumber(L, loom__now(loom__get_state(L)));
+  return 1;
+}
+
+static int l_set_hooks(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_unref(L, LUA_REGISTRYINDEX, st->hooks_ref);
+  lua_pushvalue(L, 1);
+  st->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_close_all(lua_State *L) {
+  loom__close_all(loom__get_state(L));
+  return 0;
+}
+
+static int l_stream_count(lua_State *L) {
+  lua_pushinteger(L, loom__get_state(L)->nstreams);
+  return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+  {"run", l_run},
+  {"stop", l_stop},
+  {"walltime", l_walltime},
+  {"monotonic", l_monotonic},
+  {"setHooks", l_set_hooks},
+  {"closeAll", l_close_all},
+  {"streamCount", l_stream_count},
+  {NULL, NULL}
+};
+
+int luaopen_loom_core(lua_State *L) {
+  loom_state *st;
+  lua_State *main;
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOM_STATE_KEY);
+  st = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (st == NULL)
+    st = new_state(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (st->L == NULL)
+    st->L = main;
+  *(loom_state **)lua_getextraspace(main) = st;
+  *(loom_state **)lua_getextraspace(L) = st;
+  luaL_newlib(L, core_functions);
+  loom__open_stream(L);
+  loom__open_tcp(L);
+  loom__open_timer(L);
+  loom__open_signal(L);
+  lua_pushliteral(L, LOOM_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,224 @@
+/*
+** json.c: loom.json on cJSON. encode(v) -> string; decode(s) -> value, or
+** nil and a message naming the position. json.null stands for JSON null.
+*/
+#include <math.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "binding.h"
+
+#define MAX_DEPTH 1000
+
+static int is_null(lua_State *L, int idx) {
+  return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == NULL;
+}
+
+/* A table is an array when its keys are exactly 1..n (and n > 0). */
+static int array_length(lua_State *L, int idx) {
+  lua_Integer n = 0, max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+      lua_pop(L, 1);
+      return -1;
+    }
+    if (lua_tointeger(L, -1) > max)
+      max = lua_tointeger(L, -1);
+    n++;
+  }
+  return (n > 0 && n == max) ? (int)n : -1;
+}
+
+static cJSON *to_json(lua_State *L, int idx, int depth, const char **err);
+
+static cJSON *table_to_json(lua_State *L, int idx, int depth,
+                            const char **err) {
+  int n = array_length(L, idx), i;
+  cJSON *node = n >= 0 ? cJSON_CreateArray() : cJSON_CreateObject();
+  if (node == NULL)
+    return NULL;
+  if (n >= 0) {
+    for (i = 1; i <= n; i++) {
+      cJSON *item;
+      lua_geti(L, idx, i);
+      item = to_json(L, lua_gettop(L), depth + 1, err);
+      lua_pop(L, 1);
+      if (item == NULL || !cJSON_AddItemToArray(node, item)) {
+        cJSON_Delete(node);
+        return NULL;
+      }
+    }
+    return node;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) { /* key at -2, value at -1 */
+    int kt = lua_type(L, -2);
+    cJSON *item = NULL;
+    if (kt != LUA_TSTRING && kt != LUA_TNUMBER)
+      *err = "table keys must be strings or numbers";
+    else
+      item = to_json(L, lua_gettop(L), depth + 1, err);
+    if (item == NULL) {
+      lua_pop(L, 2);
+      cJSON_Delete(node);
+      return NULL;
+    }
+    lua_pushvalue(L, -2); /* Stringify a copy: lua_next needs the key. */
+    cJSON_AddItemToObject(node, lua_tostring(L, -1), item);
+    lua_pop(L, 2);
+  }
+  return node;
+}
+
+/* NULL on failure with *err set (or NULL for out of memory). */
+static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
+  if (depth > MAX_DEPTH) {
+    *err = "nesting too deep (a cycle?)";
+    return NULL;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return cJSON_CreateNull();
+  case LUA_TBOOLEAN:
+    return cJSON_CreateBool(lua_toboolean(L, idx));
+  case LUA_TNUMBER: {
+    double d = lua_tonumber(L, idx);
+    if (!isfinite(d)) {
+      *err = "cannot encode NaN or infinity";
+      return NULL;
+    }
+    return cJSON_CreateNumber(d);
+  }
+  case LUA_TSTRING:
+    return cJSON_CreateString(lua_tostring(L, idx));
+  case LUA_TTABLE:
+    if (!lua_checkstack(L, 4)) {
+      *err = "nesting too deep";
+      return NULL;
+    }
+    return table_to_json(L, idx, depth, err);
+  case LUA_TLIGHTUSERDATA:
+    if (is_null(L, idx))
+      return cJSON_CreateNull();
+    *err = "cannot encode a light userdata";
+    return NULL;
+  case LUA_TFUNCTION:
+    *err = "cannot encode a function";
+    return NULL;
+  case LUA_TTHREAD:
+    *err = "cannot encode a coroutine";
+    return NULL;
+  default:
+    *err = "cannot encode a userdata";
+    return NULL;
+  }
+}
+
+static int l_encode(lua_State *L) {
+  const char *err = NULL;
+  cJSON *root;
+  char *text;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  root = to_json(L, 1, 0, &err);
+  if (root == NULL) {
+    if (err == NULL)
+      return luaL_error(L, "json.encode: out of memory");
+    return luaL_error(L, "json.encode: %s", err);
+  }
+  text = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root); /* Freed before anything can raise. */
+  if (text == NULL)
+    return luaL_error(L, "json.encode: out of memory");
+  lua_pushstring(L, text);
+  cJSON_free(text);
+  return 1;
+}
+
+static void push_json(lua_State *L, const cJSON *node);
+
+static void push_container(lua_State *L, const cJSON *node) {
+  const cJSON *item;
+  lua_Integer i = 1;
+  luaL_checkstack(L, 4, "json.decode: nesting too deep");
+  lua_createtable(L, 0, 0);
+  for (item = node->child; item != NULL; item = item->next) {
+    push_json(L, item);
+    if (cJSON_IsArray(node))
+      lua_seti(L, -2, i++);
+    else
+      lua_setfield(L, -2, item->string);
+  }
+}
+
+static void push_json(lua_State *L, const cJSON *node) {
+  if (cJSON_IsNull(node)) {
+    lua_pushlightuserdata(L, NULL);
+  } else if (cJSON_IsBool(node)) {
+    lua_pushboolean(L, cJSON_IsTrue(node));
+  } else if (cJSON_IsNumber(node)) {
+    double d = node->valuedouble;
+    if (d == floor(d) && fabs(d) < 9007199254740992.0)
+      lua_pushinteger(L, (lua_Integer)d);
+    else
+      lua_pushnumber(L, d);
+  } else if (cJSON_IsString(node)) {
+    lua_pushstring(L, node->valuestring);
+  } else {
+    push_container(L, node);
+  }
+}
+
+typedef struct decode_args {
+  cJSON *root;
+} decode_args;
+
+static int push_protected(lua_State *L) {
+  decode_args *a = lua_touserdata(L, 1);
+  push_json(L, a->root);
+  return 1;
+}
+
+static int l_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  const char *end = NULL;
+  decode_args a;
+  int status;
+  a.root = cJSON_ParseWithLengthOpts(s, len, &end, 1);
+  if (a.root == NULL) {
+    size_t pos = end ? (size_t)(end - s) : 0;
+    lua_pushnil(L);
+    if (pos >= len)
+      lua_pushfstring(L, "json.decode: unexpected end of input at "
+                         "position %d", (int)pos + 1);
+    else
+      lua_pushfstring(L, "json.decode: unexpected '%c' at position %d",
+                      s[pos], (int)pos + 1);
+    return 2;
+  }
+  /* Converting may raise (memory, depth): free the tree either way. */
+  lua_pushcfunction(L, push_protected);
+  lua_pushlightuserdata(L, &a);
+  status = lua_pcall(L, 1, 1, 0);
+  cJSON_Delete(a.root);
+  if (status != LUA_OK)
+    return lua_error(L);
+  return 1;
+}
+
+static const luaL_Reg json_functions[] = {
+  {"encode", l_encode},
+  {"decode", l_decode},
+  {NULL, NULL}
+};
+
+int luaopen_loom_json(lua_State *L) {
+  luaL_newlib(L, json_functions);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  return 1;
+}

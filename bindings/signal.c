@@ -1,0 +1,128 @@
+/*
+** signal.c: core.onSignal(name, fn) -> watcher with close(). fn(name) runs
+** on the loop, not in the signal handler, so it may do anything.
+*/
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+#define SIGNAL "loom.Signal"
+
+typedef struct signal_box {
+  loom_signal *p;
+} signal_box;
+
+static const struct {
+  const char *name;
+  int num;
+} signal_names[] = {
+  {"INT", SIGINT}, {"TERM", SIGTERM}, {"HUP", SIGHUP},
+  {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CHLD", SIGCHLD},
+  {NULL, 0}
+};
+
+static int deliver_signal(lua_State *L) {
+  loom_signal *g = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_getiuservalue(L, -2, 2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static void on_signal(loom_signal *g) {
+  if (g->st->L == NULL || g->ref == LUA_NOREF)
+    return;
+  if (loom__call(g->st, deliver_signal, g) != LUA_OK) {
+    loom__report_error(g->st, "signal handler", 0);
+    lua_pop(g->st->L, 1);
+  }
+}
+
+static void on_signal_closed(loom_signal *g) {
+  lua_State *L = g->st->L;
+  if (L != NULL && g->ref != LUA_NOREF) {
+    signal_box *box;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+    box = lua_touserdata(L, -1);
+    if (box != NULL)
+      box->p = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
+  }
+  free(g);
+}
+
+static int l_on_signal(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *name = luaL_checkstring(L, 1);
+  signal_box *box;
+  loom_signal *g;
+  int i, ref, rc;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  for (i = 0; signal_names[i].name != NULL; i++)
+    if (strcmp(signal_names[i].name, name) == 0)
+      break;
+  if (signal_names[i].name == NULL)
+    return luaL_argerror(L, 1, "unknown signal name");
+  box = lua_newuserdatauv(L, sizeof(*box), 2);
+  box->p = NULL;
+  luaL_setmetatable(L, SIGNAL);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 2);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  g = calloc(1, sizeof(*g));
+  if (g == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "out of memory");
+  }
+  g->on_closed = on_signal_closed;
+  g->ref = ref;
+  rc = loom__signal_start(g, st, signal_names[i].num, on_signal);
+  if (rc < 0) {
+    g->ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (g->h.data != NULL)
+      loom__signal_close(g);
+    else
+      free(g);
+    return luaL_error(L, "onSignal: %s", uv_strerror(rc));
+  }
+  box->p = g;
+  return 1;
+}
+
+static int l_signal_close(lua_State *L) {
+  signal_box *box = luaL_checkudata(L, 1, SIGNAL);
+  if (box->p != NULL)
+    loom__signal_close(box->p);
+  return 0;
+}
+
+static int l_signal_gc(lua_State *L) {
+  signal_box *box = lua_touserdata(L, 1);
+  if (box->p != NULL) {
+    box->p->ref = LUA_NOREF;
+    loom__signal_close(box->p);
+    box->p = NULL;
+  }
+  return 0;
+}
+
+void loom__open_signal(lua_State *L) {
+  luaL_newmetatable(L, SIGNAL);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_signal_close);
+  lua_setfield(L, -2, "close");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_signal_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_on_signal);
+  lua_setfield(L, -2, "onSignal");
+}

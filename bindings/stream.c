@@ -1,0 +1,520 @@
+/*
+** stream.c: the Lua face of stream transports (TCP now; Unix sockets and
+** pipes reuse it): the transport methods, and the vtable that turns host
+** events into protocol hooks. The protocol is user value 1 of the box, so
+** a class patched in place is seen at the next event.
+*/
+#include <string.h>
+
+#include "binding.h"
+
+#define TCP_TRANSPORT "loom.TCPTransport"
+#define UNIX_TRANSPORT "loom.UNIXTransport"
+
+static const char *const transport_names[] = { TCP_TRANSPORT, UNIX_TRANSPORT,
+                                               NULL };
+
+static transport_box *check_box(lua_State *L, int idx) {
+  int i;
+  for (i = 0; transport_names[i] != NULL; i++) {
+    void *u = luaL_testudata(L, idx, transport_names[i]);
+    if (u != NULL)
+      return u;
+  }
+  luaL_typeerror(L, idx, TCP_TRANSPORT);
+  return NULL;
+}
+
+/* The open stream, or NULL when the transport has closed. */
+static loom_stream *to_stream(lua_State *L, int idx) {
+  return check_box(L, idx)->p;
+}
+
+static loom_stream *check_open(lua_State *L, int idx) {
+  loom_stream *s = to_stream(L, idx);
+  if (s == NULL)
+    luaL_error(L, "transport is closed");
+  return s;
+}
+
+void loom__push_transport(lua_State *L, loom_stream *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
+}
+
+/*
+** A new box for s, pinned by one registry ref (s->ref) that the close
+** callback releases. May raise; s is untouched until nothing else can.
+*/
+transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
+  transport_box *box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
+  int ref;
+  box->p = NULL;
+  luaL_setmetatable(L, s->h.handle.type == UV_NAMED_PIPE ? UNIX_TRANSPORT
+                                                         : TCP_TRANSPORT);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box->p = s;
+  s->ref = ref;
+  return box;
+}
+
+int loom__push_address(lua_State *L, const struct sockaddr *sa) {
+  char host[64];
+  int port = 0;
+  if (loom__sockaddr_format(sa, host, sizeof(host), &port) < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushliteral(L, "TCP");
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, host);
+  lua_setfield(L, -2, "host");
+  lua_pushinteger(L, port);
+  lua_setfield(L, -2, "port");
+  return 1;
+}
+
+/* ---------------------------------------------------------------- hooks */
+
+typedef struct event_args {
+  loom_stream *s;
+  const char *buf;
+  size_t len;
+  int status;
+  int result;
+} event_args;
+
+/* Pushes the box and its protocol; leaves the box at -2. */
+static void push_box_protocol(lua_State *L, loom_stream *s) {
+  loom__push_transport(L, s);
+  lua_getiuservalue(L, -1, UV_PROTOCOL);
+}
+
+static int deliver_data(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  push_box_protocol(L, a->s);
+  if (lua_getfield(L, -1, "dataReceived") != LUA_TNIL) {
+    lua_insert(L, -2);
+    lua_pushlstring(L, a->buf, a->len);
+    lua_call(L, 2, 0);
+  }
+  return 0;
+}
+
+/* A hook raised: log it, keep its Failure for connectionLost, abort. */
+static void hook_failed(loom_stream *s, const char *where) {
+  lua_State *L = s->st->L;
+  int t;
+  loom__push_transport(L, s);
+  lua_insert(L, -2); /* transport, caught */
+  t = lua_gettop(L) - 1;
+  loom__report_error(s->st, where, t); /* transport, Failure */
+  if (lua_type(L, t) == LUA_TUSERDATA)
+    lua_setiuservalue(L, t, UV_REASON);
+  else
+    lua_pop(L, 1);
+  lua_pop(L, 1);
+  loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
+}
+
+static void on_data(loom_stream *s, const char *buf, size_t len) {
+  event_args a;
+  a.s = s;
+  a.buf = buf;
+  a.len = len;
+  if (loom__call(s->st, deliver_data, &a) != LUA_OK)
+    hook_failed(s, "dataReceived");
+}
+
+/* hooks.connected(transport, owner, errname, errmsg) */
+static int deliver_connected(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  if (loom__push_hook(L, a->s->st, "connected") == LUA_TNIL)
+    return 0;
+  loom__push_transport(L, a->s);
+  lua_getiuservalue(L, -1, UV_OWNER);
+  if (a->status == 0) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  } else {
+    lua_pushstring(L, uv_err_name(a->status));
+    lua_pushstring(L, uv_strerror(a->status));
+  }
+  lua_call(L, 4, 0);
+  return 0;
+}
+
+static void on_connected(loom_stream *s, int status) {
+  event_args a;
+  a.s = s;
+  a.status = status;
+  if (status == 0)
+    s->flags |= LOOM_S_CONNECTED;
+  if (loom__call(s->st, deliver_connected, &a) != LUA_OK) {
+    hook_failed(s, "connectionMade");
+    return;
+  }
+  if (status < 0)
+    loom__stream_close(s, status);
+  else if (!(s->flags & LOOM_S_CLOSING))
+    loom__stream_start(s);
+}
+
+/* A protocol with readConnectionLost handles half-closes (Twisted's
+** IHalfCloseableProtocol); any other is closed cleanly on EOF. */
+static int deliver_eof(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  push_box_protocol(L, a->s);
+  if (lua_getfield(L, -1, "readConnectionLost") != LUA_TNIL) {
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+    a->result = 1;
+  }
+  return 0;
+}
+
+static int on_eof(loom_stream *s) {
+  event_args a;
+  a.s = s;
+  a.result = 0;
+  if (loom__call(s->st, deliver_eof, &a) != LUA_OK) {
+    hook_failed(s, "readConnectionLost");
+    return 1;
+  }
+  return a.result;
+}
+
+static int deliver_writable(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  loom__push_transport(L, a->s);
+  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+    return 0;
+  lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+static void on_writable(loom_stream *s, int paused) {
+  event_args a;
+  a.s = s;
+  a.status = paused;
+  if (loom__call(s->st, deliver_writable, &a) != LUA_OK)
+    hook_failed(s, paused ? "pauseProducing" : "resumeProducing");
+}
+
+static const char *close_reason(int status) {
+  switch (status) {
+  case LOOM_CLOSE_CLEAN: return "done";
+  case LOOM_CLOSE_ABORTED: return "aborted";
+  case LOOM_CLOSE_HOOK_ERROR: return "error";
+  case LOOM_CLOSE_SHUTDOWN: return "shutdown";
+  default: return uv_err_name(status);
+  }
+}
+
+/* hooks.lost(transport, protocol, owner, kind, message, reason, connected) */
+static int deliver_lost(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  int t;
+  if (loom__push_hook(L, a->s->st, "lost") == LUA_TNIL)
+    return 0;
+  loom__push_transport(L, a->s);
+  t = lua_gettop(L);
+  lua_getiuservalue(L, t, UV_PROTOCOL);
+  lua_getiuservalue(L, t, UV_OWNER);
+  lua_pushstring(L, close_reason(a->status));
+  if (a->status < 0)
+    lua_pushstring(L, uv_strerror(a->status));
+  else
+    lua_pushnil(L);
+  lua_getiuservalue(L, t, UV_REASON);
+  lua_pushboolean(L, (a->s->flags & LOOM_S_CONNECTED) != 0);
+  lua_call(L, 7, 0);
+  return 0;
+}
+
+/* Empties the box and releases its one ref: it is plain garbage now. */
+static void detach(loom_stream *s) {
+  lua_State *L = s->st->L;
+  transport_box *box;
+  int i;
+  loom__push_transport(L, s);
+  box = lua_touserdata(L, -1);
+  if (box != NULL) {
+    box->p = NULL;
+    for (i = 1; i <= TRANSPORT_NUV; i++) {
+      lua_pushnil(L);
+      lua_setiuservalue(L, -2, i);
+    }
+  }
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+  s->ref = LUA_NOREF;
+}
+
+static void on_closed(loom_stream *s, int status) {
+  event_args a;
+  if (s->st->L == NULL || s->ref == LUA_NOREF)
+    return; /* Lua is gone or never had this stream. */
+  a.s = s;
+  a.status = status;
+  if (loom__call(s->st, deliver_lost, &a) != LUA_OK) {
+    loom__report_error(s->st, "connectionLost", 0);
+    lua_pop(s->st->L, 1);
+  }
+  detach(s);
+}
+
+const loom_stream_vtable loom__lua_stream_vt = {
+  on_connected, on_data, on_eof, on_writable, on_closed
+};
+
+/* ------------------------------------------------------------- methods */
+
+static int l_transport_write(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  if (s != NULL)
+    loom__stream_write(s, data, len);
+  return 0;
+}
+
+static int l_transport_write_sequence(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  lua_Integer i, n;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *data;
+    lua_geti(L, 2, i);
+    data = lua_tolstring(L, -1, &len);
+    if (data == NULL)
+      return luaL_error(L, "writeSequence: item %d is a %s, not a string",
+                        (int)i, luaL_typename(L, -1));
+    if (s != NULL && s->ref != LUA_NOREF)
+      loom__stream_write(s, data, len);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int l_transport_lose_connection(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  if (s != NULL)
+    loom__stream_lose(s);
+  return 0;
+}
+
+static int l_transport_abort_connection(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  if (s != NULL)
+    loom__stream_close(s, LOOM_CLOSE_ABORTED);
+  return 0;
+}
+
+static int l_transport_lose_write_connection(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  if (s != NULL)
+    loom__stream_lose_write(s);
+  return 0;
+}
+
+static int push_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (s->h.handle.type != UV_TCP)
+    return luaL_error(L, "getPeer: not a TCP transport");
+  if (peer)
+    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  else
+    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  return loom__push_address(L, (struct sockaddr *)&ss);
+}
+
+static int l_transport_get_peer(lua_State *L) {
+  return push_name(L, check_open(L, 1), 1);
+}
+
+static int l_transport_get_host(lua_State *L) {
+  return push_name(L, check_open(L, 1), 0);
+}
+
+static int l_transport_set_tcp_no_delay(lua_State *L) {
+  loom_stream *s = check_open(L, 1);
+  int rc = uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
+  if (rc < 0)
+    return luaL_error(L, "setTcpNoDelay: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_transport_set_tcp_keep_alive(lua_State *L) {
+  loom_stream *s = check_open(L, 1);
+  int delay = (int)luaL_optinteger(L, 3, 60);
+  int rc = uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), delay);
+  if (rc < 0)
+    return luaL_error(L, "setTcpKeepAlive: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_transport_pause_producing(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  if (s != NULL)
+    loom__stream_pause(s);
+  return 0;
+}
+
+static int l_transport_resume_producing(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  if (s != NULL)
+    loom__stream_resume(s);
+  return 0;
+}
+
+/*
+** registerProducer(producer, streaming). A streaming producer is paused
+** above the high-water mark and resumed once the queue drains to half; a
+** pull producer is asked for more each time the queue is empty.
+*/
+static int l_transport_register_producer(lua_State *L) {
+  loom_stream *s = check_open(L, 1);
+  int streaming = lua_toboolean(L, 3);
+  luaL_checkany(L, 2);
+  if (lua_getiuservalue(L, 1, UV_PRODUCER) != LUA_TNIL)
+    return luaL_error(L, "registerProducer: a producer is already "
+                         "registered; call unregisterProducer first");
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, UV_PRODUCER);
+  s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
+  if (!streaming) {
+    s->flags |= LOOM_S_PULL_PRODUCER;
+    lua_getfield(L, 2, "resumeProducing");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 0);
+  } else if (loom__stream_buffered(s) > s->high_water) {
+    s->flags |= LOOM_S_PRODUCER_PAUSED;
+    lua_getfield(L, 2, "pauseProducing");
+    lua_pushvalue(L, 2);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+static int l_transport_unregister_producer(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, UV_PRODUCER);
+  if (s != NULL)
+    s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
+  return 0;
+}
+
+/* Bytes written but not yet taken by the kernel. */
+static int l_transport_buffered(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  lua_pushinteger(L, s ? (lua_Integer)loom__stream_buffered(s) : 0);
+  return 1;
+}
+
+static int l_transport_set_protocol(lua_State *L) {
+  check_box(L, 1);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, UV_PROTOCOL);
+  return 0;
+}
+
+static int l_transport_tostring(lua_State *L) {
+  transport_box *box = check_box(L, 1);
+  const char *name = luaL_checkstring(L, lua_upvalueindex(1));
+  if (box->p == NULL)
+    lua_pushfstring(L, "%s (closed)", name);
+  else
+    lua_pushfstring(L, "%s (%p)", name, (void *)box->p);
+  return 1;
+}
+
+/* Fields read like Twisted's attributes; everything else is a method. */
+static int l_transport_index(lua_State *L) {
+  loom_stream *s;
+  const char *key;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    return 1;
+  key = lua_tostring(L, 2);
+  s = check_box(L, 1)->p;
+  if (key == NULL)
+    return 1;
+  if (strcmp(key, "disconnecting") == 0)
+    lua_pushboolean(L, s == NULL ||
+                       (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)));
+  else if (strcmp(key, "connected") == 0)
+    lua_pushboolean(L, s != NULL && (s->flags & LOOM_S_CONNECTED) &&
+                       !(s->flags & LOOM_S_CLOSING));
+  else if (strcmp(key, "protocol") == 0)
+    lua_getiuservalue(L, 1, UV_PROTOCOL);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/*
+** __gc is reached with the box still holding a stream only while the Lua
+** state closes (an open stream is pinned): close it without Lua.
+*/
+static int l_transport_gc(lua_State *L) {
+  transport_box *box = lua_touserdata(L, 1);
+  if (box->p != NULL) {
+    box->p->ref = LUA_NOREF;
+    loom__stream_close(box->p, LOOM_CLOSE_SHUTDOWN);
+    box->p = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg transport_methods[] = {
+  {"write", l_transport_write},
+  {"writeSequence", l_transport_write_sequence},
+  {"loseConnection", l_transport_lose_connection},
+  {"abortConnection", l_transport_abort_connection},
+  {"loseWriteConnection", l_transport_lose_write_connection},
+  {"getPeer", l_transport_get_peer},
+  {"getHost", l_transport_get_host},
+  {"setTcpNoDelay", l_transport_set_tcp_no_delay},
+  {"setTcpKeepAlive", l_transport_set_tcp_keep_alive},
+  {"pauseProducing", l_transport_pause_producing},
+  {"resumeProducing", l_transport_resume_producing},
+  {"stopProducing", l_transport_lose_connection},
+  {"registerProducer", l_transport_register_producer},
+  {"unregisterProducer", l_transport_unregister_producer},
+  {"bufferedBytes", l_transport_buffered},
+  {"setProtocol", l_transport_set_protocol},
+  {NULL, NULL}
+};
+
+static void new_transport_class(lua_State *L, const char *name) {
+  luaL_newmetatable(L, name);
+  luaL_newlib(L, transport_methods);
+  lua_pushcclosure(L, l_transport_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_pushcclosure(L, l_transport_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, l_transport_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_transport_abort_connection);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+}
+
+void loom__open_stream(lua_State *L) {
+  new_transport_class(L, TCP_TRANSPORT);
+  new_transport_class(L, UNIX_TRANSPORT);
+}

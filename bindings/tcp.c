@@ -1,0 +1,229 @@
+/*
+** tcp.c: core.listenTCP and core.connectTCP, and the listener box. The
+** Lua Port object (user value 1 of the listener) builds protocols through
+** hooks.accept; reactor.lua makes the Twisted API from these.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+#define LISTENER "loom.Listener"
+
+typedef struct listener_box {
+  loom_listener *p;
+} listener_box;
+
+static listener_box *check_listener(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, LISTENER);
+}
+
+typedef struct accept_args {
+  loom_listener *l;
+  loom_stream *s;
+} accept_args;
+
+/* hooks.accept(port, transport): builds and attaches the protocol. */
+static int deliver_accept(lua_State *L) {
+  accept_args *a = lua_touserdata(L, 1);
+  int t;
+  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
+    return luaL_error(L, "no accept hook installed");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  loom__new_transport(L, a->s);
+  t = lua_gettop(L);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, t, UV_OWNER);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static void on_connection(loom_listener *l, int status) {
+  accept_args a;
+  loom_stream *s;
+  if (status < 0 || l->st->L == NULL)
+    return;
+  s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return;
+  s->vt = &loom__lua_stream_vt;
+  if (loom__tcp_accept(l, s) < 0) {
+    if (!uv_is_closing(&s->h.handle))
+      free(s); /* Never initialised; else the close callback frees it. */
+    return;
+  }
+  a.l = l;
+  a.s = s;
+  if (loom__call(l->st, deliver_accept, &a) != LUA_OK) {
+    if (s->ref == LUA_NOREF) {
+      lua_pop(l->st->L, 1);
+      loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
+      return;
+    }
+    lua_State *L = l->st->L;
+    loom__push_transport(L, s);
+    lua_insert(L, -2);
+    loom__report_error(l->st, "buildProtocol", lua_gettop(L) - 1);
+    lua_setiuservalue(L, -2, UV_REASON);
+    lua_pop(L, 1);
+    loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
+    return;
+  }
+  if (!(s->flags & LOOM_S_CLOSING))
+    loom__stream_start(s);
+}
+
+static void on_listener_closed(loom_listener *l) {
+  lua_State *L = l->st->L;
+  if (L != NULL && l->ref != LUA_NOREF) {
+    listener_box *box;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+    box = lua_touserdata(L, -1);
+    if (box != NULL)
+      box->p = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
+  }
+  free(l);
+}
+
+/*
+** core.listenTCP(host, port, backlog, portObject) -> listener
+** Raises one actionable line on failure: "127.0.0.1:80: EACCES: ...".
+*/
+static int l_listen_tcp(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  int backlog = (int)luaL_optinteger(L, 3, 50);
+  listener_box *box;
+  loom_listener *l;
+  char err[256];
+  int ref;
+  luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+  box = lua_newuserdatauv(L, sizeof(*box), 1);
+  box->p = NULL;
+  luaL_setmetatable(L, LISTENER);
+  lua_pushvalue(L, 4);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  l = calloc(1, sizeof(*l));
+  if (l == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "out of memory");
+  }
+  l->ref = LUA_NOREF;
+  l->on_connection = on_connection;
+  l->on_closed = on_listener_closed;
+  if (loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err)) < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!l->closing)
+      free(l); /* Never initialised; else the close callback frees it. */
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  l->ref = ref;
+  box->p = l;
+  return 1;
+}
+
+static int l_listener_close(lua_State *L) {
+  listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_close(box->p);
+  return 0;
+}
+
+static int l_listener_get_host(lua_State *L) {
+  listener_box *box = check_listener(L, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (box->p == NULL)
+    return luaL_error(L, "port is closed");
+  rc = uv_tcp_getsockname(&box->p->h.tcp, (struct sockaddr *)&ss, &len);
+  if (rc < 0)
+    return luaL_error(L, "getHost: %s", uv_strerror(rc));
+  return loom__push_address(L, (struct sockaddr *)&ss);
+}
+
+static int l_listener_gc(lua_State *L) {
+  listener_box *box = lua_touserdata(L, 1);
+  if (box->p != NULL) {
+    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
+    loom__listener_close(box->p);
+    box->p = NULL;
+  }
+  return 0;
+}
+
+/*
+** core.connectTCP(host, port, bindHost, bindPort, owner) -> transport, or
+** nil, errname, message for a failure known at once.
+*/
+static int l_connect_tcp(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  const char *bind_host = luaL_optstring(L, 3, NULL);
+  int bind_port = (int)luaL_optinteger(L, 4, 0);
+  transport_box *box;
+  loom_stream *s;
+  char err[256];
+  int ref, rc;
+  luaL_argcheck(L, port > 0 && port <= 65535, 2, "port out of range");
+  box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
+  box->p = NULL;
+  luaL_setmetatable(L, "loom.TCPTransport");
+  lua_pushvalue(L, 5);
+  lua_setiuservalue(L, -2, UV_OWNER);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "out of memory");
+  }
+  s->st = st;
+  s->vt = &loom__lua_stream_vt;
+  rc = loom__tcp_connect(s, host, port, bind_host, bind_port, err,
+                         sizeof(err));
+  if (rc < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!uv_is_closing(&s->h.handle))
+      free(s);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_err_name(rc));
+    lua_pushstring(L, err);
+    return 3;
+  }
+  s->ref = ref;
+  box->p = s;
+  return 1;
+}
+
+static const luaL_Reg listener_methods[] = {
+  {"close", l_listener_close},
+  {"getHost", l_listener_get_host},
+  {NULL, NULL}
+};
+
+static const luaL_Reg tcp_functions[] = {
+  {"listenTCP", l_listen_tcp},
+  {"connectTCP", l_connect_tcp},
+  {NULL, NULL}
+};
+
+/* Expects the core module table on the top of the stack. */
+void loom__open_tcp(lua_State *L) {
+  luaL_newmetatable(L, LISTENER);
+  luaL_newlib(L, listener_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_listener_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, tcp_functions, 0);
+}

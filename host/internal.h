@@ -1,0 +1,193 @@
+/*
+** internal.h: the host's shared structures and cross-file declarations.
+**
+** host/ is plain C over libuv: it knows nothing of Lua. Each transport calls
+** a small vtable (data, closed, ...) that bindings/ implements by calling
+** Lua, so the transports stay testable in C and embeddable.
+*/
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#define LOOM_READ_BUFSIZE 65536
+/* Twisted's abstract.FileDescriptor.bufferSize: producers pause above it. */
+#define LOOM_HIGH_WATER 65536
+
+/* Close statuses beyond libuv's negative error codes. */
+#define LOOM_CLOSE_CLEAN 0       /* loseConnection or the peer's EOF */
+#define LOOM_CLOSE_ABORTED 1     /* abortConnection */
+#define LOOM_CLOSE_HOOK_ERROR 2  /* a hook raised: Lua holds the reason */
+#define LOOM_CLOSE_SHUTDOWN 3    /* the host is going away */
+
+typedef struct loom_state loom_state;
+typedef struct loom_stream loom_stream;
+typedef struct loom_listener loom_listener;
+typedef struct loom_timer loom_timer;
+typedef struct loom_signal loom_signal;
+
+/* One state per host: the loop, the shared read buffer, the Lua side. */
+struct loom_state {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  void *L;                 /* the lua_State, NULL once it is closing */
+  int hooks_ref;           /* registry ref of the Lua hook table */
+  int stop_requested;
+  int running;
+  int nstreams;            /* live streams, for the shutdown drain */
+  uv_async_t keepalive;    /* keeps run() blocking when nothing is pending */
+  void (*current_fn)(void); /* the trampoline in progress (bindings/call.c) */
+  char readbuf[LOOM_READ_BUFSIZE];
+};
+
+/* A growable byte buffer; len bytes from data[0]. */
+typedef struct loom_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} loom_buf;
+
+typedef struct loom_stream_vtable {
+  /* An outgoing connection finished: status 0 or a libuv error. */
+  void (*connected)(loom_stream *s, int status);
+  void (*data)(loom_stream *s, const char *buf, size_t len);
+  /* The peer half-closed; return nonzero to keep the stream open. */
+  int (*eof)(loom_stream *s);
+  /* The write buffer crossed the high-water mark (paused=1) or drained. */
+  void (*writable)(loom_stream *s, int paused);
+  /* After the handle closed; the stream is freed right after this. */
+  void (*closed)(loom_stream *s, int status);
+} loom_stream_vtable;
+
+enum {
+  LOOM_S_READING = 1 << 0,       /* uv_read_start is in effect */
+  LOOM_S_PAUSED = 1 << 1,        /* the protocol paused reading */
+  LOOM_S_DISCONNECTING = 1 << 2, /* loseConnection: close when flushed */
+  LOOM_S_WRITE_SHUT = 1 << 3,    /* loseWriteConnection was asked */
+  LOOM_S_SHUT_SENT = 1 << 4,     /* uv_shutdown issued */
+  LOOM_S_CLOSING = 1 << 5,       /* uv_close issued */
+  LOOM_S_PRODUCER_PAUSED = 1 << 6,
+  LOOM_S_CONNECTING = 1 << 7,
+  LOOM_S_CONNECTED = 1 << 8,
+  LOOM_S_PULL_PRODUCER = 1 << 9  /* asked for more whenever the queue empties */
+};
+
+/*
+** A stream transport shared by TCP, Unix sockets and pipes. The libuv
+** handle comes first so a uv_handle_t* is also a loom_stream*.
+*/
+struct loom_stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  loom_state *st;
+  const loom_stream_vtable *vt;
+  int ref;                 /* binding's registry ref (LUA_NOREF: detached) */
+  unsigned flags;
+  int close_status;
+  size_t high_water;
+  loom_buf pending;        /* bytes not yet handed to libuv */
+  loom_buf inflight;       /* bytes of the one uv_write in flight */
+  uv_write_t wreq;
+  union {
+    uv_connect_t connect;
+    uv_shutdown_t shutdown;
+  } req;
+};
+
+typedef void (*loom_listener_cb)(loom_listener *l, int status);
+typedef void (*loom_listener_closed_cb)(loom_listener *l);
+
+struct loom_listener {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
+  loom_state *st;
+  loom_listener_cb on_connection;
+  loom_listener_closed_cb on_closed;
+  int ref;
+  int closing;
+};
+
+typedef void (*loom_timer_cb)(loom_timer *t);
+
+struct loom_timer {
+  uv_timer_t h;
+  loom_state *st;
+  loom_timer_cb cb;
+  void (*on_closed)(loom_timer *t);
+  int ref;
+  int closing;
+};
+
+typedef void (*loom_signal_cb)(loom_signal *g);
+
+struct loom_signal {
+  uv_signal_t h;
+  loom_state *st;
+  loom_signal_cb cb;
+  void (*on_closed)(loom_signal *g);
+  int ref;
+  int closing;
+};
+
+/* reactor.c */
+int loom__state_init(loom_state *st, uv_loop_t *loop);
+int loom__state_run(loom_state *st);
+void loom__state_stop(loom_state *st);
+void loom__state_close(loom_state *st);
+void loom__close_all(loom_state *st);
+double loom__now(loom_state *st);
+
+/* buf.c */
+int loom__buf_append(loom_buf *b, const char *data, size_t len);
+void loom__buf_free(loom_buf *b);
+
+/* stream.c */
+void loom__stream_setup(loom_stream *s, loom_state *st,
+                        const loom_stream_vtable *vt);
+int loom__stream_start(loom_stream *s);
+int loom__stream_write(loom_stream *s, const char *data, size_t len);
+void loom__stream_lose(loom_stream *s);
+void loom__stream_lose_write(loom_stream *s);
+void loom__stream_close(loom_stream *s, int status);
+void loom__stream_pause(loom_stream *s);
+void loom__stream_resume(loom_stream *s);
+size_t loom__stream_buffered(const loom_stream *s);
+int loom__is_stream_handle(uv_handle_t *h);
+
+/* tcp.c */
+int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
+                     int port, int backlog, char *err, size_t errlen);
+int loom__tcp_accept(loom_listener *l, loom_stream *s);
+int loom__tcp_connect(loom_stream *s, const char *host, int port,
+                      const char *bind_host, int bind_port,
+                      char *err, size_t errlen);
+int loom__sockaddr_parse(const char *host, int port,
+                         struct sockaddr_storage *ss);
+int loom__sockaddr_format(const struct sockaddr *sa, char *host,
+                          size_t hostlen, int *port);
+void loom__listener_close(loom_listener *l);
+int loom__is_listener_handle(uv_handle_t *h);
+
+/* timer.c */
+int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb);
+int loom__timer_start(loom_timer *t, double secs);
+void loom__timer_stop(loom_timer *t);
+void loom__timer_close(loom_timer *t);
+int loom__is_timer_handle(uv_handle_t *h);
+
+/* signal.c */
+int loom__signal_start(loom_signal *g, loom_state *st, int signum,
+                       loom_signal_cb cb);
+void loom__signal_close(loom_signal *g);
+int loom__is_signal_handle(uv_handle_t *h);
+
+#endif

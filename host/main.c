@@ -1,0 +1,115 @@
+/*
+** main.c: the loom executable. It makes a Lua state with the loom C
+** modules preloaded and the Lua modules on package.path (from the build
+** tree or the install prefix, found from the executable's own path), then
+** hands argv to loom.cli. Errors end as one line on stderr and status 1.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "../bindings/binding.h"
+
+#ifndef LOOM_DATADIR
+#define LOOM_DATADIR "/usr/local/share/loom"
+#endif
+
+/* Sets root to the directory holding lua/ and plugins/; 0 when found. */
+static int find_root(char *root, size_t len) {
+  char exe[4096], probe[4200];
+  size_t n = sizeof(exe);
+  char *slash;
+  if (uv_exepath(exe, &n) == 0 && (slash = strrchr(exe, '/')) != NULL) {
+    *slash = '\0'; /* exe is now the directory: <root>/build */
+    snprintf(probe, sizeof(probe), "%s/../lua/loom/init.lua", exe);
+    if (access(probe, R_OK) == 0) {
+      snprintf(root, len, "%.4000s/..", exe);
+      return 0;
+    }
+  }
+  snprintf(root, len, "%s", LOOM_DATADIR);
+  return 0;
+}
+
+static void set_paths(lua_State *L, const char *root) {
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", root, root);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_loom_core);
+  lua_setfield(L, -2, "loom.core");
+  lua_pushcfunction(L, luaopen_loom_json);
+  lua_setfield(L, -2, "loom.json");
+  lua_pop(L, 1);
+  /* loom.hostinfo tells the CLI where its plugins live. */
+  lua_getfield(L, -1, "loaded");
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, root);
+  lua_setfield(L, -2, "root");
+  lua_pushfstring(L, "%s/plugins", root);
+  lua_setfield(L, -2, "plugins");
+  lua_pushliteral(L, LOOM_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_setfield(L, -2, "loom.hostinfo");
+  lua_pop(L, 2);
+}
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Protected main, as lua.c's pmain: everything that can raise is here. */
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  char root[8192];
+  int i;
+  luaL_openlibs(L);
+  find_root(root, sizeof(root));
+  set_paths(L, root);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "loom.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  int status, code = 1;
+  if (L == NULL) {
+    fprintf(stderr, "loom: cannot create a Lua state: out of memory\n");
+    return 1;
+  }
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, 1);
+  if (status != LUA_OK) {
+    fprintf(stderr, "loom: %s\n", lua_tostring(L, -1));
+  } else {
+    code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  }
+  fflush(stdout);
+  lua_close(L); /* Closes every handle and the loop (core.c's __gc). */
+  return code;
+}

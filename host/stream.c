@@ -1,0 +1,247 @@
+/*
+** stream.c: the stream transport shared by TCP, Unix sockets and pipes:
+** reading into the loop's shared buffer, the write queue with its
+** high-water mark, and the three ways to end (lose, lose-write, close).
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char stream_tag = 's'; /* handle->data of every loom_stream. */
+
+static void on_close(uv_handle_t *h);
+static void start_write(loom_stream *s);
+
+int loom__is_stream_handle(uv_handle_t *h) {
+  return h->data == &stream_tag;
+}
+
+void loom__stream_setup(loom_stream *s, loom_state *st,
+                        const loom_stream_vtable *vt) {
+  s->h.handle.data = (void *)&stream_tag;
+  s->st = st;
+  s->vt = vt;
+  s->ref = -2;
+  s->high_water = LOOM_HIGH_WATER;
+  st->nstreams++;
+}
+
+size_t loom__stream_buffered(const loom_stream *s) {
+  return s->pending.len + s->inflight.len;
+}
+
+/*
+** Every read lands in the one loop-wide buffer: libuv calls alloc_cb and
+** read_cb back to back for a stream, and the data is consumed (copied into
+** a Lua string) before the next alloc_cb.
+*/
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  loom_stream *s = (loom_stream *)h;
+  (void)suggested;
+  buf->base = s->st->readbuf;
+  buf->len = sizeof(s->st->readbuf);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  loom_stream *s = (loom_stream *)h;
+  if (nread > 0) {
+    s->vt->data(s, buf->base, (size_t)nread);
+  } else if (nread == UV_EOF) {
+    uv_read_stop(h);
+    s->flags &= ~LOOM_S_READING;
+    if (!(s->flags & LOOM_S_CLOSING) && !s->vt->eof(s))
+      loom__stream_close(s, LOOM_CLOSE_CLEAN);
+  } else if (nread < 0) {
+    loom__stream_close(s, (int)nread);
+  }
+}
+
+static int read_start(loom_stream *s) {
+  int rc;
+  if (s->flags & (LOOM_S_READING | LOOM_S_PAUSED | LOOM_S_CLOSING))
+    return 0;
+  rc = uv_read_start(&s->h.stream, on_alloc, on_read);
+  if (rc == 0)
+    s->flags |= LOOM_S_READING;
+  return rc;
+}
+
+/* Called once the protocol is attached: delivers data from now on. */
+int loom__stream_start(loom_stream *s) {
+  s->flags |= LOOM_S_CONNECTED;
+  s->flags &= ~LOOM_S_CONNECTING;
+  start_write(s);
+  if (s->flags & LOOM_S_CLOSING)
+    return 0;
+  return read_start(s);
+}
+
+void loom__stream_pause(loom_stream *s) {
+  s->flags |= LOOM_S_PAUSED;
+  if (s->flags & LOOM_S_READING) {
+    uv_read_stop(&s->h.stream);
+    s->flags &= ~LOOM_S_READING;
+  }
+}
+
+void loom__stream_resume(loom_stream *s) {
+  s->flags &= ~LOOM_S_PAUSED;
+  if (s->flags & LOOM_S_CONNECTED)
+    read_start(s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  loom_stream *s = req->data;
+  if (status < 0 && status != UV_ECANCELED)
+    loom__stream_close(s, status);
+}
+
+/* With the queue empty: finish a pending loseConnection/loseWriteConnection. */
+static void flushed(loom_stream *s) {
+  if (s->flags & LOOM_S_DISCONNECTING) {
+    loom__stream_close(s, LOOM_CLOSE_CLEAN);
+  } else if ((s->flags & LOOM_S_WRITE_SHUT) &&
+             !(s->flags & LOOM_S_SHUT_SENT)) {
+    s->flags |= LOOM_S_SHUT_SENT;
+    s->req.shutdown.data = s;
+    if (uv_shutdown(&s->req.shutdown, &s->h.stream, on_shutdown) < 0)
+      loom__stream_close(s, LOOM_CLOSE_CLEAN);
+  }
+}
+
+static void producer_check(loom_stream *s) {
+  size_t n = loom__stream_buffered(s);
+  if (s->flags & LOOM_S_PULL_PRODUCER) {
+    if (n == 0)
+      s->vt->writable(s, 0);
+    return;
+  }
+  if (n > s->high_water && !(s->flags & LOOM_S_PRODUCER_PAUSED)) {
+    s->flags |= LOOM_S_PRODUCER_PAUSED;
+    s->vt->writable(s, 1);
+  } else if (n <= s->high_water / 2 && (s->flags & LOOM_S_PRODUCER_PAUSED)) {
+    s->flags &= ~LOOM_S_PRODUCER_PAUSED;
+    s->vt->writable(s, 0);
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  loom_stream *s = req->data;
+  s->inflight.len = 0;
+  if (s->flags & LOOM_S_CLOSING)
+    return; /* Cancelled by uv_close: the close callback follows. */
+  if (status < 0) {
+    loom__stream_close(s, status);
+    return;
+  }
+  if (s->pending.len > 0)
+    start_write(s);
+  producer_check(s);
+  if (!(s->flags & LOOM_S_CLOSING) && loom__stream_buffered(s) == 0)
+    flushed(s);
+}
+
+/* Hands the whole pending queue to libuv as one write; one is in flight. */
+static void start_write(loom_stream *s) {
+  loom_buf tmp;
+  uv_buf_t b;
+  int rc;
+  if (s->inflight.len > 0 || s->pending.len == 0)
+    return;
+  tmp = s->inflight;
+  s->inflight = s->pending;
+  s->pending = tmp;
+  b = uv_buf_init(s->inflight.data, (unsigned int)s->inflight.len);
+  s->wreq.data = s;
+  rc = uv_write(&s->wreq, &s->h.stream, &b, 1, on_write);
+  if (rc < 0) {
+    s->inflight.len = 0;
+    loom__stream_close(s, rc);
+  }
+}
+
+/*
+** Writes data: straight to the socket when nothing is queued (no copy, no
+** allocation), and only the part the kernel did not take is queued.
+** Returns 0, or a libuv error after which the stream is closing.
+*/
+int loom__stream_write(loom_stream *s, const char *data, size_t len) {
+  int rc;
+  if (s->flags & (LOOM_S_CLOSING | LOOM_S_WRITE_SHUT))
+    return 0; /* Twisted drops writes once the write side is done. */
+  if (len == 0)
+    return 0;
+  /* A pull producer's writes are queued so that draining asks for more. */
+  if (loom__stream_buffered(s) == 0 &&
+      !(s->flags & (LOOM_S_CONNECTING | LOOM_S_PULL_PRODUCER))) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+    rc = uv_try_write(&s->h.stream, &b, 1);
+    if (rc == (int)len)
+      return 0;
+    if (rc < 0 && rc != UV_EAGAIN) {
+      loom__stream_close(s, rc);
+      return rc;
+    }
+    if (rc > 0) {
+      data += rc;
+      len -= (size_t)rc;
+    }
+  }
+  rc = loom__buf_append(&s->pending, data, len);
+  if (rc < 0) {
+    loom__stream_close(s, rc);
+    return rc;
+  }
+  if (!(s->flags & LOOM_S_CONNECTING))
+    start_write(s);
+  producer_check(s);
+  return 0;
+}
+
+/* loseConnection: close once everything queued has been written. */
+void loom__stream_lose(loom_stream *s) {
+  if (s->flags & LOOM_S_CLOSING)
+    return;
+  if (s->flags & LOOM_S_CONNECTING) {
+    loom__stream_close(s, LOOM_CLOSE_CLEAN);
+    return;
+  }
+  /* As Twisted's loseConnection: no more reads, but queued writes go out. */
+  loom__stream_pause(s);
+  s->flags |= LOOM_S_DISCONNECTING;
+  if (loom__stream_buffered(s) == 0)
+    flushed(s);
+}
+
+/* loseWriteConnection: half-close after the queue drains; keep reading. */
+void loom__stream_lose_write(loom_stream *s) {
+  if (s->flags & (LOOM_S_CLOSING | LOOM_S_WRITE_SHUT))
+    return;
+  s->flags |= LOOM_S_WRITE_SHUT;
+  if (loom__stream_buffered(s) == 0 && !(s->flags & LOOM_S_CONNECTING))
+    flushed(s);
+}
+
+/* Closes now; runs once. Queued writes are dropped (libuv cancels them). */
+void loom__stream_close(loom_stream *s, int status) {
+  if (s->flags & LOOM_S_CLOSING)
+    return;
+  s->flags |= LOOM_S_CLOSING;
+  s->close_status = status;
+  if (s->flags & LOOM_S_READING) {
+    uv_read_stop(&s->h.stream);
+    s->flags &= ~LOOM_S_READING;
+  }
+  uv_close(&s->h.handle, on_close);
+}
+
+/* Memory is freed here only, after the binding delivered connectionLost. */
+static void on_close(uv_handle_t *h) {
+  loom_stream *s = (loom_stream *)h;
+  s->st->nstreams--;
+  s->vt->closed(s, s->close_status);
+  loom__buf_free(&s->pending);
+  loom__buf_free(&s->inflight);
+  free(s);
+}

@@ -1,0 +1,147 @@
+/*
+** tcp.c: TCP listeners and connections over IPv4 and IPv6. The connection
+** itself is a loom_stream (stream.c); this file binds, listens, accepts,
+** connects and formats addresses.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char listener_tag = 'l'; /* handle->data of every listener. */
+
+int loom__is_listener_handle(uv_handle_t *h) {
+  return h->data == &listener_tag;
+}
+
+/* An IP literal (v4 or v6) to a sockaddr; 0 or a libuv error. */
+int loom__sockaddr_parse(const char *host, int port,
+                         struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof(*ss));
+  if (strchr(host, ':') != NULL)
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+}
+
+int loom__sockaddr_format(const struct sockaddr *sa, char *host,
+                          size_t hostlen, int *port) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+    *port = ntohs(a6->sin6_port);
+    return uv_ip6_name(a6, host, hostlen);
+  }
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
+    *port = ntohs(a4->sin_port);
+    return uv_ip4_name(a4, host, hostlen);
+  }
+  return UV_EAFNOSUPPORT;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  loom_listener *l = (loom_listener *)server;
+  if (!l->closing)
+    l->on_connection(l, status);
+}
+
+/*
+** Binds and listens. On failure returns a libuv error with a one-line
+** reason in err ("127.0.0.1:80: EACCES: permission denied"); the handle is
+** then already closing and l must stay allocated until on_closed runs.
+*/
+int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
+                     int port, int backlog, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  int rc = loom__sockaddr_parse(host, port, &ss);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: not an IP address", host);
+    return rc;
+  }
+  l->st = st;
+  rc = uv_tcp_init(st->loop, &l->h.tcp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s:%d: %s", host, port, uv_strerror(rc));
+    return rc;
+  }
+  l->h.handle.data = (void *)&listener_tag;
+  rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss,
+                   ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+  if (rc == 0)
+    rc = uv_listen(&l->h.stream, backlog, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s:%d: %s: %s", host, port, uv_err_name(rc),
+             uv_strerror(rc));
+    loom__listener_close(l);
+  }
+  return rc;
+}
+
+/* Accepts one pending connection into s (already set up by the caller). */
+int loom__tcp_accept(loom_listener *l, loom_stream *s) {
+  int rc = uv_tcp_init(l->st->loop, &s->h.tcp);
+  if (rc < 0)
+    return rc;
+  loom__stream_setup(s, l->st, s->vt);
+  rc = uv_accept(&l->h.stream, &s->h.stream);
+  if (rc < 0)
+    loom__stream_close(s, rc);
+  return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  loom_stream *s = req->data;
+  if (s->flags & LOOM_S_CLOSING)
+    return; /* Cancelled: the close callback reports it. */
+  s->vt->connected(s, status);
+}
+
+/*
+** Starts connecting s (its vt set, not yet set up) to an IP literal. On a
+** synchronous failure err says why; the stream is then closing.
+*/
+int loom__tcp_connect(loom_stream *s, const char *host, int port,
+                      const char *bind_host, int bind_port,
+                      char *err, size_t errlen) {
+  struct sockaddr_storage ss, bs;
+  loom_state *st = s->st;
+  int rc = loom__sockaddr_parse(host, port, &ss);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: not an IP address", host);
+    return rc;
+  }
+  rc = uv_tcp_init(st->loop, &s->h.tcp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s:%d: %s", host, port, uv_strerror(rc));
+    return rc;
+  }
+  loom__stream_setup(s, st, s->vt);
+  s->flags |= LOOM_S_CONNECTING;
+  if (bind_host != NULL) {
+    rc = loom__sockaddr_parse(bind_host, bind_port, &bs);
+    if (rc == 0)
+      rc = uv_tcp_bind(&s->h.tcp, (struct sockaddr *)&bs, 0);
+  }
+  if (rc == 0) {
+    s->req.connect.data = s;
+    rc = uv_tcp_connect(&s->req.connect, &s->h.tcp, (struct sockaddr *)&ss,
+                        on_connect);
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "%s:%d: %s: %s", host, port, uv_err_name(rc),
+             uv_strerror(rc));
+    loom__stream_close(s, rc);
+  }
+  return rc;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  loom_listener *l = (loom_listener *)h;
+  l->on_closed(l);
+}
+
+void loom__listener_close(loom_listener *l) {
+  if (l->closing)
+    return;
+  l->closing = 1;
+  uv_close(&l->h.handle, on_listener_closed);
+}

@@ -1,0 +1,552 @@
+-- loom.reactor: Twisted's reactor API over the C host (loom.core).
+--
+-- The C side owns the sockets and calls protocol hooks directly on the hot
+-- path (dataReceived); this module makes ports, connectors, delayed calls
+-- and system events, and receives the rarer events through core.setHooks.
+
+local core = require "loom.core"
+local class = require "loom.class"
+local err = require "loom.error"
+local failure = require "loom.failure"
+local log = require "loom.log"
+
+local Failure = failure.Failure
+
+local reactor = { running = false }
+
+-- Lazily loaded: loom.defer needs the reactor for its default clock.
+local function defer()
+  return require "loom.defer"
+end
+
+-- Calls obj[name](obj, ...) when present; errors are logged, never raised.
+local function safeCall(obj, name, ...)
+  local f = obj and obj[name]
+  if f == nil then
+    return true
+  end
+  local ok, e = xpcall(f, debug.traceback, obj, ...)
+  if not ok then
+    log.prefixed(log.prefixOf(obj)).error("error in %s: %s", name,
+      tostring(e))
+  end
+  return ok, e
+end
+
+function reactor.seconds()
+  return core.walltime()
+end
+
+-- DelayedCall ----------------------------------------------------------------
+
+local DelayedCall = class.Object:extend({ __name = "DelayedCall" })
+reactor.DelayedCall = DelayedCall
+
+local function fireDelayed(dc)
+  dc.called = true
+  dc.timer:close()
+  dc.timer = nil
+  dc.func(table.unpack(dc.args, 1, dc.args.n))
+end
+
+function DelayedCall:init(secs, func, args)
+  self.func = func
+  self.args = args
+  self.time = reactor.seconds() + secs
+  self.called = false
+  self.cancelled = false
+  self.timer = core.timer(fireDelayed, self)
+  self.timer:start(secs)
+end
+
+function DelayedCall:getTime()
+  return self.time
+end
+
+function DelayedCall:active()
+  return not (self.called or self.cancelled)
+end
+
+local function checkActive(self, what)
+  if self.cancelled then
+    error(err.AlreadyCancelled(what .. ": the call was cancelled"), 3)
+  elseif self.called then
+    error(err.AlreadyCalled(what .. ": the call already ran"), 3)
+  end
+end
+
+function DelayedCall:cancel()
+  checkActive(self, "cancel")
+  self.cancelled = true
+  self.timer:close()
+  self.timer = nil
+end
+
+function DelayedCall:reset(secs)
+  checkActive(self, "reset")
+  self.time = reactor.seconds() + secs
+  self.timer:start(secs)
+end
+
+function DelayedCall:delay(secs)
+  checkActive(self, "delay")
+  self.time = self.time + secs
+  self.timer:start(math.max(0, self.time - reactor.seconds()))
+end
+
+function DelayedCall:__tostring()
+  return string.format("<DelayedCall %s at %.3f>",
+    self.called and "called" or self.cancelled and "cancelled" or "pending",
+    self.time)
+end
+
+function reactor.callLater(secs, func, ...)
+  if type(secs) ~= "number" or secs ~= secs then
+    error("callLater: delay must be a number of seconds", 2)
+  end
+  if type(func) ~= "function" and not (getmetatable(func) or {}).__call then
+    error("callLater: second argument must be callable", 2)
+  end
+  return DelayedCall:new(math.max(secs, 0), func, table.pack(...))
+end
+
+-- System events -----------------------------------------------------------
+
+local triggers = { startup = {}, shutdown = {} }
+local PHASES = { before = true, during = true, after = true }
+
+local function eventTable(phase, event)
+  if not PHASES[phase] then
+    error(string.format("addSystemEventTrigger: unknown phase %q "
+      .. "(before, during, after)", tostring(phase)), 3)
+  end
+  local ev = triggers[event]
+  if not ev then
+    ev = {}
+    triggers[event] = ev
+  end
+  ev[phase] = ev[phase] or {}
+  return ev[phase]
+end
+
+-- Returns an id for removeSystemEventTrigger.
+function reactor.addSystemEventTrigger(phase, event, f, ...)
+  local list = eventTable(phase, event)
+  local id = { phase = phase, event = event, f = f, args = table.pack(...) }
+  list[#list + 1] = id
+  return id
+end
+
+function reactor.removeSystemEventTrigger(id)
+  local list = eventTable(id.phase, id.event)
+  for i = #list, 1, -1 do
+    if list[i] == id then
+      table.remove(list, i)
+      return
+    end
+  end
+  error("removeSystemEventTrigger: no such trigger", 2)
+end
+
+local function runPhase(event, phase)
+  local list = (triggers[event] or {})[phase] or {}
+  local results = {}
+  for _, t in ipairs({ table.unpack(list) }) do
+    local ok, r = xpcall(t.f, debug.traceback, table.unpack(t.args, 1,
+      t.args.n))
+    if not ok then
+      log.error("error in %s %s trigger: %s", phase, event, tostring(r))
+    elseif type(r) == "table" and r.addBoth then
+      results[#results + 1] = r
+    end
+  end
+  return results
+end
+
+-- Fires before, during and after; "before" Deferreds delay the rest.
+function reactor.fireSystemEvent(event, done)
+  local pending = runPhase(event, "before")
+  local function rest()
+    runPhase(event, "during")
+    runPhase(event, "after")
+    if done then
+      done()
+    end
+  end
+  if #pending == 0 then
+    return rest()
+  end
+  defer().DeferredList(pending, { consumeErrors = true })
+    :addCallback(function() rest() end)
+end
+
+function reactor.callWhenRunning(f, ...)
+  if reactor.running and reactor._started then
+    return f(...)
+  end
+  return reactor.addSystemEventTrigger("after", "startup", f, ...)
+end
+
+-- Run and stop --------------------------------------------------------------
+
+local signals = nil
+
+local function installSignals()
+  if signals then
+    return
+  end
+  local function onStop(name)
+    log.info("received SIG%s, shutting down", name)
+    if reactor.running and not reactor._stopping then
+      reactor.stop()
+    end
+  end
+  signals = { core.onSignal("INT", onStop), core.onSignal("TERM", onStop) }
+end
+
+local function uninstallSignals()
+  if signals then
+    for _, s in ipairs(signals) do
+      s:close()
+    end
+    signals = nil
+  end
+end
+
+function reactor.run(opts)
+  if reactor.running then
+    error("reactor is already running", 2)
+  end
+  reactor.running = true
+  if not (opts and opts.installSignalHandlers == false) then
+    installSignals()
+  end
+  if not reactor._started then
+    reactor._started = true
+    reactor.callLater(0, reactor.fireSystemEvent, "startup")
+  end
+  local ok, e = pcall(core.run)
+  reactor.running = false
+  uninstallSignals()
+  if not ok then
+    error(e, 0)
+  end
+end
+
+-- Stops the loop at once: no shutdown triggers (Twisted's crash); used by
+-- testing.runUntil so a spec's connections survive between its steps.
+function reactor.crash()
+  core.stop()
+end
+
+-- Waits (bounded) until every connection has delivered connectionLost.
+local function drainThenStop(deadline)
+  if core.streamCount() == 0 or reactor.seconds() > deadline then
+    reactor._stopping = false
+    reactor._started = false
+    core.stop()
+    return
+  end
+  reactor.callLater(0.01, drainThenStop, deadline)
+end
+
+function reactor.stop()
+  if not reactor.running then
+    error(err.ReactorNotRunning and err.ReactorNotRunning(
+      "can't stop a reactor that isn't running")
+      or "can't stop a reactor that isn't running", 2)
+  end
+  if reactor._stopping then
+    return
+  end
+  reactor._stopping = true
+  reactor.fireSystemEvent("shutdown", function()
+    core.closeAll()
+    drainThenStop(reactor.seconds() + (reactor.shutdownTimeout or 5))
+  end)
+end
+
+-- Hooks from C ----------------------------------------------------------------
+
+local hooks = {}
+
+-- A Lua error in a hook: log it with its traceback and context, and give
+-- C the Failure that connectionLost will receive.
+function hooks.error(where, value, tb, transport)
+  local f = Failure(value, tb)
+  local proto = transport and transport.protocol
+  local name = proto and rawget(getmetatable(proto) or {}, "__name")
+  local prefix = proto and log.prefixOf(proto) or nil
+  local what = name and (name .. "." .. where) or where
+  log.prefixed(prefix).err(f, "error in " .. what)
+  return f
+end
+
+local CONNECTION_DONE = "Connection was closed cleanly."
+
+function hooks.lost(transport, proto, owner, kind, message, reason, connected)
+  if not connected then
+    if owner and owner._connectFailed then
+      owner:_connectFailed(transport, kind, message)
+    end
+    return
+  end
+  if reason == nil then
+    if kind == "done" then
+      reason = Failure(err.ConnectionDone(CONNECTION_DONE))
+    elseif kind == "aborted" then
+      reason = Failure((err.ConnectionAborted or err.ConnectionLost)(
+        "Connection was aborted locally."))
+    else
+      reason = Failure(err.ConnectionLost(message or ("Connection lost ("
+        .. kind .. ")"), { errno = kind }))
+    end
+  end
+  if proto then
+    proto.connected = false
+    safeCall(proto, "connectionLost", reason)
+  end
+  if owner and owner._connectionLost then
+    owner:_connectionLost(transport, proto, reason)
+  end
+end
+
+function hooks.accept(port, transport)
+  port:_accept(transport)
+end
+
+function hooks.connected(transport, connector, errname, message)
+  connector:_connected(transport, errname, message)
+end
+
+core.setHooks(hooks)
+
+-- TCP ports -------------------------------------------------------------------
+
+local Port = class.Object:extend({ __name = "Port" })
+reactor.Port = Port
+
+function Port:init(port, factory, opts)
+  self.port = port
+  self.factory = factory
+  self.interface = opts.interface or "0.0.0.0"
+  self.backlog = opts.backlog or 50
+  self.connected = false
+end
+
+function Port:startListening()
+  local listener, msg = core.listenTCP(self.interface, self.port,
+    self.backlog, self)
+  if not listener then
+    error(err.CannotListenError("listenTCP: " .. msg), 3)
+  end
+  self.listener = listener
+  self.connected = true
+  self.factory:doStart()
+end
+
+function Port:_accept(transport)
+  local addr = transport:getPeer()
+  local proto = self.factory:buildProtocol(addr)
+  if proto == nil then
+    transport:loseConnection()
+    return
+  end
+  transport:setProtocol(proto)
+  proto:makeConnection(transport)
+end
+
+function Port:getHost()
+  if not self.listener then
+    error("getHost: port is not listening", 2)
+  end
+  return self.listener:getHost()
+end
+
+-- Returns a Deferred that fires once the socket is closed.
+function Port:stopListening()
+  local d = defer()
+  if not self.connected then
+    return d.succeed(nil)
+  end
+  self.connected = false
+  self.listener:close()
+  self.listener = nil
+  -- The close callback runs in this loop iteration; the factory stops now.
+  self.factory:doStop()
+  return d.succeed(nil)
+end
+Port.loseConnection = Port.stopListening
+
+function Port:__tostring()
+  return string.format("<Port %s:%s>", self.interface, tostring(self.port))
+end
+
+local function checkFactory(fn, factory)
+  if type(factory) ~= "table" or type(factory.buildProtocol) ~= "function" then
+    error(fn .. ": factory must be a Factory (with buildProtocol)", 3)
+  end
+end
+
+function reactor.listenTCP(port, factory, opts)
+  opts = opts or {}
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+    error("listenTCP: port must be an integer 0-65535, got "
+      .. tostring(port), 2)
+  end
+  checkFactory("listenTCP", factory)
+  local p = Port:new(port, factory, opts)
+  p:startListening()
+  return p
+end
+
+-- TCP connectors ----------------------------------------------------------------
+
+local Connector = class.Object:extend({ __name = "Connector" })
+reactor.Connector = Connector
+
+function Connector:init(host, port, factory, opts)
+  self.host = host
+  self.port = port
+  self.factory = factory
+  self.timeout = opts.timeout or 30
+  self.bindAddress = opts.bindAddress
+  self.state = "disconnected"
+  self.factoryStarted = false
+end
+
+function Connector:getDestination()
+  return { type = "TCP", host = self.host, port = self.port }
+end
+
+local function connectFailed(self, reason)
+  self.state = "disconnected"
+  self.transport = nil
+  if self.timeoutCall and self.timeoutCall:active() then
+    self.timeoutCall:cancel()
+  end
+  self.timeoutCall = nil
+  safeCall(self.factory, "clientConnectionFailed", self, reason)
+  if self.state == "disconnected" then
+    self:_stopFactory()
+  end
+end
+
+function Connector:_stopFactory()
+  if self.factoryStarted then
+    self.factoryStarted = false
+    self.factory:doStop()
+  end
+end
+
+function Connector:connect()
+  if self.state ~= "disconnected" then
+    error(err.AlreadyConnecting and err.AlreadyConnecting("already connecting")
+      or "connect: can't connect in state " .. self.state, 2)
+  end
+  self.state = "connecting"
+  if not self.factoryStarted then
+    self.factoryStarted = true
+    self.factory:doStart()
+  end
+  safeCall(self.factory, "startedConnecting", self)
+  if self.state ~= "connecting" then
+    return -- startedConnecting called stopConnecting
+  end
+  local bind = self.bindAddress
+  local t, errname, msg = core.connectTCP(self.host, self.port,
+    bind and bind[1] or bind and bind.host, bind and (bind[2] or bind.port),
+    self)
+  if not t then
+    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
+      or err.ConnectError or err.ConnectionRefusedError
+    reactor.callLater(0, connectFailed, self, Failure(cls(msg)))
+    return
+  end
+  self.transport = t
+  if self.timeout and self.timeout > 0 then
+    self.timeoutCall = reactor.callLater(self.timeout, function()
+      self.timeoutCall = nil
+      self._failReason = Failure(err.TimeoutError(string.format(
+        "connection to %s:%s timed out after %gs", self.host, self.port,
+        self.timeout)))
+      t:abortConnection()
+    end)
+  end
+end
+
+function Connector:_connected(transport, errname, message)
+  if self.timeoutCall and self.timeoutCall:active() then
+    self.timeoutCall:cancel()
+  end
+  self.timeoutCall = nil
+  if errname then
+    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
+      or err.ConnectError or err.ConnectionRefusedError
+    self._failReason = Failure(cls(string.format("%s:%s: %s", self.host,
+      self.port, message), { errno = errname }))
+    return -- C closes the transport; _connectFailed reports it.
+  end
+  self.state = "connected"
+  local proto = self.factory:buildProtocol(transport:getPeer())
+  if proto == nil then
+    transport:loseConnection()
+    return
+  end
+  transport:setProtocol(proto)
+  proto:makeConnection(transport)
+end
+
+-- The transport closed before it ever connected.
+function Connector:_connectFailed()
+  local reason = self._failReason or Failure(err.UserError and
+    err.UserError("connection attempt was stopped")
+    or err.ConnectionLost("connection attempt was stopped"))
+  self._failReason = nil
+  connectFailed(self, reason)
+end
+
+function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
+  self.state = "disconnected"
+  self.transport = nil
+  safeCall(self.factory, "clientConnectionLost", self, reason)
+  if self.state == "disconnected" then
+    self:_stopFactory()
+  end
+end
+
+function Connector:stopConnecting()
+  if self.state ~= "connecting" then
+    error(err.NotConnectingError("we're not trying to connect"), 2)
+  end
+  if self.transport then
+    self.transport:abortConnection()
+  else
+    self.state = "disconnected"
+  end
+end
+
+function Connector:disconnect()
+  if self.state == "connecting" then
+    self:stopConnecting()
+  elseif self.state == "connected" and self.transport then
+    self.transport:loseConnection()
+  end
+end
+
+function reactor.connectTCP(host, port, factory, opts)
+  opts = opts or {}
+  if type(host) ~= "string" then
+    error("connectTCP: host must be a string", 2)
+  end
+  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+    error("connectTCP: port must be an integer 1-65535, got "
+      .. tostring(port), 2)
+  end
+  checkFactory("connectTCP", factory)
+  local c = Connector:new(host, port, factory, opts)
+  c:connect()
+  return c
+end
+
+return reactor
