@@ -121,55 +121,55 @@ int loom__push_hook(lua_State *L, loom_state *st, const char *name) {
 typedef struct report_args {
   loom_state *st;
   const char *where;
-  int caught; /* absolute index of the caught value */
-  int tindex; /* absolute index of the transport, or 0 */
 } report_args;
 
-/* hooks.error(where, err, traceback, transport) -> Failure, into caught. */
+/* (args, caught, transport) -> hooks.error(where, err, tb, transport) */
 static int deliver_report(lua_State *L) {
   report_args *a = lua_touserdata(L, 1);
   if (loom__push_hook(L, a->st, "error") == LUA_TNIL)
     return luaL_error(L, "no error hook installed");
   lua_pushstring(L, a->where);
-  if (lua_istable(L, a->caught)) {
-    lua_getfield(L, a->caught, "err");
-    lua_getfield(L, a->caught, "tb");
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "err");
+    lua_getfield(L, 2, "tb");
   } else {
-    lua_pushvalue(L, a->caught);
+    lua_pushvalue(L, 2);
     lua_pushnil(L);
   }
-  if (a->tindex)
-    lua_pushvalue(L, a->tindex);
-  else
-    lua_pushnil(L);
+  lua_pushvalue(L, 3);
   lua_call(L, 4, 1);
-  lua_replace(L, a->caught);
-  return 0;
+  return 1;
 }
 
 /*
 ** Reports the caught value on the top of the stack. Leaves in its place the
-** Failure made by the hook, or the raw value when even reporting failed.
+** Failure made by the hook, or the raw error value when reporting failed.
 */
 void loom__report_error(loom_state *st, const char *where, int tindex) {
   lua_State *L = st->L;
+  int caught = lua_gettop(L);
   report_args a;
   a.st = st;
   a.where = where;
-  a.caught = lua_gettop(L);
-  a.tindex = tindex;
-  if (loom__call(st, deliver_report, &a) != LUA_OK) {
-    const char *msg = NULL;
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "err");
-      msg = lua_tostring(L, -1);
-      lua_pop(L, 1);
-    }
-    loom__fatal_report(where, msg ? msg : "error while reporting an error");
-    lua_pop(L, 1);
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "err"); /* Keep at least the original value. */
-      lua_replace(L, -2);
-    }
+  if (!lua_checkstack(L, 8)) {
+    loom__fatal_report(where, "Lua stack overflow");
+    return;
+  }
+  lua_pushcfunction(L, deliver_report);
+  lua_pushlightuserdata(L, &a);
+  lua_pushvalue(L, caught);
+  if (tindex)
+    lua_pushvalue(L, tindex);
+  else
+    lua_pushnil(L);
+  if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
+    lua_replace(L, caught);
+    return;
+  }
+  loom__fatal_report(where, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  if (lua_istable(L, caught)) {
+    lua_getfield(L, caught, "err"); /* Keep at least the original value. */
+    lua_replace(L, caught);
   }
 }

@@ -65,7 +65,7 @@ static void on_connection(loom_listener *l, int status) {
     lua_State *L = l->st->L;
     loom__push_transport(L, s);
     lua_insert(L, -2);
-    loom__report_error(l->st, "buildProtocol", lua_gettop(L) - 1);
+    loom__report_error(l->st, "makeConnection", lua_gettop(L) - 1);
     lua_setiuservalue(L, -2, UV_REASON);
     lua_pop(L, 1);
     loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
@@ -150,6 +150,20 @@ static int l_listener_get_host(lua_State *L) {
   return loom__push_address(L, (struct sockaddr *)&ss);
 }
 
+static int l_listener_pause(lua_State *L) {
+  listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_pause(box->p);
+  return 0;
+}
+
+static int l_listener_resume(lua_State *L) {
+  listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_resume(box->p);
+  return 0;
+}
+
 static int l_listener_gc(lua_State *L) {
   listener_box *box = lua_touserdata(L, 1);
   if (box->p != NULL) {
@@ -208,6 +222,8 @@ static int l_connect_tcp(lua_State *L) {
 static const luaL_Reg listener_methods[] = {
   {"close", l_listener_close},
   {"getHost", l_listener_get_host},
+  {"pauseAccepting", l_listener_pause},
+  {"resumeAccepting", l_listener_resume},
   {NULL, NULL}
 };
 

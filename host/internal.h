@@ -114,6 +114,8 @@ struct loom_listener {
   loom_listener_closed_cb on_closed;
   int ref;
   int closing;
+  int paused;    /* not accepting: connections wait in the kernel backlog */
+  int pending;   /* a connection arrived while paused */
 };
 
 typedef void (*loom_timer_cb)(loom_timer *t);
@@ -175,6 +177,8 @@ int loom__sockaddr_parse(const char *host, int port,
 int loom__sockaddr_format(const struct sockaddr *sa, char *host,
                           size_t hostlen, int *port);
 void loom__listener_close(loom_listener *l);
+void loom__listener_pause(loom_listener *l);
+void loom__listener_resume(loom_listener *l);
 int loom__is_listener_handle(uv_handle_t *h);
 
 /* timer.c */

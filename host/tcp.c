@@ -38,10 +38,31 @@ int loom__sockaddr_format(const struct sockaddr *sa, char *host,
   return UV_EAFNOSUPPORT;
 }
 
+/*
+** While paused nothing is accepted; libuv then stops polling the socket
+** until uv_accept is called, so new connections wait in the backlog.
+*/
 static void on_connection(uv_stream_t *server, int status) {
   loom_listener *l = (loom_listener *)server;
-  if (!l->closing)
-    l->on_connection(l, status);
+  if (l->closing)
+    return;
+  if (l->paused && status == 0) {
+    l->pending = 1;
+    return;
+  }
+  l->on_connection(l, status);
+}
+
+void loom__listener_pause(loom_listener *l) {
+  l->paused = 1;
+}
+
+void loom__listener_resume(loom_listener *l) {
+  l->paused = 0;
+  if (l->pending && !l->closing) {
+    l->pending = 0;
+    l->on_connection(l, 0); /* Its uv_accept re-arms libuv's watcher. */
+  }
 }
 
 /*

@@ -356,6 +356,20 @@ function Port:_accept(transport)
   proto:makeConnection(transport)
 end
 
+-- Stop and restart accepting (load shedding): while paused, new
+-- connections wait in the kernel's backlog; past it, their connects stall.
+function Port:pauseProducing()
+  if self.listener then
+    self.listener:pauseAccepting()
+  end
+end
+
+function Port:resumeProducing()
+  if self.listener then
+    self.listener:resumeAccepting()
+  end
+end
+
 function Port:getHost()
   if not self.listener then
     error("getHost: port is not listening", 2)

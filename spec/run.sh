@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs every spec (busted) and the C tests, then prints one line that
+# totals all of them: "N passed, M failed". Exit status 0 only if M is 0.
+# Usage: spec/run.sh [lua-interpreter]   (LUA_PATH/LUA_CPATH set by make)
+LUA=${1:-lua5.4}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+passed=0
+failed=0
+
+# busted: TAP output, one "ok"/"not ok" line per spec.
+timeout 600 "$LUA" /usr/bin/busted -o TAP spec >"$out" 2>&1
+status=$?
+grep -E '^not ok' -A12 "$out" | head -200
+p=$(grep -cE '^ok ' "$out")
+f=$(grep -cE '^not ok ' "$out")
+if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+  # busted itself failed (a spec file that does not load, a crash).
+  tail -30 "$out"
+  f=1
+fi
+passed=$((passed + p))
+failed=$((failed + f))
+echo "busted: $p passed, $f failed"
+
+# C tests: each prints its own "N passed, M failed" line.
+for t in "${BUILD:-build}"/test/*; do
+  [ -x "$t" ] || continue
+  line=$("$t" | tail -1)
+  rc=$?
+  echo "$(basename "$t"): $line"
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+  f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  [ -n "$p" ] || { p=0; f=1; }
+  passed=$((passed + p))
+  failed=$((failed + f))
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
