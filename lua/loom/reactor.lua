@@ -292,14 +292,15 @@ function hooks.lost(transport, proto, owner, kind, message, reason, connected)
     return
   end
   if reason == nil then
+    -- No traceback: nothing raised, and capturing one per close is costly.
     if kind == "done" then
-      reason = Failure(err.ConnectionDone(CONNECTION_DONE))
+      reason = Failure(err.ConnectionDone(CONNECTION_DONE), "")
     elseif kind == "aborted" then
-      reason = Failure((err.ConnectionAborted or err.ConnectionLost)(
-        "Connection was aborted locally."))
+      reason = Failure(err.ConnectionAborted(
+        "Connection was aborted locally."), "")
     else
       reason = Failure(err.ConnectionLost(message or ("Connection lost ("
-        .. kind .. ")"), { errno = kind }))
+        .. kind .. ")"), { errno = kind }), "")
     end
   end
   if proto then
