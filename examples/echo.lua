@@ -1,0 +1,16 @@
+-- Echo server: sends back every byte it receives (Twisted's echoserv.py).
+--   loom run examples/echo.lua [PORT]      (default port 8000; 0 picks one)
+local reactor = require "loom.reactor"
+local protocol = require "loom.protocol"
+
+local Echo = protocol.Protocol:extend({ __name = "Echo" })
+
+function Echo:dataReceived(data)
+  self.transport:write(data)
+end
+
+local port = reactor.listenTCP(tonumber(arg[1]) or 8000,
+  protocol.Factory.forProtocol(Echo), { interface = "127.0.0.1" })
+print("listening on 127.0.0.1:" .. port:getHost().port)
+io.stdout:flush()
+reactor.run()

@@ -1,0 +1,30 @@
+-- Timestamp server: answers each line with "<ISO timestamp> <the line>".
+--   loom run examples/timestamp_server.lua [PORT]  (default 8001; 0 picks one)
+-- Lines end with "\n" (a trailing "\r" is dropped, so telnet works too).
+local reactor = require "loom.reactor"
+local protocol = require "loom.protocol"
+local basic = require "loom.basic"
+
+local function isoNow()
+  local t = reactor.seconds()
+  local whole = math.floor(t)
+  return os.date("!%Y-%m-%dT%H:%M:%S", whole)
+    .. string.format(".%03dZ", math.floor((t - whole) * 1000))
+end
+
+local Timestamp = basic.LineReceiver:extend({
+  __name = "Timestamp",
+  delimiter = "\n",
+})
+
+function Timestamp:lineReceived(line)
+  line = line:gsub("\r$", "")
+  self:sendLine(isoNow() .. " " .. line)
+end
+
+local factory = protocol.Factory.forProtocol(Timestamp)
+local port = reactor.listenTCP(tonumber(arg[1]) or 8001, factory,
+  { interface = "127.0.0.1" })
+print("listening on 127.0.0.1:" .. port:getHost().port)
+io.stdout:flush()
+reactor.run()
