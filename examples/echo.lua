@@ -11,6 +11,9 @@ end
 
 local port = reactor.listenTCP(tonumber(arg[1]) or 8000,
   protocol.Factory.forProtocol(Echo), { interface = "127.0.0.1" })
-print("listening on 127.0.0.1:" .. port:getHost().port)
-io.stdout:flush()
+-- Said once running: SIGINT/SIGTERM then stop it cleanly (exit 0).
+reactor.callWhenRunning(function()
+  print("listening on 127.0.0.1:" .. port:getHost().port)
+  io.stdout:flush()
+end)
 reactor.run()

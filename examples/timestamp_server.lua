@@ -25,6 +25,9 @@ end
 local factory = protocol.Factory.forProtocol(Timestamp)
 local port = reactor.listenTCP(tonumber(arg[1]) or 8001, factory,
   { interface = "127.0.0.1" })
-print("listening on 127.0.0.1:" .. port:getHost().port)
-io.stdout:flush()
+-- Said once running: SIGINT/SIGTERM then stop it cleanly (exit 0).
+reactor.callWhenRunning(function()
+  print("listening on 127.0.0.1:" .. port:getHost().port)
+  io.stdout:flush()
+end)
 reactor.run()
