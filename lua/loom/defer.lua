@@ -1,0 +1,919 @@
+-- loom.defer: Deferreds, their composition, and inlineCallbacks.
+--
+--   local defer = require "loom.defer"
+--   local d = defer.Deferred()
+--   d:addCallback(function(v, extra) return v + extra end, 1)
+--   d:addErrback(function(f) f:trap(err.TimeoutError); return 0 end)
+--   d:callback(41)                        -- the chain runs now: 42
+--
+--   local fetch = defer.inlineCallbacks(function(a, b)
+--     local x = defer.await(getA(a))      -- waits; raises the Failure on error
+--     return x + defer.await(getB(b))     -- fires the returned Deferred
+--   end)
+--
+-- Semantics follow twisted.internet.defer. The callback chain is kept flat in
+-- the Deferred's own array part, four slots per entry (callback, errback,
+-- callback args, errback args), so adding a callback allocates nothing unless
+-- extra arguments are given. _runCallbacks is Twisted's iterative loop with an
+-- explicit chain stack, so arbitrarily long chains of Deferreds waiting on
+-- Deferreds run in constant C stack.
+
+local class = require "loom.class"
+local err = require "loom.error"
+local failure = require "loom.failure"
+local log = require "loom.log"
+
+local Failure = failure.Failure
+local handler = failure.handler
+local isinstance = class.isinstance
+local getmetatable, setmetatable, type = getmetatable, setmetatable, type
+local select, xpcall, error = select, xpcall, error
+local pack, unpack = table.pack, table.unpack
+local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
+  coroutine.yield
+local corunning, costatus = coroutine.running, coroutine.status
+
+local defer = {}
+
+local Deferred = class.Object:extend({ __name = "Deferred" })
+defer.Deferred = Deferred
+
+-- Class defaults: an instance only stores what differs from these.
+Deferred.called = false
+Deferred.paused = 0
+Deferred._n = 0       -- last used slot of the chain (the array part)
+Deferred._i = 1       -- next slot to run
+Deferred._running = false
+
+-- The identity errback/callback; skipped by the loop without a call.
+local function passthru(x)
+  return x
+end
+defer.passthru = passthru
+
+local function isFailure(x)
+  local mt = getmetatable(x)
+  if mt == Failure then
+    return true
+  end
+  return mt ~= nil and type(x) == "table" and isinstance(x, Failure)
+end
+
+local DeferredList -- forward: a common subclass, checked without a walk
+
+local function isDeferred(x)
+  local mt = getmetatable(x)
+  if mt == Deferred or (mt ~= nil and mt == DeferredList) then
+    return true
+  end
+  return mt ~= nil and type(x) == "table" and isinstance(x, Deferred)
+end
+defer.isDeferred = isDeferred
+
+-- Unhandled errors ----------------------------------------------------------
+
+-- Twisted's DebugInfo: a small finalizer object hung on a Deferred only while
+-- its chain ends in a Failure. When the Deferred is collected with the
+-- failure still there, the finalizer logs it once.
+local DebugInfo = {}
+DebugInfo.__index = DebugInfo
+DebugInfo.__gc = function(self)
+  local f = self.failResult
+  if f ~= nil then
+    self.failResult = nil
+    pcall(log.err, f, "Unhandled error in Deferred:")
+  end
+end
+
+local function clearFailResult(d)
+  local info = d._debugInfo
+  if info then
+    info.failResult = nil
+  end
+end
+
+-- Construction and chain building ---------------------------------------------
+--
+-- Chain entries have a variable length so that the common case costs one
+-- slot: a plain function is a callback-only entry (addCallback(f) with no
+-- extra arguments); otherwise a marker slot is followed by one value:
+--   ERRBACK, f        errback only (addErrback(f))
+--   BOTH, f           the same function on both paths (addBoth(f))
+--   FULL, {cb, eb, cbArgs|false, ebArgs|false}   anything with arguments
+--   CONTINUE, d       hand the result on to the waiting Deferred d
+local ERRBACK = setmetatable({}, { __name = "ERRBACK" })
+local BOTH = setmetatable({}, { __name = "BOTH" })
+local FULL = setmetatable({}, { __name = "FULL" })
+local CONTINUE = setmetatable({}, { __name = "CONTINUE" })
+
+-- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
+function Deferred:new(canceller, ...)
+  -- Every field a Deferred will set, so the table never grows its hash.
+  local d = setmetatable({ _canceller = canceller, _n = 0, _i = 1,
+    called = false, result = nil, _running = false }, self)
+  local init = self.init
+  if init then
+    init(d, canceller, ...)
+  end
+  return d
+end
+
+local function push2(self, marker, value)
+  local n = self._n
+  self[n + 1] = marker
+  self[n + 2] = value
+  self._n = n + 2
+  if self.called then
+    self:_runCallbacks()
+  end
+  return self
+end
+
+local function argsOf(t)
+  if t == nil then
+    return false
+  end
+  assert(type(t) == "table", "callback arguments must be a table (a list)")
+  return t
+end
+
+-- d:addCallbacks(cb, eb, cbArgs?, ebArgs?): args are lists (with optional n).
+function Deferred:addCallbacks(cb, eb, cbArgs, ebArgs)
+  return push2(self, FULL, { cb or passthru, eb or passthru, argsOf(cbArgs),
+    argsOf(ebArgs) })
+end
+
+-- d:addCallback(f, ...): extra arguments are passed after the result.
+function Deferred:addCallback(f, ...)
+  if select("#", ...) > 0 then
+    return push2(self, FULL, { f, passthru, pack(...), false })
+  end
+  if f == nil then
+    error("addCallback: f must be a function", 2)
+  end
+  local n = self._n + 1
+  self[n] = f
+  self._n = n
+  if self.called then
+    self:_runCallbacks()
+  end
+  return self
+end
+
+function Deferred:addErrback(f, ...)
+  if select("#", ...) > 0 then
+    return push2(self, FULL, { passthru, f, false, pack(...) })
+  end
+  return push2(self, ERRBACK, f)
+end
+
+function Deferred:addBoth(f, ...)
+  if select("#", ...) > 0 then
+    local args = pack(...)
+    return push2(self, FULL, { f, f, args, args })
+  end
+  return push2(self, BOTH, f)
+end
+
+local function fireCallback(result, d)
+  d:callback(result)
+end
+
+local function fireErrback(result, d)
+  d:errback(result)
+end
+
+-- d:chainDeferred(d2): d's result fires d2 (d's own result becomes nil).
+-- As in Twisted this recurses; prefer returning d2 from a callback.
+function Deferred:chainDeferred(d2)
+  d2._chainedTo = self
+  local args = { d2, n = 1 }
+  return self:addCallbacks(fireCallback, fireErrback, args, args)
+end
+
+-- Firing --------------------------------------------------------------------
+
+local function alreadyCalled(self)
+  if self._suppressAlreadyCalled then
+    -- Cancelled without a canceller: the late result is dropped quietly.
+    self._suppressAlreadyCalled = false
+    return
+  end
+  error(err.AlreadyCalledError("Deferred has already been called"))
+end
+
+function Deferred:callback(result)
+  if self.called then
+    return alreadyCalled(self)
+  end
+  if getmetatable(result) ~= nil and isDeferred(result) then
+    error("Deferred:callback: the result cannot be a Deferred "
+      .. "(return it from a callback instead)", 2)
+  end
+  self.called = true
+  self.result = result
+  self:_runCallbacks()
+end
+
+-- d:errback(e): e is a Failure or any error value (wrapped in a Failure).
+function Deferred:errback(e)
+  if self.called then
+    return alreadyCalled(self)
+  end
+  if not isFailure(e) then
+    if e == nil then
+      e = failure.NIL_ERROR
+    end
+    e = Failure(e, debug.traceback(nil, 2))
+  end
+  self.called = true
+  self.result = e
+  self:_runCallbacks()
+end
+
+function Deferred:pause()
+  self.paused = self.paused + 1
+end
+
+function Deferred:unpause()
+  self.paused = self.paused - 1
+  if self.paused > 0 then
+    return
+  end
+  if self.called then
+    self:_runCallbacks()
+  end
+end
+
+-- Running the chain ---------------------------------------------------------
+
+-- Depth of _runCallbacks frames; inlineCallbacks uses it to refuse a
+-- coroutine switch in the middle of a callback chain.
+local callbackDepth = 0
+
+-- After a chain ran as far as it can: remember a final Failure for the
+-- unhandled-error report, or forget one that got handled.
+local function settle(d)
+  local r = d.result
+  if getmetatable(r) ~= nil and isFailure(r) then
+    local info = d._debugInfo
+    if not info then
+      info = setmetatable({}, DebugInfo)
+      d._debugInfo = info
+    end
+    info.failResult = r
+  else
+    clearFailResult(d)
+  end
+  if d._i > d._n then
+    d._i, d._n = 1, 0
+  end
+end
+
+-- A callback returned the Deferred r: take its result if it has one (true),
+-- or pause `current` and make r continue it when r fires (false).
+local function adopt(current, r)
+  if r.called and r.paused == 0 then
+    current.result = r.result
+    r.result = nil
+    clearFailResult(r)
+    return true
+  end
+  current.paused = current.paused + 1
+  current._chainedTo = r
+  local n = r._n
+  r[n + 1], r[n + 2] = CONTINUE, current
+  r._n = n + 2
+  return false
+end
+
+-- Run current's entries until they run out, current pauses, or a CONTINUE
+-- entry hands the result to a waiting Deferred (returned). Errors raised by
+-- callbacks propagate to the one xpcall in _runCallbacks, which records the
+-- Failure and calls runEntries again from the next entry.
+local function runEntries(current)
+  local result = current.result
+  local mt = getmetatable(result)
+  local failed = mt ~= nil and (mt == Failure or isFailure(result))
+  local i = current._i
+  while i <= current._n do
+    local x = current[i]
+    current[i] = nil
+    i = i + 1
+    local f, args = x, false
+    if x == ERRBACK or x == BOTH or x == FULL or x == CONTINUE then
+      f = current[i]
+      current[i] = nil
+      i = i + 1
+      if x == ERRBACK then
+        if not failed then
+          f = nil
+        end
+      elseif x == FULL then
+        if failed then
+          f, args = f[2], f[4]
+        else
+          f, args = f[1], f[3]
+        end
+        if f == passthru then
+          f = nil
+        end
+      elseif x == CONTINUE then
+        current._i = i
+        f.result = result
+        current.result = nil
+        clearFailResult(current)
+        f.paused = f.paused - 1
+        return f
+      end
+    elseif failed then
+      f = nil
+    end
+    if f then
+      current._i = i
+      if args then
+        result = f(result, unpack(args, 1, args.n or #args))
+      else
+        result = f(result)
+      end
+      current.result = result
+      mt = getmetatable(result)
+      failed = false
+      if mt ~= nil then
+        if mt == Failure or isFailure(result) then
+          failed = true
+        elseif (mt == Deferred or isDeferred(result)) then
+          if not adopt(current, result) then
+            break
+          end
+          result = current.result
+          mt = getmetatable(result)
+          failed = mt ~= nil and (mt == Failure or isFailure(result))
+        end
+      end
+    end
+  end
+  current._i = i
+  return nil
+end
+
+function Deferred:_runCallbacks()
+  if self._running then
+    return
+  end
+  if self._i > self._n and self.paused == 0 then
+    -- Nothing to run (a Deferred fired before any callback was added).
+    self._chainedTo = nil
+    return settle(self)
+  end
+  callbackDepth = callbackDepth + 1
+  local chain, depth = nil, 0
+  local current = self
+  while current do
+    if current.paused > 0 then
+      break
+    end
+    current._chainedTo = nil
+    current._running = true
+    local before = current._i
+    local ok, chainee = xpcall(runEntries, handler, current)
+    while not ok do
+      if current._i == before then
+        -- Not a callback's error (no entry was consumed): the C stack is
+        -- exhausted or the chain is broken. Let the caller see it.
+        current._running = false
+        callbackDepth = callbackDepth - 1
+        error(chainee, 0)
+      end
+      current.result = chainee
+      before = current._i
+      ok, chainee = xpcall(runEntries, handler, current)
+    end
+    current._running = false
+    if chainee then
+      -- Run the waiting Deferred now; come back to this one afterwards.
+      chain = chain or {}
+      depth = depth + 1
+      chain[depth] = current
+      current = chainee
+    else
+      settle(current)
+      if depth == 0 then
+        current = nil
+      else
+        current = chain[depth]
+        chain[depth] = nil
+        depth = depth - 1
+      end
+    end
+  end
+  callbackDepth = callbackDepth - 1
+end
+
+-- Cancellation and timeouts ---------------------------------------------------
+
+-- d:cancel(): run the canceller (if any); errback with CancelledError unless
+-- the canceller fired d. A fired d waiting on another Deferred cancels that.
+function Deferred:cancel()
+  if not self.called then
+    local canceller = self._canceller
+    if canceller then
+      canceller(self)
+    else
+      -- Eat the result that will eventually arrive.
+      self._suppressAlreadyCalled = true
+    end
+    if not self.called then
+      self:errback(Failure(err.CancelledError()))
+    end
+  elseif isDeferred(self.result) then
+    self.result:cancel()
+  end
+end
+
+-- Call clock.callLater whether clock is a module (reactor.callLater(...)) or
+-- an object whose class provides the method (obj:callLater(...)). A
+-- task.Clock binds its methods, so both forms work with it.
+local function clockCall(clock, name, ...)
+  local reactor = package.loaded["loom.reactor"]
+  if clock == reactor or type(clock) ~= "table"
+    or rawget(clock, name) ~= nil then
+    return clock[name](...)
+  end
+  return clock[name](clock, ...)
+end
+defer._clockCall = clockCall
+
+local function clockOrReactor(clock)
+  if clock == nil then
+    return require("loom.reactor")
+  end
+  return clock
+end
+defer._clockOrReactor = clockOrReactor
+
+-- d:addTimeout(secs, clock?): cancel d after secs; a cancellation caused by
+-- the timeout reaches later callbacks as error.TimeoutError.
+function Deferred:addTimeout(secs, clock)
+  clock = clockOrReactor(clock)
+  local timedOut = false
+  local call = clockCall(clock, "callLater", secs, function()
+    timedOut = true
+    self:cancel()
+  end)
+  self:addBoth(function(result)
+    if timedOut and isFailure(result) then
+      result:trap(err.CancelledError)
+      error(err.TimeoutError(string.format(
+        "Deferred timed out after %s seconds", tostring(secs)),
+        { timeout = secs }), 0)
+    end
+    return result
+  end)
+  self:addBoth(function(result)
+    if call:active() then
+      call:cancel()
+    end
+    return result
+  end)
+  return self
+end
+
+function Deferred:__tostring()
+  local extra = ""
+  if self._chainedTo then
+    extra = string.format(" waiting on Deferred at %p", self._chainedTo)
+  elseif self.called then
+    extra = " current result: " .. tostring(self.result)
+  end
+  return string.format("<%s at %p%s>", rawget(getmetatable(self), "__name")
+    or "Deferred", self, extra)
+end
+
+-- Helpers -------------------------------------------------------------------
+
+function defer.succeed(v)
+  if getmetatable(v) == nil then
+    -- Nothing to run and nothing to check: build the fired Deferred.
+    return setmetatable({ _n = 0, _i = 1, called = true, result = v,
+      _running = false }, Deferred)
+  end
+  local d = Deferred()
+  d:callback(v)
+  return d
+end
+
+function defer.fail(e)
+  local d = Deferred()
+  if not isFailure(e) then
+    e = Failure(e == nil and failure.NIL_ERROR or e, debug.traceback(nil, 2))
+  end
+  d:errback(e)
+  return d
+end
+
+-- maybeDeferred(f, ...): f's result as a Deferred (a Deferred returned by f
+-- is returned as is; an error raised or a Failure returned errbacks).
+function defer.maybeDeferred(f, ...)
+  local ok, r = xpcall(f, handler, ...)
+  if not ok then
+    return defer.fail(r)
+  end
+  if isDeferred(r) then
+    return r
+  end
+  if isFailure(r) then
+    return defer.fail(r)
+  end
+  return defer.succeed(r)
+end
+
+-- execute(f, ...): f's result (or error) in an already fired Deferred.
+function defer.execute(f, ...)
+  local ok, r = xpcall(f, handler, ...)
+  if not ok then
+    return defer.fail(r)
+  end
+  return defer.succeed(r)
+end
+
+-- DeferredList and gatherResults ------------------------------------------------
+
+DeferredList = Deferred:extend({ __name = "DeferredList" })
+defer.DeferredList = DeferredList
+-- The generic constructor: DeferredList's arguments are not a canceller.
+DeferredList.new = class.Object.new
+
+local function cbDeferred(result, self, index, succeeded)
+  self.resultList[index] = { succeeded, result }
+  self.finishedCount = self.finishedCount + 1
+  if not self.called then
+    if succeeded and self.fireOnOneCallback then
+      self:callback({ result, index })
+    elseif not succeeded and self.fireOnOneErrback then
+      self:errback(Failure(err.FirstError(nil,
+        { subFailure = result, index = index }), result.traceback))
+    elseif self.finishedCount == self.count then
+      self:callback(self.resultList)
+    end
+  end
+  if not succeeded and self.consumeErrors then
+    return nil
+  end
+  return result
+end
+
+-- DeferredList(list, {fireOnOneCallback=, fireOnOneErrback=, consumeErrors=})
+function DeferredList:init(list, opts)
+  opts = opts or {}
+  self._deferredList = list
+  self.count = #list
+  self.resultList = {}
+  self.finishedCount = 0
+  self.fireOnOneCallback = opts.fireOnOneCallback or false
+  self.fireOnOneErrback = opts.fireOnOneErrback or false
+  self.consumeErrors = opts.consumeErrors or false
+  if self.count == 0 and not self.fireOnOneCallback then
+    self:callback({})
+  end
+  for i = 1, self.count do
+    list[i]:addCallbacks(cbDeferred, cbDeferred, { self, i, true, n = 3 },
+      { self, i, false, n = 3 })
+  end
+end
+
+-- Cancelling an unfired DeferredList cancels every Deferred in it.
+function DeferredList:cancel()
+  if self.called then
+    return
+  end
+  for _, d in ipairs(self._deferredList) do
+    local ok, e = xpcall(d.cancel, handler, d)
+    if not ok then
+      log.err(e, "Exception raised from user supplied canceller")
+    end
+  end
+end
+
+local function parseResults(resultList)
+  local values = { n = #resultList }
+  for i = 1, #resultList do
+    values[i] = resultList[i][2]
+  end
+  return values
+end
+
+-- gatherResults(list, consumeErrors?): the list of values, or a FirstError.
+function defer.gatherResults(list, consumeErrors)
+  local d = DeferredList(list, { fireOnOneErrback = true,
+    consumeErrors = consumeErrors })
+  return d:addCallback(parseResults)
+end
+
+-- Lock, semaphore, queue --------------------------------------------------------
+
+local function removeValue(list, v)
+  for i = 1, #list do
+    if list[i] == v then
+      table.remove(list, i)
+      return
+    end
+  end
+end
+
+-- Shared by DeferredLock and DeferredSemaphore: acquire, run f, release.
+local function run(self, f, ...)
+  local args = pack(...)
+  return self:acquire():addCallback(function()
+    return defer.maybeDeferred(f, unpack(args, 1, args.n)):addBoth(function(r)
+      self:release()
+      return r
+    end)
+  end)
+end
+
+local DeferredLock = class.Object:extend({ __name = "DeferredLock" })
+defer.DeferredLock = DeferredLock
+DeferredLock.run = run
+
+function DeferredLock:init()
+  self.locked = false
+  self.waiting = {}
+end
+
+function DeferredLock:acquire()
+  local d = Deferred(function(d)
+    removeValue(self.waiting, d)
+  end)
+  if self.locked then
+    self.waiting[#self.waiting + 1] = d
+  else
+    self.locked = true
+    d:callback(self)
+  end
+  return d
+end
+
+function DeferredLock:release()
+  assert(self.locked, "Tried to release an unlocked lock")
+  self.locked = false
+  if #self.waiting > 0 then
+    self.locked = true
+    table.remove(self.waiting, 1):callback(self)
+  end
+end
+
+local DeferredSemaphore = class.Object:extend({ __name = "DeferredSemaphore" })
+defer.DeferredSemaphore = DeferredSemaphore
+DeferredSemaphore.run = run
+
+function DeferredSemaphore:init(tokens)
+  if type(tokens) ~= "number" or tokens < 1 then
+    error("DeferredSemaphore requires tokens >= 1", 3)
+  end
+  self.tokens = tokens
+  self.limit = tokens
+  self.waiting = {}
+end
+
+function DeferredSemaphore:acquire()
+  local d = Deferred(function(d)
+    removeValue(self.waiting, d)
+  end)
+  if self.tokens == 0 then
+    self.waiting[#self.waiting + 1] = d
+  else
+    self.tokens = self.tokens - 1
+    d:callback(self)
+  end
+  return d
+end
+
+function DeferredSemaphore:release()
+  assert(self.tokens < self.limit,
+    "Someone released me too many times: too many tokens!")
+  self.tokens = self.tokens + 1
+  if #self.waiting > 0 then
+    self.tokens = self.tokens - 1
+    table.remove(self.waiting, 1):callback(self)
+  end
+end
+
+local DeferredQueue = class.Object:extend({ __name = "DeferredQueue" })
+defer.DeferredQueue = DeferredQueue
+
+-- DeferredQueue(size?, backlog?): at most size pending values and backlog
+-- waiting gets (nil: no limit).
+function DeferredQueue:init(size, backlog)
+  self.size = size
+  self.backlog = backlog
+  self.waiting = {}
+  self.pending = {}
+end
+
+function DeferredQueue:put(v)
+  if #self.waiting > 0 then
+    table.remove(self.waiting, 1):callback(v)
+  elseif self.size == nil or #self.pending < self.size then
+    self.pending[#self.pending + 1] = v
+  else
+    error(err.QueueOverflow("DeferredQueue is full"), 2)
+  end
+end
+
+function DeferredQueue:get()
+  if #self.pending > 0 then
+    return defer.succeed(table.remove(self.pending, 1))
+  elseif self.backlog == nil or #self.waiting < self.backlog then
+    local d = Deferred(function(d)
+      removeValue(self.waiting, d)
+    end)
+    self.waiting[#self.waiting + 1] = d
+    return d
+  end
+  error(err.QueueUnderflow("too many gets are already waiting"), 2)
+end
+
+-- inlineCallbacks -------------------------------------------------------------
+--
+-- Each call of an inlineCallbacks function runs its body in a coroutine; a
+-- state table `st` ties the coroutine to the Deferred it fires. Resuming a
+-- coroutine from inside another (a nested call, or a result that arrives
+-- inside a callback chain) nests C calls, and Lua allows only ~200 of them.
+-- So past MAX_NEST nested resumes the resume is queued instead, and the
+-- outermost driver runs the queue before it returns: shallow code keeps
+-- Twisted's synchronous behaviour, deep code runs in bounded C stack.
+
+local MAX_NEST = 16
+local AWAIT = {}
+local active = nil -- the st whose coroutine is running, if any
+local nest, draining = 0, false
+local queue, qhead, qtail = {}, 1, 0
+
+local drive
+
+local function enqueue(st)
+  qtail = qtail + 1
+  queue[qtail] = st
+end
+
+local function drain()
+  draining = true
+  while qhead <= qtail do
+    local st = queue[qhead]
+    queue[qhead] = nil
+    qhead = qhead + 1
+    local start = st.start
+    if start then
+      st.start = nil
+      drive(st, unpack(start, 1, start.n))
+    else
+      local ok, v = st.qok, st.qval
+      st.qval = nil
+      drive(st, ok, v)
+    end
+  end
+  qhead, qtail = 1, 0
+  draining = false
+end
+
+-- A result for a waiting coroutine: resume it now, or queue it when deep.
+local function gotResult(result, st)
+  st.waitingOn = nil
+  local ok = not isFailure(result)
+  if st.adding then
+    -- Arrived while we were still adding the callback: drive loops.
+    st.adding = false
+    st.syncOk, st.syncValue = ok, result
+  elseif nest >= MAX_NEST then
+    st.qok, st.qval = ok, result
+    enqueue(st)
+  else
+    drive(st, ok, result)
+  end
+  return nil
+end
+
+local function finish(st, ok, value)
+  local d = st.d
+  if d.called then
+    -- The Deferred was cancelled meanwhile; the late outcome is dropped.
+    return
+  end
+  if not ok then
+    d:errback(Failure(value == nil and failure.NIL_ERROR or value,
+      debug.traceback(st.co)))
+  elseif isDeferred(value) then
+    value:chainDeferred(d)
+  else
+    d:callback(value)
+  end
+end
+
+-- Resume st.co with ...; `active` names the st whose coroutine runs.
+local function resume(st, outer, ...)
+  active = st
+  st.base = callbackDepth
+  local ok, a, b = coresume(st.co, ...)
+  active = outer
+  return ok, a, b
+end
+
+-- Resume st's coroutine with ... and follow it until it waits or ends.
+drive = function(st, ...)
+  nest = nest + 1
+  local co, outer = st.co, active
+  local ok, a, b = resume(st, outer, ...)
+  while true do
+    if not ok or costatus(co) == "dead" then
+      finish(st, ok, a)
+      break
+    end
+    if a ~= AWAIT then
+      -- A plain coroutine.yield: hand the values straight back.
+      ok, a, b = resume(st, outer, a, b)
+    else
+      st.waitingOn = b
+      st.adding = true
+      local args = st.args
+      if not args then
+        args = { st, n = 1 }
+        st.args = args
+      end
+      b:addCallbacks(gotResult, gotResult, args, args)
+      if st.adding then
+        st.adding = false
+        break
+      end
+      local sok, sv = st.syncOk, st.syncValue
+      st.syncValue = nil
+      ok, a, b = resume(st, outer, sok, sv)
+    end
+  end
+  nest = nest - 1
+  if nest == 0 and not draining and qhead <= qtail then
+    drain()
+  end
+end
+
+local function cancelInline(d)
+  local st = d._inline
+  local waitingOn = st and st.waitingOn
+  if waitingOn then
+    waitingOn:cancel()
+  end
+end
+
+-- inlineCallbacks(f): a function that runs f(...) in a coroutine and returns
+-- a Deferred of f's return value (or of the error it raises). Cancelling
+-- that Deferred cancels the Deferred f is awaiting.
+function defer.inlineCallbacks(f)
+  assert(type(f) == "function", "inlineCallbacks: f must be a function")
+  return function(...)
+    local d = Deferred(cancelInline)
+    local co = cocreate(f)
+    local st = { co = co, d = d, args = false, waitingOn = false,
+      adding = false, base = 0 }
+    d._inline = st
+    if nest >= MAX_NEST then
+      st.start = pack(...)
+      enqueue(st)
+    else
+      drive(st, ...)
+    end
+    return d
+  end
+end
+
+-- await(d): inside an inlineCallbacks function, wait for d and return its
+-- result, or raise its Failure (error(failure, 0)). A value that is not a
+-- Deferred is returned as is; a fired Deferred returns without waiting.
+function defer.await(d)
+  local st = active
+  if st == nil or st.co ~= corunning() then
+    error("defer.await: called outside an inlineCallbacks function", 2)
+  end
+  if not isDeferred(d) then
+    return d
+  end
+  if d.called and d.paused == 0 and not d._running then
+    local r = d.result
+    d.result = nil
+    clearFailResult(d)
+    if getmetatable(r) ~= nil and isFailure(r) then
+      error(r, 0)
+    end
+    return r
+  end
+  if callbackDepth ~= st.base then
+    error("defer.await: cannot wait inside a Deferred callback running in "
+      .. "this coroutine; make that callback an inlineCallbacks function", 2)
+  end
+  local ok, v = coyield(AWAIT, d)
+  if ok then
+    return v
+  end
+  error(v, 0)
+end
+
+return defer
