@@ -114,6 +114,15 @@ error_.FirstError.__tostring = function(self)
     tostring(self.subFailure))
 end
 
+-- Cooperative tasks (loom.task.cooperate), as twisted.internet.task.
+error_.SchedulerError = new("SchedulerError")
+error_.SchedulerStopped = new("SchedulerStopped", error_.SchedulerError)
+error_.TaskFinished = new("TaskFinished", error_.SchedulerError)
+error_.TaskDone = new("TaskDone", error_.TaskFinished)
+error_.TaskStopped = new("TaskStopped", error_.TaskFinished)
+error_.TaskFailed = new("TaskFailed", error_.TaskFinished)
+error_.NotPaused = new("NotPaused", error_.SchedulerError)
+
 -- Processes.
 error_.ProcessDone = new("ProcessDone")
 error_.ProcessTerminated = new("ProcessTerminated")
