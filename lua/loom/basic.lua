@@ -225,13 +225,14 @@ local function deliverLines(self)
   local lineReceived = self.lineReceived
   local buf, pos = self._buffer, self._pos
   local search = self._searchFrom
-  if search < pos then
+  if search < pos or self._searchDelim ~= delim then
     search = pos
   end
   self._dirty = false
   while true do
     if t.disconnecting then
-      self._pos = pos
+      -- No line will be delivered again: keep nothing.
+      clearInput(self)
       return DONE
     end
     local s, e = find(buf, delim, search, true)
@@ -242,6 +243,7 @@ local function deliverLines(self)
       end
       local from = #buf - dlen + 2
       self._searchFrom = from > pos and from or pos
+      self._searchDelim = delim
       return DONE
     end
     if s - pos > maxLen then
@@ -360,12 +362,12 @@ local function deliverOnlyLines(self)
   local lineReceived = self.lineReceived
   local buf, pos = self._buffer, self._pos
   local search = self._searchFrom
-  if search < pos then
+  if search < pos or self._searchDelim ~= delim then
     search = pos
   end
   while true do
     if t.disconnecting then
-      self._pos = pos
+      clearInput(self)
       return true
     end
     local s, e = find(buf, delim, search, true)
@@ -390,6 +392,7 @@ local function deliverOnlyLines(self)
   end
   local from = #buf - dlen + 2
   self._searchFrom = from > pos and from or pos
+  self._searchDelim = delim
   return false
 end
 
@@ -677,7 +680,7 @@ local function parsePrefixed(self, alldata)
       self._unprocessed = sub(alldata, offset, start - 1)
       self._have, self._need = plen, plen
       self:lengthLimitExceeded(length)
-      return
+      return true
     end
     local finish = start + length - 1
     if finish > total then
@@ -699,6 +702,7 @@ local function parsePrefixed(self, alldata)
   if self._have < plen then
     self._need = plen
   end
+  return false
 end
 
 -- Split prefixed strings out of the input, holding them while paused.
@@ -724,13 +728,13 @@ function IntNStringReceiver:dataReceived(data)
       self._parts = nil
     end
     self._unprocessed = ""
-    parsePrefixed(self, alldata)
+    local stop = parsePrefixed(self, alldata)
     local q = rawget(self, "_queued")
     self._queued = nil
-    if q then
+    if q and not stop then
       appendPrefixed(self, concat(q))
     end
-  until self.paused or self._have < self._need
+  until stop or self.paused or self._have < self._need
 end
 
 local function intReceiver(name, fmt)
