@@ -92,11 +92,9 @@ struct loom_stream {
   size_t high_water;
   loom_buf pending;        /* bytes not yet handed to libuv */
   loom_buf inflight;       /* bytes of the one uv_write in flight */
-  uv_write_t wreq;
-  union {
-    uv_connect_t connect;
-    uv_shutdown_t shutdown;
-  } req;
+  /* Requests are allocated when first needed, not per connection: most
+  ** writes complete in uv_try_write, and an idle connection costs less. */
+  uv_write_t *wreq;        /* reused; freed with the stream */
 };
 
 typedef void (*loom_listener_cb)(loom_listener *l, int status);

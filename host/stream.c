@@ -93,6 +93,7 @@ void loom__stream_resume(loom_stream *s) {
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   loom_stream *s = req->data;
+  free(req);
   if (status < 0 && status != UV_ECANCELED)
     loom__stream_close(s, status);
 }
@@ -103,10 +104,17 @@ static void flushed(loom_stream *s) {
     loom__stream_close(s, LOOM_CLOSE_CLEAN);
   } else if ((s->flags & LOOM_S_WRITE_SHUT) &&
              !(s->flags & LOOM_S_SHUT_SENT)) {
+    uv_shutdown_t *req = malloc(sizeof(*req));
     s->flags |= LOOM_S_SHUT_SENT;
-    s->req.shutdown.data = s;
-    if (uv_shutdown(&s->req.shutdown, &s->h.stream, on_shutdown) < 0)
+    if (req == NULL) {
+      loom__stream_close(s, UV_ENOMEM);
+      return;
+    }
+    req->data = s;
+    if (uv_shutdown(req, &s->h.stream, on_shutdown) < 0) {
+      free(req);
       loom__stream_close(s, LOOM_CLOSE_CLEAN);
+    }
   }
 }
 
@@ -149,12 +157,16 @@ static void start_write(loom_stream *s) {
   int rc;
   if (s->inflight.len > 0 || s->pending.len == 0)
     return;
+  if (s->wreq == NULL && (s->wreq = malloc(sizeof(*s->wreq))) == NULL) {
+    loom__stream_close(s, UV_ENOMEM);
+    return;
+  }
   tmp = s->inflight;
   s->inflight = s->pending;
   s->pending = tmp;
   b = uv_buf_init(s->inflight.data, (unsigned int)s->inflight.len);
-  s->wreq.data = s;
-  rc = uv_write(&s->wreq, &s->h.stream, &b, 1, on_write);
+  s->wreq->data = s;
+  rc = uv_write(s->wreq, &s->h.stream, &b, 1, on_write);
   if (rc < 0) {
     s->inflight.len = 0;
     loom__stream_close(s, rc);
@@ -243,5 +255,6 @@ static void on_close(uv_handle_t *h) {
   s->vt->closed(s, s->close_status);
   loom__buf_free(&s->pending);
   loom__buf_free(&s->inflight);
+  free(s->wreq);
   free(s);
 }

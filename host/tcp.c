@@ -4,6 +4,7 @@
 ** connects and formats addresses.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -111,6 +112,7 @@ int loom__tcp_accept(loom_listener *l, loom_stream *s) {
 
 static void on_connect(uv_connect_t *req, int status) {
   loom_stream *s = req->data;
+  free(req);
   if (s->flags & LOOM_S_CLOSING)
     return; /* Cancelled: the close callback reports it. */
   s->vt->connected(s, status);
@@ -143,9 +145,15 @@ int loom__tcp_connect(loom_stream *s, const char *host, int port,
       rc = uv_tcp_bind(&s->h.tcp, (struct sockaddr *)&bs, 0);
   }
   if (rc == 0) {
-    s->req.connect.data = s;
-    rc = uv_tcp_connect(&s->req.connect, &s->h.tcp, (struct sockaddr *)&ss,
-                        on_connect);
+    uv_connect_t *req = malloc(sizeof(*req));
+    if (req == NULL) {
+      rc = UV_ENOMEM;
+    } else {
+      req->data = s;
+      rc = uv_tcp_connect(req, &s->h.tcp, (struct sockaddr *)&ss, on_connect);
+      if (rc < 0)
+        free(req);
+    }
   }
   if (rc < 0) {
     snprintf(err, errlen, "%s:%d: %s: %s", host, port, uv_err_name(rc),
