@@ -35,18 +35,29 @@ LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-all: deps-check $(BUILD)/loom $(BUILD)/loom.so
+TESTS    := $(BUILD)/test/host_test
+
+all: deps-check $(BUILD)/loom $(BUILD)/loom.so $(TESTS)
 
 $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
+$(BUILD)/test/%: test/%.c $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libuv) -lm
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm
+	@echo "  LINK    $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm
 
 # Installs missing Debian packages as root; otherwise says what to run.
 deps:
@@ -78,6 +89,7 @@ sanitize:
 	  LDFLAGS="-fsanitize=address,undefined" all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 	  LUA_CPATH="$(CURDIR)/build-san/?.so;;" LOOM_BIN="$(CURDIR)/build-san/loom" \
+	  BUILD=build-san \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh spec/run.sh $(LUA)
