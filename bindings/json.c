@@ -3,6 +3,8 @@
 ** nil and a message naming the position. json.null stands for JSON null.
 */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -73,6 +75,21 @@ static cJSON *table_to_json(lua_State *L, int idx, int depth,
   return node;
 }
 
+/*
+** The shortest of %.15g..%.17g that reads back exactly: cJSON's own check
+** has a tolerance, so 0.1 + 0.2 would come out as 0.3.
+*/
+static cJSON *number_node(double d) {
+  char text[40];
+  int prec;
+  for (prec = 15; prec <= 17; prec++) {
+    snprintf(text, sizeof(text), "%.*g", prec, d);
+    if (strtod(text, NULL) == d)
+      break;
+  }
+  return cJSON_CreateRaw(text);
+}
+
 /* NULL on failure with *err set (or NULL for out of memory). */
 static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
   if (depth > MAX_DEPTH) {
@@ -86,6 +103,15 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
     return cJSON_CreateBool(lua_toboolean(L, idx));
   case LUA_TNUMBER: {
     double d = lua_tonumber(L, idx);
+    if (lua_isinteger(L, idx)) {
+      /* Raw digits: cJSON would print a double and round big integers. */
+      char digits[32];
+      snprintf(digits, sizeof(digits), LUA_INTEGER_FMT,
+               (LUAI_UACINT)lua_tointeger(L, idx));
+      return cJSON_CreateRaw(digits);
+    }
+    if (isfinite(d))
+      return number_node(d);
     if (!isfinite(d)) {
       *err = "cannot encode NaN or infinity";
       return NULL;
@@ -188,7 +214,17 @@ static int l_decode(lua_State *L) {
   const char *end = NULL;
   decode_args a;
   int status;
-  a.root = cJSON_ParseWithLengthOpts(s, len, &end, 1);
+  /* cJSON's own trailing check rejects a fully consumed buffer: do ours. */
+  a.root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+  if (a.root != NULL) {
+    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' ||
+                             *end == '\r'))
+      end++;
+    if (end < s + len) {
+      cJSON_Delete(a.root);
+      a.root = NULL;
+    }
+  }
   if (a.root == NULL) {
     size_t pos = end ? (size_t)(end - s) : 0;
     lua_pushnil(L);
