@@ -301,7 +301,9 @@ function M.runUntil(d, timeout)
   local function stop()
     if not stopped then
       stopped = true
-      reactor.stop()
+      -- crash, not stop: no shutdown, so connections live on to the next
+      -- runUntil of the same spec.
+      ;(reactor.crash or reactor.stop)()
     end
   end
   local function settle(success, value)
