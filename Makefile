@@ -79,7 +79,7 @@ deps-check:
 	@if ! pkg-config --exists $(PKGS); then echo "make: pkg-config cannot find $(PKGS)"; exit 1; fi
 
 run: all
-	$(BUILD)/loom run examples/demo.lua
+	@$(BUILD)/loom run examples/demo.lua
 
 test: all
 	@$(LUA_ENV) sh spec/run.sh $(LUA)

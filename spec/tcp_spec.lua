@@ -615,3 +615,15 @@ describe("connectTCP", function()
     runUntil(port:stopListening())
   end)
 end)
+
+describe("connectTCP to a host that is not an IP literal", function()
+  it("reports DNSLookupError to clientConnectionFailed", function()
+    local failed = defer.Deferred()
+    local cf = ClientFactory:new()
+    function cf:clientConnectionFailed(_, reason) failed:callback({ reason }) end
+    reactor.connectTCP("no-such-host.invalid", 80, cf)
+    local reason = runUntil(failed)[1]
+    assert.is_truthy(reason:check(err.DNSLookupError))
+    assert.matches("not an IP address", reason:getErrorMessage())
+  end)
+end)

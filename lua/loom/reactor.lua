@@ -473,9 +473,12 @@ function Connector:connect()
     bind and bind[1] or bind and bind.host, bind and (bind[2] or bind.port),
     self)
   if not t then
-    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
-      or err.ConnectError or err.ConnectionRefusedError
-    reactor.callLater(0, connectFailed, self, Failure(cls(msg)))
+    -- Known at once (a host that is not an IP literal, no socket left…);
+    -- reported like any failed attempt, on the next loop turn.
+    local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
+      or err.ConnectError
+    reactor.callLater(0, connectFailed, self, Failure(cls(msg, { errno =
+      errname }), ""))
     return
   end
   self.transport = t
