@@ -74,9 +74,16 @@ deps:
 	  exit 1; \
 	fi
 
+# Quick when everything is there (dpkg -s per package), else runs deps.
 deps-check:
-	@pkg-config --exists $(PKGS) 2>/dev/null || $(MAKE) --no-print-directory deps
-	@if ! pkg-config --exists $(PKGS); then echo "make: pkg-config cannot find $(PKGS)"; exit 1; fi
+	@for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done \
+	  || $(MAKE) --no-print-directory deps
+	@if ! pkg-config --exists $(PKGS); then \
+	  echo "make: pkg-config cannot find $(PKGS) (run: make deps)"; exit 1; fi
+
+# What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
 run: all
 	@$(BUILD)/loom run examples/demo.lua
@@ -94,7 +101,7 @@ sanitize:
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh spec/run.sh $(LUA)
 
-bench: all
+bench: all bench-deps
 	@sh bench/run.sh
 
 print-lua-paths:
@@ -116,4 +123,4 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps deps-check run test sanitize bench print-lua-paths install clean
+.PHONY: all deps deps-check bench-deps run test sanitize bench print-lua-paths install clean

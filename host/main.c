@@ -20,21 +20,32 @@
 #define LOOM_DATADIR "/usr/local/share/loom"
 #endif
 
-/* Sets root to the directory holding lua/ and plugins/; 0 when found. */
-static int find_root(char *root, size_t len) {
+static int readable(const char *dir, const char *rel, char *probe,
+                    size_t len) {
+  snprintf(probe, len, "%.4000s/%s/lua/loom/init.lua", dir, rel);
+  return access(probe, R_OK) == 0;
+}
+
+/*
+** Sets root to the directory holding lua/ and plugins/: the source tree
+** when run from build/, else PREFIX/share/loom next to PREFIX/bin (so an
+** installed tree can be moved), else the configured data directory.
+*/
+static void find_root(char *root, size_t len) {
+  static const char *const rels[] = { "..", "../share/loom" };
   char exe[4096], probe[4200];
-  size_t n = sizeof(exe);
+  size_t n = sizeof(exe), i;
   char *slash;
   if (uv_exepath(exe, &n) == 0 && (slash = strrchr(exe, '/')) != NULL) {
-    *slash = '\0'; /* exe is now the directory: <root>/build */
-    snprintf(probe, sizeof(probe), "%s/../lua/loom/init.lua", exe);
-    if (access(probe, R_OK) == 0) {
-      snprintf(root, len, "%.4000s/..", exe);
-      return 0;
+    *slash = '\0';
+    for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
+      if (readable(exe, rels[i], probe, sizeof(probe))) {
+        snprintf(root, len, "%.4000s/%s", exe, rels[i]);
+        return;
+      }
     }
   }
   snprintf(root, len, "%s", LOOM_DATADIR);
-  return 0;
 }
 
 static void set_paths(lua_State *L, const char *root) {
