@@ -5,12 +5,17 @@ local protocol = require "loom.protocol"
 
 local Echo = protocol.Protocol:extend({ __name = "Echo" })
 
+-- No Nagle delay: each echo goes out at once (as every bench peer does).
+function Echo:connectionMade()
+  self.transport:setTcpNoDelay(true)
+end
+
 function Echo:dataReceived(data)
   self.transport:write(data)
 end
 
 local port = reactor.listenTCP(tonumber(arg[1]) or 8000,
-  protocol.Factory.forProtocol(Echo), { interface = "127.0.0.1" })
+  protocol.Factory.forProtocol(Echo), { interface = "127.0.0.1", backlog = 511 })
 -- Said once running: SIGINT/SIGTERM then stop it cleanly (exit 0).
 reactor.callWhenRunning(function()
   print("listening on 127.0.0.1:" .. port:getHost().port)
