@@ -17,7 +17,7 @@ make -s -C "$work" >&2 || { echo "bench: building the load generator failed" >&2
 loom="exec '$top/build/loom' run '$top/examples/echo.lua' {PORT}"
 peers=""
 for p in luv node twisted; do
-  if sh "$work/run.sh" list 2>/dev/null | grep -q "^echo  *$p  *ok"; then
+  if bash "$work/run.sh" list 2>/dev/null | grep -q "^echo  *$p  *ok"; then
     peers="$peers $p"
   else
     echo "# bench: skipping $p (not installed; see run.sh setup)" >&2
