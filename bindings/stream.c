@@ -273,12 +273,27 @@ const loom_stream_vtable loom__lua_stream_vt = {
 
 /* ------------------------------------------------------------- methods */
 
+/*
+** A write may call the producer back at once (pauseProducing above the
+** high-water mark): make that call on the thread that is writing, which may
+** be a coroutine, not on the thread that runs the loop.
+*/
+static int write_on(lua_State *L, loom_stream *s, const char *data,
+                    size_t len) {
+  void *saved = s->st->L;
+  int rc;
+  s->st->L = L;
+  rc = loom__stream_write(s, data, len);
+  s->st->L = saved;
+  return rc;
+}
+
 static int l_transport_write(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   if (s != NULL)
-    loom__stream_write(s, data, len);
+    write_on(L, s, data, len);
   return 0;
 }
 
@@ -296,7 +311,7 @@ static int l_transport_write_sequence(lua_State *L) {
       return luaL_error(L, "writeSequence: item %d is a %s, not a string",
                         (int)i, luaL_typename(L, -1));
     if (s != NULL && s->ref != LUA_NOREF)
-      loom__stream_write(s, data, len);
+      write_on(L, s, data, len);
     lua_pop(L, 1);
   }
   return 0;
