@@ -27,7 +27,8 @@ LDLIBS     += $(PKG_LIBS) -lm
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/tcp.c host/timer.c \
             host/signal.c
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \
-            bindings/timer.c bindings/signal.c bindings/json.c
+            bindings/timer.c bindings/signal.c bindings/json.c \
+            bindings/lines.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 

@@ -41,6 +41,7 @@ int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__open_tcp(lua_State *L);
 void loom__open_timer(lua_State *L);
 void loom__open_signal(lua_State *L);
+void loom__open_lines(lua_State *L);
 int luaopen_loom_core(lua_State *L);
 int luaopen_loom_json(lua_State *L);
 

@@ -214,6 +214,45 @@ LineReceiver.stopProducing = stopProducing
 
 local DONE, AGAIN = 1, 2
 
+-- The line loop in C when the loom core is loaded (the host, or a lua5.4
+-- with build/loom.so on its path); the same loop in Lua otherwise.
+local okCore, core = pcall(require, "loom.core")
+local cDeliverLines = okCore and core.deliverLines or nil
+local C_NOTFOUND, C_TOOLONG, C_STOPPED, C_DIRTY, C_DISCONNECTING = 1, 2, 3, 4, 5
+
+-- No complete line left from pos: check the length limit, remember where
+-- to resume searching.
+local function noLine(self, buf, pos, delim, dlen, maxLen)
+  self._pos = pos
+  if #buf - pos + 1 >= maxLen + dlen then
+    return DONE, self:lineLengthExceeded(takeInput(self))
+  end
+  local from = #buf - dlen + 2
+  self._searchFrom = from > pos and from or pos
+  self._searchDelim = delim
+  return DONE
+end
+
+local function deliverLinesC(self, t, buf, pos, search, delim, maxLen)
+  local code, npos, why = cDeliverLines(self, buf, pos, search, delim,
+    maxLen, self.lineReceived, t)
+  if code == C_NOTFOUND then
+    return noLine(self, buf, npos, delim, #delim, maxLen)
+  end
+  -- self._pos is already current: C sets it before each lineReceived, and a
+  -- hook may since have rebased the buffer (data given from inside it).
+  if code == C_DIRTY then
+    return AGAIN
+  elseif code == C_STOPPED then
+    return DONE, why
+  elseif code == C_TOOLONG then
+    -- Twisted passes the long line, its delimiter and all that follows.
+    return DONE, self:lineLengthExceeded(takeInput(self))
+  end
+  clearInput(self) -- Disconnecting: no line will be delivered again.
+  return DONE
+end
+
 -- Deliver the complete lines of _buffer. Returns DONE (no further progress
 -- without more input), or AGAIN when a hook changed the receiver's state
 -- (mode, pause, buffer), plus a truthy `why` from a hook, which stops all.
@@ -222,13 +261,16 @@ local function deliverLines(self)
   local delim = self.delimiter
   local dlen = #delim
   local maxLen = self.MAX_LENGTH
-  local lineReceived = self.lineReceived
   local buf, pos = self._buffer, self._pos
   local search = self._searchFrom
   if search < pos or self._searchDelim ~= delim then
     search = pos
   end
   self._dirty = false
+  if cDeliverLines and dlen > 0 then
+    return deliverLinesC(self, t, buf, pos, search, delim, maxLen)
+  end
+  local lineReceived = self.lineReceived
   while true do
     if t.disconnecting then
       -- No line will be delivered again: keep nothing.
@@ -237,14 +279,7 @@ local function deliverLines(self)
     end
     local s, e = find(buf, delim, search, true)
     if not s then
-      self._pos = pos
-      if #buf - pos + 1 >= maxLen + dlen then
-        return DONE, self:lineLengthExceeded(takeInput(self))
-      end
-      local from = #buf - dlen + 2
-      self._searchFrom = from > pos and from or pos
-      self._searchDelim = delim
-      return DONE
+      return noLine(self, buf, pos, delim, dlen, maxLen)
     end
     if s - pos > maxLen then
       -- Twisted passes the long line, its delimiter and all that follows.

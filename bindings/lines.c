@@ -1,0 +1,100 @@
+/*
+** lines.c: the inner loop of loom.basic's LineReceiver in C. Finding the
+** delimiter, cutting the line and calling lineReceived happen here with no
+** Lua-level string.find/string.sub per line; everything stateful (modes,
+** pausing, buffers) stays in basic.lua, which this loop hands back to as
+** soon as a hook changes anything.
+*/
+#include <string.h>
+
+#include "binding.h"
+
+/* Result codes, mirrored in basic.lua. */
+enum { LINES_NOTFOUND = 1, LINES_TOOLONG, LINES_STOPPED, LINES_DIRTY,
+       LINES_DISCONNECTING };
+
+static const char *find_delim(const char *s, size_t n, const char *d,
+                              size_t dlen) {
+  const char *end = s + n, *p = s;
+  if (dlen > n)
+    return NULL;
+  while ((p = memchr(p, d[0], (size_t)(end - p) - dlen + 1)) != NULL) {
+    if (memcmp(p, d, dlen) == 0)
+      return p;
+    if (++p > end - dlen)
+      break;
+  }
+  return NULL;
+}
+
+static int disconnecting(lua_State *L, int t) {
+  int yes;
+  if (lua_isnoneornil(L, t))
+    return 0;
+  lua_getfield(L, t, "disconnecting");
+  yes = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+static int result(lua_State *L, int code, size_t pos) {
+  lua_pushinteger(L, code);
+  lua_pushinteger(L, (lua_Integer)pos + 1);
+  return 2;
+}
+
+/*
+** core.deliverLines(self, buf, pos, search, delim, maxLen, lineReceived,
+** transport) -> code, pos [, why]. Delivers every complete line of buf
+** from pos (1-based); self._pos is kept current before each call so hooks
+** that read the buffer see the right place. buf stays valid on the stack
+** even if a hook replaces self._buffer.
+*/
+static int l_deliver_lines(lua_State *L) {
+  size_t blen, dlen;
+  const char *buf = luaL_checklstring(L, 2, &blen);
+  size_t pos = (size_t)luaL_checkinteger(L, 3) - 1;
+  size_t search = (size_t)luaL_checkinteger(L, 4) - 1;
+  const char *delim = luaL_checklstring(L, 5, &dlen);
+  size_t maxlen = (size_t)luaL_checkinteger(L, 6);
+  luaL_argcheck(L, dlen > 0, 5, "empty delimiter");
+  luaL_checktype(L, 7, LUA_TFUNCTION);
+  if (search < pos)
+    search = pos;
+  for (;;) {
+    const char *hit;
+    size_t at;
+    if (disconnecting(L, 8))
+      return result(L, LINES_DISCONNECTING, pos);
+    hit = search < blen ? find_delim(buf + search, blen - search, delim, dlen)
+                        : NULL;
+    if (hit == NULL)
+      return result(L, LINES_NOTFOUND, pos);
+    at = (size_t)(hit - buf);
+    if (at - pos > maxlen)
+      return result(L, LINES_TOOLONG, pos);
+    lua_pushvalue(L, 7);
+    lua_pushvalue(L, 1);
+    lua_pushlstring(L, buf + pos, at - pos);
+    pos = search = at + dlen;
+    lua_pushinteger(L, (lua_Integer)pos + 1);
+    lua_setfield(L, 1, "_pos");
+    lua_call(L, 2, 1);
+    if (lua_toboolean(L, -1)) {
+      result(L, LINES_STOPPED, pos);
+      lua_rotate(L, -3, -1); /* code, pos, why */
+      return 3;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "_dirty");
+    if (lua_toboolean(L, -1))
+      return result(L, LINES_DIRTY, pos);
+    lua_pop(L, 1);
+  }
+}
+
+/* Expects the core module table on the top of the stack. */
+void loom__open_lines(lua_State *L) {
+  lua_pushcfunction(L, l_deliver_lines);
+  lua_setfield(L, -2, "deliverLines");
+}
