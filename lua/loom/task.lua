@@ -461,13 +461,16 @@ end
 local Cooperator = class.Object:extend({ __name = "Cooperator" })
 task.Cooperator = Cooperator
 
--- Cooperator({clock=, timeSlice=0.01, stepsPerTick=}): runs tasks in ticks
--- scheduled with clock.callLater(0, ...) (the reactor by default). A tick
--- gives each task one step in turn until timeSlice seconds of CPU time pass
--- or, when set, stepsPerTick steps ran (deterministic, for specs).
+-- Cooperator({clock=, timeSlice=0.01, stepsPerTick=, tickDelay=1e-8}): runs
+-- tasks in ticks scheduled with clock.callLater(tickDelay, ...) (the reactor
+-- by default; the tiny delay is Twisted's _EPSILON, so a Clock runs one tick
+-- per advance). A tick gives each task one step in turn until timeSlice
+-- seconds of CPU time pass or, when set, stepsPerTick steps ran
+-- (deterministic, for specs).
 function Cooperator:init(opts)
   opts = opts or {}
   self.clock = opts.clock
+  self.tickDelay = opts.tickDelay or 1e-8
   self.timeSlice = opts.timeSlice or 0.01
   self.stepsPerTick = opts.stepsPerTick
   self._tasks = {}
@@ -541,7 +544,8 @@ function Cooperator:_reschedule()
     if self.clock == nil then
       self.clock = require("loom.reactor")
     end
-    self._delayedCall = clockCall(self.clock, "callLater", 0, tick, self)
+    self._delayedCall = clockCall(self.clock, "callLater", self.tickDelay,
+      tick, self)
   end
 end
 

@@ -1,0 +1,263 @@
+local defer = require "loom.defer"
+local err = require "loom.error"
+local failure = require "loom.failure"
+local task = require "loom.task"
+
+local Deferred, inline, await = defer.Deferred, defer.inlineCallbacks,
+  defer.await
+
+local function outcome(d)
+  local o = {}
+  d:addCallbacks(function(v) o.ok, o.value = true, v end,
+    function(f) o.ok, o.value = false, f end)
+  return o
+end
+
+describe("inlineCallbacks", function()
+  it("returns a function that returns a Deferred", function()
+    local f = inline(function() return 1 end)
+    assert.is_true(defer.isDeferred(f()))
+  end)
+
+  it("fires the Deferred with the returned value", function()
+    local f = inline(function(a, b) return a + b end)
+    assert.same({ ok = true, value = 5 }, outcome(f(2, 3)))
+  end)
+
+  it("runs the body synchronously until the first wait", function()
+    local steps = {}
+    local d = Deferred()
+    local f = inline(function()
+      steps[#steps + 1] = "before"
+      await(d)
+      steps[#steps + 1] = "after"
+    end)
+    f()
+    assert.same({ "before" }, steps)
+    d:callback(nil)
+    assert.same({ "before", "after" }, steps)
+  end)
+
+  it("returns the result of an awaited Deferred when it fires", function()
+    local d = Deferred()
+    local f = inline(function() return await(d) * 2 end)
+    local o = outcome(f())
+    assert.is_nil(o.ok)
+    d:callback(21)
+    assert.same({ ok = true, value = 42 }, o)
+  end)
+
+  it("awaits two Deferreds in turn", function()
+    local clock = task.Clock()
+    local f = inline(function()
+      local a = await(task.deferLater(clock, 1, function() return 1 end))
+      local b = await(task.deferLater(clock, 1, function() return 2 end))
+      return a + b
+    end)
+    local o = outcome(f())
+    clock:advance(1)
+    assert.is_nil(o.ok)
+    clock:advance(1)
+    assert.same({ ok = true, value = 3 }, o)
+  end)
+
+  it("does not yield when awaiting an already fired Deferred", function()
+    local co
+    local f = inline(function()
+      co = coroutine.running()
+      local v = await(defer.succeed("now"))
+      return v, coroutine.status(co)
+    end)
+    local o = outcome(f())
+    assert.same({ ok = true, value = "now" }, o)
+  end)
+
+  it("raises the Failure itself from await", function()
+    local f = inline(function()
+      local ok, e = pcall(await, defer.fail(err.ConnectionLost("x")))
+      return { ok, e }
+    end)
+    local o = outcome(f())
+    assert.is_false(o.value[1])
+    assert.is_true(failure.isFailure(o.value[2]))
+    assert.equals(err.ConnectionLost, o.value[2].type)
+  end)
+
+  it("raises a later failure from await as well", function()
+    local d = Deferred()
+    local f = inline(function()
+      local ok, e = pcall(await, d)
+      return ok == false and e.value
+    end)
+    local o = outcome(f())
+    d:errback("later")
+    assert.same({ ok = true, value = "later" }, o)
+  end)
+
+  it("errbacks with an uncaught awaited Failure unchanged", function()
+    local fl = failure.Failure("inner")
+    local f = inline(function() await(defer.fail(fl)) end)
+    assert.equals(fl, outcome(f()).value)
+  end)
+
+  it("errbacks when the body raises, with the user's line", function()
+    local line
+    local f = inline(function()
+      line = debug.getinfo(1, "l").currentline; error("body failed")
+    end)
+    local o = outcome(f())
+    assert.is_false(o.ok)
+    assert.matches("body failed", o.value.value, 1, true)
+    assert.matches("inline_spec.lua:" .. line .. ":", o.value.traceback, 1,
+      true)
+  end)
+
+  it("shows the user's line after a wait in the traceback", function()
+    local d, line = Deferred(), nil
+    local f = inline(function()
+      await(d)
+      line = debug.getinfo(1, "l").currentline; error(err.TimeoutError("t"))
+    end)
+    local o = outcome(f())
+    d:callback(nil)
+    assert.equals(err.TimeoutError, o.value.type)
+    assert.matches("inline_spec.lua:" .. line .. ":", o.value.traceback, 1,
+      true)
+  end)
+
+  it("consumes the awaited Deferred's result", function()
+    local d = Deferred()
+    local f = inline(function() return await(d) end)
+    f()
+    d:callback("v")
+    assert.is_nil(d.result)
+  end)
+
+  it("handles the awaited Deferred's failure (nothing unhandled)", function()
+    local d = Deferred()
+    local f = inline(function() pcall(await, d) end)
+    f()
+    d:errback("x")
+    assert.is_nil(d.result)
+  end)
+
+  it("returns non-Deferred values given to await", function()
+    local f = inline(function() return await(7) end)
+    assert.equals(7, outcome(f()).value)
+  end)
+
+  it("raises a clear error for await outside inlineCallbacks", function()
+    assert.has_error(function() await(defer.succeed(1)) end,
+      "defer.await: called outside an inlineCallbacks function")
+  end)
+
+  it("raises for await in a plain coroutine inside one", function()
+    local f = inline(function()
+      local co = coroutine.create(function() return await(defer.succeed(1)) end)
+      local ok, e = coroutine.resume(co)
+      return { ok, e }
+    end)
+    local o = outcome(f())
+    assert.is_false(o.value[1])
+    assert.matches("outside an inlineCallbacks function", o.value[2], 1, true)
+  end)
+
+  it("refuses to wait from a callback run inside the coroutine", function()
+    local f = inline(function()
+      local d, pending = Deferred(), Deferred()
+      local o = outcome(d:addCallback(function() return await(pending) end))
+      d:callback(1)
+      return { o.value }
+    end)
+    local o = outcome(f())
+    assert.is_true(o.ok)
+    assert.matches("cannot wait inside a Deferred callback",
+      o.value[1].value, 1, true)
+  end)
+
+  it("chains a returned Deferred into the result", function()
+    local inner = Deferred()
+    local f = inline(function() return inner end)
+    local o = outcome(f())
+    inner:callback("via inner")
+    assert.same({ ok = true, value = "via inner" }, o)
+  end)
+
+  it("hands plain coroutine.yield values straight back", function()
+    local f = inline(function() return coroutine.yield("echo") end)
+    assert.equals("echo", outcome(f()).value)
+  end)
+
+  it("cancels the awaited Deferred when its Deferred is cancelled", function()
+    local waited = Deferred()
+    local f = inline(function() return await(waited) end)
+    local d = f()
+    local o = outcome(d)
+    d:cancel()
+    assert.is_true(waited.called)
+    assert.equals(err.CancelledError, o.value.type)
+  end)
+
+  it("lets the body catch the cancellation and go on", function()
+    local waited = Deferred()
+    local after = Deferred()
+    local caught
+    local f = inline(function()
+      local ok, e = pcall(await, waited)
+      caught = not ok and e.type
+      return await(after)
+    end)
+    local d = f()
+    local o = outcome(d)
+    d:cancel()
+    assert.equals(err.CancelledError, caught)
+    assert.equals(err.CancelledError, o.value.type)
+    after:callback("ignored")
+  end)
+
+  it("runs 10,000 nested levels that complete synchronously", function()
+    local f
+    f = inline(function(n)
+      if n == 0 then return 0 end
+      return await(f(n - 1)) + 1
+    end)
+    assert.same({ ok = true, value = 10000 }, outcome(f(10000)))
+  end)
+
+  it("runs 10,000 nested levels waiting on one pending Deferred", function()
+    local leaf = Deferred()
+    local f
+    f = inline(function(n)
+      if n == 0 then return await(leaf) end
+      return await(f(n - 1)) + 1
+    end)
+    local o = outcome(f(10000))
+    assert.is_nil(o.ok)
+    leaf:callback(5)
+    assert.same({ ok = true, value = 10005 }, o)
+  end)
+
+  it("propagates a failure through 10,000 nested levels", function()
+    local leaf = Deferred()
+    local f
+    f = inline(function(n)
+      if n == 0 then return await(leaf) end
+      return await(f(n - 1))
+    end)
+    local o = outcome(f(10000))
+    leaf:errback(err.ConnectionLost("deep"))
+    assert.is_false(o.ok)
+    assert.equals(err.ConnectionLost, o.value.type)
+  end)
+
+  it("runs many sequential awaits in one body", function()
+    local f = inline(function()
+      local total = 0
+      for i = 1, 100000 do
+        total = total + await(defer.succeed(1))
+      end
+      return total
+    end)
+    assert.equals(100000, outcome(f()).value)
+  end)
+end)
