@@ -92,7 +92,8 @@ run: all
 test: all
 	@$(LUA_ENV) sh spec/run.sh $(LUA)
 
-sanitize:
+sanitize: all
+	@$(MAKE) --no-print-directory deps DEB_PKGS=valgrind
 	$(MAKE) BUILD=build-san OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -101,6 +102,7 @@ sanitize:
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh spec/run.sh $(LUA)
+	@$(LUA_ENV) sh spec/valgrind.sh $(LUA)
 
 bench: all bench-deps
 	@sh bench/run.sh
