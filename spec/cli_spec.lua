@@ -1,7 +1,7 @@
 -- The `loom` command: flags, start-up errors (one line, exit 1), script
 -- arguments and clean exit on SIGINT/SIGTERM. Each runs build/loom as a
 -- subprocess under `timeout`, so nothing here can hang the suite.
-local LOOM = "build/loom"
+local LOOM = os.getenv("LOOM_BIN") or "build/loom"
 local LIMIT = 10
 
 local function tmpfile(contents)

@@ -9,7 +9,7 @@ local testing = require "loom.testing"
 
 local runUntil = testing.runUntil
 
-local LOOM = "build/loom"
+local LOOM = os.getenv("LOOM_BIN") or "build/loom"
 local LIMIT = 10 -- seconds any one subprocess may live
 
 local function readFile(path)
@@ -39,7 +39,12 @@ local function startExample(name)
     error(name .. " did not start: " .. msg)
   end
   local port = tonumber(line:match("^listening on 127%.0%.0%.1:(%d+)$"))
-  assert(port and port > 0, "unexpected first line: " .. line)
+  if not port then
+    os.execute("kill " .. pid)
+    h:close()
+    os.remove(errfile)
+    error("unexpected first line: " .. line)
+  end
   return { pid = pid, port = port, handle = h, errfile = errfile }
 end
 
@@ -223,6 +228,9 @@ describe("examples/logger_server.lua", function()
   it("logs connects, data and disconnects with the peer's address",
     function()
       local server = startExample("logger_server")
+      finally(function()
+        if server then stopExample(server) end
+      end)
       local c = connect(server.port, Recorder:new())
       local peer = "127.0.0.1:" .. c.transport:getHost().port
       c.transport:write("hello logger\n")
@@ -234,6 +242,7 @@ describe("examples/logger_server.lua", function()
         return readFile(server.errfile):find(peer .. " disconnected", 1, true)
       end, 5)
       local status, _, err = stopExample(server)
+      server = nil
       assert.equal(0, status)
       assert.matches(" info: " .. peer .. " connected\n", err, 1, true)
       assert.matches(" info: " .. peer .. ' sent "hello logger\\n"\n', err,
