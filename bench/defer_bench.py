@@ -55,4 +55,7 @@ def measure(f, n, expect):
 
 a = measure(create_fire, 50000, 10)
 b = measure(inline_once, 20000, 55)
-print("defer impl=twisted create_10cb_fire_us=%.3f inline_10_fired_us=%.3f" % (a, b))
+print(
+    "defer impl=twisted create_10cb_fire_us=%.3f inline_10_fired_us=%.3f"
+    % (a, b)
+)

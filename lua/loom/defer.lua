@@ -537,7 +537,7 @@ function defer.execute(f, ...)
   return defer.succeed(r)
 end
 
--- DeferredList and gatherResults ------------------------------------------------
+-- DeferredList and gatherResults ---------------------------------------------
 
 DeferredList = Deferred:extend({ __name = "DeferredList" })
 defer.DeferredList = DeferredList
@@ -610,7 +610,7 @@ function defer.gatherResults(list, consumeErrors)
   return d:addCallback(parseResults)
 end
 
--- Lock, semaphore, queue --------------------------------------------------------
+-- Lock, semaphore, queue -----------------------------------------------------
 
 local function removeValue(list, v)
   for i = 1, #list do
