@@ -59,8 +59,12 @@ static cJSON *table_to_json(lua_State *L, int idx, int depth,
   while (lua_next(L, idx) != 0) { /* key at -2, value at -1 */
     int kt = lua_type(L, -2);
     cJSON *item = NULL;
+    size_t klen = 0;
+    const char *k = kt == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER)
       *err = "table keys must be strings or numbers";
+    else if (k != NULL && memchr(k, '\0', klen) != NULL)
+      *err = "a table key holds a NUL byte";
     else
       item = to_json(L, lua_gettop(L), depth + 1, err);
     if (item == NULL) {
@@ -72,6 +76,39 @@ static cJSON *table_to_json(lua_State *L, int idx, int depth,
     cJSON_AddItemToObject(node, lua_tostring(L, -1), item);
     lua_pop(L, 2);
   }
+  return node;
+}
+
+/*
+** A string holding NUL bytes, which cJSON (C strings) would cut short:
+** escaped here and handed to cJSON as raw text. Returns NULL on ENOMEM.
+*/
+static cJSON *string_with_nuls(const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  char *out = malloc(len * 6 + 3), *o = out;
+  cJSON *node;
+  size_t i;
+  if (out == NULL)
+    return NULL;
+  *o++ = '"';
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = (char)c;
+    } else if (c < 0x20) {
+      memcpy(o, "\\u00", 4);
+      o[4] = hex[c >> 4];
+      o[5] = hex[c & 15];
+      o += 6;
+    } else {
+      *o++ = (char)c;
+    }
+  }
+  *o++ = '"';
+  *o = '\0';
+  node = cJSON_CreateRaw(out);
+  free(out);
   return node;
 }
 
@@ -118,8 +155,13 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
     }
     return cJSON_CreateNumber(d);
   }
-  case LUA_TSTRING:
-    return cJSON_CreateString(lua_tostring(L, idx));
+  case LUA_TSTRING: {
+    size_t len;
+    const char *str = lua_tolstring(L, idx, &len);
+    if (memchr(str, '\0', len) != NULL)
+      return string_with_nuls(str, len);
+    return cJSON_CreateString(str);
+  }
   case LUA_TTABLE:
     if (!lua_checkstack(L, 4)) {
       *err = "nesting too deep";

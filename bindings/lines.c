@@ -27,11 +27,37 @@ static const char *find_delim(const char *s, size_t n, const char *d,
   return NULL;
 }
 
-static int disconnecting(lua_State *L, int t) {
+/*
+** How to ask the transport whether it is disconnecting: a loom transport's
+** flags are read straight from its box; anything else (a StringTransport, a
+** plain table) through its "disconnecting" field.
+*/
+static const loom_stream *const *box_of(lua_State *L, int t) {
+  if (lua_type(L, t) == LUA_TUSERDATA &&
+      (luaL_testudata(L, t, "loom.TCPTransport") != NULL ||
+       luaL_testudata(L, t, "loom.UNIXTransport") != NULL))
+    return lua_touserdata(L, t);
+  return NULL;
+}
+
+static int disconnecting(lua_State *L, int t, const loom_stream *const *box) {
   int yes;
+  if (box != NULL)
+    return *box == NULL ||
+           ((*box)->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)) != 0;
   if (lua_isnoneornil(L, t))
     return 0;
   lua_getfield(L, t, "disconnecting");
+  yes = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* self._dirty, read raw: the class default is false, so nil means clean. */
+static int dirty(lua_State *L) {
+  int yes;
+  lua_pushliteral(L, "_dirty");
+  lua_rawget(L, 1);
   yes = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return yes;
@@ -58,13 +84,16 @@ static int l_deliver_lines(lua_State *L) {
   const char *delim = luaL_checklstring(L, 5, &dlen);
   size_t maxlen = (size_t)luaL_checkinteger(L, 6);
   luaL_argcheck(L, dlen > 0, 5, "empty delimiter");
+  const loom_stream *const *box;
+  luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 7, LUA_TFUNCTION);
+  box = box_of(L, 8);
   if (search < pos)
     search = pos;
   for (;;) {
     const char *hit;
     size_t at;
-    if (disconnecting(L, 8))
+    if (disconnecting(L, 8, box))
       return result(L, LINES_DISCONNECTING, pos);
     hit = search < blen ? find_delim(buf + search, blen - search, delim, dlen)
                         : NULL;
@@ -77,8 +106,9 @@ static int l_deliver_lines(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushlstring(L, buf + pos, at - pos);
     pos = search = at + dlen;
+    lua_pushliteral(L, "_pos"); /* Raw: receivers have no __newindex. */
     lua_pushinteger(L, (lua_Integer)pos + 1);
-    lua_setfield(L, 1, "_pos");
+    lua_rawset(L, 1);
     lua_call(L, 2, 1);
     if (lua_toboolean(L, -1)) {
       result(L, LINES_STOPPED, pos);
@@ -86,10 +116,8 @@ static int l_deliver_lines(lua_State *L) {
       return 3;
     }
     lua_pop(L, 1);
-    lua_getfield(L, 1, "_dirty");
-    if (lua_toboolean(L, -1))
+    if (dirty(L))
       return result(L, LINES_DIRTY, pos);
-    lua_pop(L, 1);
   }
 }
 

@@ -36,7 +36,7 @@ local function run(argv, first)
   local chunk, msg = loadfile(file)
   if not chunk then
     -- loadfile's message already names file:line for a syntax error.
-    return fail("%s", (msg:gsub("^cannot open (%S+)", "cannot open %1:")))
+    return fail("%s", msg)
   end
   local args = { [0] = file, [-1] = argv[0] }
   for i = first + 1, #argv do
