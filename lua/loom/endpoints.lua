@@ -1,0 +1,509 @@
+-- loom.endpoints: stream endpoints and their string descriptions, as
+-- twisted.internet.endpoints.
+--
+--   local ep = endpoints.serverFromString(reactor, "tcp:8000:interface=127.0.0.1")
+--   ep:listen(factory):addCallback(function(port) ... end)
+--   endpoints.clientFromString(reactor, "tcp:host=127.0.0.1:port=8000")
+--     :connect(factory):addCallback(function(proto) ... end)
+--
+-- A description is `type:arg:arg:key=value...`, split by Twisted's rules
+-- (_tokenize/_parse): `:` separates parameters, the first `=` of a
+-- parameter makes it `key=value`, and `\` escapes the next character (so
+-- `\:` is a colon inside a value). Positional arguments fill the type's
+-- parameters in order. A bad description raises one line naming the bad
+-- part: "tcp: port 'abc' is not a number".
+
+local class = require "loom.class"
+local defer = require "loom.defer"
+local err = require "loom.error"
+local protocol = require "loom.protocol"
+
+local M = {}
+
+-- The description grammar -----------------------------------------------------
+
+-- Twisted's _tokenize: a list of {"string", s} and {"op", ":"|"="}. After a
+-- "=" only ":" is an operator, so "a=b=c" is key a, value "b=c".
+function M.tokenize(desc)
+  local tokens, cur = {}, {}
+  local ops = { [":"] = true, ["="] = true }
+  local i, n = 1, #desc
+  while i <= n do
+    local c = desc:sub(i, i)
+    if ops[c] then
+      tokens[#tokens + 1] = { "string", table.concat(cur) }
+      tokens[#tokens + 1] = { "op", c }
+      cur = {}
+      ops = c == ":" and { [":"] = true, ["="] = true } or { [":"] = true }
+    elseif c == "\\" then
+      i = i + 1
+      if i > n then
+        error(string.format("endpoint description %q ends with a lone"
+          .. " backslash", desc), 0)
+      end
+      cur[#cur + 1] = desc:sub(i, i)
+    else
+      cur[#cur + 1] = c
+    end
+    i = i + 1
+  end
+  tokens[#tokens + 1] = { "string", table.concat(cur) }
+  return tokens
+end
+
+-- Twisted's _parse: positional args (a list) and key=value pairs (a table;
+-- kwOrder keeps the keys in the order given, for error messages).
+function M.parse(desc)
+  local args, kw, order = {}, {}, {}
+  local sofar = {}
+  local function add()
+    if #sofar == 1 then
+      args[#args + 1] = sofar[1]
+    else
+      if kw[sofar[1]] == nil then
+        order[#order + 1] = sofar[1]
+      end
+      kw[sofar[1]] = sofar[2]
+    end
+    sofar = {}
+  end
+  for _, tok in ipairs(M.tokenize(desc)) do
+    if tok[1] == "string" then
+      sofar[#sofar + 1] = tok[2]
+    elseif tok[2] == ":" then
+      add()
+    end
+  end
+  add()
+  return args, kw, order
+end
+
+local function bad(fmt, ...)
+  error(string.format(fmt, ...), 0)
+end
+
+-- Binds positional args (after the type) and keywords to the named
+-- parameters of `kind`, as a Python call to Twisted's parser would.
+local function bind(kind, params, args, kw, order)
+  local known, values = {}, {}
+  for _, p in ipairs(params) do
+    known[p] = true
+  end
+  if #args - 1 > #params then
+    bad("%s: too many positional arguments (%d; %s takes %s)", kind,
+      #args - 1, kind, table.concat(params, ", "))
+  end
+  for i = 2, #args do
+    values[params[i - 1]] = args[i]
+  end
+  for _, k in ipairs(order) do
+    local name = known[k] and k
+    if not name then
+      bad("unknown parameter '%s' for %s (known: %s)", k, kind,
+        table.concat(params, ", "))
+    end
+    if values[name] ~= nil then
+      bad("%s: %s given twice", kind, name)
+    end
+    values[name] = kw[k]
+  end
+  return values
+end
+
+local function integer(kind, what, s, lo, hi)
+  local n = math.tointeger(tonumber(s, 10))
+  if n == nil or not s:match("^%s*%d+%s*$") then
+    bad("%s: %s '%s' is not a number", kind, what, s)
+  end
+  if (lo and n < lo) or (hi and n > hi) then
+    bad("%s: %s %d is out of range %d-%d", kind, what, n, lo, hi)
+  end
+  return n
+end
+
+local function required(kind, values, name)
+  if values[name] == nil or values[name] == "" then
+    bad("%s: missing %s", kind, name)
+  end
+  return values[name]
+end
+
+local function boolean(kind, what, s)
+  local n = math.tointeger(tonumber(s, 10))
+  if n == nil then
+    bad("%s: %s '%s' is not 0 or 1", kind, what, s)
+  end
+  return n ~= 0
+end
+
+local NO_TLS = "ssl endpoints need TLS support, which this build does not"
+  .. " have yet"
+
+-- Server descriptions → {kind=, port/path=, opts...}
+local serverParsers = {}
+
+function serverParsers.tcp(args, kw, order)
+  local v = bind("tcp", { "port", "interface", "backlog" }, args, kw, order)
+  local port = integer("tcp", "port", required("tcp", v, "port"), 0, 65535)
+  local opts = {}
+  if v.interface and v.interface ~= "" then
+    opts.interface = v.interface
+  end
+  if v.backlog then
+    opts.backlog = integer("tcp", "backlog", v.backlog, 0, 1 << 30)
+  end
+  return "tcp", port, opts
+end
+
+function serverParsers.tcp6(args, kw, order)
+  local v = bind("tcp6", { "port", "backlog", "interface" }, args, kw, order)
+  local port = integer("tcp6", "port", required("tcp6", v, "port"), 0, 65535)
+  local opts = { interface = "::" }
+  if v.interface and v.interface ~= "" then
+    opts.interface = v.interface
+  end
+  if v.backlog then
+    opts.backlog = integer("tcp6", "backlog", v.backlog, 0, 1 << 30)
+  end
+  return "tcp6", port, opts
+end
+
+function serverParsers.unix(args, kw, order)
+  -- Twisted calls the path "address"; "path" is accepted too.
+  if kw.path ~= nil and kw.address == nil then
+    kw.address = kw.path
+    for i, k in ipairs(order) do
+      if k == "path" then
+        order[i] = "address"
+      end
+    end
+  end
+  local v = bind("unix", { "address", "mode", "backlog", "lockfile" }, args,
+    kw, order)
+  local path = required("unix", v, "address")
+  local opts = { mode = tonumber("666", 8), wantPID = true, backlog = 50 }
+  if v.mode then
+    opts.mode = v.mode:match("^[0-7]+$") and tonumber(v.mode, 8)
+    if not opts.mode then
+      bad("unix: mode '%s' is not an octal number", v.mode)
+    end
+  end
+  if v.backlog then
+    opts.backlog = integer("unix", "backlog", v.backlog, 0, 1 << 30)
+  end
+  if v.lockfile then
+    opts.wantPID = boolean("unix", "lockfile", v.lockfile)
+  end
+  return "unix", path, opts
+end
+
+function serverParsers.ssl()
+  bad(NO_TLS)
+end
+
+local KNOWN_SERVER = "tcp, tcp6, unix, ssl"
+
+-- Parses a server description; returns kind, port-or-path, opts. The old
+-- strports form, a bare port number ("8000"), means tcp:8000.
+function M.parseServer(desc)
+  if type(desc) ~= "string" then
+    bad("endpoint description must be a string, got %s", type(desc))
+  end
+  if desc:match("^%d+$") then
+    desc = "tcp:" .. desc
+  end
+  local args, kw, order = M.parse(desc)
+  local kind = args[1]
+  local parser = serverParsers[kind:lower()]
+  if kind == "" or parser == nil then
+    bad("unknown endpoint type '%s' (known: %s)", kind, KNOWN_SERVER)
+  end
+  return parser(args, kw, order)
+end
+
+local clientParsers = {}
+
+function clientParsers.tcp(args, kw, order)
+  -- Twisted's _parseClientTCP: two positionals are host and port; one is
+  -- the host, or the port when host= is given.
+  local params = { "host", "port" }
+  if #args == 2 and kw.host ~= nil then
+    params = { "port" }
+  end
+  local v = bind("tcp", params, args, kw, {})
+  for _, k in ipairs(order) do
+    local ok = k == "host" or k == "port" or k == "timeout"
+      or k == "bindAddress"
+    if not ok then
+      bad("unknown parameter '%s' for tcp (known: host, port, timeout,"
+        .. " bindAddress)", k)
+    end
+    if v[k] ~= nil and v[k] ~= kw[k] then
+      bad("tcp: %s given twice", k)
+    end
+    v[k] = kw[k]
+  end
+  local host = required("tcp", v, "host")
+  local port = integer("tcp", "port", required("tcp", v, "port"), 1, 65535)
+  local opts = {}
+  if v.timeout then
+    opts.timeout = integer("tcp", "timeout", v.timeout, 0, 1 << 30)
+  end
+  if v.bindAddress then
+    opts.bindAddress = { v.bindAddress, 0 }
+  end
+  return "tcp", host, port, opts
+end
+
+function clientParsers.unix(args, kw, order)
+  local v = bind("unix", { "path", "timeout", "lockfile" }, args, kw, order)
+  local path = required("unix", v, "path")
+  local opts = {}
+  if v.timeout then
+    opts.timeout = integer("unix", "timeout", v.timeout, 0, 1 << 30)
+  end
+  if v.lockfile then
+    opts.checkPID = boolean("unix", "lockfile", v.lockfile)
+  end
+  return "unix", path, opts
+end
+
+clientParsers.ssl = serverParsers.ssl
+
+-- Parses a client description; returns "tcp", host, port, opts or
+-- "unix", path, opts.
+function M.parseClient(desc)
+  if type(desc) ~= "string" then
+    bad("endpoint description must be a string, got %s", type(desc))
+  end
+  local args, kw, order = M.parse(desc)
+  local kind = args[1]
+  local parser = clientParsers[kind:lower()]
+  if kind == "" or parser == nil then
+    bad("unknown endpoint type '%s' (known: tcp, unix, ssl)", kind)
+  end
+  return parser(args, kw, order)
+end
+
+-- Server endpoints ----------------------------------------------------------------
+
+local function needReactor(reactor, method)
+  if type(reactor) ~= "table" or reactor[method] == nil then
+    error(string.format("this reactor has no %s", method), 3)
+  end
+end
+
+local TCP4ServerEndpoint = class.Object:extend({
+  __name = "TCP4ServerEndpoint" })
+M.TCP4ServerEndpoint = TCP4ServerEndpoint
+
+function TCP4ServerEndpoint:init(reactor, port, opts)
+  opts = opts or {}
+  self.reactor = reactor
+  self.port = port
+  self.interface = opts.interface or self.defaultInterface
+  self.backlog = opts.backlog or 50
+end
+TCP4ServerEndpoint.defaultInterface = "0.0.0.0"
+
+-- → Deferred(Port); errbacks with the listen error (e.g. EADDRINUSE).
+function TCP4ServerEndpoint:listen(factory)
+  return defer.execute(self.reactor.listenTCP, self.port, factory,
+    { interface = self.interface, backlog = self.backlog })
+end
+
+function TCP4ServerEndpoint:__tostring()
+  return string.format("<%s %s:%d>", rawget(getmetatable(self), "__name"),
+    self.interface, self.port)
+end
+
+M.TCP6ServerEndpoint = TCP4ServerEndpoint:extend({
+  __name = "TCP6ServerEndpoint", defaultInterface = "::" })
+
+local UNIXServerEndpoint = class.Object:extend({
+  __name = "UNIXServerEndpoint" })
+M.UNIXServerEndpoint = UNIXServerEndpoint
+
+function UNIXServerEndpoint:init(reactor, path, opts)
+  opts = opts or {}
+  self.reactor = reactor
+  self.path = path
+  self.mode = opts.mode or tonumber("666", 8)
+  self.backlog = opts.backlog or 50
+  self.wantPID = opts.wantPID
+  if self.wantPID == nil then
+    self.wantPID = false
+  end
+end
+
+function UNIXServerEndpoint:listen(factory)
+  return defer.execute(function()
+    needReactor(self.reactor, "listenUNIX")
+    return self.reactor.listenUNIX(self.path, factory, { mode = self.mode,
+      backlog = self.backlog, wantPID = self.wantPID })
+  end)
+end
+
+function UNIXServerEndpoint:__tostring()
+  return string.format("<UNIXServerEndpoint %s>", self.path)
+end
+
+-- Client endpoints ------------------------------------------------------------------
+
+-- Twisted's _WrappingFactory: builds the caller's protocol and fires the
+-- connect Deferred with it once connected, or errbacks with the failure.
+local WrappingFactory = protocol.ClientFactory:extend({
+  __name = "WrappingFactory" })
+M.WrappingFactory = WrappingFactory
+
+-- The protocol the connector first sees: it hands the transport over to
+-- the real protocol, so the transport calls the real hooks from then on.
+local Handover = {}
+Handover.__index = Handover
+
+function Handover:makeConnection(transport)
+  local wf, real = self.wrappingFactory, self.real
+  if transport.setProtocol then
+    transport:setProtocol(real)
+  end
+  real:makeConnection(transport)
+  if not wf.deferred.called then
+    wf.deferred:callback(real)
+  end
+end
+
+function WrappingFactory:init(wrapped)
+  self.wrapped = wrapped
+  self.deferred = defer.Deferred(function()
+    if self.connector then
+      pcall(self.connector.stopConnecting, self.connector)
+    end
+  end)
+end
+
+function WrappingFactory:startFactory()
+  self.wrapped:doStart()
+end
+
+function WrappingFactory:stopFactory()
+  self.wrapped:doStop()
+end
+
+function WrappingFactory:startedConnecting(connector)
+  self.connector = connector
+end
+
+function WrappingFactory:buildProtocol(addr)
+  local ok, proto = pcall(self.wrapped.buildProtocol, self.wrapped, addr)
+  if not ok or proto == nil then
+    if not self.deferred.called then
+      self.deferred:errback(ok and err.ConnectError(
+        "the factory refused the connection (buildProtocol returned nil)")
+        or proto)
+    end
+    return nil
+  end
+  return setmetatable({ wrappingFactory = self, real = proto }, Handover)
+end
+
+function WrappingFactory:clientConnectionFailed(connector, reason) -- luacheck: ignore
+  if not self.deferred.called then
+    self.deferred:errback(reason)
+  end
+end
+
+local TCP4ClientEndpoint = class.Object:extend({
+  __name = "TCP4ClientEndpoint" })
+M.TCP4ClientEndpoint = TCP4ClientEndpoint
+M.TCP6ClientEndpoint = TCP4ClientEndpoint:extend({
+  __name = "TCP6ClientEndpoint" })
+
+function TCP4ClientEndpoint:init(reactor, host, port, opts)
+  opts = opts or {}
+  self.reactor = reactor
+  self.host = host
+  self.port = port
+  self.timeout = opts.timeout or 30
+  self.bindAddress = opts.bindAddress
+end
+
+-- → Deferred(protocol) once connected; errbacks with the connect failure
+-- (ConnectionRefusedError, TimeoutError, ...). Cancelling it stops the
+-- attempt.
+function TCP4ClientEndpoint:connect(factory)
+  local wf = WrappingFactory:new(factory)
+  local ok, e = pcall(self.reactor.connectTCP, self.host, self.port, wf,
+    { timeout = self.timeout, bindAddress = self.bindAddress })
+  if not ok then
+    return defer.fail(e)
+  end
+  return wf.deferred
+end
+
+function TCP4ClientEndpoint:__tostring()
+  return string.format("<%s %s:%d>", rawget(getmetatable(self), "__name"),
+    self.host, self.port)
+end
+
+local UNIXClientEndpoint = class.Object:extend({
+  __name = "UNIXClientEndpoint" })
+M.UNIXClientEndpoint = UNIXClientEndpoint
+
+function UNIXClientEndpoint:init(reactor, path, opts)
+  opts = opts or {}
+  self.reactor = reactor
+  self.path = path
+  self.timeout = opts.timeout or 30
+  self.checkPID = opts.checkPID or false
+end
+
+function UNIXClientEndpoint:connect(factory)
+  local wf = WrappingFactory:new(factory)
+  local ok, e = pcall(function()
+    needReactor(self.reactor, "connectUNIX")
+    return self.reactor.connectUNIX(self.path, wf, { timeout = self.timeout,
+      checkPID = self.checkPID })
+  end)
+  if not ok then
+    return defer.fail(e)
+  end
+  return wf.deferred
+end
+
+function UNIXClientEndpoint:__tostring()
+  return string.format("<UNIXClientEndpoint %s>", self.path)
+end
+
+-- From strings ------------------------------------------------------------------------
+
+function M.serverFromString(reactor, desc)
+  local kind, where, opts = M.parseServer(desc)
+  if kind == "tcp" then
+    return TCP4ServerEndpoint:new(reactor, where, opts)
+  elseif kind == "tcp6" then
+    return M.TCP6ServerEndpoint:new(reactor, where, opts)
+  end
+  return UNIXServerEndpoint:new(reactor, where, opts)
+end
+
+function M.clientFromString(reactor, desc)
+  local kind, a, b, c = M.parseClient(desc)
+  if kind == "tcp" then
+    local cls = a:find(":", 1, true) and M.TCP6ClientEndpoint
+      or TCP4ClientEndpoint
+    return cls:new(reactor, a, b, c)
+  end
+  return UNIXClientEndpoint:new(reactor, a, b)
+end
+
+-- connectProtocol(endpoint, proto) → Deferred(proto): connects an
+-- already-built protocol instance.
+function M.connectProtocol(endpoint, proto)
+  local f = protocol.ClientFactory:new()
+  function f.buildProtocol()
+    return proto
+  end
+  return endpoint:connect(f)
+end
+
+return M
