@@ -116,4 +116,92 @@ function ClientFactory:clientConnectionFailed(connector, reason) end -- luacheck
 
 function ClientFactory:clientConnectionLost(connector, reason) end -- luacheck: ignore
 
+-- ReconnectingClientFactory ---------------------------------------------------
+--
+-- A ClientFactory that reconnects with exponential backoff after a failed
+-- or lost connection (Twisted's). Call resetDelay() once connected (e.g. in
+-- buildProtocol or connectionMade); stopTrying() ends it. `clock` (default:
+-- the reactor) may be set to a task.Clock in specs.
+
+local RCF = ClientFactory:extend({ __name = "ReconnectingClientFactory" })
+M.ReconnectingClientFactory = RCF
+RCF.maxDelay = 3600
+RCF.initialDelay = 1.0
+RCF.factor = 2.7182818284590451 -- e
+RCF.jitter = 0.11962656472
+RCF.delay = RCF.initialDelay
+RCF.retries = 0
+RCF.maxRetries = nil
+RCF.continueTrying = true
+RCF.noisy = false
+
+-- A normally distributed number (Box-Muller), as random.normalvariate.
+local function normal(mu, sigma)
+  local u1 = 1 - math.random()
+  local u2 = math.random()
+  return mu + sigma * math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+end
+
+function RCF:clientConnectionFailed(connector, reason) -- luacheck: ignore
+  if self.continueTrying then
+    self.connector = connector
+    self:retry()
+  end
+end
+
+function RCF:clientConnectionLost(connector, reason) -- luacheck: ignore
+  if self.continueTrying then
+    self.connector = connector
+    self:retry()
+  end
+end
+
+-- Has the connector connect again after the next delay.
+function RCF:retry(connector)
+  if not self.continueTrying then
+    return
+  end
+  connector = connector or self.connector
+  if connector == nil then
+    error("retry: no connector to retry", 2)
+  end
+  self.retries = self.retries + 1
+  if self.maxRetries ~= nil and self.retries > self.maxRetries then
+    if self.noisy then
+      require("loom.log").info("abandoning %s after %d retries",
+        tostring(connector), self.retries)
+    end
+    return
+  end
+  self.delay = math.min(self.delay * self.factor, self.maxDelay)
+  if self.jitter and self.jitter ~= 0 then
+    self.delay = normal(self.delay, self.delay * self.jitter)
+  end
+  local clock = self.clock or require("loom.reactor")
+  self.clock = clock
+  self._callID = clock.callLater(math.max(self.delay, 0), function()
+    self._callID = nil
+    connector:connect()
+  end)
+end
+
+function RCF:stopTrying()
+  if self._callID then
+    self._callID:cancel()
+    self._callID = nil
+  end
+  self.continueTrying = false
+  local c = self.connector
+  if c and c.stopConnecting then
+    pcall(c.stopConnecting, c) -- not connecting: nothing to stop
+  end
+end
+
+function RCF:resetDelay()
+  self.delay = self.initialDelay
+  self.retries = 0
+  self._callID = nil
+  self.continueTrying = true
+end
+
 return M
