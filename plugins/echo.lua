@@ -1,0 +1,21 @@
+-- loom echo: the echo service (RFC 862), every byte sent back.
+local protocol = require "loom.protocol"
+local strports = require "loom.strports"
+
+local Echo = protocol.Protocol:extend({ __name = "Echo" })
+
+function Echo:dataReceived(data)
+  self.transport:write(data)
+end
+
+return {
+  name = "echo",
+  description = "echo server (RFC 862): sends back every byte it receives",
+  options = {
+    { "port", "p", "tcp:8000", "where to listen (an endpoint description)" },
+  },
+  Echo = Echo,
+  makeService = function(opts)
+    return strports.service(opts.port, protocol.Factory.forProtocol(Echo))
+  end,
+}
