@@ -25,10 +25,12 @@ CFLAGS     += $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
 LDLIBS     += $(PKG_LIBS) -lm
 
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/tcp.c host/timer.c \
-            host/signal.c
+            host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
+            host/resolver.c
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
-            bindings/lines.c
+            bindings/lines.c bindings/unix.c \
+            bindings/resolver.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 

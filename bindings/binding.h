@@ -42,6 +42,11 @@ void loom__open_tcp(lua_State *L);
 void loom__open_timer(lua_State *L);
 void loom__open_signal(lua_State *L);
 void loom__open_lines(lua_State *L);
+void loom__open_unix(lua_State *L);
+void loom__open_udp(lua_State *L);
+void loom__open_process(lua_State *L);
+void loom__open_thread(lua_State *L);
+void loom__open_resolver(lua_State *L);
 int luaopen_loom_core(lua_State *L);
 int luaopen_loom_json(lua_State *L);
 

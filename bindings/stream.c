@@ -4,7 +4,11 @@
 ** events into protocol hooks. The protocol is user value 1 of the box, so
 ** a class patched in place is seen at the next event.
 */
+#include <errno.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "binding.h"
 
@@ -338,9 +342,41 @@ static int l_transport_lose_write_connection(lua_State *L) {
   return 0;
 }
 
+/*
+** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
+** the socket itself: libuv's uv_pipe_getpeername reads past the address
+** the kernel returns for an unnamed peer.
+*/
+static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_un sun;
+  socklen_t len = sizeof(sun);
+  uv_os_fd_t fd;
+  int rc = uv_fileno(&s->h.handle, &fd);
+  memset(&sun, 0, sizeof(sun));
+  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
+                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "UNIX");
+  lua_setfield(L, -2, "type");
+  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
+    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
+                    offsetof(struct sockaddr_un, sun_path)));
+    lua_setfield(L, -2, "name");
+  }
+  return 1;
+}
+
 static int push_name(lua_State *L, loom_stream *s, int peer) {
   struct sockaddr_storage ss;
   int len = sizeof(ss), rc;
+  if (s->h.handle.type == UV_NAMED_PIPE)
+    return push_pipe_name(L, s, peer);
   if (s->h.handle.type != UV_TCP)
     return luaL_error(L, "getPeer: not a TCP transport");
   if (peer)

@@ -26,6 +26,11 @@ typedef struct loom_stream loom_stream;
 typedef struct loom_listener loom_listener;
 typedef struct loom_timer loom_timer;
 typedef struct loom_signal loom_signal;
+typedef struct loom_udp loom_udp;
+typedef struct loom_process loom_process;
+typedef struct loom_pool loom_pool;
+typedef struct loom_job loom_job;
+typedef struct loom_resolve loom_resolve;
 
 /* One state per host: the loop, the shared read buffer, the Lua side. */
 struct loom_state {
@@ -38,6 +43,8 @@ struct loom_state {
   int nstreams;            /* live streams, for the shutdown drain */
   uv_async_t keepalive;    /* keeps run() blocking when nothing is pending */
   void (*current_fn)(void); /* the trampoline in progress (bindings/call.c) */
+  loom_pool *pool;         /* worker threads, made on first use (thread.c) */
+  loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
   char readbuf[LOOM_READ_BUFSIZE];
 };
 
@@ -138,6 +145,101 @@ struct loom_signal {
   int closing;
 };
 
+/* A Unix-socket listener: the socket file is unlinked when it closes. */
+typedef struct loom_unix_listener {
+  loom_listener l;  /* first: a loom_listener* is a loom_unix_listener* */
+  char *path;
+  char *lockpath;   /* path .. ".lock" while we hold it (wantPID) */
+  int bound;        /* we created the socket file */
+} loom_unix_listener;
+
+typedef struct loom_udp_vtable {
+  void (*datagram)(loom_udp *u, const char *buf, size_t len,
+                   const struct sockaddr *from);
+  /* ICMP port unreachable on a connected socket (ECONNREFUSED). */
+  void (*refused)(loom_udp *u);
+  void (*closed)(loom_udp *u);  /* u is freed right after */
+} loom_udp_vtable;
+
+struct loom_udp {
+  uv_udp_t h;
+  loom_state *st;
+  const loom_udp_vtable *vt;
+  int ref;
+  int closing;
+  int connected;
+};
+
+/* Child fd plans for loom__process_spawn (else >= 0: inherit that fd). */
+#define LOOM_FD_CLOSED (-1)
+#define LOOM_FD_READ (-2)   /* a pipe the parent reads (child's output) */
+#define LOOM_FD_WRITE (-3)  /* a pipe the parent writes (child's input) */
+#define LOOM_PROCESS_MAXFD 8
+
+typedef struct loom_process_vtable {
+  void (*data)(loom_process *p, int fd, const char *buf, size_t len);
+  void (*fd_closed)(loom_process *p, int fd, int status);
+  void (*exited)(loom_process *p);  /* exit_status / term_signal are set */
+  /* Exited and every pipe closed; p is freed right after. */
+  void (*ended)(loom_process *p);
+} loom_process_vtable;
+
+/* One pipe to a child: a stream (first) that knows its process and fd. */
+typedef struct loom_pipe {
+  loom_stream s;
+  loom_process *proc;
+  int fd;
+} loom_pipe;
+
+struct loom_process {
+  uv_process_t h;
+  loom_state *st;
+  const loom_process_vtable *vt;
+  int ref;
+  int pid;
+  int failed;         /* uv_spawn failed: tear down without events */
+  int exited;
+  int handle_closed;
+  int npipes;         /* pipes not yet closed */
+  int64_t exit_status;
+  int term_signal;
+  loom_pipe *pipes[LOOM_PROCESS_MAXFD];
+};
+
+typedef struct loom_spawn_opts {
+  const char *file;
+  char **args;        /* NULL-terminated; args[0] is argv[0] */
+  char **env;         /* NULL-terminated */
+  const char *cwd;    /* or NULL */
+  int set_uid, set_gid;
+  int uid, gid;
+  int nfds;
+  int fds[LOOM_PROCESS_MAXFD]; /* LOOM_FD_* or a parent fd to inherit */
+} loom_spawn_opts;
+
+/* A unit of work for the state's thread pool (thread.c). */
+struct loom_job {
+  loom_job *next;
+  /* On a worker thread, with that worker's context (NULL: no work). */
+  void (*work)(loom_job *j, void *worker);
+  /* Back on the loop thread; must free j. cancelled: shutting down. */
+  void (*done)(loom_job *j, int cancelled);
+};
+
+typedef struct loom_pool_config {
+  void *(*worker_open)(void *arg);   /* per worker thread, on that thread */
+  void (*worker_close)(void *worker);
+  void *arg;
+  int size;
+} loom_pool_config;
+
+struct loom_resolve {
+  uv_getaddrinfo_t req;
+  loom_state *st;
+  loom_resolve *prev, *next;
+  void (*cb)(loom_resolve *r, int status, struct addrinfo *res);
+};
+
 /* reactor.c */
 int loom__state_init(loom_state *st, uv_loop_t *loop);
 int loom__state_run(loom_state *st);
@@ -191,5 +293,44 @@ int loom__signal_start(loom_signal *g, loom_state *st, int signum,
                        loom_signal_cb cb);
 void loom__signal_close(loom_signal *g);
 int loom__is_signal_handle(uv_handle_t *h);
+
+/* unix.c */
+int loom__unix_listen(loom_unix_listener *u, loom_state *st,
+                      const char *path, int backlog, int mode, int want_pid,
+                      char *err, size_t errlen);
+int loom__unix_accept(loom_listener *l, loom_stream *s);
+int loom__unix_connect(loom_stream *s, const char *path);
+void loom__unix_listener_close(loom_unix_listener *u);
+int loom__is_unix_listener_handle(uv_handle_t *h);
+
+/* udp.c */
+int loom__udp_bind(loom_udp *u, loom_state *st, const char *host, int port,
+                   char *err, size_t errlen);
+int loom__udp_send(loom_udp *u, const char *data, size_t len,
+                   const struct sockaddr *to);
+int loom__udp_connect(loom_udp *u, const struct sockaddr *to);
+void loom__udp_close(loom_udp *u);
+int loom__is_udp_handle(uv_handle_t *h);
+
+/* process.c */
+int loom__process_spawn(loom_process *p, loom_state *st,
+                        const loom_spawn_opts *o, char *err, size_t errlen);
+int loom__process_write(loom_process *p, int fd, const char *data,
+                        size_t len);
+void loom__process_close_fd(loom_process *p, int fd);
+void loom__process_close(loom_process *p);
+int loom__is_process_handle(uv_handle_t *h);
+
+/* thread.c */
+int loom__pool_start(loom_state *st, const loom_pool_config *cfg);
+int loom__pool_submit(loom_pool *pool, loom_job *j);
+int loom__pool_post(loom_pool *pool, loom_job *j);
+void loom__pool_set_size(loom_pool *pool, int size);
+void loom__pool_shutdown(loom_state *st);
+int loom__is_pool_handle(uv_handle_t *h);
+
+/* resolver.c */
+int loom__resolve_start(loom_resolve *r, loom_state *st, const char *name);
+void loom__resolve_cancel_all(loom_state *st);
 
 #endif

@@ -63,6 +63,10 @@ static void lose_handle(uv_handle_t *h, void *arg) {
     loom__stream_lose((loom_stream *)h);
   else if (loom__is_listener_handle(h))
     loom__listener_close((loom_listener *)h);
+  else if (loom__is_unix_listener_handle(h))
+    loom__unix_listener_close((loom_unix_listener *)h);
+  else if (loom__is_udp_handle(h))
+    loom__udp_close((loom_udp *)h);
 }
 
 /* Shutdown: listeners close, connections flush and close. */
@@ -86,6 +90,12 @@ static void close_handle(uv_handle_t *h, void *arg) {
     loom__timer_close((loom_timer *)h);
   else if (loom__is_signal_handle(h))
     loom__signal_close((loom_signal *)h);
+  else if (loom__is_unix_listener_handle(h))
+    loom__unix_listener_close((loom_unix_listener *)h);
+  else if (loom__is_udp_handle(h))
+    loom__udp_close((loom_udp *)h);
+  else if (loom__is_process_handle(h))
+    loom__process_close((loom_process *)h); /* The child lives on. */
   else if (h == (uv_handle_t *)&st->keepalive || st->loop == &st->own_loop)
     uv_close(h, on_straggler_closed);
   /* Otherwise the handle is an embedder's own, on its loop: not ours. */
@@ -97,6 +107,8 @@ static void close_handle(uv_handle_t *h, void *arg) {
 */
 void loom__state_close(loom_state *st) {
   st->L = NULL;
+  loom__pool_shutdown(st);      /* Joins the workers, closes its async. */
+  loom__resolve_cancel_all(st); /* Lookups still queued never start. */
   uv_walk(st->loop, close_handle, st);
   uv_run(st->loop, UV_RUN_DEFAULT);
   if (st->loop == &st->own_loop && uv_loop_close(st->loop) != 0)

@@ -468,29 +468,81 @@ function Connector:connect()
   if self.state ~= "connecting" then
     return -- startedConnecting called stopConnecting
   end
+  self:_attempt()
+end
+
+local function isIPLiteral(host)
+  return host:find(":", 1, true) ~= nil
+    or host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- Arms the timeout (it covers resolving and every address), then connects
+-- to an IP literal at once, or resolves a host name and tries each of its
+-- addresses in turn until one connects.
+function Connector:_attempt()
+  if self.timeout and self.timeout > 0 then
+    self.timeoutCall = reactor.callLater(self.timeout, function()
+      self.timeoutCall = nil
+      local reason = Failure(err.TimeoutError(string.format(
+        "connection to %s:%s timed out after %gs", self.host, self.port,
+        self.timeout)))
+      self._addrs = nil
+      if self.transport then
+        self._failReason = reason
+        self.transport:abortConnection()
+      else
+        self._resolving = nil
+        connectFailed(self, reason)
+      end
+    end)
+  end
+  if isIPLiteral(self.host) then
+    self._addrs = nil
+    return self:_connectTo(self.host)
+  end
+  local token = {}
+  self._resolving = token
+  reactor.resolveAll(self.host):addCallbacks(function(addrs)
+    if self._resolving == token and self.state == "connecting" then
+      self._resolving = nil
+      self._addrs, self._addrIndex = addrs, 1
+      self:_connectTo(addrs[1])
+    end
+  end, function(f)
+    if self._resolving == token and self.state == "connecting" then
+      self._resolving = nil
+      connectFailed(self, f)
+    end
+  end)
+end
+
+-- An attempt failed: the next resolved address, or report the failure.
+function Connector:_failed(reason)
+  local addrs = self._addrs
+  if addrs and self._addrIndex < #addrs and self.state == "connecting"
+      and reason.value.isa and reason.value:isa(err.ConnectError) then
+    self._addrIndex = self._addrIndex + 1
+    return self:_connectTo(addrs[self._addrIndex])
+  end
+  self._addrs = nil
+  connectFailed(self, reason)
+end
+
+function Connector:_connectTo(addr)
   local bind = self.bindAddress
-  local t, errname, msg = core.connectTCP(self.host, self.port,
+  local t, errname, msg = core.connectTCP(addr, self.port,
     bind and bind[1] or bind and bind.host, bind and (bind[2] or bind.port),
     self)
   if not t then
-    -- Known at once (a host that is not an IP literal, no socket left…);
+    -- Known at once (no socket left, an address family the host lacks…);
     -- reported like any failed attempt, on the next loop turn.
     local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
       or err.ConnectError
-    reactor.callLater(0, connectFailed, self, Failure(cls(msg, { errno =
+    reactor.callLater(0, self._failed, self, Failure(cls(msg, { errno =
       errname }), ""))
     return
   end
   self.transport = t
-  if self.timeout and self.timeout > 0 then
-    self.timeoutCall = reactor.callLater(self.timeout, function()
-      self.timeoutCall = nil
-      self._failReason = Failure(err.TimeoutError(string.format(
-        "connection to %s:%s timed out after %gs", self.host, self.port,
-        self.timeout)))
-      t:abortConnection()
-    end)
-  end
 end
 
 function Connector:_connected(transport, errname, message)
@@ -521,7 +573,8 @@ function Connector:_connectFailed()
     err.UserError("connection attempt was stopped")
     or err.ConnectionLost("connection attempt was stopped"))
   self._failReason = nil
-  connectFailed(self, reason)
+  self.transport = nil
+  self:_failed(reason)
 end
 
 function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
@@ -537,8 +590,13 @@ function Connector:stopConnecting()
   if self.state ~= "connecting" then
     error(err.NotConnectingError("we're not trying to connect"), 2)
   end
+  self._addrs = nil
   if self.transport then
     self.transport:abortConnection()
+  elseif self._resolving then
+    self._resolving = nil
+    connectFailed(self, Failure(err.ConnectionLost(
+      "connection attempt was stopped"), ""))
   else
     self.state = "disconnected"
   end
@@ -563,6 +621,156 @@ function reactor.connectTCP(host, port, factory, opts)
   end
   checkFactory("connectTCP", factory)
   local c = Connector:new(host, port, factory, opts)
+  c:connect()
+  return c
+end
+
+-- Names -------------------------------------------------------------------------
+
+local lookups, lastLookup = {}, 0
+
+function hooks.resolved(id, addrs, errname, message)
+  local l = lookups[id]
+  lookups[id] = nil
+  if not l then
+    return
+  end
+  if addrs and #addrs > 0 then
+    l.d:callback(addrs)
+  else
+    l.d:errback(Failure(err.DNSLookupError(string.format(
+      "address %q not found: %s: %s", l.name, errname or "EAI_NONAME",
+      message or "no address"), { errno = errname }), ""))
+  end
+end
+
+-- Every address of name (IPv6 and IPv4, in getaddrinfo's order), looked
+-- up off the loop: a Deferred of a list of strings.
+function reactor.resolveAll(name)
+  if type(name) ~= "string" or name == "" then
+    error("resolve: name must be a non-empty string", 2)
+  end
+  lastLookup = lastLookup + 1
+  local d = defer().Deferred()
+  local ok, errname, message = core.resolve(name, lastLookup)
+  if not ok then
+    d:errback(Failure(err.DNSLookupError(string.format("%s: %s: %s", name,
+      errname, message), { errno = errname }), ""))
+  else
+    lookups[lastLookup] = { d = d, name = name }
+  end
+  return d
+end
+
+-- Twisted's reactor.resolve: a Deferred of one address string (IPv4 when
+-- there is one, as gethostbyname), or a DNSLookupError Failure.
+function reactor.resolve(name)
+  return reactor.resolveAll(name):addCallback(function(addrs)
+    for _, a in ipairs(addrs) do
+      if not a:find(":", 1, true) then
+        return a
+      end
+    end
+    return addrs[1]
+  end)
+end
+
+-- Unix sockets ------------------------------------------------------------------
+
+local UNIXPort = Port:extend({ __name = "UNIXPort" })
+reactor.UNIXPort = UNIXPort
+
+function UNIXPort:init(path, factory, opts)
+  self.path = path
+  self.factory = factory
+  self.mode = opts.mode
+  self.backlog = opts.backlog or 50
+  self.wantPID = opts.wantPID and true or false
+  self.connected = false
+end
+
+function UNIXPort:startListening()
+  local listener, msg = core.listenUNIX(self.path, self.backlog, self.mode,
+    self.wantPID, self)
+  if not listener then
+    error(err.CannotListenError("listenUNIX: " .. msg), 3)
+  end
+  self.listener = listener
+  self.connected = true
+  self.factory:doStart()
+end
+
+function UNIXPort:__tostring()
+  return string.format("<UNIXPort %s>", self.path)
+end
+
+function reactor.listenUNIX(path, factory, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then
+    error("listenUNIX: path must be a non-empty string", 2)
+  end
+  if opts.mode ~= nil and math.type(opts.mode) ~= "integer" then
+    error("listenUNIX: mode must be an integer (e.g. tonumber('660', 8))", 2)
+  end
+  checkFactory("listenUNIX", factory)
+  local p = UNIXPort:new(path, factory, opts)
+  p:startListening()
+  return p
+end
+
+local UNIXConnector = Connector:extend({ __name = "UNIXConnector" })
+reactor.UNIXConnector = UNIXConnector
+
+function UNIXConnector:init(path, factory, opts)
+  Connector.init(self, path, nil, factory, opts)
+  self.path = path
+end
+
+function UNIXConnector:getDestination()
+  return { type = "UNIX", name = self.path }
+end
+
+function UNIXConnector:_attempt()
+  local t, errname, msg = core.connectUNIX(self.path, self)
+  if not t then
+    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(msg,
+      { errno = errname }), ""))
+    return
+  end
+  self.transport = t
+  if self.timeout and self.timeout > 0 then
+    self.timeoutCall = reactor.callLater(self.timeout, function()
+      self.timeoutCall = nil
+      self._failReason = Failure(err.TimeoutError(string.format(
+        "connection to %s timed out after %gs", self.path, self.timeout)))
+      t:abortConnection()
+    end)
+  end
+end
+
+function UNIXConnector:_connected(transport, errname, message)
+  if errname then
+    self.port = nil
+    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
+      or err.ConnectError
+    if self.timeoutCall and self.timeoutCall:active() then
+      self.timeoutCall:cancel()
+    end
+    self.timeoutCall = nil
+    self._failReason = Failure(cls(string.format("%s: %s: %s", self.path,
+      errname, message), { errno = errname }))
+    return
+  end
+  return Connector._connected(self, transport)
+end
+
+function reactor.connectUNIX(path, factory, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then
+    error("connectUNIX: path must be a non-empty string", 2)
+  end
+  checkFactory("connectUNIX", factory)
+  local c = UNIXConnector:new(path, factory, opts)
   c:connect()
   return c
 end

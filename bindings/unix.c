@@ -1,0 +1,238 @@
+/*
+** unix.c: core.listenUNIX and core.connectUNIX. Connections are stream
+** transports ("loom.UNIXTransport", bindings/stream.c); the listener box
+** ("loom.UNIXListener") holds the Lua Port in user value 1, which builds
+** protocols through hooks.accept, as for TCP.
+*/
+#include <stdlib.h>
+
+#include "binding.h"
+
+#define UNIX_LISTENER "loom.UNIXListener"
+
+typedef struct unix_listener_box {
+  loom_unix_listener *p;
+} unix_listener_box;
+
+static unix_listener_box *check_listener(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, UNIX_LISTENER);
+}
+
+typedef struct accept_args {
+  loom_listener *l;
+  loom_stream *s;
+} accept_args;
+
+/* hooks.accept(port, transport): builds and attaches the protocol. */
+static int deliver_accept(lua_State *L) {
+  accept_args *a = lua_touserdata(L, 1);
+  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
+    return luaL_error(L, "no accept hook installed");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  loom__new_transport(L, a->s);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, UV_OWNER);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/* makeConnection raised: log it and abort with that Failure. */
+static void accept_failed(loom_state *st, loom_stream *s) {
+  lua_State *L = st->L;
+  if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
+    lua_pop(L, 1);
+    loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
+    return;
+  }
+  loom__push_transport(L, s);
+  lua_insert(L, -2);
+  loom__report_error(st, "makeConnection", lua_gettop(L) - 1);
+  lua_setiuservalue(L, -2, UV_REASON);
+  lua_pop(L, 1);
+  loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
+}
+
+static void on_connection(loom_listener *l, int status) {
+  accept_args a;
+  loom_stream *s;
+  if (status < 0 || l->st->L == NULL)
+    return;
+  if ((s = calloc(1, sizeof(*s))) == NULL)
+    return;
+  s->vt = &loom__lua_stream_vt;
+  if (loom__unix_accept(l, s) < 0) {
+    if (!uv_is_closing(&s->h.handle))
+      free(s); /* Never initialised; else the close callback frees it. */
+    return;
+  }
+  a.l = l;
+  a.s = s;
+  if (loom__call(l->st, deliver_accept, &a) != LUA_OK)
+    accept_failed(l->st, s);
+  else if (!(s->flags & LOOM_S_CLOSING))
+    loom__stream_start(s);
+}
+
+static void on_listener_closed(loom_listener *l) {
+  lua_State *L = l->st->L;
+  if (L != NULL && l->ref != LUA_NOREF) {
+    unix_listener_box *box;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+    box = lua_touserdata(L, -1);
+    if (box != NULL)
+      box->p = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
+  }
+  free(l);
+}
+
+/*
+** core.listenUNIX(path, backlog, mode, wantPID, portObject) -> listener,
+** or nil and one line: "/tmp/s: EADDRINUSE: address already in use".
+*/
+static int l_listen_unix(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *path = luaL_checkstring(L, 1);
+  int backlog = (int)luaL_optinteger(L, 2, 50);
+  int mode = (int)luaL_optinteger(L, 3, 0);
+  int want_pid = lua_toboolean(L, 4);
+  unix_listener_box *box;
+  loom_unix_listener *u;
+  char err[512];
+  int ref;
+  box = lua_newuserdatauv(L, sizeof(*box), 1);
+  box->p = NULL;
+  luaL_setmetatable(L, UNIX_LISTENER);
+  lua_pushvalue(L, 5);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if ((u = calloc(1, sizeof(*u))) == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "out of memory");
+  }
+  u->l.ref = LUA_NOREF;
+  u->l.on_connection = on_connection;
+  u->l.on_closed = on_listener_closed;
+  if (loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
+                        sizeof(err)) < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!u->l.closing)
+      free(u); /* Never initialised; else the close callback frees it. */
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  u->l.ref = ref;
+  box->p = u;
+  return 1;
+}
+
+static int l_listener_close(lua_State *L) {
+  unix_listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__unix_listener_close(box->p);
+  return 0;
+}
+
+static int l_listener_get_host(lua_State *L) {
+  unix_listener_box *box = check_listener(L, 1);
+  if (box->p == NULL)
+    return luaL_error(L, "port is closed");
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "UNIX");
+  lua_setfield(L, -2, "type");
+  lua_pushstring(L, box->p->path);
+  lua_setfield(L, -2, "name");
+  return 1;
+}
+
+static int l_listener_pause(lua_State *L) {
+  unix_listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_pause(&box->p->l);
+  return 0;
+}
+
+static int l_listener_resume(lua_State *L) {
+  unix_listener_box *box = check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_resume(&box->p->l);
+  return 0;
+}
+
+static int l_listener_gc(lua_State *L) {
+  unix_listener_box *box = lua_touserdata(L, 1);
+  if (box->p != NULL) {
+    box->p->l.ref = LUA_NOREF; /* The Lua state is closing. */
+    loom__unix_listener_close(box->p);
+    box->p = NULL;
+  }
+  return 0;
+}
+
+/*
+** core.connectUNIX(path, owner) -> transport, or nil, errname, message.
+** A missing or refusing socket is reported later, through hooks.connected.
+*/
+static int l_connect_unix(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *path = luaL_checkstring(L, 1);
+  transport_box *box;
+  loom_stream *s;
+  int ref, rc;
+  box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
+  box->p = NULL;
+  luaL_setmetatable(L, "loom.UNIXTransport");
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, UV_OWNER);
+  lua_pushvalue(L, -1);
+  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if ((s = calloc(1, sizeof(*s))) == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "out of memory");
+  }
+  s->st = st;
+  s->vt = &loom__lua_stream_vt;
+  rc = loom__unix_connect(s, path);
+  if (rc < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    if (!uv_is_closing(&s->h.handle))
+      free(s);
+    lua_pushnil(L);
+    lua_pushstring(L, uv_err_name(rc));
+    lua_pushfstring(L, "%s: %s", path, uv_strerror(rc));
+    return 3;
+  }
+  s->ref = ref;
+  box->p = s;
+  return 1;
+}
+
+static const luaL_Reg listener_methods[] = {
+  {"close", l_listener_close},
+  {"getHost", l_listener_get_host},
+  {"pauseAccepting", l_listener_pause},
+  {"resumeAccepting", l_listener_resume},
+  {NULL, NULL}
+};
+
+static const luaL_Reg unix_functions[] = {
+  {"listenUNIX", l_listen_unix},
+  {"connectUNIX", l_connect_unix},
+  {NULL, NULL}
+};
+
+/* Expects the core module table on the top of the stack. */
+void loom__open_unix(lua_State *L) {
+  luaL_newmetatable(L, UNIX_LISTENER);
+  luaL_newlib(L, listener_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_listener_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, unix_functions, 0);
+}

@@ -1,0 +1,210 @@
+/*
+** unix.c: Unix stream sockets: listen (with Twisted's optional pid lock
+** file), accept and connect. The connection itself is a loom_stream over a
+** uv_pipe_t (stream.c); the listener unlinks its socket file on close.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char unix_listener_tag = 'u'; /* handle->data of listeners. */
+
+int loom__is_unix_listener_handle(uv_handle_t *h) {
+  return h->data == &unix_listener_tag;
+}
+
+static char *dup_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d != NULL)
+    memcpy(d, s, n);
+  return d;
+}
+
+/*
+** Twisted's lockfile.FilesystemLock: a symlink whose target is our pid.
+** Returns 1 when taken (*stale set when a dead holder's lock was broken),
+** 0 when a live process holds it, or a negative errno-style libuv error.
+*/
+static int take_lock(const char *lockpath, int *stale) {
+  char me[32], target[32];
+  int tries;
+  snprintf(me, sizeof(me), "%ld", (long)uv_os_getpid());
+  for (tries = 0; tries < 3; tries++) {
+    ssize_t n;
+    long pid;
+    if (symlink(me, lockpath) == 0)
+      return 1;
+    if (errno != EEXIST)
+      return uv_translate_sys_error(errno);
+    n = readlink(lockpath, target, sizeof(target) - 1);
+    if (n < 0) {
+      if (errno == ENOENT)
+        continue; /* Released meanwhile: try again. */
+      return uv_translate_sys_error(errno);
+    }
+    target[n] = '\0';
+    pid = strtol(target, NULL, 10);
+    if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+      return 0;
+    *stale = 1; /* The holder is gone: break its lock. */
+    if (unlink(lockpath) < 0 && errno != ENOENT)
+      return uv_translate_sys_error(errno);
+  }
+  return UV_EBUSY;
+}
+
+/* With the lock held, a socket file left at path is a dead server's. */
+static void remove_stale_socket(const char *path) {
+  struct stat sb;
+  if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+    unlink(path);
+}
+
+static int lock_path(loom_unix_listener *u, const char *path, char *err,
+                     size_t errlen) {
+  size_t n = strlen(path);
+  int stale = 0, rc;
+  u->lockpath = malloc(n + 6);
+  if (u->lockpath == NULL)
+    return UV_ENOMEM;
+  memcpy(u->lockpath, path, n);
+  memcpy(u->lockpath + n, ".lock", 6);
+  rc = take_lock(u->lockpath, &stale);
+  if (rc <= 0) {
+    free(u->lockpath);
+    u->lockpath = NULL;
+    if (rc == 0) {
+      snprintf(err, errlen, "%s: in use by a live process (lock %s.lock)",
+               path, path);
+      return UV_EADDRINUSE;
+    }
+    snprintf(err, errlen, "%s.lock: %s: %s", path, uv_err_name(rc),
+             uv_strerror(rc));
+    return rc;
+  }
+  remove_stale_socket(path);
+  return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  loom_listener *l = (loom_listener *)server;
+  if (l->closing)
+    return;
+  if (l->paused && status == 0) {
+    l->pending = 1;
+    return;
+  }
+  l->on_connection(l, status);
+}
+
+/*
+** Binds and listens on path; mode (when nonzero) is chmod'ed onto the
+** socket file. On failure returns a libuv error with a one-line reason in
+** err; if the handle was initialised it is closing and u must stay
+** allocated until on_closed runs (u->l.closing tells).
+*/
+int loom__unix_listen(loom_unix_listener *u, loom_state *st,
+                      const char *path, int backlog, int mode, int want_pid,
+                      char *err, size_t errlen) {
+  int rc;
+  u->l.st = st;
+  if ((u->path = dup_string(path)) == NULL)
+    return UV_ENOMEM;
+  if (want_pid && (rc = lock_path(u, path, err, errlen)) < 0) {
+    free(u->path);
+    u->path = NULL;
+    return rc;
+  }
+  rc = uv_pipe_init(st->loop, &u->l.h.pipe, 0);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", path, uv_strerror(rc));
+    if (u->lockpath != NULL)
+      unlink(u->lockpath);
+    free(u->lockpath);
+    free(u->path);
+    u->lockpath = u->path = NULL;
+    return rc;
+  }
+  u->l.h.handle.data = (void *)&unix_listener_tag;
+  rc = uv_pipe_bind(&u->l.h.pipe, path);
+  if (rc == 0) {
+    u->bound = 1;
+    if (mode != 0 && chmod(path, (mode_t)mode) < 0)
+      rc = uv_translate_sys_error(errno);
+  }
+  if (rc == 0)
+    rc = uv_listen(&u->l.h.stream, backlog, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s: %s", path, uv_err_name(rc),
+             uv_strerror(rc));
+    loom__unix_listener_close(u);
+  }
+  return rc;
+}
+
+/* Accepts one pending connection into s (its vt set by the caller). */
+int loom__unix_accept(loom_listener *l, loom_stream *s) {
+  int rc = uv_pipe_init(l->st->loop, &s->h.pipe, 0);
+  if (rc < 0)
+    return rc;
+  loom__stream_setup(s, l->st, s->vt);
+  rc = uv_accept(&l->h.stream, &s->h.stream);
+  if (rc < 0)
+    loom__stream_close(s, rc);
+  return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  loom_stream *s = req->data;
+  free(req);
+  if (s->flags & LOOM_S_CLOSING)
+    return; /* Cancelled: the close callback reports it. */
+  s->vt->connected(s, status);
+}
+
+/*
+** Starts connecting s (st and vt set) to path. libuv reports every failure
+** (ENOENT, ECONNREFUSED) through the connect callback.
+*/
+int loom__unix_connect(loom_stream *s, const char *path) {
+  uv_connect_t *req;
+  int rc = uv_pipe_init(s->st->loop, &s->h.pipe, 0);
+  if (rc < 0)
+    return rc;
+  loom__stream_setup(s, s->st, s->vt);
+  s->flags |= LOOM_S_CONNECTING;
+  if ((req = malloc(sizeof(*req))) == NULL) {
+    loom__stream_close(s, UV_ENOMEM);
+    return UV_ENOMEM;
+  }
+  req->data = s;
+  uv_pipe_connect(req, &s->h.pipe, path, on_connect);
+  return 0;
+}
+
+/* Removes the socket file (only one we bound) and releases the lock. */
+static void on_listener_closed(uv_handle_t *h) {
+  loom_unix_listener *u = (loom_unix_listener *)h;
+  if (u->bound)
+    unlink(u->path);
+  if (u->lockpath != NULL)
+    unlink(u->lockpath);
+  free(u->path);
+  free(u->lockpath);
+  u->path = u->lockpath = NULL;
+  u->l.on_closed(&u->l);
+}
+
+void loom__unix_listener_close(loom_unix_listener *u) {
+  if (u->l.closing)
+    return;
+  u->l.closing = 1;
+  uv_close(&u->l.h.handle, on_listener_closed);
+}

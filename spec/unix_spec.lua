@@ -1,0 +1,206 @@
+-- Unix stream sockets over real sockets in a fresh temporary directory.
+local reactor = require "loom.reactor"
+local protocol = require "loom.protocol"
+local defer = require "loom.defer"
+local err = require "loom.error"
+local testing = require "loom.testing"
+
+local Protocol, Factory, ClientFactory =
+  protocol.Protocol, protocol.Factory, protocol.ClientFactory
+local runUntil = testing.runUntil
+
+local function tempdir()
+  local h = assert(io.popen("mktemp -d /tmp/loom-unix-XXXXXX"))
+  local dir = h:read("l")
+  h:close()
+  return dir
+end
+
+local function exists(path)
+  return os.execute("test -e " .. path .. " -o -L " .. path) == true
+end
+
+local Echo = Protocol:extend({ __name = "Echo" })
+function Echo:dataReceived(data)
+  self.transport:write(data)
+end
+
+local Recorder = Protocol:extend({ __name = "Recorder" })
+function Recorder:init()
+  self.received = {}
+  self.made = defer.Deferred()
+  self.lost = defer.Deferred()
+end
+function Recorder:connectionMade()
+  self.made:callback(self)
+end
+function Recorder:dataReceived(data)
+  self.received[#self.received + 1] = data
+  if self.want and #self:text() >= self.wantLen and not self.want.called then
+    self.want:callback(self:text())
+  end
+end
+function Recorder:connectionLost(reason)
+  self.reason = reason
+  self.lost:callback(self)
+end
+function Recorder:text()
+  return table.concat(self.received)
+end
+function Recorder:expect(n)
+  self.want, self.wantLen = defer.Deferred(), n
+  return self.want
+end
+
+local function connect(path, opts)
+  local proto = Recorder:new()
+  local cf = ClientFactory:new()
+  cf.failed = defer.Deferred()
+  function cf:buildProtocol() return proto end
+  function cf:clientConnectionFailed(_, reason)
+    self.failed:callback({ reason }) -- a Failure would take the errback path
+  end
+  local c = reactor.connectUNIX(path, cf, opts)
+  return proto, c, cf
+end
+
+describe("listenUNIX / connectUNIX", function()
+  local dir
+  before_each(function() dir = tempdir() end)
+  after_each(function() os.execute("rm -rf " .. dir) end)
+
+  it("echoes over a Unix socket with the stream transport", function()
+    local path = dir .. "/echo.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+    assert.same({ type = "UNIX", name = path }, port:getHost())
+    local c = connect(path)
+    runUntil(c.made)
+    assert.equal("loom.UNIXTransport", tostring(c.transport):match("^%S+"))
+    local big = string.rep("x", 300000) -- past the high-water mark
+    local got = c:expect(#big + 5)
+    c.transport:write("hello")
+    c.transport:write(big)
+    assert.equal("hello" .. big, runUntil(got))
+    assert.same({ type = "UNIX", name = path }, c.transport:getPeer())
+    c.transport:loseConnection()
+    runUntil(c.lost)
+    assert.is_truthy(c.reason:check(err.ConnectionDone))
+    runUntil(port:stopListening())
+  end)
+
+  it("removes the socket file on stopListening", function()
+    local path = dir .. "/gone.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+    assert.is_true(exists(path))
+    runUntil(port:stopListening())
+    runUntil(defer.succeed(nil)) -- one loop turn for the close callback
+    local d = defer.Deferred()
+    reactor.callLater(0.01, d.callback, d, true)
+    runUntil(d)
+    assert.is_false(exists(path))
+  end)
+
+  it("applies mode to the socket file", function()
+    local path = dir .. "/mode.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo),
+      { mode = tonumber("600", 8) })
+    local h = io.popen("stat -c %a " .. path)
+    local mode = h:read("l")
+    h:close()
+    assert.equal("600", mode)
+    runUntil(port:stopListening())
+  end)
+
+  it("refuses a path in use with a one-line error", function()
+    local path = dir .. "/busy.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+    local ok, e = pcall(reactor.listenUNIX, path, Factory.forProtocol(Echo))
+    assert.is_false(ok)
+    assert.is_true(e:isa(err.CannotListenError))
+    assert.matches("listenUNIX: .*busy.sock: EADDRINUSE", tostring(e))
+    assert.is_nil(tostring(e):find("\n"))
+    assert.is_true(exists(path)) -- the live server keeps its socket
+    runUntil(port:stopListening())
+  end)
+
+  it("with wantPID writes a lock holding our pid and removes it", function()
+    local path = dir .. "/pid.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo),
+      { wantPID = true })
+    local h = io.popen("readlink " .. path .. ".lock")
+    local pid = tonumber(h:read("l"))
+    h:close()
+    assert.is_true(pid ~= nil and pid > 0)
+    local ok, e = pcall(reactor.listenUNIX, path, Factory.forProtocol(Echo),
+      { wantPID = true })
+    assert.is_false(ok)
+    assert.matches("in use by a live process", tostring(e))
+    assert.is_nil(tostring(e):find("\n"))
+    runUntil(port:stopListening())
+    local d = defer.Deferred()
+    reactor.callLater(0.01, d.callback, d, true)
+    runUntil(d)
+    assert.is_false(exists(path .. ".lock"))
+  end)
+
+  it("with wantPID replaces a stale socket whose lock holder is dead",
+    function()
+      local path = dir .. "/stale.sock"
+      -- A dead server: its socket file and a lock naming a finished pid.
+      assert(os.execute(string.format("python3 -c \"import socket; "
+        .. "s=socket.socket(socket.AF_UNIX); s.bind('%s')\"", path)))
+      local h = io.popen("sh -c 'echo $$'")
+      local dead = h:read("l")
+      h:close()
+      assert(os.execute(string.format("ln -s %s %s.lock", dead, path)))
+      local port = reactor.listenUNIX(path, Factory.forProtocol(Echo),
+        { wantPID = true })
+      local c = connect(path)
+      runUntil(c.made)
+      local got = c:expect(4)
+      c.transport:write("ping")
+      assert.equal("ping", runUntil(got))
+      c.transport:loseConnection()
+      runUntil(c.lost)
+      runUntil(port:stopListening())
+    end)
+
+  it("reports a missing socket to clientConnectionFailed", function()
+    local _, c, cf = connect(dir .. "/nobody.sock")
+    local reason = runUntil(cf.failed)[1]
+    assert.is_truthy(reason:check(err.ConnectError))
+    assert.matches("nobody.sock: ENOENT", reason:getErrorMessage())
+    assert.same({ type = "UNIX", name = dir .. "/nobody.sock" },
+      c:getDestination())
+  end)
+
+  it("serves other connections when one protocol's hook raises", function()
+    local path = dir .. "/iso.sock"
+    local Fragile = Protocol:extend({ __name = "Fragile" })
+    function Fragile:dataReceived(data)
+      if data == "boom" then error("kaboom") end
+      self.transport:write(data)
+    end
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Fragile))
+    local a, b = connect(path), connect(path)
+    runUntil(a.made)
+    runUntil(b.made)
+    a.transport:write("boom")
+    runUntil(a.lost)
+    local got = b:expect(2)
+    b.transport:write("ok")
+    assert.equal("ok", runUntil(got))
+    b.transport:loseConnection()
+    runUntil(b.lost)
+    runUntil(port:stopListening())
+  end)
+
+  it("rejects a bad path and a bad mode", function()
+    assert.has_error(function()
+      reactor.listenUNIX("", Factory.forProtocol(Echo))
+    end)
+    assert.has_error(function()
+      reactor.listenUNIX(dir .. "/x", Factory.forProtocol(Echo), { mode = "rw" })
+    end)
+  end)
+end)
