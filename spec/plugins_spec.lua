@@ -1,0 +1,343 @@
+-- The built-in plugins, each run as a real `loom PLUGIN` subprocess on a
+-- free loopback port and talked to; plugin discovery, options and errors.
+local sub = dofile("spec/support/subprocess.lua")
+local plugin = require "loom.plugin"
+local reactor = require "loom.reactor"
+local protocol = require "loom.protocol"
+local testing = require "loom.testing"
+
+local PORT = "--port tcp:0:interface=127.0.0.1"
+
+local function childPid(pid)
+  local s = sub.readFile(string.format("/proc/%d/task/%d/children", pid, pid))
+  return tonumber(s:match("%d+"))
+end
+
+describe("plugin options", function()
+  local p = { name = "t", options = {
+    { "port", "p", "tcp:1", "where" },
+    { "count", "n", 3, "how many" },
+    { "verbose", "v", false, "talk" },
+    { "name", nil, nil, "a name" },
+  } }
+
+  it("fills in defaults", function()
+    assert.same({ port = "tcp:1", count = 3, verbose = false },
+      plugin.parseOptions(p, {}, 1))
+  end)
+
+  it("takes --opt X, --opt=X and -o X, typed from the default", function()
+    local o = plugin.parseOptions(p, { "--port", "tcp:2", "--count=7", "-v",
+      "--name", "x" }, 1)
+    assert.same({ port = "tcp:2", count = 7, verbose = true, name = "x" }, o)
+    o = plugin.parseOptions(p, { "-p", "tcp:3", "-n", "2.5" }, 1)
+    assert.equal("tcp:3", o.port)
+    assert.equal(2.5, o.count)
+  end)
+
+  it("boolean options have --no- forms", function()
+    local q = { name = "q", options = { { "color", "c", true, "colour" } } }
+    assert.is_false(plugin.parseOptions(q, { "--no-color" }, 1).color)
+  end)
+
+  local bad = {
+    { { "--colour", "red" }, "unknown option '--colour' for t (see loom t"
+      .. " --help)" },
+    { { "-x" }, "unknown option '-x' for t (see loom t --help)" },
+    { { "--count", "many" }, "option --count expects a number, got 'many'" },
+    { { "--port" }, "option --port needs a value (where)" },
+    { { "--verbose=yes" }, "option --verbose is a flag and takes no value" },
+    { { "stray" }, "unexpected argument 'stray' for t (see loom t --help)" },
+  }
+  for _, case in ipairs(bad) do
+    it("refuses " .. table.concat(case[1], " "), function()
+      local o, e = plugin.parseOptions(p, case[1], 1)
+      assert.is_nil(o)
+      assert.equal(case[2], e)
+    end)
+  end
+
+  it("--help asks for the usage, which lists every option", function()
+    assert.equal("help", plugin.parseOptions(p, { "--help" }, 1))
+    local u = plugin.usage(p)
+    assert.matches("Usage: loom t %[options%]", u)
+    assert.matches("%-n, %-%-count N%s+how many %(default: 3%)", u)
+    assert.matches("%-%-%[no%-%]verbose", u)
+  end)
+end)
+
+describe("loom PLUGIN from the command line", function()
+  it("loom --help lists every built-in plugin with its description",
+    function()
+      local out, _, status = sub.loom("--help")
+      assert.equal(0, status)
+      for _, name in ipairs({ "echo", "discard", "daytime", "chargen",
+        "finger", "portforward", "chat" }) do
+        assert.matches("\n  " .. name .. " +%S", out)
+      end
+    end)
+
+  it("loom echo --help shows its options and exits 0", function()
+    local out, _, status = sub.loom("echo --help")
+    assert.equal(0, status)
+    assert.matches("%-p, %-%-port", out)
+    assert.matches("default: tcp:8000", out, 1, true)
+  end)
+
+  it("an unknown option is one line and exit 1", function()
+    local out, err, status = sub.loom("echo --colour red")
+    assert.equal(1, status)
+    assert.equal("", out)
+    assert.equal("loom: unknown option '--colour' for echo (see loom echo"
+      .. " --help)\n", err)
+  end)
+
+  it("a bad endpoint is one line naming it and exit 1", function()
+    local _, err, status = sub.loom("echo --port tcp:abc")
+    assert.equal(1, status)
+    assert.equal("loom: echo: tcp: port 'abc' is not a number\n", err)
+  end)
+
+  it("an unknown plugin is one line and exit 1", function()
+    local _, err, status = sub.loom("nosuchplugin --port 1")
+    assert.equal(1, status)
+    assert.equal("loom: unknown command 'nosuchplugin' (see loom --help)\n",
+      err)
+  end)
+
+  it("finds plugins in LOOM_PLUGIN_PATH", function()
+    local dir = sub.tmpdir()
+    sub.writeFile(dir .. "/hello.lua", [[
+local application = require "loom.application"
+return { name = "hello", description = "says hello",
+  options = { { "who", "w", "world", "whom to greet" } },
+  makeService = function(opts)
+    local s = application.Service:new("hello")
+    function s:startService()
+      print("hello " .. opts.who)
+      require("loom.reactor").callLater(0, require("loom.reactor").stop)
+    end
+    return s
+  end }
+]])
+    local out, err, status = sub.loom("hello --who there",
+      "LOOM_PLUGIN_PATH=" .. dir)
+    local help = sub.loom("--help", "LOOM_PLUGIN_PATH=/nonexistent:" .. dir)
+    os.execute("rm -rf " .. dir)
+    assert.equal("", err)
+    assert.equal(0, status)
+    assert.equal("hello there\n", out)
+    assert.matches("\n  hello +says hello", help)
+  end)
+
+  it("a plugin with a syntax error: one line naming file:line, exit 1",
+    function()
+      local dir = sub.tmpdir()
+      sub.writeFile(dir .. "/broken.lua", "return {\n  name = 'broken'\n"
+        .. "  description = 'x'\n}\n")
+      local out, err, status = sub.loom("broken",
+        "LOOM_PLUGIN_PATH=" .. dir)
+      os.execute("rm -rf " .. dir)
+      assert.equal(1, status)
+      assert.equal("", out)
+      assert.matches("^loom: plugin " .. (dir .. "/broken.lua:3: ")
+        :gsub("%p", "%%%0") .. "[^\n]+\n$", err)
+    end)
+
+  it("a plugin without makeService is refused in one line", function()
+    local dir = sub.tmpdir()
+    sub.writeFile(dir .. "/empty.lua", "return { name = 'empty' }\n")
+    local _, err, status = sub.loom("empty", "LOOM_PLUGIN_PATH=" .. dir)
+    os.execute("rm -rf " .. dir)
+    assert.equal(1, status)
+    assert.equal("loom: plugin " .. dir .. "/empty.lua: the plugin has no"
+      .. " makeService function\n", err)
+  end)
+end)
+
+describe("built-in plugins over loopback", function()
+  it("echo echoes and stops with exit 0 on SIGTERM", function()
+    local server = sub.start("echo " .. PORT)
+    local c = sub.connect(server.port)
+    c.transport:write("hello plugin")
+    assert.equal("hello plugin", c:waitFor("hello plugin", true))
+    c.transport:loseConnection()
+    testing.runUntil(c.lost, 5)
+    local status = sub.stop(server)
+    assert.equal(0, status)
+  end)
+
+  it("discard reads everything and sends nothing", function()
+    local server = sub.start("discard " .. PORT)
+    local c = sub.connect(server.port)
+    c.transport:write(("x"):rep(100000))
+    sub.sleep(0.1)
+    c.transport:loseConnection()
+    testing.runUntil(c.lost, 5)
+    assert.equal("", c:text())
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("daytime sends the date line then closes", function()
+    local server = sub.start("daytime " .. PORT)
+    local c = sub.connect(server.port)
+    testing.runUntil(c.lost, 5)
+    assert.matches("^%a%a%a %a%a%a [ %d]%d %d%d:%d%d:%d%d %d%d%d%d\r\n$",
+      c:text())
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("chargen sends RFC 864's rotating lines", function()
+    local server = sub.start("chargen " .. PORT)
+    local c = sub.connect(server.port)
+    local text = c:waitFor(("[^\n]*\n"):rep(96))
+    -- The server closes first (see the SIGPIPE spec below), while this
+    -- side keeps reading so its flush can finish.
+    os.execute("kill " .. server.pid)
+    testing.runUntil(c.lost, 5)
+    assert.equal(0, (sub.stop(server)))
+    local lines = {}
+    for l in text:gmatch("([^\n]*)\n") do
+      lines[#lines + 1] = l
+    end
+    assert.equal(' !"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ'
+      .. '[\\]^_`abcdefg\r', lines[1])
+    assert.equal('!"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ['
+      .. '\\]^_`abcdefgh\r', lines[2])
+    assert.equal(lines[1], lines[96])
+  end)
+
+  -- host/main.c does not ignore SIGPIPE yet, so a client that closes while
+  -- chargen is writing kills the server (exit 141). Reported to the C host.
+  pending("chargen survives a client that closes mid-stream (SIGPIPE)")
+
+  it("chargen is flow-controlled: a reader that stops does not grow the"
+    .. " server's memory", function()
+    local server = sub.start("chargen " .. PORT)
+    local loomPid = childPid(server.pid)
+    local c = sub.connect(server.port)
+    sub.waitUntil(function() return #c:text() > 0 end, 5) -- data flows
+    c.transport:pauseProducing()
+    sub.sleep(0.3)
+    local before = sub.rss(loomPid)
+    sub.sleep(1.0)
+    local after = sub.rss(loomPid)
+    assert.is_true(after - before < 2048,
+      string.format("RSS grew from %d kB to %d kB", before, after))
+    c.received = {}
+    c.transport:resumeProducing()
+    sub.waitUntil(function() return #c:text() > 200 * 74 end, 5)
+    os.execute("kill " .. server.pid)
+    testing.runUntil(c.lost, 5)
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("finger answers from the --users JSON file", function()
+    local users = os.tmpname()
+    sub.writeFile(users, '{"alice": "Happy and well", "bob": "Out to lunch"}')
+    local server = sub.start("finger " .. PORT .. " --users " .. users)
+    local function ask(q)
+      local c = sub.connect(server.port)
+      c.transport:write(q .. "\r\n")
+      testing.runUntil(c.lost, 5)
+      return c:text()
+    end
+    assert.equal("Happy and well\r\n", ask("alice"))
+    assert.equal("Out to lunch\r\n", ask("/W bob"))
+    assert.equal("No such user\r\n", ask("carol"))
+    assert.equal("alice\r\nbob\r\n", ask(""))
+    os.remove(users)
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("finger with a missing users file is one line, exit 1", function()
+    local _, err, status = sub.loom("finger " .. PORT
+      .. " --users /nonexistent/users.json")
+    assert.equal(1, status)
+    assert.matches("^loom: finger: %-%-users: /nonexistent/users%.json: No"
+      .. " such file", err)
+  end)
+
+  it("portforward relays both ways, with backpressure, and closes both"
+    .. " sides", function()
+    local Echo = protocol.Protocol:extend({})
+    function Echo:dataReceived(d) self.transport:write(d) end
+    local target = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo),
+      { interface = "127.0.0.1" })
+    local server = sub.start("portforward " .. PORT
+      .. " --dest tcp:host=127.0.0.1:port=" .. target:getHost().port)
+    local c = sub.connect(server.port)
+    c.transport:write("through the proxy")
+    assert.equal("through the proxy", c:waitFor("through the proxy", true))
+    -- 4 MB while not reading: the proxy must pause, not buffer it all.
+    local loomPid = childPid(server.pid)
+    local before = sub.rss(loomPid)
+    c.received = {}
+    c.transport:pauseProducing()
+    local blob = ("0123456789abcdef"):rep(65536 * 4)
+    c.transport:write(blob)
+    sub.sleep(0.5)
+    local after = sub.rss(loomPid)
+    assert.is_true(after - before < 3072,
+      string.format("RSS grew from %d kB to %d kB", before, after))
+    c.transport:resumeProducing()
+    sub.waitUntil(function() return #c:text() >= #blob end, 10)
+    assert.equal(#blob, #c:text())
+    c.transport:loseConnection()
+    testing.runUntil(c.lost, 5)
+    testing.runUntil(target:stopListening(), 5)
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("portforward closes the client when --dest refuses", function()
+    local probe = reactor.listenTCP(0, protocol.Factory:new(),
+      { interface = "127.0.0.1" })
+    local n = probe:getHost().port
+    testing.runUntil(probe:stopListening(), 5)
+    local server = sub.start("portforward " .. PORT
+      .. " --dest tcp:127.0.0.1:" .. n)
+    local c = sub.connect(server.port)
+    testing.runUntil(c.lost, 5)
+    local _, _, err = sub.stop(server)
+    assert.matches("portforward: cannot reach", err, 1, true)
+  end)
+
+  it("portforward without --dest is one line, exit 1", function()
+    local _, err, status = sub.loom("portforward " .. PORT)
+    assert.equal(1, status)
+    assert.equal("loom: portforward: --dest is required (e.g. --dest"
+      .. " tcp:host=127.0.0.1:port=80)\n", err)
+  end)
+
+  it("chat: nicknames, broadcast, /who, /nick, /quit, join/leave", function()
+    local server = sub.start("chat " .. PORT)
+    local a = sub.connect(server.port)
+    a:waitFor("What is your nickname?", true)
+    a.transport:write("ann\r\n")
+    a:waitFor("You are alone here", true)
+    local b = sub.connect(server.port)
+    b:waitFor("nickname?", true)
+    b.transport:write("ann\n")
+    b:waitFor("* the nickname 'ann' is taken, try another:", true)
+    b.transport:write("bob\n")
+    b:waitFor("Here: ann", true)
+    a:waitFor("* bob has joined", true)
+    b.transport:write("hi all\n")
+    a:waitFor("<bob> hi all\r\n", true)
+    a.transport:write("/who\n")
+    a:waitFor("* here: ann, bob", true)
+    b.transport:write("/nick robert\n")
+    a:waitFor("* bob is now known as robert", true)
+    b.transport:write("/dance\n")
+    b:waitFor("* unknown command /dance", true)
+    b.transport:write("/quit\n")
+    b:waitFor("* bye!", true)
+    testing.runUntil(b.lost, 5)
+    a:waitFor("* robert has left", true)
+    assert.is_nil(a:text():find("<ann>", 1, true))
+    assert.is_nil(b:text():find("hi all", 1, true))
+    a.transport:loseConnection()
+    testing.runUntil(a.lost, 5)
+    assert.equal(0, (sub.stop(server)))
+  end)
+end)
