@@ -204,4 +204,95 @@ function RCF:resetDelay()
   self.continueTrying = true
 end
 
+-- DatagramProtocol (twisted.internet.protocol.DatagramProtocol): the
+-- transport is the UDP port itself, so self.transport:write(data, addr).
+local DatagramProtocol = class.Object:extend({ __name = "DatagramProtocol" })
+M.DatagramProtocol = DatagramProtocol
+DatagramProtocol.numPorts = 0
+
+function DatagramProtocol:makeConnection(transport)
+  self.transport = transport
+  self:doStart()
+end
+
+function DatagramProtocol:doStart()
+  if self.numPorts == 0 then
+    self:startProtocol()
+  end
+  self.numPorts = self.numPorts + 1
+end
+
+function DatagramProtocol:doStop()
+  if self.numPorts == 0 then
+    return
+  end
+  self.numPorts = self.numPorts - 1
+  self.transport = nil
+  if self.numPorts == 0 then
+    self:stopProtocol()
+  end
+end
+
+function DatagramProtocol:startProtocol() end
+
+function DatagramProtocol:stopProtocol() end
+
+function DatagramProtocol:datagramReceived(data, addr) end -- luacheck: ignore
+
+-- On a connected port: the peer's host answered with ICMP unreachable.
+function DatagramProtocol:connectionRefused() end
+
+function DatagramProtocol:logPrefix()
+  return rawget(getmetatable(self) or {}, "__name") or "DatagramProtocol"
+end
+
+-- ProcessProtocol (twisted.internet.protocol.ProcessProtocol). Output on
+-- any child fd arrives at childDataReceived(fd, data), which hands fd 1 to
+-- outReceived and fd 2 to errReceived; likewise childConnectionLost(fd).
+local ProcessProtocol = class.Object:extend({ __name = "ProcessProtocol" })
+M.ProcessProtocol = ProcessProtocol
+
+function ProcessProtocol:makeConnection(transport)
+  self.transport = transport
+  self:connectionMade()
+end
+
+function ProcessProtocol:connectionMade() end
+
+function ProcessProtocol:childDataReceived(fd, data)
+  if fd == 1 then
+    self:outReceived(data)
+  elseif fd == 2 then
+    self:errReceived(data)
+  end
+end
+
+function ProcessProtocol:outReceived(data) end -- luacheck: ignore
+
+function ProcessProtocol:errReceived(data) end -- luacheck: ignore
+
+function ProcessProtocol:childConnectionLost(fd)
+  if fd == 0 then
+    self:inConnectionLost()
+  elseif fd == 1 then
+    self:outConnectionLost()
+  elseif fd == 2 then
+    self:errConnectionLost()
+  end
+end
+
+function ProcessProtocol:inConnectionLost() end
+
+function ProcessProtocol:outConnectionLost() end
+
+function ProcessProtocol:errConnectionLost() end
+
+function ProcessProtocol:processExited(reason) end -- luacheck: ignore
+
+function ProcessProtocol:processEnded(reason) end -- luacheck: ignore
+
+function ProcessProtocol:logPrefix()
+  return rawget(getmetatable(self) or {}, "__name") or "ProcessProtocol"
+end
+
 return M
