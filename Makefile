@@ -89,7 +89,7 @@ bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
 run: all
-	@$(BUILD)/loom run examples/demo.lua
+	@$(BUILD)/loom run examples/demo_app.lua
 
 test: all
 	@$(LUA_ENV) sh spec/run.sh $(LUA)

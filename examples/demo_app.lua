@@ -1,0 +1,50 @@
+-- The demo behind `make run`: one application running three of loom's
+-- built-in plugins on fixed loopback ports, with instructions.
+--   echo    127.0.0.1:8000   every byte comes back
+--   chat    127.0.0.1:8001   a chat room (nickname, /who, /nick, /quit)
+--   finger  127.0.0.1:8079   users from examples/finger/users.json
+-- Ctrl-C stops every service in reverse order and exits 0.
+--   loom run examples/demo_app.lua
+local application = require "loom.application"
+local plugin = require "loom.plugin"
+local reactor = require "loom.reactor"
+
+local here = (arg and arg[0] or ""):match("^(.*)/") or "."
+
+-- A plugin's service, made as `loom NAME --port ...` would make it.
+local function fromPlugin(name, opts)
+  local p = assert(plugin.load(assert(plugin.find(name),
+    "no plugin " .. name), name))
+  local defaults = assert(plugin.parseOptions(p, {}, 1))
+  for k, v in pairs(opts) do
+    defaults[k] = v
+  end
+  local svc = p.makeService(defaults)
+  svc:setName(name)
+  return svc
+end
+
+local app = application.Application("demo")
+fromPlugin("echo", { port = "tcp:8000:interface=127.0.0.1" })
+  :setServiceParent(app)
+fromPlugin("chat", { port = "tcp:8001:interface=127.0.0.1" })
+  :setServiceParent(app)
+fromPlugin("finger", { port = "tcp:8079:interface=127.0.0.1",
+  users = here .. "/finger/users.json" }):setServiceParent(app)
+
+-- After loom's own "listening on" lines (printed once the reactor runs).
+reactor.callWhenRunning(reactor.callLater, 0, function()
+  print([[
+loom demo running (Ctrl-C to stop):
+  echo    nc 127.0.0.1 8000   every byte you type comes back
+  chat    nc 127.0.0.1 8001   open two terminals; /who, /nick NAME, /quit
+  finger  echo ann | nc 127.0.0.1 8079   (users: examples/finger/users.json)
+No nc? loom's own clients:
+  echo hello | build/loom run examples/timestamp_client.lua 8000
+  build/loom run examples/finger/client.lua ann
+The same services run alone as plugins: build/loom echo --port tcp:9000
+(build/loom --help lists them).]])
+  io.stdout:flush()
+end)
+
+return app
