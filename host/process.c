@@ -102,8 +102,10 @@ static int make_pipes(loom_process *p, const loom_spawn_opts *o,
     pp->fd = fd;
     p->pipes[fd] = pp;
     p->npipes++;
-    io[fd].flags = UV_CREATE_PIPE |
-                   (plan == LOOM_FD_READ ? UV_WRITABLE_PIPE : UV_READABLE_PIPE);
+    /* A pipe the child reads is readable on our side too, as Twisted's
+    ** ProcessWriter: its EOF tells us the child closed it or exited. */
+    io[fd].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE |
+                   (plan == LOOM_FD_WRITE ? UV_READABLE_PIPE : 0);
     io[fd].data.stream = &pp->s.h.stream;
   }
   return 0;
