@@ -30,7 +30,8 @@ HOST_SRC := host/buf.c host/reactor.c host/stream.c host/tcp.c host/timer.c \
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/unix.c \
-            bindings/resolver.c bindings/udp.c bindings/process.c
+            bindings/resolver.c bindings/udp.c bindings/process.c \
+            bindings/thread.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 

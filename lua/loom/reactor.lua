@@ -1091,4 +1091,30 @@ function reactor.spawnProcess(proto, executable, args, opts)
   return t
 end
 
+-- Threads (loom.threads) ------------------------------------------------------------
+
+local function threads()
+  return require "loom.threads"
+end
+
+function hooks.threadDone(id, ok, values, tb)
+  threads()._done(id, ok, values, tb)
+end
+
+function hooks.callFromThread()
+  threads()._drain()
+end
+
+function reactor.callInThread(f, ...)
+  return threads().callInThread(f, ...)
+end
+
+function reactor.callFromThread(f, ...)
+  return threads().callFromThread(f, ...)
+end
+
+function reactor.suggestThreadPoolSize(n)
+  return threads().setPoolSize(n)
+end
+
 return reactor
