@@ -1,0 +1,232 @@
+-- The UDP, Unix-socket, process, thread, upload and remote-command
+-- examples, each run as a real `build/loom run` subprocess (under
+-- `timeout`) and talked to over loopback or a temporary Unix socket.
+local reactor = require "loom.reactor"
+local protocol = require "loom.protocol"
+local basic = require "loom.basic"
+local defer = require "loom.defer"
+local json = require "loom.json"
+local testing = require "loom.testing"
+
+local runUntil = testing.runUntil
+
+local LOOM = "build/loom"
+local LIMIT = 15
+
+local function readFile(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return ""
+  end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function tempdir()
+  local h = assert(io.popen("mktemp -d /tmp/loom-ex-XXXXXX"))
+  local dir = h:read("l")
+  h:close()
+  return dir
+end
+
+-- Starts `loom run examples/NAME args...`; returns once it printed its
+-- listening line: {pid=, port=, line=, handle=, errfile=}.
+local function start(name, args)
+  local errfile = os.tmpname()
+  local h = assert(io.popen(string.format(
+    "sh -c 'echo $$; exec timeout %d %s run examples/%s %s' 2>%s", LIMIT,
+    LOOM, name, args or "0", errfile), "r"))
+  local pid = assert(tonumber(h:read("l")))
+  local line = h:read("l")
+  if not line then
+    h:close()
+    error(name .. " did not start: " .. readFile(errfile))
+  end
+  return { pid = pid, line = line, handle = h, errfile = errfile,
+    port = tonumber(line:match(":(%d+)$")) }
+end
+
+local function stop(server)
+  os.execute("kill " .. server.pid .. " 2>/dev/null")
+  server.handle:read("a")
+  local _, how, code = server.handle:close()
+  os.remove(server.errfile)
+  return how == "exit" and code or -1
+end
+
+-- Runs a command to completion: its stdout and exit status.
+local function shell(cmd)
+  local h = assert(io.popen(cmd .. "; echo \"status=$?\"", "r"))
+  local out = h:read("a")
+  h:close()
+  local status = tonumber(out:match("status=(%d+)\n$"))
+  return (out:gsub("status=%d+\n$", "")), status
+end
+
+local function run(script, args)
+  return shell(string.format("timeout %d %s run examples/%s %s 2>/dev/null",
+    LIMIT, LOOM, script, args))
+end
+
+describe("examples/udp_echo_server.lua and udp_echo_client.lua", function()
+  it("echoes each datagram back", function()
+    local server = start("udp_echo_server.lua")
+    local out, status = run("udp_echo_client.lua",
+      server.port .. " 127.0.0.1 one two")
+    assert.equal(0, status)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    table.sort(lines)
+    assert.same({ "one", "two" }, lines)
+    assert.equal(0, stop(server))
+  end)
+end)
+
+describe("examples/unix_echo.lua", function()
+  it("echoes over a Unix socket and removes it on exit", function()
+    local dir = tempdir()
+    local path = dir .. "/echo.sock"
+    local server = start("unix_echo.lua", "server " .. path)
+    assert.equal("listening on " .. path, server.line)
+    local out, status = run("unix_echo.lua", "client " .. path .. " ping")
+    assert.equal(0, status)
+    assert.equal("ping\n", out)
+    assert.equal(0, stop(server))
+    assert.is_not_true(os.execute("test -e " .. path))
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("examples/process_runner.lua", function()
+  it("streams ls -l and prints the exit code", function()
+    local dir = tempdir()
+    assert(io.open(dir .. "/marker.txt", "w")):close()
+    local out, status = run("process_runner.lua", dir)
+    assert.equal(0, status)
+    assert.matches("marker%.txt", out)
+    assert.matches("exit code 0\n$", out)
+    out = run("process_runner.lua", dir .. "/missing")
+    assert.matches("exit code 2\n$", out)
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+-- A line client recording lines; `want(n)` fires once n lines arrived.
+local Lines = basic.LineReceiver:extend({ delimiter = "\n" })
+function Lines:init()
+  self.lines = {}
+  self.made = defer.Deferred()
+end
+function Lines:connectionMade() self.made:callback(self) end
+function Lines:lineReceived(line)
+  self.lines[#self.lines + 1] = line
+  if self.wanted and #self.lines >= self.wanted and not self.d.called then
+    self.d:callback(self.lines)
+  end
+end
+function Lines:want(n)
+  self.wanted, self.d = n, defer.Deferred()
+  return self.d
+end
+
+local function connect(port, proto)
+  local cf = protocol.ClientFactory:new()
+  function cf:buildProtocol() return proto end
+  reactor.connectTCP("127.0.0.1", port, cf, { timeout = 5 })
+  runUntil(proto.made, 5)
+  return proto
+end
+
+describe("examples/thread_prime.lua", function()
+  it("keeps echoing while a worker counts primes", function()
+    local server = start("thread_prime.lua")
+    local c = connect(server.port, Lines:new())
+    local d = c:want(2)
+    c.transport:write("primes 1000000\nstill here\n")
+    local lines = runUntil(d, 10)
+    assert.equal("still here", lines[1]) -- the echo did not wait
+    assert.equal("primes below 1000000: 78498", lines[2])
+    c.transport:loseConnection()
+    assert.equal(0, stop(server))
+  end)
+end)
+
+describe("examples/upload", function()
+  local dir, server
+  before_each(function()
+    dir = tempdir()
+    server = start("upload/server.lua", dir .. " 0")
+  end)
+  after_each(function()
+    stop(server)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("stores an uploaded file under the directory", function()
+    local src = dir .. "/../loom-upload-src.bin"
+    assert(os.execute("head -c 300000 /dev/urandom > " .. src))
+    local out, status = run("upload/client.lua",
+      server.port .. " " .. src .. " copy.bin")
+    assert.equal(0, status)
+    assert.equal("uploaded copy.bin (300000 bytes)\n", out)
+    assert.equal(readFile(src), readFile(dir .. "/copy.bin"))
+    os.remove(src)
+  end)
+
+  it("rejects unsafe names and bad sizes, and drops short uploads",
+    function()
+      for _, name in ipairs({ "../evil", "a/b", "", ".hidden", ".." }) do
+        local c = connect(server.port, Lines:new())
+        local d = c:want(1)
+        c:sendLine(json.encode({ action = "put", filename = name,
+          filesize = 3 }))
+        local reply = json.decode(runUntil(d, 5)[1])
+        assert.equal("error", reply.status, name)
+        assert.equal("unsafe file name", reply.message)
+      end
+      local c = connect(server.port, Lines:new())
+      local d = c:want(1)
+      c:sendLine(json.encode({ action = "put", filename = "x",
+        filesize = -1 }))
+      assert.equal("error", json.decode(runUntil(d, 5)[1]).status)
+      -- A body cut short leaves no file behind.
+      local short = connect(server.port, Lines:new())
+      d = short:want(1)
+      short:sendLine(json.encode({ action = "put", filename = "short.txt",
+        filesize = 100 }))
+      assert.equal("ready", json.decode(runUntil(d, 5)[1]).status)
+      short.transport:write("only a bit")
+      short.transport:loseConnection()
+      local wait = defer.Deferred()
+      reactor.callLater(0.2, wait.callback, wait, true)
+      runUntil(wait)
+      assert.equal("", (shell("ls -A " .. dir)))
+    end)
+end)
+
+describe("examples/remote_command.lua", function()
+  it("runs allowed commands without a shell and refuses others", function()
+    local server = start("remote_command.lua")
+    local out, status = run("remote_command.lua",
+      "client " .. server.port .. " echo 'a;b' '$(id)'")
+    assert.equal(0, status)
+    assert.equal("a;b $(id)\n", out)
+    out, status = run("remote_command.lua",
+      "client " .. server.port .. " rm -rf /tmp/nothing")
+    assert.equal(1, status)
+    assert.equal("", out)
+    local Raw = basic.Int32StringReceiver:extend({})
+    function Raw:init() self.made, self.got = defer.Deferred(), defer.Deferred() end
+    function Raw:connectionMade() self.made:callback(self) end
+    function Raw:stringReceived(s) self.got:callback(s) end
+    local c = connect(server.port, Raw:new())
+    c:sendString("ls /nonexistent-dir")
+    local reply = json.decode(runUntil(c.got, 5))
+    assert.is_true(reply.ok)
+    assert.equal(2, reply.exitCode)
+    assert.matches("nonexistent", reply.stderr)
+    c.transport:loseConnection()
+    assert.equal(0, stop(server))
+  end)
+end)
