@@ -212,6 +212,12 @@ static int l_connect_unix(lua_State *L) {
   return 1;
 }
 
+/* core.unixLockHeld(path): a live process holds path .. ".lock". */
+static int l_lock_held(lua_State *L) {
+  lua_pushboolean(L, loom__unix_lock_held(luaL_checkstring(L, 1)));
+  return 1;
+}
+
 static const luaL_Reg listener_methods[] = {
   {"close", l_listener_close},
   {"getHost", l_listener_get_host},
@@ -223,6 +229,7 @@ static const luaL_Reg listener_methods[] = {
 static const luaL_Reg unix_functions[] = {
   {"listenUNIX", l_listen_unix},
   {"connectUNIX", l_connect_unix},
+  {"unixLockHeld", l_lock_held},
   {NULL, NULL}
 };
 

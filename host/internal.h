@@ -302,6 +302,7 @@ int loom__unix_accept(loom_listener *l, loom_stream *s);
 int loom__unix_connect(loom_stream *s, const char *path);
 void loom__unix_listener_close(loom_unix_listener *u);
 int loom__is_unix_listener_handle(uv_handle_t *h);
+int loom__unix_lock_held(const char *path);
 
 /* udp.c */
 int loom__udp_bind(loom_udp *u, loom_state *st, const char *host, int port,

@@ -60,6 +60,20 @@ static int take_lock(const char *lockpath, int *stale) {
   return UV_EBUSY;
 }
 
+/* Is path .. ".lock" held by a live process (connectUNIX checkPID)? */
+int loom__unix_lock_held(const char *path) {
+  char lockpath[1100], target[32];
+  ssize_t n;
+  long pid;
+  snprintf(lockpath, sizeof(lockpath), "%s.lock", path);
+  n = readlink(lockpath, target, sizeof(target) - 1);
+  if (n < 0)
+    return 0;
+  target[n] = '\0';
+  pid = strtol(target, NULL, 10);
+  return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
+}
+
 /* With the lock held, a socket file left at path is a dead server's. */
 static void remove_stale_socket(const char *path) {
   struct stat sb;

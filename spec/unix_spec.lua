@@ -165,6 +165,22 @@ describe("listenUNIX / connectUNIX", function()
       runUntil(port:stopListening())
     end)
 
+  it("with checkPID fails unless a live server holds the lock", function()
+    local path = dir .. "/checked.sock"
+    local plain = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+    local _, _, cf = connect(path, { checkPID = true })
+    local reason = runUntil(cf.failed)[1]
+    assert.matches("no live server holds", reason:getErrorMessage())
+    runUntil(plain:stopListening())
+    local locked = reactor.listenUNIX(path, Factory.forProtocol(Echo),
+      { wantPID = true })
+    local c = connect(path, { checkPID = true })
+    runUntil(c.made)
+    c.transport:loseConnection()
+    runUntil(c.lost)
+    runUntil(locked:stopListening())
+  end)
+
   it("reports a missing socket to clientConnectionFailed", function()
     local _, c, cf = connect(dir .. "/nobody.sock")
     local reason = runUntil(cf.failed)[1]

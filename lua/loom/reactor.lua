@@ -724,6 +724,7 @@ reactor.UNIXConnector = UNIXConnector
 function UNIXConnector:init(path, factory, opts)
   Connector.init(self, path, nil, factory, opts)
   self.path = path
+  self.checkPID = opts.checkPID and true or false
 end
 
 function UNIXConnector:getDestination()
@@ -731,6 +732,13 @@ function UNIXConnector:getDestination()
 end
 
 function UNIXConnector:_attempt()
+  if self.checkPID and not core.unixLockHeld(self.path) then
+    -- Twisted's checkPID: no live server holds the lock file.
+    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(
+      self.path .. ": no live server holds " .. self.path .. ".lock",
+      { errno = "ENOENT" }), ""))
+    return
+  end
   local t, errname, msg = core.connectUNIX(self.path, self)
   if not t then
     reactor.callLater(0, self._failed, self, Failure(err.ConnectError(msg,
