@@ -39,7 +39,7 @@ LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-TESTS    := $(BUILD)/test/host_test
+TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test
 
 all: deps-check $(BUILD)/loom $(BUILD)/loom.so $(TESTS)
 
