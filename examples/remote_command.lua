@@ -78,7 +78,8 @@ function Server:stringReceived(line)
 end
 
 local function client(port, words)
-  local Client = basic.Int32StringReceiver:extend({ MAX_LENGTH = 2 * MAX_OUTPUT })
+  local Client = basic.Int32StringReceiver:extend({
+    MAX_LENGTH = 2 * MAX_OUTPUT })
   local status = 1
   function Client:connectionMade()
     self:sendString(table.concat(words, " "))

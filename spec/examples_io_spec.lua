@@ -217,7 +217,9 @@ describe("examples/remote_command.lua", function()
     assert.equal(1, status)
     assert.equal("", out)
     local Raw = basic.Int32StringReceiver:extend({})
-    function Raw:init() self.made, self.got = defer.Deferred(), defer.Deferred() end
+    function Raw:init()
+      self.made, self.got = defer.Deferred(), defer.Deferred()
+    end
     function Raw:connectionMade() self.made:callback(self) end
     function Raw:stringReceived(s) self.got:callback(s) end
     local c = connect(server.port, Raw:new())

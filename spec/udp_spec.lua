@@ -56,7 +56,8 @@ describe("listenUDP", function()
       local rec = Recorder:new()
       local client = listen(rec)
       local got = rec.next
-      client:write("hello", { host = "127.0.0.1", port = server:getHost().port })
+      client:write("hello",
+        { host = "127.0.0.1", port = server:getHost().port })
       local r = runUntil(got)
       assert.equal("hello", r[1])
       assert.same({ type = "UDP", host = "127.0.0.1",
