@@ -86,7 +86,36 @@ static int l_stream_count(lua_State *L) {
   return 1;
 }
 
+/* core.listDir(path) -> sorted list of names, or nil, message. */
+static int l_list_dir(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *path = luaL_checkstring(L, 1);
+  uv_fs_t req;
+  uv_dirent_t ent;
+  lua_Integer n = 0;
+  int rc = uv_fs_scandir(st->loop, &req, path, 0, NULL);
+  if (rc < 0) {
+    uv_fs_req_cleanup(&req);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, uv_strerror(rc));
+    return 2;
+  }
+  lua_createtable(L, rc, 0);
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    lua_pushstring(L, ent.name); /* May raise: the request leaks only then. */
+    lua_rawseti(L, -2, ++n);
+  }
+  uv_fs_req_cleanup(&req);
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
+  {"listDir", l_list_dir},
   {"run", l_run},
   {"stop", l_stop},
   {"walltime", l_walltime},

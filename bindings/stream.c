@@ -218,6 +218,21 @@ static const char *close_reason(int status) {
   }
 }
 
+/* As Twisted's connectionLost: a registered producer is told to stop. */
+static int deliver_stop_producing(lua_State *L) {
+  event_args *a = lua_touserdata(L, 1);
+  loom__push_transport(L, a->s);
+  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+    return 0;
+  lua_pushnil(L);
+  lua_setiuservalue(L, -3, UV_PRODUCER);
+  if (lua_getfield(L, -1, "stopProducing") != LUA_TNIL) {
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
 /* hooks.lost(transport, protocol, owner, kind, message, reason, connected) */
 static int deliver_lost(lua_State *L) {
   event_args *a = lua_touserdata(L, 1);
@@ -264,6 +279,11 @@ static void on_closed(loom_stream *s, int status) {
     return; /* Lua is gone or never had this stream. */
   a.s = s;
   a.status = status;
+  if ((s->flags & LOOM_S_HAS_PRODUCER) &&
+      loom__call(s->st, deliver_stop_producing, &a) != LUA_OK) {
+    loom__report_error(s->st, "stopProducing", 0);
+    lua_pop(s->st->L, 1);
+  }
   if (loom__call(s->st, deliver_lost, &a) != LUA_OK) {
     loom__report_error(s->st, "connectionLost", 0);
     lua_pop(s->st->L, 1);
@@ -445,6 +465,7 @@ static int l_transport_register_producer(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, UV_PRODUCER);
   s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
+  s->flags |= LOOM_S_HAS_PRODUCER;
   if (!streaming) {
     s->flags |= LOOM_S_PULL_PRODUCER;
     lua_getfield(L, 2, "resumeProducing");
@@ -464,7 +485,8 @@ static int l_transport_unregister_producer(lua_State *L) {
   lua_pushnil(L);
   lua_setiuservalue(L, 1, UV_PRODUCER);
   if (s != NULL)
-    s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
+    s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
+                  LOOM_S_HAS_PRODUCER);
   return 0;
 }
 

@@ -77,7 +77,8 @@ enum {
   LOOM_S_PRODUCER_PAUSED = 1 << 6,
   LOOM_S_CONNECTING = 1 << 7,
   LOOM_S_CONNECTED = 1 << 8,
-  LOOM_S_PULL_PRODUCER = 1 << 9  /* asked for more whenever the queue empties */
+  LOOM_S_PULL_PRODUCER = 1 << 9, /* asked for more whenever the queue empties */
+  LOOM_S_HAS_PRODUCER = 1 << 10
 };
 
 /*

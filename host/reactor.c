@@ -2,6 +2,7 @@
 ** reactor.c: the loop's lifecycle: init, run until stopped, close-all for
 ** shutdown, and the final close that leaves no handle behind.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,9 +12,22 @@ static void on_keepalive(uv_async_t *a) {
   (void)a; /* Only wakes the loop; stop requests are read after uv_run. */
 }
 
+/*
+** A write to a socket the peer has closed must fail with EPIPE, not kill
+** the process: ignore SIGPIPE unless the program chose its own handler.
+*/
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 /* Uses loop when given (an embedder's), else a loop of the state's own. */
 int loom__state_init(loom_state *st, uv_loop_t *loop) {
   int rc;
+  ignore_sigpipe();
   memset(st, 0, sizeof(*st));
   st->hooks_ref = -2; /* LUA_NOREF, without including lua.h here. */
   if (loop == NULL) {

@@ -180,8 +180,16 @@ static void start_write(loom_stream *s) {
 */
 int loom__stream_write(loom_stream *s, const char *data, size_t len) {
   int rc;
-  if (s->flags & (LOOM_S_CLOSING | LOOM_S_WRITE_SHUT))
-    return 0; /* Twisted drops writes once the write side is done. */
+  if (s->flags & (LOOM_S_CLOSING | LOOM_S_WRITE_SHUT)) {
+    /* Twisted drops writes once the write side is done. A streaming
+    ** producer writing in a loop is paused, or it would never stop. */
+    if ((s->flags & LOOM_S_HAS_PRODUCER) &&
+        !(s->flags & (LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED))) {
+      s->flags |= LOOM_S_PRODUCER_PAUSED;
+      s->vt->writable(s, 1);
+    }
+    return 0;
+  }
   if (len == 0)
     return 0;
   /* A pull producer's writes are queued so that draining asks for more. */

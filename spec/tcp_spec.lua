@@ -627,3 +627,71 @@ describe("connectTCP to a host that is not an IP literal", function()
     assert.matches("no%-such%-host%.invalid", reason:getErrorMessage())
   end)
 end)
+
+describe("writing to a peer that has gone", function()
+  it("loses that connection with ConnectionLost instead of a SIGPIPE death",
+    function()
+      local Flood = Recorder:extend()
+      local chunk = string.rep("z", 65536)
+      function Flood:connectionMade()
+        Recorder.connectionMade(self)
+        local function more()
+          if self.transport.connected then
+            self.transport:write(chunk)
+            reactor.callLater(0.001, more)
+          end
+        end
+        more()
+      end
+      local server = recordingFactory(Flood)
+      local port = listen(server)
+      local built = server.next
+      local c = connect(port)
+      runUntil(c.made)
+      local s = runUntil(built)
+      c.transport:abortConnection()
+      local reason = runUntil(s.lost).reason
+      assert.is_truthy(reason:check(err.ConnectionLost) or
+        reason:check(err.ConnectionDone))
+      runUntil(port:stopListening())
+    end)
+end)
+
+describe("a streaming producer whose connection goes away", function()
+  it("is paused by writes that can no longer go out, then stopped",
+    function()
+      local Looper = Recorder:extend()
+      local chunk = string.rep("y", 4096)
+      function Looper:connectionMade()
+        Recorder.connectionMade(self)
+        self.calls = {}
+        self.transport:registerProducer(self, true)
+      end
+      function Looper:pauseProducing()
+        self.calls[#self.calls + 1] = "pause"
+        self.paused = true
+      end
+      function Looper:stopProducing()
+        self.calls[#self.calls + 1] = "stop"
+      end
+      function Looper:resumeProducing()
+        self.paused = false
+        -- The classic producer loop: only a pause ends it.
+        while not self.paused do
+          self.transport:write(chunk)
+        end
+      end
+      local server = recordingFactory(Looper)
+      local port = listen(server)
+      local built = server.next
+      local c = connect(port)
+      runUntil(c.made)
+      local s = runUntil(built)
+      s.transport:abortConnection()
+      s:resumeProducing() -- Must return: the closing transport pauses it.
+      runUntil(s.lost)
+      assert.same({ "pause", "stop" }, s.calls)
+      runUntil(c.lost)
+      runUntil(port:stopListening())
+    end)
+end)

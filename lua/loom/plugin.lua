@@ -14,6 +14,8 @@
 -- a boolean default makes a flag (--verbose / --no-verbose), anything else
 -- (a string or nil) takes a string. `--port X`, `--port=X` and `-p X` work.
 
+local core = require "loom.core"
+
 local M = {}
 
 function M.path()
@@ -54,25 +56,16 @@ function M.find(name)
   return nil
 end
 
-local function shellQuote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
 -- Every plugin name in the path, sorted, each once: { {name=, file=} }.
 function M.list()
   local seen, out = {}, {}
   for _, dir in ipairs(M.path()) do
-    -- Lua has no directory listing; ls is everywhere loom runs.
-    local h = io.popen("ls -1 -- " .. shellQuote(dir) .. " 2>/dev/null")
-    if h then
-      for entry in h:lines() do
-        local name = entry:match("^([%w_][%w_%-]*)%.lua$")
-        if name and not seen[name] then
-          seen[name] = true
-          out[#out + 1] = { name = name, file = dir .. "/" .. entry }
-        end
+    for _, entry in ipairs(core.listDir(dir) or {}) do
+      local name = entry:match("^([%w_][%w_%-]*)%.lua$")
+      if name and not seen[name] then
+        seen[name] = true
+        out[#out + 1] = { name = name, file = dir .. "/" .. entry }
       end
-      h:close()
     end
   end
   table.sort(out, function(a, b) return a.name < b.name end)
