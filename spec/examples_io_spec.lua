@@ -31,11 +31,15 @@ local function tempdir()
 end
 
 -- Starts `loom run examples/NAME args...`; returns once it printed its
--- listening line: {pid=, port=, line=, handle=, errfile=}.
+-- listening line: {pid=, port=, line=, handle=, errfile=}. `timeout
+-- --foreground` passes our one SIGTERM on once; without it, timeout also
+-- signals its whole process group, and the second SIGTERM can land after
+-- loom's handlers were removed at the end of a fast shutdown (exit 143).
 local function start(name, args)
   local errfile = os.tmpname()
   local h = assert(io.popen(string.format(
-    "sh -c 'echo $$; exec timeout %d %s run examples/%s %s' 2>%s", LIMIT,
+    "sh -c 'echo $$; exec timeout --foreground %d %s run examples/%s %s' "
+    .. "2>%s", LIMIT,
     LOOM, name, args or "0", errfile), "r"))
   local pid = assert(tonumber(h:read("l")))
   local line = h:read("l")
