@@ -100,3 +100,20 @@ describe("loom.error", function()
     assert.equals("Mine: m", tostring(e))
   end)
 end)
+
+describe("error classes used by the reactor", function()
+  local err = require "loom.error"
+  it("makes process endings connection endings, as Twisted", function()
+    assert.is_true(err.ProcessDone("x"):isa(err.ConnectionDone))
+    assert.is_true(err.ProcessTerminated("x"):isa(err.ConnectionLost))
+  end)
+
+  it("has UserError under ConnectError, and the reactor's own errors",
+    function()
+      assert.is_true(err.UserError("x"):isa(err.ConnectError))
+      for _, name in ipairs({ "ReactorNotRunning", "MulticastJoinError",
+        "ProcessExitedAlready" }) do
+        assert.is_true(err.isErrorClass(err[name]), name)
+      end
+    end)
+end)

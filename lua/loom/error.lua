@@ -89,6 +89,10 @@ error_.ConnectError = new("ConnectError")
 error_.ConnectionRefusedError = new("ConnectionRefusedError",
   error_.ConnectError)
 error_.NotConnectingError = new("NotConnectingError")
+-- A connection attempt stopped by the program (stopConnecting).
+error_.UserError = new("UserError", error_.ConnectError)
+error_.ReactorNotRunning = new("ReactorNotRunning")
+error_.MulticastJoinError = new("MulticastJoinError")
 error_.AlreadyListened = new("AlreadyListened")
 error_.CannotListenError = new("CannotListenError")
 error_.DNSLookupError = new("DNSLookupError")
@@ -124,8 +128,10 @@ error_.TaskFailed = new("TaskFailed", error_.TaskFinished)
 error_.NotPaused = new("NotPaused", error_.SchedulerError)
 
 -- Processes.
-error_.ProcessDone = new("ProcessDone")
-error_.ProcessTerminated = new("ProcessTerminated")
+-- As Twisted: a process ending is its connection ending.
+error_.ProcessDone = new("ProcessDone", error_.ConnectionDone)
+error_.ProcessTerminated = new("ProcessTerminated", error_.ConnectionLost)
+error_.ProcessExitedAlready = new("ProcessExitedAlready")
 
 -- Protocol parsers.
 error_.LineTooLong = new("LineTooLong")

@@ -191,11 +191,20 @@ end
 
 local signals = nil
 
+-- Set once a signal asked for shutdown: the process is on its way out,
+-- so the watchers stay (a second SIGTERM, e.g. from timeout(1) to the whole
+-- process group, must not kill it between run() returning and exit).
+local signalled = false
+
 local function installSignals()
   if signals then
     return
   end
   local function onStop(name)
+    if signalled and not reactor.running then
+      return
+    end
+    signalled = true
     log.info("received SIG%s, shutting down", name)
     if reactor.running and not reactor._stopping then
       reactor.stop()
@@ -205,7 +214,7 @@ local function installSignals()
 end
 
 local function uninstallSignals()
-  if signals then
+  if signals and not signalled then
     for _, s in ipairs(signals) do
       s:close()
     end
@@ -252,9 +261,7 @@ end
 
 function reactor.stop()
   if not reactor.running then
-    error(err.ReactorNotRunning and err.ReactorNotRunning(
-      "can't stop a reactor that isn't running")
-      or "can't stop a reactor that isn't running", 2)
+    error(err.ReactorNotRunning("can't stop a reactor that isn't running"), 2)
   end
   if reactor._stopping then
     return
@@ -456,8 +463,7 @@ end
 
 function Connector:connect()
   if self.state ~= "disconnected" then
-    error(err.AlreadyConnecting and err.AlreadyConnecting("already connecting")
-      or "connect: can't connect in state " .. self.state, 2)
+    error("connect: can't connect in state " .. self.state, 2)
   end
   self.state = "connecting"
   if not self.factoryStarted then
@@ -552,7 +558,7 @@ function Connector:_connected(transport, errname, message)
   self.timeoutCall = nil
   if errname then
     local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
-      or err.ConnectError or err.ConnectionRefusedError
+      or err.ConnectError
     self._failReason = Failure(cls(string.format("%s:%s: %s", self.host,
       self.port, message), { errno = errname }))
     return -- C closes the transport; _connectFailed reports it.
@@ -569,9 +575,8 @@ end
 
 -- The transport closed before it ever connected.
 function Connector:_connectFailed()
-  local reason = self._failReason or Failure(err.UserError and
-    err.UserError("connection attempt was stopped")
-    or err.ConnectionLost("connection attempt was stopped"))
+  local reason = self._failReason or Failure(
+    err.UserError("connection attempt was stopped"), "")
   self._failReason = nil
   self.transport = nil
   self:_failed(reason)
@@ -786,8 +791,6 @@ end
 -- UDP ---------------------------------------------------------------------------
 
 local MulticastJoinError = err.MulticastJoinError
-  or err.new("MulticastJoinError")
-err.MulticastJoinError = MulticastJoinError
 
 local UDPPort = class.Object:extend({ __name = "UDPPort" })
 reactor.UDPPort = UDPPort
@@ -986,8 +989,6 @@ end
 -- Processes -----------------------------------------------------------------------
 
 local ProcessExitedAlready = err.ProcessExitedAlready
-  or err.new("ProcessExitedAlready")
-err.ProcessExitedAlready = ProcessExitedAlready
 hooks.ProcessExitedAlready = ProcessExitedAlready
 
 -- Twisted's reasons: ProcessDone for exit code 0, else ProcessTerminated
