@@ -119,7 +119,7 @@ install: all
 	  $(DESTDIR)$(DATADIR)/plugins $(DESTDIR)$(PREFIX)/lib/lua/5.4 \
 	  $(DESTDIR)$(PREFIX)/share/lua/5.4 $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/loom $(DESTDIR)$(PREFIX)/bin/loom
-	install -m 644 lua/loom/*.lua $(DESTDIR)$(DATADIR)/lua/loom/
+	cp -r lua/loom $(DESTDIR)$(DATADIR)/lua/
 	cp -r lua/loom $(DESTDIR)$(PREFIX)/share/lua/5.4/
 	-install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/ 2>/dev/null
 	install -m 755 $(BUILD)/loom.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/loom.so

@@ -36,6 +36,7 @@ void loom__open_stream(lua_State *L);
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
+void loom__accepted(loom_listener *l, loom_stream *s);
 
 /* tcp.c, timer.c, json.c, core.c */
 void loom__open_tcp(lua_State *L);

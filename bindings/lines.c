@@ -40,6 +40,10 @@ static const loom_stream *const *box_of(lua_State *L, int t) {
   return NULL;
 }
 
+/* Stack slots of the key strings, pushed once per call: pushing a C
+** string literal costs a strcmp in Lua's string cache every time. */
+enum { K_POS = 9, K_DIRTY, K_DISCONNECTING };
+
 static int disconnecting(lua_State *L, int t, const loom_stream *const *box) {
   int yes;
   if (box != NULL)
@@ -47,7 +51,8 @@ static int disconnecting(lua_State *L, int t, const loom_stream *const *box) {
            ((*box)->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)) != 0;
   if (lua_isnoneornil(L, t))
     return 0;
-  lua_getfield(L, t, "disconnecting");
+  lua_pushvalue(L, K_DISCONNECTING);
+  lua_gettable(L, t);
   yes = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return yes;
@@ -56,7 +61,7 @@ static int disconnecting(lua_State *L, int t, const loom_stream *const *box) {
 /* self._dirty, read raw: the class default is false, so nil means clean. */
 static int dirty(lua_State *L) {
   int yes;
-  lua_pushliteral(L, "_dirty");
+  lua_pushvalue(L, K_DIRTY);
   lua_rawget(L, 1);
   yes = lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -88,6 +93,10 @@ static int l_deliver_lines(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 7, LUA_TFUNCTION);
   box = box_of(L, 8);
+  lua_settop(L, 8);
+  lua_pushliteral(L, "_pos");
+  lua_pushliteral(L, "_dirty");
+  lua_pushliteral(L, "disconnecting");
   if (search < pos)
     search = pos;
   for (;;) {
@@ -106,7 +115,7 @@ static int l_deliver_lines(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushlstring(L, buf + pos, at - pos);
     pos = search = at + dlen;
-    lua_pushliteral(L, "_pos"); /* Raw: receivers have no __newindex. */
+    lua_pushvalue(L, K_POS); /* Raw: receivers have no __newindex. */
     lua_pushinteger(L, (lua_Integer)pos + 1);
     lua_rawset(L, 1);
     lua_call(L, 2, 1);

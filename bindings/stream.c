@@ -291,6 +291,48 @@ static void on_closed(loom_stream *s, int status) {
   detach(s);
 }
 
+typedef struct accept_args {
+  loom_listener *l;
+  loom_stream *s;
+} accept_args;
+
+/* hooks.accept(port, transport): builds and attaches the protocol. */
+static int deliver_accept(lua_State *L) {
+  accept_args *a = lua_touserdata(L, 1);
+  int t;
+  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
+    return luaL_error(L, "no accept hook installed");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  loom__new_transport(L, a->s);
+  t = lua_gettop(L);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, t, UV_OWNER);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/*
+** A listener (TCP or Unix) accepted s: box it, let the Lua Port build and
+** attach the protocol, then start reading. If that raised, the error is
+** logged and only s is aborted, with the error as its reason.
+*/
+void loom__accepted(loom_listener *l, loom_stream *s) {
+  accept_args a;
+  a.l = l;
+  a.s = s;
+  if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
+    if (!(s->flags & LOOM_S_CLOSING))
+      loom__stream_start(s);
+  } else if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
+    lua_pop(l->st->L, 1);
+    loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
+  } else {
+    hook_failed(s, "makeConnection");
+  }
+}
+
 const loom_stream_vtable loom__lua_stream_vt = {
   on_connected, on_data, on_eof, on_writable, on_closed
 };

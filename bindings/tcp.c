@@ -18,35 +18,11 @@ static listener_box *check_listener(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, LISTENER);
 }
 
-typedef struct accept_args {
-  loom_listener *l;
-  loom_stream *s;
-} accept_args;
-
-/* hooks.accept(port, transport): builds and attaches the protocol. */
-static int deliver_accept(lua_State *L) {
-  accept_args *a = lua_touserdata(L, 1);
-  int t;
-  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
-    return luaL_error(L, "no accept hook installed");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
-  lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
-  loom__new_transport(L, a->s);
-  t = lua_gettop(L);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, t, UV_OWNER);
-  lua_call(L, 2, 0);
-  return 0;
-}
-
 static void on_connection(loom_listener *l, int status) {
-  accept_args a;
   loom_stream *s;
   if (status < 0 || l->st->L == NULL)
     return;
-  s = calloc(1, sizeof(*s));
-  if (s == NULL)
+  if ((s = calloc(1, sizeof(*s))) == NULL)
     return;
   s->vt = &loom__lua_stream_vt;
   if (loom__tcp_accept(l, s) < 0) {
@@ -54,25 +30,7 @@ static void on_connection(loom_listener *l, int status) {
       free(s); /* Never initialised; else the close callback frees it. */
     return;
   }
-  a.l = l;
-  a.s = s;
-  if (loom__call(l->st, deliver_accept, &a) != LUA_OK) {
-    if (s->ref == LUA_NOREF) {
-      lua_pop(l->st->L, 1);
-      loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
-      return;
-    }
-    lua_State *L = l->st->L;
-    loom__push_transport(L, s);
-    lua_insert(L, -2);
-    loom__report_error(l->st, "makeConnection", lua_gettop(L) - 1);
-    lua_setiuservalue(L, -2, UV_REASON);
-    lua_pop(L, 1);
-    loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
-    return;
-  }
-  if (!(s->flags & LOOM_S_CLOSING))
-    loom__stream_start(s);
+  loom__accepted(l, s);
 }
 
 static void on_listener_closed(loom_listener *l) {

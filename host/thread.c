@@ -17,7 +17,7 @@ struct loom_pool {
   loom_pool_config cfg;
   uv_mutex_t lock;
   uv_cond_t cond;
-  loom_job *todo, *todo_tail;   /* waiting for a worker */
+  loom_job *queued, *queued_tail;   /* waiting for a worker */
   loom_job *done, *done_tail;   /* waiting for the loop */
   uv_thread_t *threads;
   int nthreads;    /* ever started: each is joined at shutdown */
@@ -62,14 +62,14 @@ static void worker_main(void *arg) {
   loom_job *j;
   uv_mutex_lock(&pool->lock);
   for (;;) {
-    while (pool->todo == NULL && !should_exit(pool)) {
+    while (pool->queued == NULL && !should_exit(pool)) {
       pool->idle++;
       uv_cond_wait(&pool->cond, &pool->lock);
       pool->idle--;
     }
     if (should_exit(pool))
       break;
-    j = pop(&pool->todo, &pool->todo_tail);
+    j = pop(&pool->queued, &pool->queued_tail);
     uv_mutex_unlock(&pool->lock);
     j->work(j, ctx);
     uv_mutex_lock(&pool->lock);
@@ -156,7 +156,7 @@ int loom__pool_submit(loom_pool *pool, loom_job *j) {
   if (rc < 0 && pool->live > 0)
     rc = 0; /* The running workers will get to it. */
   if (rc == 0) {
-    push(&pool->todo, &pool->todo_tail, j);
+    push(&pool->queued, &pool->queued_tail, j);
     uv_cond_signal(&pool->cond);
   }
   uv_mutex_unlock(&pool->lock);
@@ -217,9 +217,9 @@ void loom__pool_shutdown(loom_state *st) {
   uv_mutex_unlock(&pool->lock);
   for (i = 0; i < pool->nthreads; i++)
     uv_thread_join(&pool->threads[i]);
-  cancel_all(pool->todo);
+  cancel_all(pool->queued);
   cancel_all(pool->done);
-  pool->todo = pool->done = NULL;
+  pool->queued = pool->done = NULL;
   st->pool = NULL;
   uv_close((uv_handle_t *)&pool->async, on_pool_closed);
 }

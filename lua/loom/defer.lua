@@ -34,6 +34,8 @@ local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
 local corunning, costatus = coroutine.running, coroutine.status
 
 local defer = {}
+-- Registered now: loom.defer.sync, loaded at the end, requires it back.
+package.loaded["loom.defer"] = defer
 
 local Deferred = class.Object:extend({ __name = "Deferred" })
 defer.Deferred = Deferred
@@ -610,130 +612,6 @@ function defer.gatherResults(list, consumeErrors)
   return d:addCallback(parseResults)
 end
 
--- Lock, semaphore, queue -----------------------------------------------------
-
-local function removeValue(list, v)
-  for i = 1, #list do
-    if list[i] == v then
-      table.remove(list, i)
-      return
-    end
-  end
-end
-
--- Shared by DeferredLock and DeferredSemaphore: acquire, run f, release.
-local function run(self, f, ...)
-  local args = pack(...)
-  return self:acquire():addCallback(function()
-    return defer.maybeDeferred(f, unpack(args, 1, args.n)):addBoth(function(r)
-      self:release()
-      return r
-    end)
-  end)
-end
-
-local DeferredLock = class.Object:extend({ __name = "DeferredLock" })
-defer.DeferredLock = DeferredLock
-DeferredLock.run = run
-
-function DeferredLock:init()
-  self.locked = false
-  self.waiting = {}
-end
-
-function DeferredLock:acquire()
-  local d = Deferred(function(d)
-    removeValue(self.waiting, d)
-  end)
-  if self.locked then
-    self.waiting[#self.waiting + 1] = d
-  else
-    self.locked = true
-    d:callback(self)
-  end
-  return d
-end
-
-function DeferredLock:release()
-  assert(self.locked, "Tried to release an unlocked lock")
-  self.locked = false
-  if #self.waiting > 0 then
-    self.locked = true
-    table.remove(self.waiting, 1):callback(self)
-  end
-end
-
-local DeferredSemaphore = class.Object:extend({ __name = "DeferredSemaphore" })
-defer.DeferredSemaphore = DeferredSemaphore
-DeferredSemaphore.run = run
-
-function DeferredSemaphore:init(tokens)
-  if type(tokens) ~= "number" or tokens < 1 then
-    error("DeferredSemaphore requires tokens >= 1", 3)
-  end
-  self.tokens = tokens
-  self.limit = tokens
-  self.waiting = {}
-end
-
-function DeferredSemaphore:acquire()
-  local d = Deferred(function(d)
-    removeValue(self.waiting, d)
-  end)
-  if self.tokens == 0 then
-    self.waiting[#self.waiting + 1] = d
-  else
-    self.tokens = self.tokens - 1
-    d:callback(self)
-  end
-  return d
-end
-
-function DeferredSemaphore:release()
-  assert(self.tokens < self.limit,
-    "Someone released me too many times: too many tokens!")
-  self.tokens = self.tokens + 1
-  if #self.waiting > 0 then
-    self.tokens = self.tokens - 1
-    table.remove(self.waiting, 1):callback(self)
-  end
-end
-
-local DeferredQueue = class.Object:extend({ __name = "DeferredQueue" })
-defer.DeferredQueue = DeferredQueue
-
--- DeferredQueue(size?, backlog?): at most size pending values and backlog
--- waiting gets (nil: no limit).
-function DeferredQueue:init(size, backlog)
-  self.size = size
-  self.backlog = backlog
-  self.waiting = {}
-  self.pending = {}
-end
-
-function DeferredQueue:put(v)
-  if #self.waiting > 0 then
-    table.remove(self.waiting, 1):callback(v)
-  elseif self.size == nil or #self.pending < self.size then
-    self.pending[#self.pending + 1] = v
-  else
-    error(err.QueueOverflow("DeferredQueue is full"), 2)
-  end
-end
-
-function DeferredQueue:get()
-  if #self.pending > 0 then
-    return defer.succeed(table.remove(self.pending, 1))
-  elseif self.backlog == nil or #self.waiting < self.backlog then
-    local d = Deferred(function(d)
-      removeValue(self.waiting, d)
-    end)
-    self.waiting[#self.waiting + 1] = d
-    return d
-  end
-  error(err.QueueUnderflow("too many gets are already waiting"), 2)
-end
-
 -- inlineCallbacks -------------------------------------------------------------
 --
 -- Each call of an inlineCallbacks function runs its body in a coroutine; a
@@ -915,5 +793,8 @@ function defer.await(d)
   end
   error(v, 0)
 end
+
+-- DeferredLock, DeferredSemaphore and DeferredQueue live in their own file.
+require "loom.defer.sync"
 
 return defer

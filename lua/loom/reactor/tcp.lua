@@ -1,0 +1,360 @@
+-- loom.reactor.tcp: TCP ports and connectors, and name resolution
+-- (reactor.listenTCP, connectTCP, resolve). Part of loom.reactor.
+
+local core = require "loom.core"
+local class = require "loom.class"
+local err = require "loom.error"
+local failure = require "loom.failure"
+local reactor = require "loom.reactor"
+local internal = require "loom.reactor.internal"
+
+local Failure = failure.Failure
+local hooks = internal.hooks
+local safeCall = internal.safeCall
+local defer = internal.defer
+local checkFactory = internal.checkFactory
+
+-- TCP ports -------------------------------------------------------------------
+
+local Port = class.Object:extend({ __name = "Port" })
+reactor.Port = Port
+
+function Port:init(port, factory, opts)
+  self.port = port
+  self.factory = factory
+  self.interface = opts.interface or "0.0.0.0"
+  self.backlog = opts.backlog or 50
+  self.connected = false
+end
+
+function Port:startListening()
+  local listener, msg = core.listenTCP(self.interface, self.port,
+    self.backlog, self)
+  if not listener then
+    error(err.CannotListenError("listenTCP: " .. msg), 3)
+  end
+  self.listener = listener
+  self.connected = true
+  self.factory:doStart()
+end
+
+function Port:_accept(transport)
+  local addr = transport:getPeer()
+  local proto = self.factory:buildProtocol(addr)
+  if proto == nil then
+    transport:loseConnection()
+    return
+  end
+  transport:setProtocol(proto)
+  proto:makeConnection(transport)
+end
+
+-- Stop and restart accepting (load shedding): while paused, new
+-- connections wait in the kernel's backlog; past it, their connects stall.
+function Port:pauseProducing()
+  if self.listener then
+    self.listener:pauseAccepting()
+  end
+end
+
+function Port:resumeProducing()
+  if self.listener then
+    self.listener:resumeAccepting()
+  end
+end
+
+function Port:getHost()
+  if not self.listener then
+    error("getHost: port is not listening", 2)
+  end
+  return self.listener:getHost()
+end
+
+-- Returns a Deferred that fires once the socket is closed.
+function Port:stopListening()
+  local d = defer()
+  if not self.connected then
+    return d.succeed(nil)
+  end
+  self.connected = false
+  self.listener:close()
+  self.listener = nil
+  -- The close callback runs in this loop iteration; the factory stops now.
+  self.factory:doStop()
+  return d.succeed(nil)
+end
+Port.loseConnection = Port.stopListening
+
+function Port:__tostring()
+  return string.format("<Port %s:%s>", self.interface, tostring(self.port))
+end
+
+function reactor.listenTCP(port, factory, opts)
+  opts = opts or {}
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+    error("listenTCP: port must be an integer 0-65535, got "
+      .. tostring(port), 2)
+  end
+  checkFactory("listenTCP", factory)
+  local p = Port:new(port, factory, opts)
+  p:startListening()
+  return p
+end
+
+-- TCP connectors ----------------------------------------------------------------
+
+local Connector = class.Object:extend({ __name = "Connector" })
+reactor.Connector = Connector
+
+function Connector:init(host, port, factory, opts)
+  self.host = host
+  self.port = port
+  self.factory = factory
+  self.timeout = opts.timeout or 30
+  self.bindAddress = opts.bindAddress
+  self.state = "disconnected"
+  self.factoryStarted = false
+end
+
+function Connector:getDestination()
+  return { type = "TCP", host = self.host, port = self.port }
+end
+
+local function connectFailed(self, reason)
+  self.state = "disconnected"
+  self.transport = nil
+  if self.timeoutCall and self.timeoutCall:active() then
+    self.timeoutCall:cancel()
+  end
+  self.timeoutCall = nil
+  safeCall(self.factory, "clientConnectionFailed", self, reason)
+  if self.state == "disconnected" then
+    self:_stopFactory()
+  end
+end
+
+function Connector:_stopFactory()
+  if self.factoryStarted then
+    self.factoryStarted = false
+    self.factory:doStop()
+  end
+end
+
+function Connector:connect()
+  if self.state ~= "disconnected" then
+    error("connect: can't connect in state " .. self.state, 2)
+  end
+  self.state = "connecting"
+  if not self.factoryStarted then
+    self.factoryStarted = true
+    self.factory:doStart()
+  end
+  safeCall(self.factory, "startedConnecting", self)
+  if self.state ~= "connecting" then
+    return -- startedConnecting called stopConnecting
+  end
+  self:_attempt()
+end
+
+local function isIPLiteral(host)
+  return host:find(":", 1, true) ~= nil
+    or host:match("^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- Arms the timeout (it covers resolving and every address), then connects
+-- to an IP literal at once, or resolves a host name and tries each of its
+-- addresses in turn until one connects.
+function Connector:_attempt()
+  if self.timeout and self.timeout > 0 then
+    self.timeoutCall = reactor.callLater(self.timeout, function()
+      self.timeoutCall = nil
+      local reason = Failure(err.TimeoutError(string.format(
+        "connection to %s:%s timed out after %gs", self.host, self.port,
+        self.timeout)))
+      self._addrs = nil
+      if self.transport then
+        self._failReason = reason
+        self.transport:abortConnection()
+      else
+        self._resolving = nil
+        connectFailed(self, reason)
+      end
+    end)
+  end
+  if isIPLiteral(self.host) then
+    self._addrs = nil
+    return self:_connectTo(self.host)
+  end
+  local token = {}
+  self._resolving = token
+  reactor.resolveAll(self.host):addCallbacks(function(addrs)
+    if self._resolving == token and self.state == "connecting" then
+      self._resolving = nil
+      self._addrs, self._addrIndex = addrs, 1
+      self:_connectTo(addrs[1])
+    end
+  end, function(f)
+    if self._resolving == token and self.state == "connecting" then
+      self._resolving = nil
+      connectFailed(self, f)
+    end
+  end)
+end
+
+-- An attempt failed: the next resolved address, or report the failure.
+function Connector:_failed(reason)
+  local addrs = self._addrs
+  if addrs and self._addrIndex < #addrs and self.state == "connecting"
+      and reason.value.isa and reason.value:isa(err.ConnectError) then
+    self._addrIndex = self._addrIndex + 1
+    return self:_connectTo(addrs[self._addrIndex])
+  end
+  self._addrs = nil
+  connectFailed(self, reason)
+end
+
+function Connector:_connectTo(addr)
+  local bind = self.bindAddress
+  local t, errname, msg = core.connectTCP(addr, self.port,
+    bind and bind[1] or bind and bind.host, bind and (bind[2] or bind.port),
+    self)
+  if not t then
+    -- Known at once (no socket left, an address family the host lacks…);
+    -- reported like any failed attempt, on the next loop turn.
+    local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
+      or err.ConnectError
+    reactor.callLater(0, self._failed, self, Failure(cls(msg, { errno =
+      errname }), ""))
+    return
+  end
+  self.transport = t
+end
+
+function Connector:_connected(transport, errname, message)
+  if self.timeoutCall and self.timeoutCall:active() then
+    self.timeoutCall:cancel()
+  end
+  self.timeoutCall = nil
+  if errname then
+    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
+      or err.ConnectError
+    self._failReason = Failure(cls(string.format("%s:%s: %s", self.host,
+      self.port, message), { errno = errname }))
+    return -- C closes the transport; _connectFailed reports it.
+  end
+  self.state = "connected"
+  local proto = self.factory:buildProtocol(transport:getPeer())
+  if proto == nil then
+    transport:loseConnection()
+    return
+  end
+  transport:setProtocol(proto)
+  proto:makeConnection(transport)
+end
+
+-- The transport closed before it ever connected.
+function Connector:_connectFailed()
+  local reason = self._failReason or Failure(
+    err.UserError("connection attempt was stopped"), "")
+  self._failReason = nil
+  self.transport = nil
+  self:_failed(reason)
+end
+
+function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
+  self.state = "disconnected"
+  self.transport = nil
+  safeCall(self.factory, "clientConnectionLost", self, reason)
+  if self.state == "disconnected" then
+    self:_stopFactory()
+  end
+end
+
+function Connector:stopConnecting()
+  if self.state ~= "connecting" then
+    error(err.NotConnectingError("we're not trying to connect"), 2)
+  end
+  self._addrs = nil
+  if self.transport then
+    self.transport:abortConnection()
+  elseif self._resolving then
+    self._resolving = nil
+    connectFailed(self, Failure(err.ConnectionLost(
+      "connection attempt was stopped"), ""))
+  else
+    self.state = "disconnected"
+  end
+end
+
+function Connector:disconnect()
+  if self.state == "connecting" then
+    self:stopConnecting()
+  elseif self.state == "connected" and self.transport then
+    self.transport:loseConnection()
+  end
+end
+
+function reactor.connectTCP(host, port, factory, opts)
+  opts = opts or {}
+  if type(host) ~= "string" then
+    error("connectTCP: host must be a string", 2)
+  end
+  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+    error("connectTCP: port must be an integer 1-65535, got "
+      .. tostring(port), 2)
+  end
+  checkFactory("connectTCP", factory)
+  local c = Connector:new(host, port, factory, opts)
+  c:connect()
+  return c
+end
+
+-- Names -------------------------------------------------------------------------
+
+local lookups, lastLookup = {}, 0
+
+function hooks.resolved(id, addrs, errname, message)
+  local l = lookups[id]
+  lookups[id] = nil
+  if not l then
+    return
+  end
+  if addrs and #addrs > 0 then
+    l.d:callback(addrs)
+  else
+    l.d:errback(Failure(err.DNSLookupError(string.format(
+      "address %q not found: %s: %s", l.name, errname or "EAI_NONAME",
+      message or "no address"), { errno = errname }), ""))
+  end
+end
+
+-- Every address of name (IPv6 and IPv4, in getaddrinfo's order), looked
+-- up off the loop: a Deferred of a list of strings.
+function reactor.resolveAll(name)
+  if type(name) ~= "string" or name == "" then
+    error("resolve: name must be a non-empty string", 2)
+  end
+  lastLookup = lastLookup + 1
+  local d = defer().Deferred()
+  local ok, errname, message = core.resolve(name, lastLookup)
+  if not ok then
+    d:errback(Failure(err.DNSLookupError(string.format("%s: %s: %s", name,
+      errname, message), { errno = errname }), ""))
+  else
+    lookups[lastLookup] = { d = d, name = name }
+  end
+  return d
+end
+
+-- Twisted's reactor.resolve: a Deferred of one address string (IPv4 when
+-- there is one, as gethostbyname), or a DNSLookupError Failure.
+function reactor.resolve(name)
+  return reactor.resolveAll(name):addCallback(function(addrs)
+    for _, a in ipairs(addrs) do
+      if not a:find(":", 1, true) then
+        return a
+      end
+    end
+    return addrs[1]
+  end)
+end

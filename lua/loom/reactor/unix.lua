@@ -1,0 +1,120 @@
+-- loom.reactor.unix: Unix stream sockets (reactor.listenUNIX,
+-- connectUNIX), TCP's Port and Connector over a socket path.
+
+local core = require "loom.core"
+local err = require "loom.error"
+local failure = require "loom.failure"
+local reactor = require "loom.reactor"
+local internal = require "loom.reactor.internal"
+
+local Failure = failure.Failure
+local checkFactory = internal.checkFactory
+local Port, Connector = reactor.Port, reactor.Connector
+
+-- Unix sockets ------------------------------------------------------------------
+
+local UNIXPort = Port:extend({ __name = "UNIXPort" })
+reactor.UNIXPort = UNIXPort
+
+function UNIXPort:init(path, factory, opts)
+  self.path = path
+  self.factory = factory
+  self.mode = opts.mode
+  self.backlog = opts.backlog or 50
+  self.wantPID = opts.wantPID and true or false
+  self.connected = false
+end
+
+function UNIXPort:startListening()
+  local listener, msg = core.listenUNIX(self.path, self.backlog, self.mode,
+    self.wantPID, self)
+  if not listener then
+    error(err.CannotListenError("listenUNIX: " .. msg), 3)
+  end
+  self.listener = listener
+  self.connected = true
+  self.factory:doStart()
+end
+
+function UNIXPort:__tostring()
+  return string.format("<UNIXPort %s>", self.path)
+end
+
+function reactor.listenUNIX(path, factory, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then
+    error("listenUNIX: path must be a non-empty string", 2)
+  end
+  if opts.mode ~= nil and math.type(opts.mode) ~= "integer" then
+    error("listenUNIX: mode must be an integer (e.g. tonumber('660', 8))", 2)
+  end
+  checkFactory("listenUNIX", factory)
+  local p = UNIXPort:new(path, factory, opts)
+  p:startListening()
+  return p
+end
+
+local UNIXConnector = Connector:extend({ __name = "UNIXConnector" })
+reactor.UNIXConnector = UNIXConnector
+
+function UNIXConnector:init(path, factory, opts)
+  Connector.init(self, path, nil, factory, opts)
+  self.path = path
+  self.checkPID = opts.checkPID and true or false
+end
+
+function UNIXConnector:getDestination()
+  return { type = "UNIX", name = self.path }
+end
+
+function UNIXConnector:_attempt()
+  if self.checkPID and not core.unixLockHeld(self.path) then
+    -- Twisted's checkPID: no live server holds the lock file.
+    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(
+      self.path .. ": no live server holds " .. self.path .. ".lock",
+      { errno = "ENOENT" }), ""))
+    return
+  end
+  local t, errname, msg = core.connectUNIX(self.path, self)
+  if not t then
+    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(msg,
+      { errno = errname }), ""))
+    return
+  end
+  self.transport = t
+  if self.timeout and self.timeout > 0 then
+    self.timeoutCall = reactor.callLater(self.timeout, function()
+      self.timeoutCall = nil
+      self._failReason = Failure(err.TimeoutError(string.format(
+        "connection to %s timed out after %gs", self.path, self.timeout)))
+      t:abortConnection()
+    end)
+  end
+end
+
+function UNIXConnector:_connected(transport, errname, message)
+  if errname then
+    self.port = nil
+    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
+      or err.ConnectError
+    if self.timeoutCall and self.timeoutCall:active() then
+      self.timeoutCall:cancel()
+    end
+    self.timeoutCall = nil
+    self._failReason = Failure(cls(string.format("%s: %s: %s", self.path,
+      errname, message), { errno = errname }))
+    return
+  end
+  return Connector._connected(self, transport)
+end
+
+function reactor.connectUNIX(path, factory, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then
+    error("connectUNIX: path must be a non-empty string", 2)
+  end
+  checkFactory("connectUNIX", factory)
+  local c = UNIXConnector:new(path, factory, opts)
+  c:connect()
+  return c
+end
