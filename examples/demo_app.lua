@@ -4,7 +4,7 @@
 --   chat    127.0.0.1:8001   a chat room (nickname, /who, /nick, /quit)
 --   finger  127.0.0.1:8079   users from examples/finger/users.json
 -- Ctrl-C stops every service in reverse order and exits 0.
---   loom run examples/demo_app.lua
+--   loom run examples/demo_app.lua [ECHO_PORT CHAT_PORT FINGER_PORT]
 local application = require "loom.application"
 local plugin = require "loom.plugin"
 local reactor = require "loom.reactor"
@@ -24,26 +24,32 @@ local function fromPlugin(name, opts)
   return svc
 end
 
+local echoPort = tonumber(arg and arg[1]) or 8000
+local chatPort = tonumber(arg and arg[2]) or 8001
+local fingerPort = tonumber(arg and arg[3]) or 8079
+local function on(port)
+  return "tcp:" .. port .. ":interface=127.0.0.1"
+end
+
 local app = application.Application("demo")
-fromPlugin("echo", { port = "tcp:8000:interface=127.0.0.1" })
-  :setServiceParent(app)
-fromPlugin("chat", { port = "tcp:8001:interface=127.0.0.1" })
-  :setServiceParent(app)
-fromPlugin("finger", { port = "tcp:8079:interface=127.0.0.1",
+fromPlugin("echo", { port = on(echoPort) }):setServiceParent(app)
+fromPlugin("chat", { port = on(chatPort) }):setServiceParent(app)
+fromPlugin("finger", { port = on(fingerPort),
   users = here .. "/finger/users.json" }):setServiceParent(app)
 
 -- After loom's own "listening on" lines (printed once the reactor runs).
 reactor.callWhenRunning(reactor.callLater, 0, function()
-  print([[
+  print((([[
 loom demo running (Ctrl-C to stop):
-  echo    nc 127.0.0.1 8000   every byte you type comes back
-  chat    nc 127.0.0.1 8001   open two terminals; /who, /nick NAME, /quit
-  finger  echo ann | nc 127.0.0.1 8079   (users: examples/finger/users.json)
+  echo    nc 127.0.0.1 ECHO   every byte you type comes back
+  chat    nc 127.0.0.1 CHAT   open two terminals; /who, /nick NAME, /quit
+  finger  echo ann | nc 127.0.0.1 FINGER   (users: examples/finger/users.json)
 No nc? loom's own clients:
-  echo hello | build/loom run examples/timestamp_client.lua 8000
-  build/loom run examples/finger/client.lua ann
+  echo hello | build/loom run examples/timestamp_client.lua ECHO
+  build/loom run examples/finger/client.lua ann FINGER
 The same services run alone as plugins: build/loom echo --port tcp:9000
-(build/loom --help lists them).]])
+(build/loom --help lists them).]]):gsub("%u%u%u%u+", { ECHO = echoPort,
+    CHAT = chatPort, FINGER = fingerPort })))
   io.stdout:flush()
 end)
 
