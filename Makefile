@@ -101,7 +101,7 @@ sanitize: all
 	  LDFLAGS="-fsanitize=address,undefined" all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 	  LUA_CPATH="$(CURDIR)/build-san/?.so;;" LOOM_BIN="$(CURDIR)/build-san/loom" \
-	  BUILD=build-san \
+	  BUILD=build-san LOOM_SANITIZE=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh spec/run.sh $(LUA)

@@ -4,6 +4,7 @@
 ** tree or the install prefix, found from the executable's own path), then
 ** hands argv to loom.cli. Errors end as one line on stderr and status 1.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,20 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/*
+** Exiting now: closing the signal watchers gives SIGINT/SIGTERM back their
+** default action, and a second signal (timeout(1) also sends one to the
+** whole process group) must not kill a clean shutdown. Blocked, it stays
+** pending and dies with the process.
+*/
+static void block_stop_signals(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 int main(int argc, char **argv) {
   lua_State *L = luaL_newstate();
   int status, code = 1;
@@ -121,6 +136,7 @@ int main(int argc, char **argv) {
     code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   }
   fflush(stdout);
+  block_stop_signals();
   lua_close(L); /* Closes every handle and the loop (core.c's __gc). */
   return code;
 }
