@@ -25,6 +25,8 @@ Commands:
                     returns or sets `application`) until SIGINT/SIGTERM
                     (the file gets arg and ... as lua5.4 gives them)
   PLUGIN [OPTIONS]  run a plugin's service (loom PLUGIN --help)
+  test [DIR]        run the busted specs in DIR (default spec/) with loom's
+                    modules on their path; exit 0 only if all pass
 
 Flags (before the command or the file):
   --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1)
@@ -302,6 +304,31 @@ local function help()
   print(table.concat(lines, "\n"))
 end
 
+local function shellQuote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- test [DIR]: busted, in a lua5.4 that finds loom's Lua modules and its C
+-- module (build/loom.so in the source tree, lib/lua/5.4 once installed).
+local function test(dir)
+  local info = package.loaded["loom.hostinfo"] or {}
+  local root = info.root or "."
+  local busted = "/usr/bin/busted"
+  if not io.open(busted) then
+    return fail("test: busted is not installed (apt-get install lua-busted)")
+  end
+  dir = dir or "spec"
+  local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
+  local cpath = root .. "/build/?.so;" .. root .. "/../../lib/lua/5.4/?.so;;"
+  local ok, how, code = os.execute(string.format(
+    "LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s", shellQuote(lpath),
+    shellQuote(cpath), busted, shellQuote(dir)))
+  if how == "exit" then
+    return code
+  end
+  return ok and 0 or 1
+end
+
 function cli.main(argv)
   local flags = {}
   local i = 1
@@ -332,6 +359,8 @@ function cli.main(argv)
     return 0
   elseif a == "run" then
     return run(argv, i + 1, flags)
+  elseif a == "test" then
+    return test(argv[i + 1])
   elseif a:sub(1, 1) == "-" then
     return fail("unknown option '%s' (see loom --help)", a)
   end
