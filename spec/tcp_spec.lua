@@ -695,3 +695,41 @@ describe("a streaming producer whose connection goes away", function()
       runUntil(port:stopListening())
     end)
 end)
+
+describe("registry refs", function()
+  -- Userdata pinned in the registry: one per live transport, port, timer.
+  local function pinned()
+    local n = 0
+    for k, v in pairs(debug.getregistry()) do
+      if math.type(k) == "integer" and type(v) == "userdata" then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  it("are all released once connections, ports and timers are closed",
+    function()
+      local base = pinned()
+      local port = listen(Factory.forProtocol(Echo))
+      local clients = {}
+      for i = 1, 20 do
+        clients[i] = connect(port)
+      end
+      for i = 1, 20 do
+        runUntil(clients[i].made)
+      end
+      reactor.callLater(100, function() end):cancel()
+      assert.is_true(pinned() >= base + 21)
+      for i = 1, 20 do
+        clients[i].transport:loseConnection()
+        runUntil(clients[i].lost)
+      end
+      runUntil(port:stopListening())
+      local tick = defer.Deferred()
+      reactor.callLater(0.05, function() tick:callback() end)
+      runUntil(tick)
+      -- Not more than before (earlier specs' leftovers may close meanwhile).
+      assert.is_true(pinned() <= base, pinned() .. " > " .. base)
+    end)
+end)
