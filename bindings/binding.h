@@ -37,6 +37,9 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__accepted(loom_listener *l, loom_stream *s);
+void loom__accept_one(loom_listener *l, int status,
+                      int (*accept)(loom_listener *, loom_stream *));
+void loom__listener_closed(loom_listener *l);
 
 /* tcp.c, timer.c, json.c, core.c */
 void loom__open_tcp(lua_State *L);

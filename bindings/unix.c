@@ -19,32 +19,7 @@ static unix_listener_box *check_listener(lua_State *L, int idx) {
 }
 
 static void on_connection(loom_listener *l, int status) {
-  loom_stream *s;
-  if (status < 0 || l->st->L == NULL)
-    return;
-  if ((s = calloc(1, sizeof(*s))) == NULL)
-    return;
-  s->vt = &loom__lua_stream_vt;
-  if (loom__unix_accept(l, s) < 0) {
-    if (!uv_is_closing(&s->h.handle))
-      free(s); /* Never initialised; else the close callback frees it. */
-    return;
-  }
-  loom__accepted(l, s);
-}
-
-static void on_listener_closed(loom_listener *l) {
-  lua_State *L = l->st->L;
-  if (L != NULL && l->ref != LUA_NOREF) {
-    unix_listener_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL)
-      box->p = NULL;
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
-  }
-  free(l);
+  loom__accept_one(l, status, loom__unix_accept);
 }
 
 /*
@@ -74,7 +49,7 @@ static int l_listen_unix(lua_State *L) {
   }
   u->l.ref = LUA_NOREF;
   u->l.on_connection = on_connection;
-  u->l.on_closed = on_listener_closed;
+  u->l.on_closed = loom__listener_closed;
   if (loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
                         sizeof(err)) < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
