@@ -217,8 +217,8 @@ local DONE, AGAIN = 1, 2
 -- The line loop in C when the loom core is loaded (the host, or a lua5.4
 -- with build/loom.so on its path); the same loop in Lua otherwise.
 local okCore, core = pcall(require, "loom.core")
-local cDeliverLines = okCore and core.deliverLines or nil
-local C_NOTFOUND, C_TOOLONG, C_STOPPED, C_DIRTY, C_DISCONNECTING = 1, 2, 3, 4, 5
+local cSplitLines = okCore and core.splitLines or nil
+local C_NOTFOUND, C_TOOLONG = 1, 2
 
 -- No complete line left from pos: check the length limit, remember where
 -- to resume searching.
@@ -233,24 +233,72 @@ local function noLine(self, buf, pos, delim, dlen, maxLen)
   return DONE
 end
 
-local function deliverLinesC(self, t, buf, pos, search, delim, maxLen)
-  local code, npos, why = cDeliverLines(self, buf, pos, search, delim,
-    maxLen, self.lineReceived, t)
-  if code == C_NOTFOUND then
-    return noLine(self, buf, npos, delim, #delim, maxLen)
+-- Scratch tables for splitLines, shared by every receiver: taken for one
+-- batch, emptied, and given back (a hook may feed another receiver in the
+-- middle of a batch, so each batch has its own). A batch left by an error
+-- is simply garbage.
+local scratch = {}
+
+local function takeScratch()
+  local n = #scratch
+  if n == 0 then
+    return {}
   end
-  -- self._pos is already current: C sets it before each lineReceived, and a
-  -- hook may since have rebased the buffer (data given from inside it).
-  if code == C_DIRTY then
-    return AGAIN
-  elseif code == C_STOPPED then
-    return DONE, why
-  elseif code == C_TOOLONG then
-    -- Twisted passes the long line, its delimiter and all that follows.
-    return DONE, self:lineLengthExceeded(takeInput(self))
+  local out = scratch[n]
+  scratch[n] = nil
+  return out
+end
+
+local function giveScratch(out, from, n)
+  for i = from, n do
+    out[i] = nil
   end
-  clearInput(self) -- Disconnecting: no line will be delivered again.
-  return DONE
+  scratch[#scratch + 1] = out
+end
+
+-- Lines split in C in batches, delivered by a Lua loop: one Lua-to-Lua
+-- call per line. A hook that changes anything ends the batch (AGAIN); the
+-- rest is split again from self._pos.
+local function deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
+  local dlen = #delim
+  local lineReceived = self.lineReceived
+  local out = takeScratch()
+  while true do
+    local n, code, at = cSplitLines(buf, pos, search, delim, maxLen, out)
+    for i = 1, n do
+      if t.disconnecting then
+        giveScratch(out, i, n)
+        clearInput(self)
+        return DONE
+      end
+      local line = out[i]
+      out[i] = nil
+      pos = pos + #line + dlen
+      self._pos = pos
+      local why = lineReceived(self, line)
+      if why or self._dirty then
+        giveScratch(out, i + 1, n)
+        if why then
+          return DONE, why
+        end
+        return AGAIN
+      end
+    end
+    if t.disconnecting then
+      giveScratch(out, 1, 0)
+      clearInput(self)
+      return DONE
+    end
+    if code == C_NOTFOUND then
+      giveScratch(out, 1, 0)
+      return noLine(self, buf, at, delim, dlen, maxLen)
+    elseif code == C_TOOLONG then
+      giveScratch(out, 1, 0)
+      self._pos = at
+      return DONE, self:lineLengthExceeded(takeInput(self))
+    end
+    search = pos
+  end
 end
 
 -- Deliver the complete lines of _buffer. Returns DONE (no further progress
@@ -267,8 +315,8 @@ local function deliverLines(self)
     search = pos
   end
   self._dirty = false
-  if cDeliverLines and dlen > 0 then
-    return deliverLinesC(self, t, buf, pos, search, delim, maxLen)
+  if cSplitLines and dlen > 0 then
+    return deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
   end
   local lineReceived = self.lineReceived
   while true do
