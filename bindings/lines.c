@@ -17,7 +17,9 @@ static const char *find_delim(const char *s, size_t n, const char *d,
   if (dlen > n)
     return NULL;
   while ((p = memchr(p, d[0], (size_t)(end - p) - dlen + 1)) != NULL) {
-    if (memcmp(p, d, dlen) == 0)
+    /* Most delimiters are 1 or 2 bytes ("\n", "\r\n"): no memcmp call. */
+    if (dlen == 1 || (p[1] == d[1] &&
+                      (dlen == 2 || memcmp(p + 2, d + 2, dlen - 2) == 0)))
       return p;
     if (++p > end - dlen)
       break;

@@ -50,6 +50,8 @@ function StringTransport:init(opts)
   self.hostAddr = opts.hostAddress
   self.peerAddr = opts.peerAddress
   self.lenient = opts.lenient or false
+  -- An instance field: protocols read it once per line.
+  self.disconnecting = false
   self:clear()
 end
 
