@@ -10,52 +10,9 @@ local Protocol, Factory, ClientFactory =
   protocol.Protocol, protocol.Factory, protocol.ClientFactory
 local runUntil = testing.runUntil
 
-local Echo = Protocol:extend({ __name = "Echo" })
-function Echo:dataReceived(data)
-  self.transport:write(data)
-end
-
--- A client that records everything and fires Deferreds on its events.
-local Recorder = Protocol:extend({ __name = "Recorder" })
-function Recorder:init()
-  self.received = {}
-  self.made = defer.Deferred()
-  self.lost = defer.Deferred()
-end
-function Recorder:connectionMade()
-  self.made:callback(self)
-end
-function Recorder:dataReceived(data)
-  self.received[#self.received + 1] = data
-  if self.onData then
-    self:onData(data)
-  end
-end
-function Recorder:connectionLost(reason)
-  self.reason = reason
-  -- A Failure given to callback would take the errback path: fire with self.
-  self.lost:callback(self)
-end
-function Recorder:text()
-  return table.concat(self.received)
-end
-
--- Collects protocols a server factory builds, firing `built` for each.
-local function recordingFactory(P)
-  local f = Factory.forProtocol(P)
-  f.built = {}
-  f.next = defer.Deferred()
-  local build = f.buildProtocol
-  function f:buildProtocol(addr)
-    local p = build(self, addr)
-    self.built[#self.built + 1] = p
-    local d = self.next
-    self.next = defer.Deferred()
-    d:callback(p)
-    return p
-  end
-  return f
-end
+local net = dofile("spec/support/net.lua")
+local Echo, Recorder = net.Echo, net.Recorder
+local recordingFactory = net.recordingFactory
 
 local function listen(factory, iface)
   return reactor.listenTCP(0, factory, { interface = iface or "127.0.0.1" })
@@ -72,19 +29,7 @@ local function connect(port, P, host)
   return proto, connector, cf
 end
 
--- Waits until cond() holds, polling the reactor.
-local function waitFor(cond, timeout)
-  local d = defer.Deferred()
-  local function poll()
-    if cond() then
-      d:callback(true)
-    else
-      reactor.callLater(0.005, poll)
-    end
-  end
-  poll()
-  return runUntil(d, timeout or 5)
-end
+local waitFor = net.waitFor
 
 describe("listenTCP", function()
   it("picks a free port with port 0 and reports it in getHost", function()

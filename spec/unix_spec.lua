@@ -20,37 +20,8 @@ local function exists(path)
   return os.execute("test -e " .. path .. " -o -L " .. path) == true
 end
 
-local Echo = Protocol:extend({ __name = "Echo" })
-function Echo:dataReceived(data)
-  self.transport:write(data)
-end
-
-local Recorder = Protocol:extend({ __name = "Recorder" })
-function Recorder:init()
-  self.received = {}
-  self.made = defer.Deferred()
-  self.lost = defer.Deferred()
-end
-function Recorder:connectionMade()
-  self.made:callback(self)
-end
-function Recorder:dataReceived(data)
-  self.received[#self.received + 1] = data
-  if self.want and #self:text() >= self.wantLen and not self.want.called then
-    self.want:callback(self:text())
-  end
-end
-function Recorder:connectionLost(reason)
-  self.reason = reason
-  self.lost:callback(self)
-end
-function Recorder:text()
-  return table.concat(self.received)
-end
-function Recorder:expect(n)
-  self.want, self.wantLen = defer.Deferred(), n
-  return self.want
-end
+local net = dofile("spec/support/net.lua")
+local Echo, Recorder = net.Echo, net.Recorder
 
 local function connect(path, opts)
   local proto = Recorder:new()
