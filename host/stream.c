@@ -50,7 +50,10 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   } else if (nread == UV_EOF) {
     uv_read_stop(h);
     s->flags &= ~LOOM_S_READING;
-    if (!(s->flags & LOOM_S_CLOSING) && !s->vt->eof(s))
+    /* A half-close-aware protocol keeps the stream open, unless our own
+    ** write side is already shut: then both halves are done (Twisted). */
+    if (!(s->flags & LOOM_S_CLOSING) &&
+        (!s->vt->eof(s) || (s->flags & LOOM_S_SHUT_SENT)))
       loom__stream_close(s, LOOM_CLOSE_CLEAN);
   } else if (nread < 0) {
     loom__stream_close(s, (int)nread);

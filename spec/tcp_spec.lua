@@ -678,3 +678,29 @@ describe("registry refs", function()
       assert.is_true(pinned() <= base, pinned() .. " > " .. base)
     end)
 end)
+
+describe("half-close on both sides", function()
+  it("closes a half-close-aware protocol once the peer's EOF arrives after "
+    .. "its own loseWriteConnection", function()
+      local Half = net.Recorder:extend()
+      function Half:connectionMade()
+        net.Recorder.connectionMade(self)
+        self.transport:loseWriteConnection()
+      end
+      function Half:readConnectionLost()
+        self.readLost = true
+      end
+      local server = recordingFactory(Half)
+      local port = listen(server)
+      local built = server.next
+      local c = connect(port)
+      runUntil(c.made)
+      local s = runUntil(built)
+      -- The server's FIN makes the client close, whose FIN ends the server.
+      local reason = runUntil(s.lost).reason
+      assert.is_true(s.readLost)
+      assert.is_truthy(reason:check(err.ConnectionDone))
+      runUntil(c.lost)
+      runUntil(port:stopListening())
+    end)
+end)
