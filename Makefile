@@ -24,7 +24,7 @@ CFLAGS     += $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
               -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"'
 LDLIBS     += $(PKG_LIBS) -lm
 
-HOST_SRC := host/buf.c host/reactor.c host/stream.c host/tcp.c host/timer.c \
+HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
             host/resolver.c
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \

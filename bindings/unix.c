@@ -67,7 +67,7 @@ static int l_listen_unix(lua_State *L) {
 static int l_listener_close(lua_State *L) {
   unix_listener_box *box = check_listener(L, 1);
   if (box->p != NULL)
-    loom__unix_listener_close(box->p);
+    loom__listener_close(&box->p->l);
   return 0;
 }
 
@@ -101,7 +101,7 @@ static int l_listener_gc(lua_State *L) {
   unix_listener_box *box = lua_touserdata(L, 1);
   if (box->p != NULL) {
     box->p->l.ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__unix_listener_close(box->p);
+    loom__listener_close(&box->p->l);
     box->p = NULL;
   }
   return 0;

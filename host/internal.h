@@ -118,6 +118,7 @@ struct loom_listener {
   loom_state *st;
   loom_listener_cb on_connection;
   loom_listener_closed_cb on_closed;
+  uv_close_cb close_cb;  /* set by loom__listener_setup */
   int ref;
   int closing;
   int paused;    /* not accepting: connections wait in the kernel backlog */
@@ -266,6 +267,15 @@ void loom__stream_resume(loom_stream *s);
 size_t loom__stream_buffered(const loom_stream *s);
 int loom__is_stream_handle(uv_handle_t *h);
 
+/* listener.c (shared by TCP and Unix listeners) */
+void loom__listener_setup(loom_listener *l, loom_state *st,
+                          uv_close_cb close_cb);
+int loom__listener_listen(loom_listener *l, int backlog);
+void loom__listener_close(loom_listener *l);
+void loom__listener_pause(loom_listener *l);
+void loom__listener_resume(loom_listener *l);
+int loom__is_listener_handle(uv_handle_t *h);
+
 /* tcp.c */
 int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
                      int port, int backlog, char *err, size_t errlen);
@@ -277,10 +287,8 @@ int loom__sockaddr_parse(const char *host, int port,
                          struct sockaddr_storage *ss);
 int loom__sockaddr_format(const struct sockaddr *sa, char *host,
                           size_t hostlen, int *port);
-void loom__listener_close(loom_listener *l);
-void loom__listener_pause(loom_listener *l);
-void loom__listener_resume(loom_listener *l);
-int loom__is_listener_handle(uv_handle_t *h);
+
+
 
 /* timer.c */
 int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb);
@@ -301,8 +309,6 @@ int loom__unix_listen(loom_unix_listener *u, loom_state *st,
                       char *err, size_t errlen);
 int loom__unix_accept(loom_listener *l, loom_stream *s);
 int loom__unix_connect(loom_stream *s, const char *path);
-void loom__unix_listener_close(loom_unix_listener *u);
-int loom__is_unix_listener_handle(uv_handle_t *h);
 int loom__unix_lock_held(const char *path);
 
 /* udp.c */

@@ -77,8 +77,6 @@ static void lose_handle(uv_handle_t *h, void *arg) {
     loom__stream_lose((loom_stream *)h);
   else if (loom__is_listener_handle(h))
     loom__listener_close((loom_listener *)h);
-  else if (loom__is_unix_listener_handle(h))
-    loom__unix_listener_close((loom_unix_listener *)h);
   else if (loom__is_udp_handle(h))
     loom__udp_close((loom_udp *)h);
 }
@@ -104,8 +102,6 @@ static void close_handle(uv_handle_t *h, void *arg) {
     loom__timer_close((loom_timer *)h);
   else if (loom__is_signal_handle(h))
     loom__signal_close((loom_signal *)h);
-  else if (loom__is_unix_listener_handle(h))
-    loom__unix_listener_close((loom_unix_listener *)h);
   else if (loom__is_udp_handle(h))
     loom__udp_close((loom_udp *)h);
   else if (loom__is_process_handle(h))

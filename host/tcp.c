@@ -9,12 +9,6 @@
 
 #include "internal.h"
 
-static const char listener_tag = 'l'; /* handle->data of every listener. */
-
-int loom__is_listener_handle(uv_handle_t *h) {
-  return h->data == &listener_tag;
-}
-
 /* An IP literal (v4 or v6) to a sockaddr; 0 or a libuv error. */
 int loom__sockaddr_parse(const char *host, int port,
                          struct sockaddr_storage *ss) {
@@ -40,33 +34,6 @@ int loom__sockaddr_format(const struct sockaddr *sa, char *host,
 }
 
 /*
-** While paused nothing is accepted; libuv then stops polling the socket
-** until uv_accept is called, so new connections wait in the backlog.
-*/
-static void on_connection(uv_stream_t *server, int status) {
-  loom_listener *l = (loom_listener *)server;
-  if (l->closing)
-    return;
-  if (l->paused && status == 0) {
-    l->pending = 1;
-    return;
-  }
-  l->on_connection(l, status);
-}
-
-void loom__listener_pause(loom_listener *l) {
-  l->paused = 1;
-}
-
-void loom__listener_resume(loom_listener *l) {
-  l->paused = 0;
-  if (l->pending && !l->closing) {
-    l->pending = 0;
-    l->on_connection(l, 0); /* Its uv_accept re-arms libuv's watcher. */
-  }
-}
-
-/*
 ** Binds and listens. On failure returns a libuv error with a one-line
 ** reason in err ("127.0.0.1:80: EACCES: permission denied"); the handle is
 ** then already closing and l must stay allocated until on_closed runs.
@@ -79,17 +46,16 @@ int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
     snprintf(err, errlen, "%s: not an IP address", host);
     return rc;
   }
-  l->st = st;
   rc = uv_tcp_init(st->loop, &l->h.tcp);
   if (rc < 0) {
     snprintf(err, errlen, "%s:%d: %s", host, port, uv_strerror(rc));
     return rc;
   }
-  l->h.handle.data = (void *)&listener_tag;
+  loom__listener_setup(l, st, NULL);
   rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss,
                    ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
   if (rc == 0)
-    rc = uv_listen(&l->h.stream, backlog, on_connection);
+    rc = loom__listener_listen(l, backlog);
   if (rc < 0) {
     snprintf(err, errlen, "%s:%d: %s: %s", host, port, uv_err_name(rc),
              uv_strerror(rc));
@@ -163,14 +129,3 @@ int loom__tcp_connect(loom_stream *s, const char *host, int port,
   return rc;
 }
 
-static void on_listener_closed(uv_handle_t *h) {
-  loom_listener *l = (loom_listener *)h;
-  l->on_closed(l);
-}
-
-void loom__listener_close(loom_listener *l) {
-  if (l->closing)
-    return;
-  l->closing = 1;
-  uv_close(&l->h.handle, on_listener_closed);
-}

@@ -13,11 +13,7 @@
 
 #include "internal.h"
 
-static const char unix_listener_tag = 'u'; /* handle->data of listeners. */
-
-int loom__is_unix_listener_handle(uv_handle_t *h) {
-  return h->data == &unix_listener_tag;
-}
+static void on_listener_closed(uv_handle_t *h);
 
 static char *dup_string(const char *s) {
   size_t n = strlen(s) + 1;
@@ -107,17 +103,6 @@ static int lock_path(loom_unix_listener *u, const char *path, char *err,
   return 0;
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  loom_listener *l = (loom_listener *)server;
-  if (l->closing)
-    return;
-  if (l->paused && status == 0) {
-    l->pending = 1;
-    return;
-  }
-  l->on_connection(l, status);
-}
-
 /*
 ** Binds and listens on path; mode (when nonzero) is chmod'ed onto the
 ** socket file. On failure returns a libuv error with a one-line reason in
@@ -146,7 +131,7 @@ int loom__unix_listen(loom_unix_listener *u, loom_state *st,
     u->lockpath = u->path = NULL;
     return rc;
   }
-  u->l.h.handle.data = (void *)&unix_listener_tag;
+  loom__listener_setup(&u->l, st, on_listener_closed);
   rc = uv_pipe_bind(&u->l.h.pipe, path);
   if (rc == 0) {
     u->bound = 1;
@@ -154,11 +139,11 @@ int loom__unix_listen(loom_unix_listener *u, loom_state *st,
       rc = uv_translate_sys_error(errno);
   }
   if (rc == 0)
-    rc = uv_listen(&u->l.h.stream, backlog, on_connection);
+    rc = loom__listener_listen(&u->l, backlog);
   if (rc < 0) {
     snprintf(err, errlen, "%s: %s: %s", path, uv_err_name(rc),
              uv_strerror(rc));
-    loom__unix_listener_close(u);
+    loom__listener_close(&u->l);
   }
   return rc;
 }
@@ -214,11 +199,4 @@ static void on_listener_closed(uv_handle_t *h) {
   free(u->lockpath);
   u->path = u->lockpath = NULL;
   u->l.on_closed(&u->l);
-}
-
-void loom__unix_listener_close(loom_unix_listener *u) {
-  if (u->l.closing)
-    return;
-  u->l.closing = 1;
-  uv_close(&u->l.h.handle, on_listener_closed);
 }

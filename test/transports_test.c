@@ -194,7 +194,7 @@ static void test_unix_echo_and_cleanup(void) {
   CHECK(strcmp(client_got, "over unix") == 0);
   loom__stream_close(c, LOOM_CLOSE_CLEAN);
   loom__stream_close(unix_server_side, LOOM_CLOSE_CLEAN);
-  loom__unix_listener_close(u);
+  loom__listener_close(&u->l);
   run_until(&unix_closed_listener);
   CHECK(!exists(path) && !exists(lock));
   rmdir(dir);
