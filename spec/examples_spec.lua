@@ -9,54 +9,20 @@ local testing = require "loom.testing"
 
 local runUntil = testing.runUntil
 
-local LOOM = os.getenv("LOOM_BIN") or "build/loom"
-local LIMIT = 10 -- seconds any one subprocess may live
+local sub = dofile("spec/support/subprocess.lua")
+local LOOM, LIMIT = sub.LOOM, sub.LIMIT
+local readFile = sub.readFile
 
-local function readFile(path)
-  local f = io.open(path)
-  if not f then
-    return ""
-  end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- Starts `loom run examples/NAME.lua 0` with stderr to a temp file. Returns a
--- server {pid=, port=, handle=, errfile=} once it printed its listening line.
+-- `loom run examples/NAME.lua 0` (under timeout), once it is listening:
+-- {pid=, port=, handle=, errfile=}.
 local function startExample(name)
-  local errfile = os.tmpname()
-  local cmd = string.format(
-    "sh -c 'echo $$; exec timeout %d %s run examples/%s.lua 0' 2>%s",
-    LIMIT, LOOM, name, errfile)
-  local h = assert(io.popen(cmd, "r"))
-  local pid = assert(tonumber(h:read("l")), "no pid from sh")
-  local line = h:read("l")
-  if line == nil then
-    h:close()
-    local msg = readFile(errfile)
-    os.remove(errfile)
-    error(name .. " did not start: " .. msg)
-  end
-  local port = tonumber(line:match("^listening on 127%.0%.0%.1:(%d+)$"))
-  if not port then
-    os.execute("kill " .. pid)
-    h:close()
-    os.remove(errfile)
-    error("unexpected first line: " .. line)
-  end
-  return { pid = pid, port = port, handle = h, errfile = errfile }
+  return sub.start("run examples/" .. name .. ".lua 0")
 end
 
 -- Sends SIGTERM, waits for the exit; returns the exit code, stdout rest and
 -- everything the server wrote to stderr.
 local function stopExample(server)
-  os.execute("kill " .. server.pid .. " 2>/dev/null")
-  local rest = server.handle:read("a")
-  local _, how, code = server.handle:close()
-  local err = readFile(server.errfile)
-  os.remove(server.errfile)
-  return how == "exit" and code or -1, rest, err
+  return sub.stop(server)
 end
 
 -- A client protocol that records what it receives and fires Deferreds.
