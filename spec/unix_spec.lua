@@ -118,8 +118,16 @@ describe("listenUNIX / connectUNIX", function()
     function()
       local path = dir .. "/stale.sock"
       -- A dead server: its socket file and a lock naming a finished pid.
-      assert(os.execute(string.format("python3 -c \"import socket; "
-        .. "s=socket.socket(socket.AF_UNIX); s.bind('%s')\"", path)))
+      -- (A loom process that listens, then exits without closing.)
+      local script = dir .. "/die.lua"
+      local f = assert(io.open(script, "w"))
+      f:write('local p = require "loom.protocol"\n'
+        .. 'require("loom.reactor").listenUNIX(arg[1], '
+        .. 'p.Factory.forProtocol(p.Protocol))\nos.exit(0)\n')
+      f:close()
+      assert(os.execute(string.format("%s run %s %s",
+        os.getenv("LOOM_BIN") or "build/loom", script, path)))
+      assert.is_true(exists(path))
       local h = io.popen("sh -c 'echo $$'")
       local dead = h:read("l")
       h:close()
