@@ -25,58 +25,7 @@ local function stopExample(server)
   return sub.stop(server)
 end
 
--- A client protocol that records what it receives and fires Deferreds.
-local Recorder = protocol.Protocol:extend({ __name = "Recorder" })
-function Recorder:init()
-  self.received = {}
-  self.made = defer.Deferred()
-  self.lost = defer.Deferred()
-end
-function Recorder:connectionMade()
-  self.made:callback(self)
-end
-function Recorder:dataReceived(data)
-  self.received[#self.received + 1] = data
-  local want = self.want
-  if want and not want.called and #self:text() >= self.wantLen then
-    want:callback(self:text())
-  end
-end
-function Recorder:connectionLost()
-  self.lost:callback(self)
-end
-function Recorder:text()
-  return table.concat(self.received)
-end
--- A Deferred firing with all received text once it is at least n bytes.
-function Recorder:expect(n)
-  self.want, self.wantLen = defer.Deferred(), n
-  return self.want
-end
-
-local function connect(port, proto)
-  local cf = protocol.ClientFactory:new()
-  function cf:buildProtocol()
-    return proto
-  end
-  reactor.connectTCP("127.0.0.1", port, cf, { timeout = 5 })
-  runUntil(proto.made, 5)
-  return proto
-end
-
--- Spins the reactor until cond() holds (polling), at most `timeout` seconds.
-local function waitFor(cond, timeout)
-  local d = defer.Deferred()
-  local function poll()
-    if cond() then
-      d:callback(true)
-    else
-      reactor.callLater(0.01, poll)
-    end
-  end
-  poll()
-  return runUntil(d, timeout or 5)
-end
+local Recorder, connect, waitFor = sub.Recorder, sub.connect, sub.waitUntil
 
 local function shell(cmd)
   local h = assert(io.popen(cmd .. "; echo \"status=$?\"", "r"))

@@ -161,32 +161,28 @@ end
 
 -- Pausing (Twisted's _PauseableMixin) ---------------------------------------
 
-local function pauseProducing(self)
-  self.paused = true
+-- Sets paused, marks the receiver as changed (a running line loop stops),
+-- and passes the call on to the transport.
+local function setPaused(self, paused, method)
+  self.paused = paused
   self._dirty = true
   local t = self.transport
-  if t and t.pauseProducing then
-    t:pauseProducing()
+  if t and t[method] then
+    t[method](t)
   end
 end
 
+local function pauseProducing(self)
+  setPaused(self, true, "pauseProducing")
+end
+
 local function resumeProducing(self)
-  self.paused = false
-  self._dirty = true
-  local t = self.transport
-  if t and t.resumeProducing then
-    t:resumeProducing()
-  end
+  setPaused(self, false, "resumeProducing")
   self:dataReceived("")
 end
 
 local function stopProducing(self)
-  self.paused = true
-  self._dirty = true
-  local t = self.transport
-  if t and t.stopProducing then
-    t:stopProducing()
-  end
+  setPaused(self, true, "stopProducing")
 end
 
 local function abstract(class, method)

@@ -31,9 +31,7 @@ function Recorder:dataReceived(data)
   if self.onData then
     self:onData(data)
   end
-  if self.want and not self.want.called and #self:text() >= self.wantLen then
-    self.want:callback(self:text())
-  end
+  self:_check()
 end
 function Recorder:connectionLost(reason)
   self.reason = reason
@@ -42,10 +40,30 @@ end
 function Recorder:text()
   return table.concat(self.received)
 end
+function Recorder:_check()
+  local w = self.want
+  if w and not w.d.called and w.test(self:text()) then
+    self.want = nil
+    w.d:callback(self:text())
+  end
+end
+-- A Deferred firing with all the text once test(text) holds.
+function Recorder:_wait(test)
+  local d = defer.Deferred()
+  self.want = { d = d, test = test }
+  self:_check()
+  return d
+end
 -- A Deferred firing with the text once n bytes have arrived.
 function Recorder:expect(n)
-  self.want, self.wantLen = defer.Deferred(), n
-  return self.want
+  return self:_wait(function(s) return #s >= n end)
+end
+-- Spins the reactor until the text matches `pattern` (a plain substring
+-- when plain is true); returns all the text.
+function Recorder:waitFor(pattern, plain, timeout)
+  return testing.runUntil(self:_wait(function(s)
+    return s:find(pattern, 1, plain) ~= nil
+  end), timeout or 5)
 end
 
 -- A server factory for P whose `next` Deferred fires with each protocol

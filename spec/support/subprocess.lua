@@ -3,7 +3,6 @@
 --   local sub = dofile("spec/support/subprocess.lua")
 local reactor = require "loom.reactor"
 local protocol = require "loom.protocol"
-local defer = require "loom.defer"
 local testing = require "loom.testing"
 
 local M = {}
@@ -71,45 +70,10 @@ function M.stop(server, sig)
   return how == "exit" and code or -1, rest, err
 end
 
--- A client protocol recording what it receives.
-local Recorder = protocol.Protocol:extend({ __name = "Recorder" })
+-- The client protocol of the transport specs (spec/support/net.lua).
+local net = dofile("spec/support/net.lua")
+local Recorder = net.Recorder
 M.Recorder = Recorder
-function Recorder:init()
-  self.received = {}
-  self.made = defer.Deferred()
-  self.lost = defer.Deferred()
-end
-function Recorder:connectionMade()
-  self.made:callback(self)
-end
-function Recorder:dataReceived(data)
-  self.received[#self.received + 1] = data
-  self:_check()
-end
-function Recorder:connectionLost(reason)
-  self.reason = reason
-  self.lost:callback(self)
-end
-function Recorder:text()
-  return table.concat(self.received)
-end
-function Recorder:_check()
-  local w = self.want
-  if w and not w.d.called and w.test(self:text()) then
-    self.want = nil
-    w.d:callback(self:text())
-  end
-end
--- Waits until the received text matches `pattern` (plain substring when
--- plain is true); returns all the text.
-function Recorder:waitFor(pattern, plain, timeout)
-  local d = defer.Deferred()
-  self.want = { d = d, test = function(s)
-    return s:find(pattern, 1, plain) ~= nil
-  end }
-  self:_check()
-  return testing.runUntil(d, timeout or 5)
-end
 
 function M.connect(port, proto)
   proto = proto or Recorder:new()
@@ -122,25 +86,8 @@ function M.connect(port, proto)
   return proto
 end
 
--- Spins the reactor until cond() holds (polling), at most `timeout` s.
-function M.waitUntil(cond, timeout)
-  local d = defer.Deferred()
-  local function poll()
-    if cond() then
-      d:callback(true)
-    else
-      reactor.callLater(0.02, poll)
-    end
-  end
-  poll()
-  return testing.runUntil(d, timeout or 5)
-end
-
-function M.sleep(secs)
-  local d = defer.Deferred()
-  reactor.callLater(secs, function() d:callback(nil) end)
-  return testing.runUntil(d, secs + 5)
-end
+M.waitUntil = net.waitFor
+M.sleep = net.sleep
 
 function M.tmpdir()
   local h = io.popen("mktemp -d")
