@@ -27,7 +27,8 @@ LDLIBS     += $(PKG_LIBS) -lm
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
             host/resolver.c
-BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/tcp.c \
+BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
+            bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \

@@ -37,6 +37,17 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__accepted(loom_listener *l, loom_stream *s);
+
+/* listener.c */
+typedef struct listener_box {
+  loom_listener *p;
+} listener_box;
+
+listener_box *loom__check_listener(lua_State *L, int idx);
+listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
+                                     int *ref);
+void loom__new_listener_class(lua_State *L, const char *name,
+                              lua_CFunction get_host);
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *));
 void loom__listener_closed(loom_listener *l);

@@ -6,7 +6,6 @@
 */
 #include <errno.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -332,41 +331,6 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
   } else {
     hook_failed(s, "makeConnection");
   }
-}
-
-/* A listener's on_connection: accept into a new stream, then as above. */
-void loom__accept_one(loom_listener *l, int status,
-                      int (*accept)(loom_listener *, loom_stream *)) {
-  loom_stream *s;
-  if (status < 0 || l->st->L == NULL)
-    return;
-  if ((s = calloc(1, sizeof(*s))) == NULL)
-    return;
-  s->vt = &loom__lua_stream_vt;
-  if (accept(l, s) < 0) {
-    if (!uv_is_closing(&s->h.handle))
-      free(s); /* Never initialised; else the close callback frees it. */
-    return;
-  }
-  loom__accepted(l, s);
-}
-
-/*
-** A listener's close callback: empty its box (whose first member is the
-** pointer, for TCP and Unix alike), release the one ref, free it.
-*/
-void loom__listener_closed(loom_listener *l) {
-  lua_State *L = l->st->L;
-  if (L != NULL && l->ref != LUA_NOREF) {
-    void **box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL)
-      *box = NULL;
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
-  }
-  free(l);
 }
 
 const loom_stream_vtable loom__lua_stream_vt = {

@@ -10,14 +10,6 @@
 
 #define LISTENER "loom.Listener"
 
-typedef struct listener_box {
-  loom_listener *p;
-} listener_box;
-
-static listener_box *check_listener(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, LISTENER);
-}
-
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__tcp_accept);
 }
@@ -36,13 +28,7 @@ static int l_listen_tcp(lua_State *L) {
   char err[256];
   int ref;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  box = lua_newuserdatauv(L, sizeof(*box), 1);
-  box->p = NULL;
-  luaL_setmetatable(L, LISTENER);
-  lua_pushvalue(L, 4);
-  lua_setiuservalue(L, -2, 1);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box = loom__new_listener_box(L, LISTENER, 4, &ref);
   l = calloc(1, sizeof(*l));
   if (l == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -64,15 +50,8 @@ static int l_listen_tcp(lua_State *L) {
   return 1;
 }
 
-static int l_listener_close(lua_State *L) {
-  listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_close(box->p);
-  return 0;
-}
-
 static int l_listener_get_host(lua_State *L) {
-  listener_box *box = check_listener(L, 1);
+  listener_box *box = loom__check_listener(L, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss), rc;
   if (box->p == NULL)
@@ -81,30 +60,6 @@ static int l_listener_get_host(lua_State *L) {
   if (rc < 0)
     return luaL_error(L, "getHost: %s", uv_strerror(rc));
   return loom__push_address(L, (struct sockaddr *)&ss);
-}
-
-static int l_listener_pause(lua_State *L) {
-  listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_pause(box->p);
-  return 0;
-}
-
-static int l_listener_resume(lua_State *L) {
-  listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_resume(box->p);
-  return 0;
-}
-
-static int l_listener_gc(lua_State *L) {
-  listener_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__listener_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
 }
 
 /*
@@ -152,14 +107,6 @@ static int l_connect_tcp(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg listener_methods[] = {
-  {"close", l_listener_close},
-  {"getHost", l_listener_get_host},
-  {"pauseAccepting", l_listener_pause},
-  {"resumeAccepting", l_listener_resume},
-  {NULL, NULL}
-};
-
 static const luaL_Reg tcp_functions[] = {
   {"listenTCP", l_listen_tcp},
   {"connectTCP", l_connect_tcp},
@@ -168,11 +115,6 @@ static const luaL_Reg tcp_functions[] = {
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_tcp(lua_State *L) {
-  luaL_newmetatable(L, LISTENER);
-  luaL_newlib(L, listener_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_listener_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_listener_class(L, LISTENER, l_listener_get_host);
   luaL_setfuncs(L, tcp_functions, 0);
 }

@@ -10,14 +10,6 @@
 
 #define UNIX_LISTENER "loom.UNIXListener"
 
-typedef struct unix_listener_box {
-  loom_unix_listener *p;
-} unix_listener_box;
-
-static unix_listener_box *check_listener(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, UNIX_LISTENER);
-}
-
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__unix_accept);
 }
@@ -32,17 +24,11 @@ static int l_listen_unix(lua_State *L) {
   int backlog = (int)luaL_optinteger(L, 2, 50);
   int mode = (int)luaL_optinteger(L, 3, 0);
   int want_pid = lua_toboolean(L, 4);
-  unix_listener_box *box;
+  listener_box *box;
   loom_unix_listener *u;
   char err[512];
   int ref;
-  box = lua_newuserdatauv(L, sizeof(*box), 1);
-  box->p = NULL;
-  luaL_setmetatable(L, UNIX_LISTENER);
-  lua_pushvalue(L, 5);
-  lua_setiuservalue(L, -2, 1);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  box = loom__new_listener_box(L, UNIX_LISTENER, 5, &ref);
   if ((u = calloc(1, sizeof(*u))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
@@ -60,51 +46,21 @@ static int l_listen_unix(lua_State *L) {
     return 2;
   }
   u->l.ref = ref;
-  box->p = u;
+  box->p = &u->l;
   return 1;
 }
 
-static int l_listener_close(lua_State *L) {
-  unix_listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_close(&box->p->l);
-  return 0;
-}
-
 static int l_listener_get_host(lua_State *L) {
-  unix_listener_box *box = check_listener(L, 1);
+  listener_box *box = loom__check_listener(L, 1);
   if (box->p == NULL)
     return luaL_error(L, "port is closed");
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "UNIX");
   lua_setfield(L, -2, "type");
-  lua_pushstring(L, box->p->path);
+  /* The loom_listener is the first member of its loom_unix_listener. */
+  lua_pushstring(L, ((loom_unix_listener *)box->p)->path);
   lua_setfield(L, -2, "name");
   return 1;
-}
-
-static int l_listener_pause(lua_State *L) {
-  unix_listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_pause(&box->p->l);
-  return 0;
-}
-
-static int l_listener_resume(lua_State *L) {
-  unix_listener_box *box = check_listener(L, 1);
-  if (box->p != NULL)
-    loom__listener_resume(&box->p->l);
-  return 0;
-}
-
-static int l_listener_gc(lua_State *L) {
-  unix_listener_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->l.ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__listener_close(&box->p->l);
-    box->p = NULL;
-  }
-  return 0;
 }
 
 /*
@@ -151,14 +107,6 @@ static int l_lock_held(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg listener_methods[] = {
-  {"close", l_listener_close},
-  {"getHost", l_listener_get_host},
-  {"pauseAccepting", l_listener_pause},
-  {"resumeAccepting", l_listener_resume},
-  {NULL, NULL}
-};
-
 static const luaL_Reg unix_functions[] = {
   {"listenUNIX", l_listen_unix},
   {"connectUNIX", l_connect_unix},
@@ -168,11 +116,6 @@ static const luaL_Reg unix_functions[] = {
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_unix(lua_State *L) {
-  luaL_newmetatable(L, UNIX_LISTENER);
-  luaL_newlib(L, listener_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_listener_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_listener_class(L, UNIX_LISTENER, l_listener_get_host);
   luaL_setfuncs(L, unix_functions, 0);
 }

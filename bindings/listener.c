@@ -1,0 +1,127 @@
+/*
+** listener.c: the Lua face of listeners, shared by TCP ("loom.Listener")
+** and Unix sockets ("loom.UNIXListener"): the box, its methods (close,
+** pauseAccepting, resumeAccepting, getHost per kind), accepting a
+** connection into a new stream, and the close callback.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+static const char *const listener_names[] = { "loom.Listener",
+                                              "loom.UNIXListener", NULL };
+
+listener_box *loom__check_listener(lua_State *L, int idx) {
+  int i;
+  for (i = 0; listener_names[i] != NULL; i++) {
+    void *u = luaL_testudata(L, idx, listener_names[i]);
+    if (u != NULL)
+      return u;
+  }
+  luaL_typeerror(L, idx, listener_names[0]);
+  return NULL;
+}
+
+/*
+** A box of class mt for a listener, with the Lua Port (at owner) in user
+** value 1, pinned by a ref returned in *ref. The caller then allocates and
+** listens, and on success stores the ref and the pointer.
+*/
+listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
+                                     int *ref) {
+  listener_box *box;
+  owner = lua_absindex(L, owner);
+  box = lua_newuserdatauv(L, sizeof(*box), 1);
+  box->p = NULL;
+  luaL_setmetatable(L, mt);
+  lua_pushvalue(L, owner);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return box;
+}
+
+/* A listener's on_connection: accept into a new stream, then attach it. */
+void loom__accept_one(loom_listener *l, int status,
+                      int (*accept)(loom_listener *, loom_stream *)) {
+  loom_stream *s;
+  if (status < 0 || l->st->L == NULL)
+    return;
+  if ((s = calloc(1, sizeof(*s))) == NULL)
+    return;
+  s->vt = &loom__lua_stream_vt;
+  if (accept(l, s) < 0) {
+    if (!uv_is_closing(&s->h.handle))
+      free(s); /* Never initialised; else the close callback frees it. */
+    return;
+  }
+  loom__accepted(l, s);
+}
+
+/* A listener's close callback: empty its box, release the ref, free it. */
+void loom__listener_closed(loom_listener *l) {
+  lua_State *L = l->st->L;
+  if (L != NULL && l->ref != LUA_NOREF) {
+    listener_box *box;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+    box = lua_touserdata(L, -1);
+    if (box != NULL)
+      box->p = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
+  }
+  free(l);
+}
+
+static int l_listener_close(lua_State *L) {
+  listener_box *box = loom__check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_close(box->p);
+  return 0;
+}
+
+static int l_listener_pause(lua_State *L) {
+  listener_box *box = loom__check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_pause(box->p);
+  return 0;
+}
+
+static int l_listener_resume(lua_State *L) {
+  listener_box *box = loom__check_listener(L, 1);
+  if (box->p != NULL)
+    loom__listener_resume(box->p);
+  return 0;
+}
+
+/* Reached with a listener still open only while the Lua state closes. */
+static int l_listener_gc(lua_State *L) {
+  listener_box *box = lua_touserdata(L, 1);
+  if (box->p != NULL) {
+    box->p->ref = LUA_NOREF;
+    loom__listener_close(box->p);
+    box->p = NULL;
+  }
+  return 0;
+}
+
+static const luaL_Reg listener_methods[] = {
+  {"close", l_listener_close},
+  {"pauseAccepting", l_listener_pause},
+  {"resumeAccepting", l_listener_resume},
+  {NULL, NULL}
+};
+
+/* Registers listener class `name`; getHost is the one method per kind. */
+void loom__new_listener_class(lua_State *L, const char *name,
+                              lua_CFunction get_host) {
+  luaL_newmetatable(L, name);
+  luaL_newlib(L, listener_methods);
+  lua_pushcfunction(L, get_host);
+  lua_setfield(L, -2, "getHost");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_listener_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
