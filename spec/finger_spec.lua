@@ -13,15 +13,8 @@ local runUntil = testing.runUntil
 local LOOM = os.getenv("LOOM_BIN") or "build/loom"
 local LIMIT = 15 -- seconds any one subprocess may live
 
-local function readFile(path)
-  local f = io.open(path)
-  if not f then
-    return ""
-  end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local sub = dofile("spec/support/subprocess.lua")
+local readFile = sub.readFile
 
 local function shell(cmd)
   local h = assert(io.popen(cmd .. "; echo \"status=$?\"", "r"))
@@ -76,25 +69,7 @@ local function listen(name)
 end
 
 -- A client protocol recording what it receives and how it was closed.
-local Recorder = protocol.Protocol:extend({ __name = "Recorder" })
-function Recorder:init()
-  self.received = {}
-  self.made = defer.Deferred()
-  self.lost = defer.Deferred()
-end
-function Recorder:connectionMade()
-  self.made:callback(self)
-end
-function Recorder:dataReceived(data)
-  self.received[#self.received + 1] = data
-end
-function Recorder:connectionLost(reason)
-  self.reason = reason
-  self.lost:callback(self)
-end
-function Recorder:text()
-  return table.concat(self.received)
-end
+local Recorder = sub.Recorder
 
 -- Connects a Recorder to the port (not waiting for connectionMade).
 local function open(port)
