@@ -142,31 +142,26 @@ local NO_TLS = "ssl endpoints need TLS support, which this build does not"
 -- Server descriptions → {kind=, port/path=, opts...}
 local serverParsers = {}
 
-function serverParsers.tcp(args, kw, order)
-  local v = bind("tcp", { "port", "interface", "backlog" }, args, kw, order)
-  local port = integer("tcp", "port", required("tcp", v, "port"), 0, 65535)
-  local opts = {}
-  if v.interface and v.interface ~= "" then
-    opts.interface = v.interface
+-- tcp and tcp6 differ in their positional order and default interface,
+-- as Twisted's _parseTCP and TCP6ServerEndpoint do.
+local function tcpServerParser(kind, positional, defaultInterface)
+  return function(args, kw, order)
+    local v = bind(kind, positional, args, kw, order)
+    local port = integer(kind, "port", required(kind, v, "port"), 0, 65535)
+    local opts = { interface = defaultInterface }
+    if v.interface and v.interface ~= "" then
+      opts.interface = v.interface
+    end
+    if v.backlog then
+      opts.backlog = integer(kind, "backlog", v.backlog, 0, 1 << 30)
+    end
+    return kind, port, opts
   end
-  if v.backlog then
-    opts.backlog = integer("tcp", "backlog", v.backlog, 0, 1 << 30)
-  end
-  return "tcp", port, opts
 end
 
-function serverParsers.tcp6(args, kw, order)
-  local v = bind("tcp6", { "port", "backlog", "interface" }, args, kw, order)
-  local port = integer("tcp6", "port", required("tcp6", v, "port"), 0, 65535)
-  local opts = { interface = "::" }
-  if v.interface and v.interface ~= "" then
-    opts.interface = v.interface
-  end
-  if v.backlog then
-    opts.backlog = integer("tcp6", "backlog", v.backlog, 0, 1 << 30)
-  end
-  return "tcp6", port, opts
-end
+serverParsers.tcp = tcpServerParser("tcp", { "port", "interface", "backlog" })
+serverParsers.tcp6 = tcpServerParser("tcp6", { "port", "backlog", "interface" },
+  "::")
 
 function serverParsers.unix(args, kw, order)
   -- Twisted calls the path "address"; "path" is accepted too.
