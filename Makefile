@@ -81,7 +81,7 @@ deps:
 
 # Quick when everything is there (dpkg -s per package), else runs deps.
 deps-check:
-	@for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done \
+	@(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done) \
 	  || $(MAKE) --no-print-directory deps
 	@if ! pkg-config --exists $(PKGS); then \
 	  echo "make: pkg-config cannot find $(PKGS) (run: make deps)"; exit 1; fi
