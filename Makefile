@@ -30,7 +30,7 @@ HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c h
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
-            bindings/lines.c bindings/unix.c \
+            bindings/lines.c bindings/deferred.c bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))

@@ -60,6 +60,8 @@ static void set_paths(lua_State *L, const char *root) {
   lua_setfield(L, -2, "loom.core");
   lua_pushcfunction(L, luaopen_loom_json);
   lua_setfield(L, -2, "loom.json");
+  lua_pushcfunction(L, luaopen_loom_defer_core);
+  lua_setfield(L, -2, "loom.defer.core");
   lua_pop(L, 1);
   /* loom.hostinfo tells the CLI where its plugins live. */
   lua_getfield(L, -1, "loaded");

@@ -11,12 +11,12 @@
 --     return x + defer.await(getB(b))     -- fires the returned Deferred
 --   end)
 --
--- Semantics follow twisted.internet.defer. The callback chain is kept flat in
--- the Deferred's own array part, four slots per entry (callback, errback,
--- callback args, errback args), so adding a callback allocates nothing unless
--- extra arguments are given. _runCallbacks is Twisted's iterative loop with an
--- explicit chain stack, so arbitrarily long chains of Deferreds waiting on
--- Deferreds run in constant C stack.
+-- Semantics follow twisted.internet.defer. The hot half of a Deferred --
+-- making one, adding to its callback chain and running the chain with
+-- Twisted's iterative loop (long chains of Deferreds waiting on Deferreds run
+-- in constant C stack) -- is C (bindings/deferred.c, loom.defer.core); the
+-- chain is kept flat in the Deferred's own array part. This file holds the
+-- rest and hands the C side what it needs through core.bind.
 
 local class = require "loom.class"
 local err = require "loom.error"
@@ -27,11 +27,12 @@ local Failure = failure.Failure
 local handler = failure.handler
 local isinstance = class.isinstance
 local getmetatable, setmetatable, type = getmetatable, setmetatable, type
-local select, xpcall, error = select, xpcall, error
+local xpcall, error = xpcall, error
 local pack, unpack = table.pack, table.unpack
 local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
   coroutine.yield
 local corunning, costatus = coroutine.running, coroutine.status
+local isyieldable = coroutine.isyieldable
 
 local defer = {}
 -- Registered now: loom.defer.sync, loaded at the end, requires it back.
@@ -40,11 +41,11 @@ package.loaded["loom.defer"] = defer
 local Deferred = class.Object:extend({ __name = "Deferred" })
 defer.Deferred = Deferred
 
--- Class defaults: an instance only stores what differs from these.
+-- Class defaults: an instance only stores what differs from these (the C
+-- core reads a missing field as its default).
 Deferred.called = false
 Deferred.paused = 0
-Deferred._n = 0       -- last used slot of the chain (the array part)
-Deferred._i = 1       -- next slot to run
+Deferred._i = 1       -- next entry of the chain (d[1..#d]) to run
 Deferred._running = false
 
 -- The identity errback/callback; skipped by the loop without a call.
@@ -94,88 +95,41 @@ local function clearFailResult(d)
   end
 end
 
--- Construction and chain building ---------------------------------------------
---
--- Chain entries have a variable length so that the common case costs one
--- slot: a plain function is a callback-only entry (addCallback(f) with no
--- extra arguments); otherwise a marker slot is followed by one value:
---   ERRBACK, f        errback only (addErrback(f))
---   BOTH, f           the same function on both paths (addBoth(f))
---   FULL, {cb, eb, cbArgs|false, ebArgs|false}   anything with arguments
---   CONTINUE, d       hand the result on to the waiting Deferred d
-local ERRBACK = setmetatable({}, { __name = "ERRBACK" })
-local BOTH = setmetatable({}, { __name = "BOTH" })
-local FULL = setmetatable({}, { __name = "FULL" })
-local CONTINUE = setmetatable({}, { __name = "CONTINUE" })
+-- The C core ----------------------------------------------------------------
+
+local okCore, core = pcall(require, "loom.defer.core")
+if not okCore then
+  error("loom.defer needs loom's C module (build/loom.so): run make, and set "
+    .. "LUA_CPATH as 'make print-lua-paths' prints", 0)
+end
+
+local function alreadyCalled(self)
+  if self._suppressAlreadyCalled then
+    -- Cancelled without a canceller: the late result is dropped quietly.
+    self._suppressAlreadyCalled = false
+    return
+  end
+  error(err.AlreadyCalledError("Deferred has already been called"))
+end
+
+local chain = core.bind({ Deferred = Deferred, Failure = Failure,
+  DebugInfo = DebugInfo, passthru = passthru, handler = handler,
+  alreadyCalled = alreadyCalled })
 
 -- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
-function Deferred:new(canceller, ...)
-  -- Every field a Deferred will set, so the table never grows its hash.
-  local d = setmetatable({ _canceller = canceller, _n = 0, _i = 1,
-    called = false, result = nil, _running = false }, self)
-  local init = self.init
-  if init then
-    init(d, canceller, ...)
-  end
-  return d
-end
+Deferred.new = chain.new
+getmetatable(Deferred).__call = chain.new
 
-local function push2(self, marker, value)
-  local n = self._n
-  self[n + 1] = marker
-  self[n + 2] = value
-  self._n = n + 2
-  if self.called then
-    self:_runCallbacks()
-  end
-  return self
-end
-
-local function argsOf(t)
-  if t == nil then
-    return false
-  end
-  assert(type(t) == "table", "callback arguments must be a table (a list)")
-  return t
-end
-
--- d:addCallbacks(cb, eb, cbArgs?, ebArgs?): args are lists (with optional n).
-function Deferred:addCallbacks(cb, eb, cbArgs, ebArgs)
-  return push2(self, FULL, { cb or passthru, eb or passthru, argsOf(cbArgs),
-    argsOf(ebArgs) })
-end
-
--- d:addCallback(f, ...): extra arguments are passed after the result.
-function Deferred:addCallback(f, ...)
-  if select("#", ...) > 0 then
-    return push2(self, FULL, { f, passthru, pack(...), false })
-  end
-  if f == nil then
-    error("addCallback: f must be a function", 2)
-  end
-  local n = self._n + 1
-  self[n] = f
-  self._n = n
-  if self.called then
-    self:_runCallbacks()
-  end
-  return self
-end
-
-function Deferred:addErrback(f, ...)
-  if select("#", ...) > 0 then
-    return push2(self, FULL, { passthru, f, false, pack(...) })
-  end
-  return push2(self, ERRBACK, f)
-end
-
-function Deferred:addBoth(f, ...)
-  if select("#", ...) > 0 then
-    local args = pack(...)
-    return push2(self, FULL, { f, f, args, args })
-  end
-  return push2(self, BOTH, f)
-end
+-- d:addCallback(f, ...), d:addErrback(f, ...), d:addBoth(f, ...): extra
+-- arguments are passed after the result. d:addCallbacks(cb, eb, cbArgs?,
+-- ebArgs?): the argument lists are tables (with an optional n).
+Deferred.addCallback = chain.addCallback
+Deferred.addErrback = chain.addErrback
+Deferred.addBoth = chain.addBoth
+Deferred.addCallbacks = chain.addCallbacks
+-- d:callback(result): the result cannot be a Deferred.
+Deferred.callback = chain.callback
+Deferred._runCallbacks = chain.runCallbacks
 
 local function fireCallback(result, d)
   d:callback(result)
@@ -194,28 +148,6 @@ function Deferred:chainDeferred(d2)
 end
 
 -- Firing --------------------------------------------------------------------
-
-local function alreadyCalled(self)
-  if self._suppressAlreadyCalled then
-    -- Cancelled without a canceller: the late result is dropped quietly.
-    self._suppressAlreadyCalled = false
-    return
-  end
-  error(err.AlreadyCalledError("Deferred has already been called"))
-end
-
-function Deferred:callback(result)
-  if self.called then
-    return alreadyCalled(self)
-  end
-  if getmetatable(result) ~= nil and isDeferred(result) then
-    error("Deferred:callback: the result cannot be a Deferred "
-      .. "(return it from a callback instead)", 2)
-  end
-  self.called = true
-  self.result = result
-  self:_runCallbacks()
-end
 
 -- d:errback(e): e is a Failure or any error value (wrapped in a Failure).
 function Deferred:errback(e)
@@ -245,171 +177,6 @@ function Deferred:unpause()
   if self.called then
     self:_runCallbacks()
   end
-end
-
--- Running the chain ---------------------------------------------------------
-
--- Depth of _runCallbacks frames; inlineCallbacks uses it to refuse a
--- coroutine switch in the middle of a callback chain.
-local callbackDepth = 0
-
--- After a chain ran as far as it can: remember a final Failure for the
--- unhandled-error report, or forget one that got handled.
-local function settle(d)
-  local r = d.result
-  if getmetatable(r) ~= nil and isFailure(r) then
-    local info = d._debugInfo
-    if not info then
-      info = setmetatable({}, DebugInfo)
-      d._debugInfo = info
-    end
-    info.failResult = r
-  else
-    clearFailResult(d)
-  end
-  if d._i > d._n then
-    d._i, d._n = 1, 0
-  end
-end
-
--- A callback returned the Deferred r: take its result if it has one (true),
--- or pause `current` and make r continue it when r fires (false).
-local function adopt(current, r)
-  if r.called and r.paused == 0 then
-    current.result = r.result
-    r.result = nil
-    clearFailResult(r)
-    return true
-  end
-  current.paused = current.paused + 1
-  current._chainedTo = r
-  local n = r._n
-  r[n + 1], r[n + 2] = CONTINUE, current
-  r._n = n + 2
-  return false
-end
-
--- Run current's entries until they run out, current pauses, or a CONTINUE
--- entry hands the result to a waiting Deferred (returned). Errors raised by
--- callbacks propagate to the one xpcall in _runCallbacks, which records the
--- Failure and calls runEntries again from the next entry.
-local function runEntries(current)
-  local result = current.result
-  local mt = getmetatable(result)
-  local failed = mt ~= nil and (mt == Failure or isFailure(result))
-  local i = current._i
-  while i <= current._n do
-    local x = current[i]
-    current[i] = nil
-    i = i + 1
-    local f, args = x, false
-    if x == ERRBACK or x == BOTH or x == FULL or x == CONTINUE then
-      f = current[i]
-      current[i] = nil
-      i = i + 1
-      if x == ERRBACK then
-        if not failed then
-          f = nil
-        end
-      elseif x == FULL then
-        if failed then
-          f, args = f[2], f[4]
-        else
-          f, args = f[1], f[3]
-        end
-        if f == passthru then
-          f = nil
-        end
-      elseif x == CONTINUE then
-        current._i = i
-        f.result = result
-        current.result = nil
-        clearFailResult(current)
-        f.paused = f.paused - 1
-        return f
-      end
-    elseif failed then
-      f = nil
-    end
-    if f then
-      current._i = i
-      if args then
-        result = f(result, unpack(args, 1, args.n or #args))
-      else
-        result = f(result)
-      end
-      current.result = result
-      mt = getmetatable(result)
-      failed = false
-      if mt ~= nil then
-        if mt == Failure or isFailure(result) then
-          failed = true
-        elseif (mt == Deferred or isDeferred(result)) then
-          if not adopt(current, result) then
-            break
-          end
-          result = current.result
-          mt = getmetatable(result)
-          failed = mt ~= nil and (mt == Failure or isFailure(result))
-        end
-      end
-    end
-  end
-  current._i = i
-  return nil
-end
-
-function Deferred:_runCallbacks()
-  if self._running then
-    return
-  end
-  if self._i > self._n and self.paused == 0 then
-    -- Nothing to run (a Deferred fired before any callback was added).
-    self._chainedTo = nil
-    return settle(self)
-  end
-  callbackDepth = callbackDepth + 1
-  local chain, depth = nil, 0
-  local current = self
-  while current do
-    if current.paused > 0 then
-      break
-    end
-    current._chainedTo = nil
-    current._running = true
-    local before = current._i
-    local ok, chainee = xpcall(runEntries, handler, current)
-    while not ok do
-      if current._i == before then
-        -- Not a callback's error (no entry was consumed): the C stack is
-        -- exhausted or the chain is broken. Let the caller see it.
-        current._running = false
-        callbackDepth = callbackDepth - 1
-        error(chainee, 0)
-      end
-      current.result = chainee
-      before = current._i
-      ok, chainee = xpcall(runEntries, handler, current)
-    end
-    current._running = false
-    if chainee then
-      -- Run the waiting Deferred now; come back to this one afterwards.
-      chain = chain or {}
-      depth = depth + 1
-      chain[depth] = current
-      current = chainee
-    else
-      settle(current)
-      if depth == 0 then
-        current = nil
-      else
-        current = chain[depth]
-        chain[depth] = nil
-        depth = depth - 1
-      end
-    end
-  end
-  callbackDepth = callbackDepth - 1
 end
 
 -- Cancellation and timeouts ---------------------------------------------------
@@ -494,16 +261,8 @@ end
 
 -- Helpers -------------------------------------------------------------------
 
-function defer.succeed(v)
-  if getmetatable(v) == nil then
-    -- Nothing to run and nothing to check: build the fired Deferred.
-    return setmetatable({ _n = 0, _i = 1, called = true, result = v,
-      _running = false }, Deferred)
-  end
-  local d = Deferred()
-  d:callback(v)
-  return d
-end
+-- succeed(v): a Deferred already fired with v.
+defer.succeed = chain.succeed
 
 function defer.fail(e)
   local d = Deferred()
@@ -691,7 +450,6 @@ end
 -- Resume st.co with ...; `active` names the st whose coroutine runs.
 local function resume(st, outer, ...)
   active = st
-  st.base = callbackDepth
   local ok, a, b = coresume(st.co, ...)
   active = outer
   return ok, a, b
@@ -751,7 +509,7 @@ function defer.inlineCallbacks(f)
     local d = Deferred(cancelInline)
     local co = cocreate(f)
     local st = { co = co, d = d, args = false, waitingOn = false,
-      adding = false, base = 0 }
+      adding = false }
     d._inline = st
     if nest >= MAX_NEST then
       st.start = pack(...)
@@ -783,9 +541,11 @@ function defer.await(d)
     end
     return r
   end
-  if callbackDepth ~= st.base then
-    error("defer.await: cannot wait inside a Deferred callback running in "
-      .. "this coroutine; make that callback an inlineCallbacks function", 2)
+  if not isyieldable() then
+    -- A callback chain (C) runs between here and the coroutine's base.
+    error("defer.await: cannot wait inside a Deferred callback (or another "
+      .. "C call) running in this coroutine; make that callback an "
+      .. "inlineCallbacks function", 2)
   end
   local ok, v = coyield(AWAIT, d)
   if ok then

@@ -1,0 +1,658 @@
+/*
+** deferred.c: the hot half of loom.defer's Deferred, in C: making one,
+** adding to its callback chain and running the chain (Twisted's
+** _runCallbacks). A Deferred stays a plain Lua table, so it can be
+** subclassed and inspected (d.called, d.result); this file reads and writes
+** its fields raw, a missing field meaning the class default (called=false,
+** paused=0, ...). defer.lua keeps the rest (errback's Failure, pause,
+** cancel, DeferredList, inlineCallbacks) and hands in what this file needs
+** through bind().
+**
+** Why C: in Lua every chain step paid for a C call just to look at the
+** result's type (getmetatable), and addCallback(f, ...) for a vararg frame
+** plus select("#"); here both cost a few instructions.
+**
+** The chain is the Deferred's own sequence d[1..#d]; d._i is the next entry
+** to run. Entries already run stay until the chain has run out (so #d is
+** the end of the chain, with no count to maintain), then are cleared. A
+** plain function (or callable) is a callback-only entry; anything else is a
+** marker followed by one value:
+**   ERRBACK, f      errback only
+**   BOTH, f         the same function on both paths
+**   FULL, {cb, eb, cbArgs|false, ebArgs|false}   anything with arguments
+**   CONTINUE, d     hand the result on to d, which waits on this one
+*/
+#include "binding.h"
+
+/* Upvalues shared by every function bind() makes. */
+enum {
+  K_I = 1, K_CALLED, K_RESULT, K_RUNNING, K_PAUSED, K_CHAINEDTO,
+  K_DEBUGINFO, K_FAILRESULT, K_CANCELLER, K_SUPER, K_INIT, K_ARGN,
+  M_ERRBACK, M_BOTH, M_FULL, M_CONTINUE,
+  O_DEFERRED, O_FAILURE, O_DEBUGINFO, O_PASSTHRU, O_HANDLER, O_ALREADY,
+  F_RUN_ENTRIES, /* run_entries, a closure over the upvalues before it */
+  NUPVALUES = F_RUN_ENTRIES
+};
+
+static const char *const keys[] = {
+  "_i", "called", "result", "_running", "paused", "_chainedTo",
+  "_debugInfo", "failResult", "_canceller", "super", "init", "n"
+};
+
+/* What bind() takes from defer.lua, in upvalue order. */
+static const char *const objects[] = {
+  "Deferred", "Failure", "DebugInfo", "passthru", "handler", "alreadyCalled"
+};
+
+#define UV(k) lua_upvalueindex(k)
+
+enum { ENTRY_CALLBACK, ENTRY_ERRBACK, ENTRY_BOTH, ENTRY_FULL, ENTRY_CONTINUE };
+enum { PLAIN, FAILURE, DEFERRED };
+
+/* Progress of one chain run, kept outside the protected call so that the
+   runner knows where to go on after a callback raised. */
+typedef struct chain_run {
+  lua_Integer i;
+} chain_run;
+
+/* Raw field access; t is an absolute index -------------------------------- */
+
+static void push_field(lua_State *L, int t, int key) {
+  lua_pushvalue(L, UV(key));
+  lua_rawget(L, t);
+}
+
+static lua_Integer get_int(lua_State *L, int t, int key, lua_Integer def) {
+  int isnum;
+  lua_Integer v;
+  push_field(L, t, key);
+  v = lua_tointegerx(L, -1, &isnum);
+  lua_pop(L, 1);
+  return isnum ? v : def;
+}
+
+static int get_bool(lua_State *L, int t, int key) {
+  int b;
+  push_field(L, t, key);
+  b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+static void set_int(lua_State *L, int t, int key, lua_Integer v) {
+  lua_pushvalue(L, UV(key));
+  lua_pushinteger(L, v);
+  lua_rawset(L, t);
+}
+
+static void set_bool(lua_State *L, int t, int key, int b) {
+  lua_pushvalue(L, UV(key));
+  lua_pushboolean(L, b);
+  lua_rawset(L, t);
+}
+
+static void set_nil(lua_State *L, int t, int key) {
+  lua_pushvalue(L, UV(key));
+  lua_pushnil(L);
+  lua_rawset(L, t);
+}
+
+/* t[key] = the value at idx. */
+static void set_value(lua_State *L, int t, int key, int idx) {
+  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, idx);
+  lua_rawset(L, t);
+}
+
+/* PLAIN, FAILURE or DEFERRED: an instance of Failure or Deferred, or of a
+   subclass (class.isinstance walks "super" the same way). */
+static int classify(lua_State *L, int idx) {
+  int kind = PLAIN;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
+    return PLAIN;
+  for (;;) {
+    if (lua_rawequal(L, -1, UV(O_FAILURE))) {
+      kind = FAILURE;
+      break;
+    }
+    if (lua_rawequal(L, -1, UV(O_DEFERRED))) {
+      kind = DEFERRED;
+      break;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+      break;
+    push_field(L, lua_gettop(L), K_SUPER);
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+  return kind;
+}
+
+/* An error raised where the caller of the C function stands. */
+static int error_at_caller(lua_State *L, const char *msg) {
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* Unhandled-error bookkeeping ----------------------------------------------
+** Twisted's DebugInfo: a finalizer object hung on a Deferred only while its
+** chain ends in a Failure (its __gc, in defer.lua, logs it).
+*/
+
+static void clear_fail_result(lua_State *L, int d) {
+  push_field(L, d, K_DEBUGINFO);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_pushvalue(L, UV(K_FAILRESULT));
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+}
+
+static void note_fail_result(lua_State *L, int d, int failure) {
+  push_field(L, d, K_DEBUGINFO);
+  if (lua_type(L, -1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, UV(O_DEBUGINFO));
+    lua_setmetatable(L, -2);
+    set_value(L, d, K_DEBUGINFO, lua_gettop(L));
+  }
+  lua_pushvalue(L, UV(K_FAILRESULT));
+  lua_pushvalue(L, failure);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* After a chain ran as far as it can: remember a final Failure for the
+   unhandled-error report, or forget one that got handled; once every entry
+   has run, clear them. */
+static void settle(lua_State *L, int d) {
+  lua_Integer i = get_int(L, d, K_I, 1), n = (lua_Integer)lua_rawlen(L, d);
+  push_field(L, d, K_RESULT);
+  if (classify(L, -1) == FAILURE)
+    note_fail_result(L, d, lua_gettop(L));
+  else
+    clear_fail_result(L, d);
+  lua_pop(L, 1);
+  if (i > n) {
+    for (; n >= 1; n--) {
+      lua_pushnil(L);
+      lua_rawseti(L, d, n);
+    }
+    if (i != 1)
+      set_int(L, d, K_I, 1);
+  }
+}
+
+/* Running the chain ---------------------------------------------------------- */
+
+static int entry_kind(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return ENTRY_CALLBACK;
+  if (lua_rawequal(L, idx, UV(M_ERRBACK)))
+    return ENTRY_ERRBACK;
+  if (lua_rawequal(L, idx, UV(M_BOTH)))
+    return ENTRY_BOTH;
+  if (lua_rawequal(L, idx, UV(M_FULL)))
+    return ENTRY_FULL;
+  if (lua_rawequal(L, idx, UV(M_CONTINUE)))
+    return ENTRY_CONTINUE;
+  return ENTRY_CALLBACK; /* a callable table */
+}
+
+static int corrupt(lua_State *L) {
+  return luaL_error(L, "Deferred: corrupt callback chain");
+}
+
+/*
+** With a FULL entry's table on top: replaces it with the function for this
+** path and its argument list, if any. Returns how many were pushed (1 or
+** 2), or 0 (nothing left on the stack) when the function is passthru.
+*/
+static int push_full_function(lua_State *L, int failed) {
+  int slot = failed ? 2 : 1;
+  if (lua_type(L, -1) != LUA_TTABLE)
+    return corrupt(L);
+  lua_rawgeti(L, -1, slot);
+  if (lua_rawequal(L, -1, UV(O_PASSTHRU))) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_rawgeti(L, -2, slot + 2);
+  if (!lua_toboolean(L, -1)) {
+    lua_pop(L, 1);
+    lua_remove(L, -2);
+    return 1;
+  }
+  if (lua_type(L, -1) != LUA_TTABLE)
+    return corrupt(L);
+  lua_remove(L, -3);
+  return 2;
+}
+
+/* Calls f(result, args...) with f and its argument list (when pushed is 2)
+   on top; the return value replaces the result at r. */
+static void call_entry(lua_State *L, int r, int pushed) {
+  int nargs = 1;
+  lua_pushvalue(L, r);
+  if (pushed == 2) {
+    int args = lua_gettop(L) - 1;
+    lua_Integer k, count;
+    push_field(L, args, K_ARGN);
+    count = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                 : (lua_Integer)lua_rawlen(L, args);
+    lua_pop(L, 1);
+    if (count < 0)
+      count = 0;
+    if (count > 1000000)
+      luaL_error(L, "Deferred: too many callback arguments");
+    luaL_checkstack(L, (int)count, "too many callback arguments");
+    for (k = 1; k <= count; k++)
+      lua_rawgeti(L, args, k);
+    lua_remove(L, args);
+    nargs += (int)count;
+  }
+  lua_call(L, nargs, 1);
+  lua_replace(L, r);
+}
+
+/* A callback returned the Deferred at r: take its result if it has one
+   (returns 1), or pause current and make r continue it when r fires. */
+static int adopt(lua_State *L, int current, int r) {
+  lua_Integer n;
+  if (get_bool(L, r, K_CALLED) && get_int(L, r, K_PAUSED, 0) == 0) {
+    push_field(L, r, K_RESULT);
+    set_nil(L, r, K_RESULT);
+    clear_fail_result(L, r);
+    lua_replace(L, r);
+    return 1;
+  }
+  set_value(L, current, K_RESULT, r);
+  set_int(L, current, K_PAUSED, get_int(L, current, K_PAUSED, 0) + 1);
+  set_value(L, current, K_CHAINEDTO, r);
+  n = (lua_Integer)lua_rawlen(L, r);
+  lua_pushvalue(L, UV(M_CONTINUE));
+  lua_rawseti(L, r, n + 1);
+  lua_pushvalue(L, current);
+  lua_rawseti(L, r, n + 2);
+  return 0;
+}
+
+/* A CONTINUE entry: the waiting Deferred at w takes the result at r. */
+static void hand_on(lua_State *L, int current, int w, int r) {
+  if (lua_type(L, w) != LUA_TTABLE)
+    corrupt(L);
+  set_value(L, w, K_RESULT, r);
+  set_nil(L, current, K_RESULT);
+  clear_fail_result(L, current);
+  set_int(L, w, K_PAUSED, get_int(L, w, K_PAUSED, 0) - 1);
+}
+
+/*
+** run_entries(current, run): runs current's entries from run->i until they
+** run out, current waits on a Deferred, or a CONTINUE entry hands the
+** result to a waiting Deferred (returned). Called in protected mode: an
+** error raised by a callback reaches the runner, which makes it the result
+** and calls this again from run->i.
+*/
+static int run_entries(lua_State *L) {
+  chain_run *run = lua_touserdata(L, 2);
+  lua_Integer i = run->i, n;
+  const int current = 1, r = 3, top = 3;
+  int failed, kind;
+  lua_settop(L, 2);
+  push_field(L, current, K_RESULT);
+  failed = classify(L, r) == FAILURE;
+  n = (lua_Integer)lua_rawlen(L, current);
+  for (;;) {
+    int pushed = 1;
+    if (i > n && (n = (lua_Integer)lua_rawlen(L, current), i > n))
+      break; /* (a callback may have added entries) */
+    lua_rawgeti(L, current, i++);
+    kind = entry_kind(L, -1);
+    if (kind != ENTRY_CALLBACK) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, current, i++);
+      if (kind == ENTRY_CONTINUE) {
+        hand_on(L, current, lua_gettop(L), r);
+        run->i = i;
+        set_int(L, current, K_I, i);
+        return 1;
+      }
+      if (kind == ENTRY_FULL)
+        pushed = push_full_function(L, failed);
+      else if (kind == ENTRY_ERRBACK && !failed)
+        pushed = 0;
+    } else if (failed) {
+      pushed = 0;
+    }
+    if (pushed == 0) {
+      lua_settop(L, top);
+      continue;
+    }
+    run->i = i;
+    call_entry(L, r, pushed);
+    kind = classify(L, r);
+    failed = kind == FAILURE;
+    if (kind == DEFERRED) {
+      if (!adopt(L, current, r))
+        goto done;
+      failed = classify(L, r) == FAILURE;
+    }
+  }
+  set_value(L, current, K_RESULT, r);
+done:
+  set_int(L, current, K_I, i);
+  return 0;
+}
+
+/* An error object that is not a Failure (the handler itself failed, out
+   of C stack): wrap it now that the stack has unwound. */
+static int ensure_failure(lua_State *L, int handler) {
+  if (classify(L, -1) == FAILURE)
+    return 1;
+  lua_pushvalue(L, handler);
+  lua_insert(L, -2);
+  return lua_pcall(L, 1, 1, 0) == LUA_OK && classify(L, -1) == FAILURE;
+}
+
+/*
+** Runs one Deferred's entries (see run_entries), making each callback error
+** the result and going on from the next entry. Leaves the Deferred to run
+** next (a waiting one), or nil, on the stack.
+*/
+static void run_one(lua_State *L, int current, int handler) {
+  chain_run run;
+  run.i = get_int(L, current, K_I, 1);
+  for (;;) {
+    lua_Integer before = run.i;
+    lua_pushvalue(L, UV(F_RUN_ENTRIES));
+    lua_pushvalue(L, current);
+    lua_pushlightuserdata(L, &run);
+    if (lua_pcall(L, 2, 1, handler) == LUA_OK)
+      return;
+    if (run.i == before || !ensure_failure(L, handler)) {
+      /* Not a callback's error (no entry was consumed), or one that
+         cannot be made a Failure: let the caller see it. */
+      set_int(L, current, K_I, run.i);
+      set_bool(L, current, K_RUNNING, 0);
+      lua_error(L);
+    }
+    lua_pushvalue(L, UV(K_RESULT));
+    lua_insert(L, -2);
+    lua_rawset(L, current);
+    set_int(L, current, K_I, run.i);
+  }
+}
+
+/*
+** Twisted's iterative _runCallbacks: a Deferred that hands its result to a
+** waiting one (CONTINUE) goes on a chain stack and the waiting one runs
+** next, so long chains of Deferreds waiting on Deferreds use constant C
+** stack.
+*/
+static void run_callbacks(lua_State *L, int self) {
+  int base = lua_gettop(L), handler = base + 1, chain = base + 2;
+  int current = base + 3;
+  lua_Integer depth = 0;
+  if (get_bool(L, self, K_RUNNING))
+    return;
+  luaL_checkstack(L, LUA_MINSTACK, "Deferred chain");
+  if (get_int(L, self, K_I, 1) > (lua_Integer)lua_rawlen(L, self) &&
+      get_int(L, self, K_PAUSED, 0) == 0) {
+    /* Nothing to run (a Deferred fired before any callback was added). */
+    set_nil(L, self, K_CHAINEDTO);
+    settle(L, self);
+    return;
+  }
+  lua_pushvalue(L, UV(O_HANDLER));
+  lua_pushnil(L); /* the chain stack, made when first needed */
+  lua_pushvalue(L, self);
+  for (;;) {
+    if (get_int(L, current, K_PAUSED, 0) > 0)
+      break;
+    set_nil(L, current, K_CHAINEDTO);
+    set_bool(L, current, K_RUNNING, 1);
+    run_one(L, current, handler);
+    set_bool(L, current, K_RUNNING, 0);
+    if (!lua_isnil(L, -1)) {
+      /* Run the waiting Deferred now; come back to this one afterwards. */
+      if (lua_isnil(L, chain)) {
+        lua_newtable(L);
+        lua_replace(L, chain);
+      }
+      lua_pushvalue(L, current);
+      lua_rawseti(L, chain, ++depth);
+      lua_replace(L, current);
+      continue;
+    }
+    lua_pop(L, 1);
+    settle(L, current);
+    if (depth == 0)
+      break;
+    lua_rawgeti(L, chain, depth);
+    lua_replace(L, current);
+    lua_pushnil(L);
+    lua_rawseti(L, chain, depth--);
+  }
+  lua_settop(L, base);
+}
+
+/* Methods ------------------------------------------------------------------- */
+
+/* Appends the `count` values on top of the stack to self's chain, then
+   runs the chain if self has fired; returns self. */
+static int append(lua_State *L, int count) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  int k;
+  for (k = count; k >= 1; k--)
+    lua_rawseti(L, 1, n + k);
+  if (get_bool(L, 1, K_CALLED))
+    run_callbacks(L, 1);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* Pushes {values from..to, n = count} (an argument list). */
+static void pack_args(lua_State *L, int from, int to) {
+  int k;
+  lua_createtable(L, to - from + 1, 1);
+  for (k = from; k <= to; k++) {
+    lua_pushvalue(L, k);
+    lua_rawseti(L, -2, k - from + 1);
+  }
+  set_int(L, lua_gettop(L), K_ARGN, to - from + 1);
+}
+
+/* Pushes FULL and {cb, eb, cbArgs|false, ebArgs|false}; 0 means false. */
+static void push_full(lua_State *L, int cb, int eb, int cbArgs, int ebArgs) {
+  int idx[4], k;
+  idx[0] = cb, idx[1] = eb, idx[2] = cbArgs, idx[3] = ebArgs;
+  lua_pushvalue(L, UV(M_FULL));
+  lua_createtable(L, 4, 0);
+  for (k = 0; k < 4; k++) {
+    if (idx[k] == 0)
+      lua_pushboolean(L, 0);
+    else
+      lua_pushvalue(L, idx[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+}
+
+/* Checks d:add*(f, ...) and returns the top. */
+static int check_add(lua_State *L, const char *name) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_isnoneornil(L, 2))
+    luaL_error(L, "%s: f must be a function", name);
+  return lua_gettop(L);
+}
+
+/* d:addCallback(f, ...): extra arguments are passed after the result. */
+static int l_add_callback(lua_State *L) {
+  int top = check_add(L, "addCallback");
+  if (top == 2)
+    return append(L, 1);
+  pack_args(L, 3, top);
+  push_full(L, 2, UV(O_PASSTHRU), top + 1, 0);
+  return append(L, 2);
+}
+
+static int l_add_errback(lua_State *L) {
+  int top = check_add(L, "addErrback");
+  if (top == 2) {
+    lua_pushvalue(L, UV(M_ERRBACK));
+    lua_insert(L, 2);
+    return append(L, 2);
+  }
+  pack_args(L, 3, top);
+  push_full(L, UV(O_PASSTHRU), 2, 0, top + 1);
+  return append(L, 2);
+}
+
+static int l_add_both(lua_State *L) {
+  int top = check_add(L, "addBoth");
+  if (top == 2) {
+    lua_pushvalue(L, UV(M_BOTH));
+    lua_insert(L, 2);
+    return append(L, 2);
+  }
+  pack_args(L, 3, top);
+  push_full(L, 2, 2, top + 1, top + 1);
+  return append(L, 2);
+}
+
+/* An argument list is a table (a list, with an optional n) or nil. */
+static int args_at(lua_State *L, int idx) {
+  if (lua_isnil(L, idx))
+    return 0;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "callback arguments must be a table (a list)");
+  return idx;
+}
+
+/* d:addCallbacks(cb, eb, cbArgs?, ebArgs?): a nil cb or eb passes through. */
+static int l_add_callbacks(lua_State *L) {
+  int cb, eb;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 5);
+  cb = lua_toboolean(L, 2) ? 2 : UV(O_PASSTHRU);
+  eb = lua_toboolean(L, 3) ? 3 : UV(O_PASSTHRU);
+  push_full(L, cb, eb, args_at(L, 4), args_at(L, 5));
+  return append(L, 2);
+}
+
+/* d:callback(result): fires d; a Deferred cannot be a result. */
+static int l_callback(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (get_bool(L, 1, K_CALLED)) {
+    lua_pushvalue(L, UV(O_ALREADY));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 0);
+    return 0;
+  }
+  if (classify(L, 2) == DEFERRED)
+    return error_at_caller(L, "Deferred:callback: the result cannot be a "
+                              "Deferred (return it from a callback instead)");
+  set_bool(L, 1, K_CALLED, 1);
+  set_value(L, 1, K_RESULT, 2);
+  run_callbacks(L, 1);
+  return 0;
+}
+
+static int l_run_callbacks(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  run_callbacks(L, 1);
+  return 0;
+}
+
+/* Room for the chain's first entries, and for every field a Deferred may
+   set (called, result, _i, _running, _canceller, _chainedTo, ...) so that
+   its hash part is never rebuilt. */
+#define NEW_ARRAY 4
+#define NEW_FIELDS 8
+
+/* Deferred:new(canceller?, ...), and Deferred(...): canceller(d) runs on
+   d:cancel() before d fires. A subclass's init(d, canceller, ...) runs. */
+static int l_new(lua_State *L) {
+  int top = lua_gettop(L), d = top + 1, k;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_createtable(L, NEW_ARRAY, NEW_FIELDS);
+  lua_pushvalue(L, 1);
+  lua_setmetatable(L, d);
+  if (top >= 2 && !lua_isnil(L, 2))
+    set_value(L, d, K_CANCELLER, 2);
+  lua_pushvalue(L, UV(K_INIT));
+  if (lua_gettable(L, 1) == LUA_TNIL) {
+    lua_settop(L, d);
+    return 1;
+  }
+  lua_pushvalue(L, d);
+  for (k = 2; k <= top; k++)
+    lua_pushvalue(L, k);
+  lua_call(L, top, 0);
+  return 1;
+}
+
+/* defer.succeed(v): a Deferred fired with v. */
+static int l_succeed(lua_State *L) {
+  int kind;
+  lua_settop(L, 1);
+  kind = classify(L, 1);
+  if (kind == DEFERRED)
+    return error_at_caller(L, "Deferred:callback: the result cannot be a "
+                              "Deferred (return it from a callback instead)");
+  lua_createtable(L, 0, NEW_FIELDS);
+  lua_pushvalue(L, UV(O_DEFERRED));
+  lua_setmetatable(L, 2);
+  set_bool(L, 2, K_CALLED, 1);
+  set_value(L, 2, K_RESULT, 1);
+  if (kind == FAILURE)
+    note_fail_result(L, 2, 1);
+  lua_settop(L, 2);
+  return 1;
+}
+
+/* bind{Deferred=, Failure=, DebugInfo=, passthru=, handler=,
+   alreadyCalled=} -> {new=, addCallback=, ..., succeed=}. */
+static int l_bind(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"new", l_new},
+    {"addCallback", l_add_callback},
+    {"addErrback", l_add_errback},
+    {"addBoth", l_add_both},
+    {"addCallbacks", l_add_callbacks},
+    {"callback", l_callback},
+    {"runCallbacks", l_run_callbacks},
+    {"succeed", l_succeed},
+    {NULL, NULL}
+  };
+  size_t k;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checkstack(L, 2 * NUPVALUES + 4, "bind");
+  lua_newtable(L);
+  for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+    lua_pushstring(L, keys[k]);
+  for (k = M_ERRBACK; k <= M_CONTINUE; k++)
+    lua_newtable(L);
+  for (k = 0; k < sizeof(objects) / sizeof(objects[0]); k++) {
+    if (lua_getfield(L, 1, objects[k]) == LUA_TNIL)
+      return luaL_error(L, "bind: %s is required", objects[k]);
+  }
+  for (k = 1; k < F_RUN_ENTRIES; k++)
+    lua_pushvalue(L, -(F_RUN_ENTRIES - 1));
+  lua_pushcclosure(L, run_entries, F_RUN_ENTRIES - 1);
+  luaL_setfuncs(L, methods, NUPVALUES);
+  return 1;
+}
+
+int luaopen_loom_defer_core(lua_State *L) {
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_bind);
+  lua_setfield(L, -2, "bind");
+  return 1;
+}
