@@ -30,6 +30,7 @@ enum {
   K_DEBUGINFO, K_FAILRESULT, K_CANCELLER, K_SUPER, K_INIT, K_ARGN,
   M_ERRBACK, M_BOTH, M_FULL, M_CONTINUE,
   O_DEFERRED, O_FAILURE, O_DEBUGINFO, O_PASSTHRU, O_HANDLER, O_ALREADY,
+  O_INLINE, O_AWAIT,
   F_RUN_ENTRIES, /* run_entries, a closure over the upvalues before it */
   NUPVALUES = F_RUN_ENTRIES
 };
@@ -41,7 +42,8 @@ static const char *const keys[] = {
 
 /* What bind() takes from defer.lua, in upvalue order. */
 static const char *const objects[] = {
-  "Deferred", "Failure", "DebugInfo", "passthru", "handler", "alreadyCalled"
+  "Deferred", "Failure", "DebugInfo", "passthru", "handler", "alreadyCalled",
+  "inline", "AWAIT"
 };
 
 #define UV(k) lua_upvalueindex(k)
@@ -52,7 +54,8 @@ enum { PLAIN, FAILURE, DEFERRED };
 /* Progress of one chain run, kept outside the protected call so that the
    runner knows where to go on after a callback raised. */
 typedef struct chain_run {
-  lua_Integer i;
+  lua_Integer i;     /* the next entry */
+  lua_Integer start; /* d._i when the run began */
 } chain_run;
 
 /* Raw field access; t is an absolute index -------------------------------- */
@@ -102,6 +105,15 @@ static void set_value(lua_State *L, int t, int key, int idx) {
   lua_pushvalue(L, UV(key));
   lua_pushvalue(L, idx);
   lua_rawset(L, t);
+}
+
+/* d._chainedTo = nil; reading first is cheaper than a raw set of an
+   absent key, and the key is almost always absent. */
+static void clear_chained_to(lua_State *L, int d) {
+  lua_pushvalue(L, UV(K_CHAINEDTO));
+  if (lua_rawget(L, d) != LUA_TNIL)
+    set_nil(L, d, K_CHAINEDTO);
+  lua_pop(L, 1);
 }
 
 /* PLAIN, FAILURE or DEFERRED: an instance of Failure or Deferred, or of a
@@ -166,25 +178,26 @@ static void note_fail_result(lua_State *L, int d, int failure) {
   lua_pop(L, 1);
 }
 
-/* After a chain ran as far as it can: remember a final Failure for the
-   unhandled-error report, or forget one that got handled; once every entry
-   has run, clear them. */
-static void settle(lua_State *L, int d) {
-  lua_Integer i = get_int(L, d, K_I, 1), n = (lua_Integer)lua_rawlen(L, d);
-  push_field(L, d, K_RESULT);
-  if (classify(L, -1) == FAILURE)
-    note_fail_result(L, d, lua_gettop(L));
+/* After a chain ran as far as it can, with the result at r: remember a
+   final Failure for the unhandled-error report, or forget one that got
+   handled. */
+static void settle(lua_State *L, int d, int r, int failed) {
+  if (failed)
+    note_fail_result(L, d, r);
   else
     clear_fail_result(L, d);
-  lua_pop(L, 1);
-  if (i > n) {
-    for (; n >= 1; n--) {
-      lua_pushnil(L);
-      lua_rawseti(L, d, n);
-    }
-    if (i != 1)
-      set_int(L, d, K_I, 1);
+}
+
+/* Every entry d[1..n] has run: clear them, so that the chain starts again
+   at 1 and holds on to nothing. start is the _i the run began at. */
+static void reset_chain(lua_State *L, int d, lua_Integer n,
+                        lua_Integer start) {
+  for (; n >= 1; n--) {
+    lua_pushnil(L);
+    lua_rawseti(L, d, n);
   }
+  if (start != 1)
+    set_int(L, d, K_I, 1);
 }
 
 /* Running the chain ---------------------------------------------------------- */
@@ -302,7 +315,7 @@ static int run_entries(lua_State *L) {
   chain_run *run = lua_touserdata(L, 2);
   lua_Integer i = run->i, n;
   const int current = 1, r = 3, top = 3;
-  int failed, kind;
+  int failed, kind, type;
   lua_settop(L, 2);
   push_field(L, current, K_RESULT);
   failed = classify(L, r) == FAILURE;
@@ -311,8 +324,8 @@ static int run_entries(lua_State *L) {
     int pushed = 1;
     if (i > n && (n = (lua_Integer)lua_rawlen(L, current), i > n))
       break; /* (a callback may have added entries) */
-    lua_rawgeti(L, current, i++);
-    kind = entry_kind(L, -1);
+    type = lua_rawgeti(L, current, i++);
+    kind = type == LUA_TTABLE ? entry_kind(L, -1) : ENTRY_CALLBACK;
     if (kind != ENTRY_CALLBACK) {
       lua_pop(L, 1);
       lua_rawgeti(L, current, i++);
@@ -338,14 +351,17 @@ static int run_entries(lua_State *L) {
     kind = classify(L, r);
     failed = kind == FAILURE;
     if (kind == DEFERRED) {
-      if (!adopt(L, current, r))
-        goto done;
+      if (!adopt(L, current, r)) {
+        set_int(L, current, K_I, i);
+        clear_fail_result(L, current); /* it waits: no result yet */
+        return 0;
+      }
       failed = classify(L, r) == FAILURE;
     }
   }
   set_value(L, current, K_RESULT, r);
-done:
-  set_int(L, current, K_I, i);
+  reset_chain(L, current, n, run->start);
+  settle(L, current, r, failed);
   return 0;
 }
 
@@ -364,9 +380,9 @@ static int ensure_failure(lua_State *L, int handler) {
 ** the result and going on from the next entry. Leaves the Deferred to run
 ** next (a waiting one), or nil, on the stack.
 */
-static void run_one(lua_State *L, int current, int handler) {
+static void run_one(lua_State *L, int current, int handler, lua_Integer i) {
   chain_run run;
-  run.i = get_int(L, current, K_I, 1);
+  run.i = run.start = i;
   for (;;) {
     lua_Integer before = run.i;
     lua_pushvalue(L, UV(F_RUN_ENTRIES));
@@ -384,7 +400,6 @@ static void run_one(lua_State *L, int current, int handler) {
     lua_pushvalue(L, UV(K_RESULT));
     lua_insert(L, -2);
     lua_rawset(L, current);
-    set_int(L, current, K_I, run.i);
   }
 }
 
@@ -397,26 +412,28 @@ static void run_one(lua_State *L, int current, int handler) {
 static void run_callbacks(lua_State *L, int self) {
   int base = lua_gettop(L), handler = base + 1, chain = base + 2;
   int current = base + 3;
-  lua_Integer depth = 0;
-  if (get_bool(L, self, K_RUNNING))
+  lua_Integer depth = 0, i, n;
+  if (get_bool(L, self, K_RUNNING) || get_int(L, self, K_PAUSED, 0) > 0)
     return;
-  luaL_checkstack(L, LUA_MINSTACK, "Deferred chain");
-  if (get_int(L, self, K_I, 1) > (lua_Integer)lua_rawlen(L, self) &&
-      get_int(L, self, K_PAUSED, 0) == 0) {
+  i = get_int(L, self, K_I, 1);
+  n = (lua_Integer)lua_rawlen(L, self);
+  if (i > n) {
     /* Nothing to run (a Deferred fired before any callback was added). */
-    set_nil(L, self, K_CHAINEDTO);
-    settle(L, self);
+    clear_chained_to(L, self);
+    reset_chain(L, self, n, i);
+    push_field(L, self, K_RESULT);
+    settle(L, self, lua_gettop(L), classify(L, -1) == FAILURE);
+    lua_settop(L, base);
     return;
   }
+  luaL_checkstack(L, LUA_MINSTACK, "Deferred chain");
   lua_pushvalue(L, UV(O_HANDLER));
   lua_pushnil(L); /* the chain stack, made when first needed */
   lua_pushvalue(L, self);
   for (;;) {
-    if (get_int(L, current, K_PAUSED, 0) > 0)
-      break;
-    set_nil(L, current, K_CHAINEDTO);
+    clear_chained_to(L, current);
     set_bool(L, current, K_RUNNING, 1);
-    run_one(L, current, handler);
+    run_one(L, current, handler, i);
     set_bool(L, current, K_RUNNING, 0);
     if (!lua_isnil(L, -1)) {
       /* Run the waiting Deferred now; come back to this one afterwards. */
@@ -427,16 +444,18 @@ static void run_callbacks(lua_State *L, int self) {
       lua_pushvalue(L, current);
       lua_rawseti(L, chain, ++depth);
       lua_replace(L, current);
-      continue;
+    } else {
+      lua_pop(L, 1);
+      if (depth == 0)
+        break;
+      lua_rawgeti(L, chain, depth);
+      lua_replace(L, current);
+      lua_pushnil(L);
+      lua_rawseti(L, chain, depth--);
     }
-    lua_pop(L, 1);
-    settle(L, current);
-    if (depth == 0)
+    if (get_int(L, current, K_PAUSED, 0) > 0)
       break;
-    lua_rawgeti(L, chain, depth);
-    lua_replace(L, current);
-    lua_pushnil(L);
-    lua_rawseti(L, chain, depth--);
+    i = get_int(L, current, K_I, 1);
   }
   lua_settop(L, base);
 }
@@ -450,9 +469,12 @@ static int append(lua_State *L, int count) {
   int k;
   for (k = count; k >= 1; k--)
     lua_rawseti(L, 1, n + k);
-  if (get_bool(L, 1, K_CALLED))
+  lua_pushvalue(L, UV(K_CALLED));
+  if (lua_rawget(L, 1) != LUA_TNIL && lua_toboolean(L, -1)) {
+    lua_settop(L, 1);
     run_callbacks(L, 1);
-  lua_settop(L, 1);
+  }
+  lua_pushvalue(L, 1);
   return 1;
 }
 
@@ -484,8 +506,9 @@ static void push_full(lua_State *L, int cb, int eb, int cbArgs, int ebArgs) {
 
 /* Checks d:add*(f, ...) and returns the top. */
 static int check_add(lua_State *L, const char *name) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (lua_isnoneornil(L, 2))
+  if (lua_type(L, 1) != LUA_TTABLE)
+    luaL_typeerror(L, 1, "Deferred");
+  if (lua_type(L, 2) <= LUA_TNIL)
     luaL_error(L, "%s: f must be a function", name);
   return lua_gettop(L);
 }
@@ -544,6 +567,13 @@ static int l_add_callbacks(lua_State *L) {
   return append(L, 2);
 }
 
+/* Fires the Deferred at 1 with the value at 2. */
+static void fire(lua_State *L) {
+  set_bool(L, 1, K_CALLED, 1);
+  set_value(L, 1, K_RESULT, 2);
+  run_callbacks(L, 1);
+}
+
 /* d:callback(result): fires d; a Deferred cannot be a result. */
 static int l_callback(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -557,10 +587,28 @@ static int l_callback(lua_State *L) {
   if (classify(L, 2) == DEFERRED)
     return error_at_caller(L, "Deferred:callback: the result cannot be a "
                               "Deferred (return it from a callback instead)");
-  set_bool(L, 1, K_CALLED, 1);
-  set_value(L, 1, K_RESULT, 2);
-  run_callbacks(L, 1);
+  fire(L);
   return 0;
+}
+
+/*
+** resolve(d, v) -> done, for the value an inlineCallbacks function
+** returns: fires d with v (true); leaves d to the caller when v is a
+** Deferred (false); drops v when d has fired already, cancelled meanwhile
+** (true).
+*/
+static int l_resolve(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (!get_bool(L, 1, K_CALLED)) {
+    if (classify(L, 2) == DEFERRED) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    fire(L);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_run_callbacks(lua_State *L) {
@@ -573,18 +621,19 @@ static int l_run_callbacks(lua_State *L) {
 /* Room for the chain's first entries, and for every field a Deferred may
    set (called, result, _i, _running, _canceller, _chainedTo, ...) so that
    its hash part is never rebuilt. */
-#define NEW_ARRAY 4
-#define NEW_FIELDS 8
+#define NEW_ARRAY 16
+#define NEW_FIELDS 4 /* called, result, _running, and one spare */
 
 /* Deferred:new(canceller?, ...), and Deferred(...): canceller(d) runs on
    d:cancel() before d fires. A subclass's init(d, canceller, ...) runs. */
 static int l_new(lua_State *L) {
   int top = lua_gettop(L), d = top + 1, k;
+  int cancellable = top >= 2 && !lua_isnil(L, 2);
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_createtable(L, NEW_ARRAY, NEW_FIELDS);
+  lua_createtable(L, NEW_ARRAY, cancellable ? 2 * NEW_FIELDS : NEW_FIELDS);
   lua_pushvalue(L, 1);
   lua_setmetatable(L, d);
-  if (top >= 2 && !lua_isnil(L, 2))
+  if (cancellable)
     set_value(L, d, K_CANCELLER, 2);
   lua_pushvalue(L, UV(K_INIT));
   if (lua_gettable(L, 1) == LUA_TNIL) {
@@ -617,6 +666,54 @@ static int l_succeed(lua_State *L) {
   return 1;
 }
 
+/* await's continuation: resumed with (ok, value) by inlineCallbacks. */
+static int await_resumed(lua_State *L, int status, lua_KContext ctx) {
+  (void)status, (void)ctx;
+  lua_settop(L, 3);
+  if (lua_toboolean(L, 2))
+    return 1;
+  return lua_error(L);
+}
+
+/*
+** defer.await(d): inside an inlineCallbacks function, d's result, or its
+** Failure raised (error(failure, 0)). A value that is not a Deferred is
+** returned as is; a Deferred that has fired gives its result (taken from
+** it, as in Twisted) without yielding; otherwise the coroutine yields
+** (AWAIT, d) to inlineCallbacks, which resumes it with (ok, value).
+** inline[1] is the coroutine inlineCallbacks is running.
+*/
+static int l_await(lua_State *L) {
+  lua_settop(L, 1);
+  lua_rawgeti(L, UV(O_INLINE), 1);
+  if (!lua_pushthread(L) && lua_rawequal(L, 2, 3)) {
+    lua_settop(L, 1);
+  } else {
+    return error_at_caller(L, "defer.await: called outside an "
+                              "inlineCallbacks function");
+  }
+  if (classify(L, 1) != DEFERRED)
+    return 1;
+  if (get_bool(L, 1, K_CALLED) && get_int(L, 1, K_PAUSED, 0) == 0 &&
+      !get_bool(L, 1, K_RUNNING)) {
+    push_field(L, 1, K_RESULT);
+    set_nil(L, 1, K_RESULT);
+    clear_fail_result(L, 1);
+    if (classify(L, 2) == FAILURE)
+      return lua_error(L);
+    return 1;
+  }
+  if (!lua_isyieldable(L))
+    /* A callback chain (C) runs between here and the coroutine's base. */
+    return error_at_caller(L, "defer.await: cannot wait inside a Deferred "
+                              "callback (or another C call) running in this "
+                              "coroutine; make that callback an "
+                              "inlineCallbacks function");
+  lua_pushvalue(L, UV(O_AWAIT));
+  lua_pushvalue(L, 1);
+  return lua_yieldk(L, 2, 0, await_resumed);
+}
+
 /* bind{Deferred=, Failure=, DebugInfo=, passthru=, handler=,
    alreadyCalled=} -> {new=, addCallback=, ..., succeed=}. */
 static int l_bind(lua_State *L) {
@@ -629,6 +726,8 @@ static int l_bind(lua_State *L) {
     {"callback", l_callback},
     {"runCallbacks", l_run_callbacks},
     {"succeed", l_succeed},
+    {"await", l_await},
+    {"resolve", l_resolve},
     {NULL, NULL}
   };
   size_t k;

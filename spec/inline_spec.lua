@@ -24,6 +24,29 @@ describe("inlineCallbacks", function()
     assert.same({ ok = true, value = 5 }, outcome(f(2, 3)))
   end)
 
+  it("fires with false, nil or nothing when the body returns them", function()
+    assert.same({ ok = true, value = false },
+      outcome(inline(function() return false end)()))
+    local o = outcome(inline(function() return nil end)())
+    assert.is_true(o.ok)
+    assert.is_nil(o.value)
+    o = outcome(inline(function() end)())
+    assert.is_true(o.ok)
+    assert.is_nil(o.value)
+    o = outcome(inline(function() await(defer.succeed(1)) end)())
+    assert.is_true(o.ok)
+  end)
+
+  it("gives each call its own coroutine and state", function()
+    local pending = { Deferred(), Deferred() }
+    local f = inline(function(k) return k * await(pending[k]) end)
+    local a, b = outcome(f(1)), outcome(f(2))
+    pending[2]:callback(10)
+    pending[1]:callback(5)
+    assert.same({ ok = true, value = 5 }, a)
+    assert.same({ ok = true, value = 20 }, b)
+  end)
+
   it("runs the body synchronously until the first wait", function()
     local steps = {}
     local d = Deferred()

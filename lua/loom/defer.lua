@@ -31,8 +31,6 @@ local xpcall, error = xpcall, error
 local pack, unpack = table.pack, table.unpack
 local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
   coroutine.yield
-local corunning, costatus = coroutine.running, coroutine.status
-local isyieldable = coroutine.isyieldable
 
 local defer = {}
 -- Registered now: loom.defer.sync, loaded at the end, requires it back.
@@ -112,9 +110,13 @@ local function alreadyCalled(self)
   error(err.AlreadyCalledError("Deferred has already been called"))
 end
 
+-- What inlineCallbacks shares with the C await: inlineState[1] is the
+-- coroutine being run, AWAIT what await yields to ask for a result.
+local inlineState, AWAIT = {}, setmetatable({}, { __name = "AWAIT" })
+
 local chain = core.bind({ Deferred = Deferred, Failure = Failure,
   DebugInfo = DebugInfo, passthru = passthru, handler = handler,
-  alreadyCalled = alreadyCalled })
+  alreadyCalled = alreadyCalled, inline = inlineState, AWAIT = AWAIT })
 
 -- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
 Deferred.new = chain.new
@@ -382,32 +384,38 @@ end
 -- Twisted's synchronous behaviour, deep code runs in bounded C stack.
 
 local MAX_NEST = 16
-local AWAIT = {}
-local active = nil -- the st whose coroutine is running, if any
+local DONE = {}
+local resolve = chain.resolve
+local inline = inlineState -- inline[1]: the coroutine being run, if any
 local nest, draining = 0, false
 local queue, qhead, qtail = {}, 1, 0
 
+-- The state of a call lives in its own Deferred d: d._co (the coroutine),
+-- d._waitingOn (the Deferred it awaits), and, while a result is on its way,
+-- d._adding/_syncOk/_syncValue or d._qok/_qval (queued), d._start (queued
+-- start).
+
 local drive
 
-local function enqueue(st)
+local function enqueue(d)
   qtail = qtail + 1
-  queue[qtail] = st
+  queue[qtail] = d
 end
 
 local function drain()
   draining = true
   while qhead <= qtail do
-    local st = queue[qhead]
+    local d = queue[qhead]
     queue[qhead] = nil
     qhead = qhead + 1
-    local start = st.start
+    local start = d._start
     if start then
-      st.start = nil
-      drive(st, unpack(start, 1, start.n))
+      d._start = nil
+      drive(d, unpack(start, 1, start.n))
     else
-      local ok, v = st.qok, st.qval
-      st.qval = nil
-      drive(st, ok, v)
+      local ok, v = d._qok, d._qval
+      d._qval = nil
+      drive(d, ok, v)
     end
   end
   qhead, qtail = 1, 0
@@ -415,75 +423,72 @@ local function drain()
 end
 
 -- A result for a waiting coroutine: resume it now, or queue it when deep.
-local function gotResult(result, st)
-  st.waitingOn = nil
+local function gotResult(result, d)
+  d._waitingOn = nil
   local ok = not isFailure(result)
-  if st.adding then
+  if d._adding then
     -- Arrived while we were still adding the callback: drive loops.
-    st.adding = false
-    st.syncOk, st.syncValue = ok, result
+    d._adding = false
+    d._syncOk, d._syncValue = ok, result
   elseif nest >= MAX_NEST then
-    st.qok, st.qval = ok, result
-    enqueue(st)
+    d._qok, d._qval = ok, result
+    enqueue(d)
   else
-    drive(st, ok, result)
+    drive(d, ok, result)
   end
   return nil
 end
 
-local function finish(st, ok, value)
-  local d = st.d
-  if d.called then
-    -- The Deferred was cancelled meanwhile; the late outcome is dropped.
-    return
-  end
+local function finish(d, ok, value)
   if not ok then
-    d:errback(Failure(value == nil and failure.NIL_ERROR or value,
-      debug.traceback(st.co)))
-  elseif isDeferred(value) then
+    if not d.called then -- (else cancelled meanwhile: dropped)
+      d:errback(Failure(value == nil and failure.NIL_ERROR or value,
+        debug.traceback(d._co)))
+    end
+  elseif not resolve(d, value) then
     value:chainDeferred(d)
-  else
-    d:callback(value)
   end
 end
 
--- Resume st.co with ...; `active` names the st whose coroutine runs.
-local function resume(st, outer, ...)
-  active = st
-  local ok, a, b = coresume(st.co, ...)
-  active = outer
-  return ok, a, b
-end
-
--- Resume st's coroutine with ... and follow it until it waits or ends.
-drive = function(st, ...)
+-- Resume d's coroutine with ... and follow it until it waits or ends;
+-- inline[1] names the coroutine being run.
+drive = function(d, ...)
   nest = nest + 1
-  local co, outer = st.co, active
-  local ok, a, b = resume(st, outer, ...)
+  local co, outer = d._co, inline[1]
+  inline[1] = co
+  local ok, a, b = coresume(co, ...)
+  inline[1] = outer
   while true do
-    if not ok or costatus(co) == "dead" then
-      finish(st, ok, a)
+    if not ok then
+      finish(d, false, a)
+      break
+    elseif a == DONE then
+      finish(d, true, b)
       break
     end
     if a ~= AWAIT then
       -- A plain coroutine.yield: hand the values straight back.
-      ok, a, b = resume(st, outer, a, b)
+      inline[1] = co
+      ok, a, b = coresume(co, a, b)
+      inline[1] = outer
     else
-      st.waitingOn = b
-      st.adding = true
-      local args = st.args
+      d._waitingOn = b
+      d._adding = true
+      local args = d._args
       if not args then
-        args = { st, n = 1 }
-        st.args = args
+        args = { d, n = 1 }
+        d._args = args
       end
       b:addCallbacks(gotResult, gotResult, args, args)
-      if st.adding then
-        st.adding = false
+      if d._adding then
+        d._adding = false
         break
       end
-      local sok, sv = st.syncOk, st.syncValue
-      st.syncValue = nil
-      ok, a, b = resume(st, outer, sok, sv)
+      local sok, sv = d._syncOk, d._syncValue
+      d._syncValue = nil
+      inline[1] = co
+      ok, a, b = coresume(co, sok, sv)
+      inline[1] = outer
     end
   end
   nest = nest - 1
@@ -493,8 +498,7 @@ drive = function(st, ...)
 end
 
 local function cancelInline(d)
-  local st = d._inline
-  local waitingOn = st and st.waitingOn
+  local waitingOn = d._waitingOn
   if waitingOn then
     waitingOn:cancel()
   end
@@ -505,17 +509,18 @@ end
 -- that Deferred cancels the Deferred f is awaiting.
 function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
+  -- DONE tells drive the body returned (and did not just yield).
+  local function body(...)
+    return DONE, f(...)
+  end
   return function(...)
     local d = Deferred(cancelInline)
-    local co = cocreate(f)
-    local st = { co = co, d = d, args = false, waitingOn = false,
-      adding = false }
-    d._inline = st
+    d._co = cocreate(body)
     if nest >= MAX_NEST then
-      st.start = pack(...)
-      enqueue(st)
+      d._start = pack(...)
+      enqueue(d)
     else
-      drive(st, ...)
+      drive(d, ...)
     end
     return d
   end
@@ -524,35 +529,7 @@ end
 -- await(d): inside an inlineCallbacks function, wait for d and return its
 -- result, or raise its Failure (error(failure, 0)). A value that is not a
 -- Deferred is returned as is; a fired Deferred returns without waiting.
-function defer.await(d)
-  local st = active
-  if st == nil or st.co ~= corunning() then
-    error("defer.await: called outside an inlineCallbacks function", 2)
-  end
-  if not isDeferred(d) then
-    return d
-  end
-  if d.called and d.paused == 0 and not d._running then
-    local r = d.result
-    d.result = nil
-    clearFailResult(d)
-    if getmetatable(r) ~= nil and isFailure(r) then
-      error(r, 0)
-    end
-    return r
-  end
-  if not isyieldable() then
-    -- A callback chain (C) runs between here and the coroutine's base.
-    error("defer.await: cannot wait inside a Deferred callback (or another "
-      .. "C call) running in this coroutine; make that callback an "
-      .. "inlineCallbacks function", 2)
-  end
-  local ok, v = coyield(AWAIT, d)
-  if ok then
-    return v
-  end
-  error(v, 0)
-end
+defer.await = chain.await
 
 -- DeferredLock, DeferredSemaphore and DeferredQueue live in their own file.
 require "loom.defer.sync"
