@@ -31,8 +31,7 @@ enum {
   M_ERRBACK, M_BOTH, M_FULL, M_CONTINUE,
   O_DEFERRED, O_FAILURE, O_DEBUGINFO, O_PASSTHRU, O_HANDLER, O_ALREADY,
   O_INLINE, O_AWAIT,
-  F_RUN_ENTRIES, /* run_entries, a closure over the upvalues before it */
-  NUPVALUES = F_RUN_ENTRIES
+  NUPVALUES = O_AWAIT
 };
 
 static const char *const keys[] = {
@@ -50,13 +49,6 @@ static const char *const objects[] = {
 
 enum { ENTRY_CALLBACK, ENTRY_ERRBACK, ENTRY_BOTH, ENTRY_FULL, ENTRY_CONTINUE };
 enum { PLAIN, FAILURE, DEFERRED };
-
-/* Progress of one chain run, kept outside the protected call so that the
-   runner knows where to go on after a callback raised. */
-typedef struct chain_run {
-  lua_Integer i;     /* the next entry */
-  lua_Integer start; /* d._i when the run began */
-} chain_run;
 
 /* Raw field access; t is an absolute index -------------------------------- */
 
@@ -246,10 +238,17 @@ static int push_full_function(lua_State *L, int failed) {
   return 2;
 }
 
-/* Calls f(result, args...) with f and its argument list (when pushed is 2)
-   on top; the return value replaces the result at r. */
-static void call_entry(lua_State *L, int r, int pushed) {
-  int nargs = 1;
+/*
+** Calls f(result, args...), f and its argument list (when pushed is 2) on
+** top, in protected mode: a callback's error becomes a Failure (made by
+** the handler, with the traceback of the place that raised). The return
+** value or the Failure replaces the result at r; returns whether the call
+** succeeded. One protected call per callback, not one per chain: then a
+** callback costs one C level of Lua's ~200, so Deferreds fired from each
+** other's callbacks can nest as deep as Lua allows.
+*/
+static int call_entry(lua_State *L, int r, int pushed, int handler) {
+  int nargs = 1, status;
   lua_pushvalue(L, r);
   if (pushed == 2) {
     int args = lua_gettop(L) - 1;
@@ -268,8 +267,17 @@ static void call_entry(lua_State *L, int r, int pushed) {
     lua_remove(L, args);
     nargs += (int)count;
   }
-  lua_call(L, nargs, 1);
+  status = lua_pcall(L, nargs, 1, handler);
+  if (status != LUA_OK && classify(L, -1) != FAILURE) {
+    /* The handler itself failed (out of C stack): wrap the error now
+       that the stack has unwound. */
+    lua_pushvalue(L, handler);
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || classify(L, -1) != FAILURE)
+      lua_error(L);
+  }
   lua_replace(L, r);
+  return status == LUA_OK;
 }
 
 /* A callback returned the Deferred at r: take its result if it has one
@@ -305,18 +313,16 @@ static void hand_on(lua_State *L, int current, int w, int r) {
 }
 
 /*
-** run_entries(current, run): runs current's entries from run->i until they
-** run out, current waits on a Deferred, or a CONTINUE entry hands the
-** result to a waiting Deferred (returned). Called in protected mode: an
-** error raised by a callback reaches the runner, which makes it the result
-** and calls this again from run->i.
+** Runs current's entries from i until they run out, current waits on a
+** Deferred, or a CONTINUE entry hands the result to a waiting Deferred;
+** leaves that waiting Deferred, or nil, on the stack.
 */
-static int run_entries(lua_State *L) {
-  chain_run *run = lua_touserdata(L, 2);
-  lua_Integer i = run->i, n;
-  const int current = 1, r = 3, top = 3;
+static void run_entries(lua_State *L, int current, int handler,
+                        lua_Integer i) {
+  const lua_Integer start = i;
+  const int r = lua_gettop(L) + 1, top = r;
+  lua_Integer n;
   int failed, kind, type;
-  lua_settop(L, 2);
   push_field(L, current, K_RESULT);
   failed = classify(L, r) == FAILURE;
   n = (lua_Integer)lua_rawlen(L, current);
@@ -331,9 +337,9 @@ static int run_entries(lua_State *L) {
       lua_rawgeti(L, current, i++);
       if (kind == ENTRY_CONTINUE) {
         hand_on(L, current, lua_gettop(L), r);
-        run->i = i;
         set_int(L, current, K_I, i);
-        return 1;
+        lua_replace(L, r);
+        return;
       }
       if (kind == ENTRY_FULL)
         pushed = push_full_function(L, failed);
@@ -346,61 +352,28 @@ static int run_entries(lua_State *L) {
       lua_settop(L, top);
       continue;
     }
-    run->i = i;
-    call_entry(L, r, pushed);
+    if (!call_entry(L, r, pushed, handler)) {
+      failed = 1;
+      continue;
+    }
     kind = classify(L, r);
     failed = kind == FAILURE;
     if (kind == DEFERRED) {
       if (!adopt(L, current, r)) {
         set_int(L, current, K_I, i);
         clear_fail_result(L, current); /* it waits: no result yet */
-        return 0;
+        lua_pushnil(L);
+        lua_replace(L, r);
+        return;
       }
       failed = classify(L, r) == FAILURE;
     }
   }
   set_value(L, current, K_RESULT, r);
-  reset_chain(L, current, n, run->start);
+  reset_chain(L, current, n, start);
   settle(L, current, r, failed);
-  return 0;
-}
-
-/* An error object that is not a Failure (the handler itself failed, out
-   of C stack): wrap it now that the stack has unwound. */
-static int ensure_failure(lua_State *L, int handler) {
-  if (classify(L, -1) == FAILURE)
-    return 1;
-  lua_pushvalue(L, handler);
-  lua_insert(L, -2);
-  return lua_pcall(L, 1, 1, 0) == LUA_OK && classify(L, -1) == FAILURE;
-}
-
-/*
-** Runs one Deferred's entries (see run_entries), making each callback error
-** the result and going on from the next entry. Leaves the Deferred to run
-** next (a waiting one), or nil, on the stack.
-*/
-static void run_one(lua_State *L, int current, int handler, lua_Integer i) {
-  chain_run run;
-  run.i = run.start = i;
-  for (;;) {
-    lua_Integer before = run.i;
-    lua_pushvalue(L, UV(F_RUN_ENTRIES));
-    lua_pushvalue(L, current);
-    lua_pushlightuserdata(L, &run);
-    if (lua_pcall(L, 2, 1, handler) == LUA_OK)
-      return;
-    if (run.i == before || !ensure_failure(L, handler)) {
-      /* Not a callback's error (no entry was consumed), or one that
-         cannot be made a Failure: let the caller see it. */
-      set_int(L, current, K_I, run.i);
-      set_bool(L, current, K_RUNNING, 0);
-      lua_error(L);
-    }
-    lua_pushvalue(L, UV(K_RESULT));
-    lua_insert(L, -2);
-    lua_rawset(L, current);
-  }
+  lua_pushnil(L);
+  lua_replace(L, r);
 }
 
 /*
@@ -433,7 +406,7 @@ static void run_callbacks(lua_State *L, int self) {
   for (;;) {
     clear_chained_to(L, current);
     set_bool(L, current, K_RUNNING, 1);
-    run_one(L, current, handler, i);
+    run_entries(L, current, handler, i);
     set_bool(L, current, K_RUNNING, 0);
     if (!lua_isnil(L, -1)) {
       /* Run the waiting Deferred now; come back to this one afterwards. */
@@ -618,11 +591,15 @@ static int l_run_callbacks(lua_State *L) {
   return 0;
 }
 
-/* Room for the chain's first entries, and for every field a Deferred may
-   set (called, result, _i, _running, _canceller, _chainedTo, ...) so that
-   its hash part is never rebuilt. */
+/*
+** A new Deferred has room for 16 chain slots (8 to 16 callbacks) and for
+** the fields firing sets (called, result, _running, one spare; twice that
+** with a canceller), so that building and running a usual chain never
+** rebuilds the table. That is 430 bytes with two callbacks; Twisted's
+** Deferred takes 680 (docs/PERFORMANCE.md).
+*/
 #define NEW_ARRAY 16
-#define NEW_FIELDS 4 /* called, result, _running, and one spare */
+#define NEW_FIELDS 4
 
 /* Deferred:new(canceller?, ...), and Deferred(...): canceller(d) runs on
    d:cancel() before d fires. A subclass's init(d, canceller, ...) runs. */
@@ -742,9 +719,6 @@ static int l_bind(lua_State *L) {
     if (lua_getfield(L, 1, objects[k]) == LUA_TNIL)
       return luaL_error(L, "bind: %s is required", objects[k]);
   }
-  for (k = 1; k < F_RUN_ENTRIES; k++)
-    lua_pushvalue(L, -(F_RUN_ENTRIES - 1));
-  lua_pushcclosure(L, run_entries, F_RUN_ENTRIES - 1);
   luaL_setfuncs(L, methods, NUPVALUES);
   return 1;
 }
