@@ -15,7 +15,7 @@ done
 # Definite leaks only: what lua5.4 and busted keep until exit stays
 # reachable, while a lost loom stream, request or buffer is definite.
 $vg --show-leak-kinds=definite "$LUA" /usr/bin/busted spec/tcp_spec.lua \
-  spec/reactor_spec.lua spec/json_spec.lua >/tmp/loom-valgrind.$$ 2>&1
+  spec/reactor_spec.lua spec/json_spec.lua spec/defer_core_spec.lua >/tmp/loom-valgrind.$$ 2>&1
 rc=$?
 tail -3 /tmp/loom-valgrind.$$
 if [ "$rc" -ne 0 ]; then
