@@ -57,19 +57,24 @@ static void push_field(lua_State *L, int t, int key) {
   lua_rawget(L, t);
 }
 
+/* A missing field is the common case: it costs no conversion. */
 static lua_Integer get_int(lua_State *L, int t, int key, lua_Integer def) {
-  int isnum;
-  lua_Integer v;
-  push_field(L, t, key);
-  v = lua_tointegerx(L, -1, &isnum);
+  lua_Integer v = def;
+  lua_pushvalue(L, UV(key));
+  if (lua_rawget(L, t) == LUA_TNUMBER) {
+    int isnum;
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum)
+      v = def;
+  }
   lua_pop(L, 1);
-  return isnum ? v : def;
+  return v;
 }
 
 static int get_bool(lua_State *L, int t, int key) {
   int b;
-  push_field(L, t, key);
-  b = lua_toboolean(L, -1);
+  lua_pushvalue(L, UV(key));
+  b = lua_rawget(L, t) != LUA_TNIL && lua_toboolean(L, -1);
   lua_pop(L, 1);
   return b;
 }

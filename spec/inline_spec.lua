@@ -47,6 +47,40 @@ describe("inlineCallbacks", function()
     assert.same({ ok = true, value = 20 }, b)
   end)
 
+  it("keeps nothing of a finished call alive", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local f = inline(function(arg)
+      local result = {}
+      weak[result] = "result"
+      return result, arg
+    end)
+    do
+      local arg = {}
+      weak[arg] = "argument"
+      f(arg)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
+  it("runs the next call on a fresh coroutine after a body raised",
+    function()
+      local seen = {}
+      local f = inline(function(fail)
+        seen[#seen + 1] = coroutine.running()
+        if fail then
+          error("boom")
+        end
+      end)
+      f(false)
+      f(false)
+      assert.equals(seen[1], seen[2]) -- a finished coroutine is reused
+      outcome(f(true))
+      f(false)
+      assert.are_not.equal(seen[3], seen[4])
+    end)
+
   it("runs the body synchronously until the first wait", function()
     local steps = {}
     local d = Deferred()

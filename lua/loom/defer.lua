@@ -375,8 +375,8 @@ end
 
 -- inlineCallbacks -------------------------------------------------------------
 --
--- Each call of an inlineCallbacks function runs its body in a coroutine; a
--- state table `st` ties the coroutine to the Deferred it fires. Resuming a
+-- Each call of an inlineCallbacks function runs its body in a coroutine,
+-- whose state lives in the Deferred the call returns. Resuming a
 -- coroutine from inside another (a nested call, or a result that arrives
 -- inside a callback chain) nests C calls, and Lua allows only ~200 of them.
 -- So past MAX_NEST nested resumes the resume is queued instead, and the
@@ -385,6 +385,11 @@ end
 
 local MAX_NEST = 16
 local DONE = {}
+-- Coroutines whose body returned wait here for the next call (making one
+-- costs more than the rest of a short call); returned is the value the last
+-- body returned, handed over outside the coroutine's stack.
+local POOL_MAX = 32
+local pool, pooled, returned = {}, 0, nil
 local resolve = chain.resolve
 local inline = inlineState -- inline[1]: the coroutine being run, if any
 local nest, draining = 0, false
@@ -396,6 +401,24 @@ local queue, qhead, qtail = {}, 1, 0
 -- start).
 
 local drive
+
+-- What a pooled coroutine runs: one body after another. The tail calls
+-- leave nothing of a finished call (its function, arguments or result) on
+-- the stack of the coroutine waiting in the pool.
+local worker
+
+local function park()
+  return worker(coyield(DONE))
+end
+
+local function finished(r)
+  returned = r
+  return park()
+end
+
+worker = function(f, ...)
+  return finished(f(...))
+end
 
 local function enqueue(d)
   qtail = qtail + 1
@@ -463,7 +486,14 @@ drive = function(d, ...)
       finish(d, false, a)
       break
     elseif a == DONE then
-      finish(d, true, b)
+      local r = returned
+      returned = nil
+      d._co = nil
+      if pooled < POOL_MAX then
+        pooled = pooled + 1
+        pool[pooled] = co
+      end
+      finish(d, true, r)
       break
     end
     if a ~= AWAIT then
@@ -509,18 +539,21 @@ end
 -- that Deferred cancels the Deferred f is awaiting.
 function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
-  -- DONE tells drive the body returned (and did not just yield).
-  local function body(...)
-    return DONE, f(...)
-  end
   return function(...)
     local d = Deferred(cancelInline)
-    d._co = cocreate(body)
+    local co = pool[pooled]
+    if co then
+      pool[pooled] = nil
+      pooled = pooled - 1
+    else
+      co = cocreate(worker)
+    end
+    d._co = co
     if nest >= MAX_NEST then
-      d._start = pack(...)
+      d._start = pack(f, ...)
       enqueue(d)
     else
-      drive(d, ...)
+      drive(d, f, ...)
     end
     return d
   end
