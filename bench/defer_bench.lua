@@ -1,6 +1,8 @@
 -- Deferred micro-benchmarks; compare with bench/defer_bench.py (Twisted).
 --
 --   LUA_PATH="lua/?.lua;lua/?/init.lua;;" lua5.4 bench/defer_bench.lua [rounds]
+--   ... bench/defer_bench.lua count N a|b   (N runs of (a) or (b), untimed:
+--                                            for instruction counts)
 --
 -- (a) create_10cb_fire_us: make a Deferred, add 10 callbacks, fire it.
 -- (b) inline_10_fired_us: an inlineCallbacks function awaiting 10 Deferreds
@@ -10,6 +12,7 @@
 local defer = require "loom.defer"
 
 local rounds = tonumber(arg and arg[1]) or 5
+local counting = arg and arg[1] == "count"
 local clock = os.clock
 
 local function inc(x)
@@ -54,6 +57,14 @@ local function measure(f, n, expect)
     end
   end
   return best
+end
+
+if counting then
+  local f = arg[3] == "b" and inlineOnce or createFire
+  for _ = 1, tonumber(arg[2]) do
+    f()
+  end
+  return
 end
 
 local a = measure(createFire, 200000, 10)

@@ -1,6 +1,8 @@
 """Deferred micro-benchmarks for Twisted; compare with bench/defer_bench.lua.
 
     /usr/bin/python3 bench/defer_bench.py [rounds]
+    /usr/bin/python3 bench/defer_bench.py count N a|b   (untimed, for
+                                                         instruction counts)
 
 (a) create_10cb_fire_us: make a Deferred, add 10 callbacks, fire it.
 (b) inline_10_fired_us: an inlineCallbacks function awaiting 10 Deferreds
@@ -13,7 +15,8 @@ import time
 
 from twisted.internet import defer
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+COUNTING = len(sys.argv) > 1 and sys.argv[1] == "count"
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 and not COUNTING else 5
 
 
 def inc(x):
@@ -52,6 +55,12 @@ def measure(f, n, expect):
         best = min(best, dt)
     return best
 
+
+if COUNTING:
+    f = inline_once if sys.argv[3] == "b" else create_fire
+    for _ in range(int(sys.argv[2])):
+        f()
+    sys.exit(0)
 
 a = measure(create_fire, 50000, 10)
 b = measure(inline_once, 20000, 55)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # make bench: loom beside the shared peers (raw libuv, luv, Node, Twisted) in
 # one run of ../shared/bench/run.sh, then the micro-benchmarks (Deferreds,
-# line parsing) beside Twisted's own. Environment as run.sh (QUICK=1, REPS,
-# DUR, PIN...); BENCH_MODES (default "echo mem") picks the run.sh modes.
+# line parsing) beside Twisted's own (bench/micro.sh). Environment as run.sh
+# (QUICK=1, REPS, DUR, PIN...); BENCH_MODES (default "echo mem") picks the
+# run.sh modes, BENCH_MODES=none skips them; ROUNDS and INSTR as micro.sh.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 shared=${LOOM_SHARED_BENCH:-$top/../shared/bench}
@@ -25,6 +26,7 @@ for p in luv node twisted; do
 done
 
 for mode in ${BENCH_MODES:-echo mem}; do
+  [ "$mode" = none ] && continue
   # shellcheck disable=SC2086
   bash "$work/run.sh" "$mode" $peers "loom=$loom"
 done
@@ -32,11 +34,6 @@ done
 export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;"
 export LUA_CPATH="$top/build/?.so;;"
 echo
-echo "## micro-benchmarks (one run each, same machine)"
+echo "## micro-benchmarks (loom and Twisted taking turns, same machine)"
 echo
-for b in defer lines; do
-  [ -f "$top/bench/${b}_bench.lua" ] && lua5.4 "$top/bench/${b}_bench.lua"
-  if [ -f "$top/bench/${b}_bench.py" ] && /usr/bin/python3 -c 'import twisted' 2>/dev/null; then
-    /usr/bin/python3 "$top/bench/${b}_bench.py"
-  fi
-done
+sh "$top/bench/micro.sh"
