@@ -199,6 +199,12 @@ static void reset_chain(lua_State *L, int d, lua_Integer n,
 
 /* Running the chain ---------------------------------------------------------- */
 
+/* d._i, the next entry to run (an _i set from Lua below 1 counts as 1). */
+static lua_Integer next_entry(lua_State *L, int d) {
+  lua_Integer i = get_int(L, d, K_I, 1);
+  return i < 1 ? 1 : i;
+}
+
 static int entry_kind(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE)
     return ENTRY_CALLBACK;
@@ -243,6 +249,24 @@ static int push_full_function(lua_State *L, int failed) {
   return 2;
 }
 
+/* How many of the argument list at args to pass: its n, or its length;
+   -1 when the stack cannot take them. */
+static int arg_count(lua_State *L, int args) {
+  lua_Integer count = -1;
+  int isnum = 0;
+  lua_pushvalue(L, UV(K_ARGN));
+  if (lua_rawget(L, args) == LUA_TNUMBER)
+    count = lua_tointegerx(L, -1, &isnum);
+  if (!isnum)
+    count = (lua_Integer)lua_rawlen(L, args);
+  lua_pop(L, 1);
+  if (count < 0)
+    count = 0;
+  if (count > 100000 || !lua_checkstack(L, (int)count + LUA_MINSTACK))
+    return -1;
+  return (int)count;
+}
+
 /*
 ** Calls f(result, args...), f and its argument list (when pushed is 2) on
 ** top, in protected mode: a callback's error becomes a Failure (made by
@@ -256,21 +280,20 @@ static int call_entry(lua_State *L, int r, int pushed, int handler) {
   int nargs = 1, status;
   lua_pushvalue(L, r);
   if (pushed == 2) {
-    int args = lua_gettop(L) - 1;
-    lua_Integer k, count;
-    push_field(L, args, K_ARGN);
-    count = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
-                                 : (lua_Integer)lua_rawlen(L, args);
-    lua_pop(L, 1);
-    if (count < 0)
-      count = 0;
-    if (count > 1000000)
-      luaL_error(L, "Deferred: too many callback arguments");
-    luaL_checkstack(L, (int)count, "too many callback arguments");
+    int args = lua_gettop(L) - 1, k, count = arg_count(L, args);
+    if (count < 0) {
+      /* Too many to pass: the callback fails as if it had raised. */
+      lua_settop(L, args - 2);
+      lua_pushvalue(L, handler);
+      lua_pushliteral(L, "Deferred: too many callback arguments");
+      lua_call(L, 1, 1);
+      lua_replace(L, r);
+      return 0;
+    }
     for (k = 1; k <= count; k++)
       lua_rawgeti(L, args, k);
     lua_remove(L, args);
-    nargs += (int)count;
+    nargs += count;
   }
   status = lua_pcall(L, nargs, 1, handler);
   if (status != LUA_OK && classify(L, -1) != FAILURE) {
@@ -393,7 +416,7 @@ static void run_callbacks(lua_State *L, int self) {
   lua_Integer depth = 0, i, n;
   if (get_bool(L, self, K_RUNNING) || get_int(L, self, K_PAUSED, 0) > 0)
     return;
-  i = get_int(L, self, K_I, 1);
+  i = next_entry(L, self);
   n = (lua_Integer)lua_rawlen(L, self);
   if (i > n) {
     /* Nothing to run (a Deferred fired before any callback was added). */
@@ -433,7 +456,7 @@ static void run_callbacks(lua_State *L, int self) {
     }
     if (get_int(L, current, K_PAUSED, 0) > 0)
       break;
-    i = get_int(L, current, K_I, 1);
+    i = next_entry(L, current);
   }
   lua_settop(L, base);
 }

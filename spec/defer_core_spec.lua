@@ -141,6 +141,32 @@ describe("Deferred core", function()
     end, "callback arguments must be a table (a list)")
   end)
 
+  it("fails the callback, not the caller, on an impossible argument list",
+    function()
+      local d, f = Deferred(), nil
+      d:addCallbacks(print, nil, { n = 1e9 })
+      d:addErrback(function(e) f = e end)
+      d:callback(1)
+      assert.is_true(failure.isFailure(f))
+      assert.matches("too many callback arguments", f:getErrorMessage(), 1,
+        true)
+      local later
+      d:addCallback(function() later = true end)
+      assert.is_true(later) -- the Deferred still works
+    end)
+
+  it("survives its internal fields set from Lua", function()
+    local d, got = Deferred(), {}
+    d._i = -5
+    d.paused = -3
+    d:addCallback(function(v) got[#got + 1] = v; return v end)
+    d:callback("x")
+    assert.same({ "x" }, got)
+    d._i = "nonsense"
+    d:addCallback(function(v) got[#got + 1] = v end)
+    assert.same({ "x", "x" }, got)
+  end)
+
   it("makes a callback that is not callable a Failure", function()
     local d = Deferred()
     d:addCallback(42)
