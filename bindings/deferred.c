@@ -386,7 +386,15 @@ static void run_entries(lua_State *L, int current, int handler,
     }
     kind = classify(L, r);
     failed = kind == FAILURE;
-    if (kind == DEFERRED) {
+    if (kind == DEFERRED && lua_rawequal(L, r, current)) {
+      /* It would wait on itself forever (Twisted warns, then hangs). */
+      lua_pushvalue(L, handler);
+      lua_pushliteral(L, "Callback returned the Deferred it was attached "
+                         "to; this breaks the callback chain");
+      lua_call(L, 1, 1);
+      lua_replace(L, r);
+      failed = 1;
+    } else if (kind == DEFERRED) {
       if (!adopt(L, current, r)) {
         set_int(L, current, K_I, i);
         clear_fail_result(L, current); /* it waits: no result yet */

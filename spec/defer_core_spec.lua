@@ -200,4 +200,78 @@ describe("Deferred core", function()
       d:addErrback(function() end)
       assert.is_nil(d._debugInfo.failResult)
     end)
+
+  -- From Twisted's test_defer.py: the chain's bookkeeping.
+  describe("as Twisted's test_defer", function()
+    it("continues the outer chain through a fired Deferred that waits " ..
+      "(test_nestedAsynchronousChainedDeferredsWithExtraCallbacks)",
+      function()
+        local results, failures = {}, {}
+        local inner = Deferred()
+        local function cb(result)
+          results[#results + 1] = { "start-of-cb", result }
+          local d = defer.succeed("inner")
+          d:addCallback(function(r)
+            results[#results + 1] = { "firstCallback", r }
+            return inner:addCallback(function(v) return { v } end)
+          end)
+          d:addCallback(function(r)
+            results[#results + 1] = { "secondCallback", r }
+            return { r[1], r[1] }
+          end)
+          d:addErrback(function(f) failures[#failures + 1] = f end)
+          return d
+        end
+        local outer = defer.succeed("outer")
+        outer:addCallback(cb)
+        outer:addCallback(function(r) results[#results + 1] = r end)
+        assert.same({ { "start-of-cb", "outer" }, { "firstCallback", "inner" } },
+          results)
+        inner:callback("withers")
+        outer:addErrback(function(f) failures[#failures + 1] = f end)
+        inner:addErrback(function(f) failures[#failures + 1] = f end)
+        assert.same({}, failures)
+        assert.same({ { "start-of-cb", "outer" }, { "firstCallback", "inner" },
+          { "secondCallback", { "withers" } }, { "withers", "withers" } },
+          results)
+      end)
+
+    it("records an explicit chain (test_chainDeferredRecordsExplicitChain)",
+      function()
+        local a, b = Deferred(), Deferred()
+        b:chainDeferred(a)
+        assert.equals(b, a._chainedTo)
+      end)
+
+    it("clears it once resolved (test_explicitChainClearedWhenResolved)",
+      function()
+        local a, b = Deferred(), Deferred()
+        b:chainDeferred(a)
+        b:callback(nil)
+        assert.is_nil(a._chainedTo)
+      end)
+
+    it("records an implicit chain (test_chainDeferredRecordsImplicitChain)",
+      function()
+        local a, b = Deferred(), Deferred()
+        a:addCallback(function() return b end)
+        a:callback(nil)
+        assert.equals(b, a._chainedTo)
+        b:callback("done")
+        assert.is_nil(a._chainedTo)
+        assert.equals("done", a.result)
+      end)
+
+    it("fails a callback that returns its own Deferred " ..
+      "(test_circularChainException)", function()
+        local d = Deferred()
+        d:addCallback(function() return d end)
+        d:callback("foo")
+        local f = d.result
+        assert.is_true(failure.isFailure(f))
+        assert.matches("Callback returned the Deferred it was attached to",
+          f:getErrorMessage(), 1, true)
+        d:addErrback(function() end)
+      end)
+  end)
 end)
