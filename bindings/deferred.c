@@ -114,12 +114,15 @@ static void clear_chained_to(lua_State *L, int d) {
 }
 
 /* PLAIN, FAILURE or DEFERRED: an instance of Failure or Deferred, or of a
-   subclass (class.isinstance walks "super" the same way). */
+   subclass (class.isinstance walks "super" the same way; a walk this long
+   is a cycle of "super" fields, not a class). */
+#define MAX_CLASS_DEPTH 100
+
 static int classify(lua_State *L, int idx) {
-  int kind = PLAIN;
+  int kind = PLAIN, depth;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
     return PLAIN;
-  for (;;) {
+  for (depth = 0; depth < MAX_CLASS_DEPTH; depth++) {
     if (lua_rawequal(L, -1, UV(O_FAILURE))) {
       kind = FAILURE;
       break;

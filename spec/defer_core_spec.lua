@@ -167,6 +167,16 @@ describe("Deferred core", function()
     assert.same({ "x", "x" }, got)
   end)
 
+  it("passes on a result whose class chain loops", function()
+    local Loop = {}
+    Loop.__index, Loop.super = Loop, Loop
+    local got
+    defer.succeed(1)
+      :addCallback(function() return setmetatable({}, Loop) end)
+      :addCallback(function(v) got = v end)
+    assert.equals(Loop, getmetatable(got))
+  end)
+
   it("makes a callback that is not callable a Failure", function()
     local d = Deferred()
     d:addCallback(42)
