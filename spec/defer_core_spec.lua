@@ -175,6 +175,8 @@ describe("Deferred core", function()
       :addCallback(function() return setmetatable({}, Loop) end)
       :addCallback(function(v) got = v end)
     assert.equals(Loop, getmetatable(got))
+    assert.is_false(defer.isDeferred(got))
+    assert.is_false(failure.isFailure(got))
   end)
 
   it("makes a callback that is not callable a Failure", function()

@@ -43,14 +43,18 @@ class.Object = setmetatable({ new = new, extend = extend }, { __call = call })
 class.Object.__index = class.Object
 
 -- isinstance(obj, cls): true when cls is obj's class or one of its bases.
+-- (A chain of 100 bases is a loop of "super" fields, not a class.)
 function class.isinstance(obj, cls)
   if type(obj) ~= "table" then
     return false
   end
   local c = getmetatable(obj)
-  while c do
+  for _ = 1, 100 do
     if c == cls then
       return true
+    end
+    if type(c) ~= "table" then
+      return false
     end
     c = rawget(c, "super")
   end
