@@ -503,6 +503,250 @@ describe("loom.basic.LineReceiver", function()
   end)
 end)
 
+-- One chunk of numbered lines and an unfinished one. With the loom core, a
+-- chunk of up to three lines is delivered line by line and a longer one in
+-- batches of every size (16, 64, 256 and 1024 lines); a hook acting on line
+-- n must see exactly what the plain Lua loop gives, wherever n falls.
+local function numbered(count, tail)
+  local lines = {}
+  for i = 1, count do
+    lines[i] = "line " .. i
+  end
+  local input = table.concat(lines, "\r\n") .. "\r\n" .. tail
+  return {
+    count = count,
+    input = input,
+    -- The first n lines, then `extra`.
+    lines = function(n, extra)
+      local t = { table.unpack(lines, 1, n) }
+      for _, line in ipairs(extra or {}) do
+        t[#t + 1] = line
+      end
+      return t
+    end,
+    -- The input after line n and its delimiter.
+    restAfter = function(n)
+      local at = 1
+      for i = 1, n do
+        at = at + #lines[i] + 2
+      end
+      return input:sub(at)
+    end,
+  }
+end
+
+local CHUNKS = {}
+for count = 1, 5 do
+  local c = numbered(count, "unfinished")
+  c.actOn = {}
+  for n = 1, count do
+    c.actOn[n] = n
+  end
+  CHUNKS[#CHUNKS + 1] = c
+end
+do
+  local c = numbered(2000, "")
+  c.actOn = { 1, 2, 3, 4, 5, 16, 17, 19, 20, 21, 80, 81, 84, 85, 100, 337,
+    500, 1364, 1365, 1999, 2000 }
+  CHUNKS[#CHUNKS + 1] = c
+end
+
+describe("loom.basic.LineReceiver, a hook acting on line n", function()
+  -- A receiver whose lineReceived runs act(self, line) on line `on`.
+  local function actor(on, act)
+    local P = basic.LineReceiver:extend()
+    function P:connectionMade()
+      self.received, self.raw = {}, {}
+    end
+    function P:lineReceived(line)
+      local r = self.received
+      r[#r + 1] = line
+      if #r == on and not self.acted then
+        self.acted = true
+        return act(self, line)
+      end
+    end
+    function P:rawDataReceived(data)
+      self.raw[#self.raw + 1] = data
+    end
+    return connect(P)
+  end
+
+  for _, c in ipairs(CHUNKS) do
+    local all = c.lines(c.count)
+    local tail = c.restAfter(c.count)
+    for _, n in ipairs(c.actOn) do
+      local where = " on line " .. n .. " of " .. c.count
+      local rest = c.restAfter(n)
+
+      it("switches to raw mode" .. where, function()
+        local p = actor(n, function(self) self:setRawMode() end)
+        p:dataReceived(c.input)
+        assert.same(c.lines(n), p.received)
+        assert.same(rest == "" and {} or { rest }, p.raw)
+      end)
+
+      it("switches to raw mode and back with extra data" .. where, function()
+        local p = actor(n, function(self)
+          self:setRawMode()
+          self:setLineMode("extra\r\n")
+        end)
+        p:dataReceived(c.input)
+        assert.same(c.lines(c.count, { tail .. "extra" }), p.received)
+        assert.same({}, p.raw)
+      end)
+
+      it("pauses" .. where .. " and delivers the rest on resume", function()
+        local p, t = actor(n, function(self) self:pauseProducing() end)
+        p:dataReceived(c.input)
+        assert.same(c.lines(n), p.received)
+        assert.equals("paused", t.producerState)
+        p:resumeProducing()
+        assert.same(all, p.received)
+        assert.equals(tail, p:clearLineBuffer())
+      end)
+
+      it("pauses and resumes within the hook" .. where, function()
+        local p = actor(n, function(self)
+          self:pauseProducing()
+          self:resumeProducing()
+        end)
+        p:dataReceived(c.input)
+        assert.same(all, p.received)
+      end)
+
+      it("holds every line after stopProducing" .. where, function()
+        local p = actor(n, function(self) self:stopProducing() end)
+        p:dataReceived(c.input)
+        p:dataReceived("more\r\n")
+        assert.same(c.lines(n), p.received)
+      end)
+
+      it("clears the buffer" .. where, function()
+        local cleared
+        local p = actor(n, function(self) cleared = self:clearLineBuffer() end)
+        p:dataReceived(c.input)
+        assert.equals(rest, cleared)
+        p:dataReceived("more\r\n")
+        assert.same(c.lines(n, { "more" }), p.received)
+      end)
+
+      it("appends data given from the hook" .. where, function()
+        local p = actor(n, function(self) self:dataReceived("extra\r\n") end)
+        p:dataReceived(c.input)
+        assert.same(c.lines(c.count, { tail .. "extra" }), p.received)
+      end)
+
+      it("delivers nothing after loseConnection" .. where, function()
+        local p = actor(n, function(self) self.transport:loseConnection() end)
+        p:dataReceived(c.input)
+        p:dataReceived("more\r\n")
+        assert.same(c.lines(n), p.received)
+        assert.equals("", p:clearLineBuffer())
+      end)
+
+      it("gives the rest to rawDataReceived when the hook switches to raw "
+        .. "mode and disconnects" .. where, function()
+        local p = actor(n, function(self)
+          self:setRawMode()
+          self.transport:loseConnection()
+        end)
+        p:dataReceived(c.input)
+        assert.same(c.lines(n), p.received)
+        assert.same(rest == "" and {} or { rest }, p.raw)
+      end)
+
+      it("stops and keeps the rest when the hook returns a value" .. where,
+        function()
+          local stop = { "stop" }
+          local p = actor(n, function() return stop end)
+          assert.equals(stop, p:dataReceived(c.input))
+          assert.same(c.lines(n), p.received)
+          p:dataReceived("")
+          assert.same(all, p.received)
+          assert.equals(tail, p:clearLineBuffer())
+        end)
+
+      it("goes on after the line when the hook raises" .. where, function()
+        local p = actor(n, function() error("boom") end)
+        assert.has_error(function() p:dataReceived(c.input) end, "boom")
+        assert.same(c.lines(n), p.received)
+        p:dataReceived("")
+        assert.same(all, p.received)
+        assert.equals(tail, p:clearLineBuffer())
+      end)
+
+      it("delivers every line once when the hook replaces lineReceived on "
+        .. "the instance" .. where, function()
+        local p = actor(n, function(self)
+          self.second = {}
+          self.lineReceived = function(s, line)
+            s.second[#s.second + 1] = line
+          end
+        end)
+        p:dataReceived(c.input)
+        p:dataReceived("more\r\n")
+        local seen = { table.unpack(p.received) }
+        for _, line in ipairs(p.second) do
+          seen[#seen + 1] = line
+        end
+        assert.same(c.lines(c.count, { tail .. "more" }), seen)
+        assert.equals(tail .. "more", p.second[#p.second])
+      end)
+    end
+  end
+
+  local long = CHUNKS[#CHUNKS]
+
+  for _, n in ipairs({ 1, 3, 4, 17, 81, 500 }) do
+    it("hands line " .. n .. " of " .. long.count .. " and everything after "
+      .. "it to lineLengthExceeded when it is too long", function()
+      local lines = long.lines(long.count)
+      lines[n] = ("x"):rep(200)
+      local P = Collector(basic.LineReceiver, { MAX_LENGTH = 100 })
+      function P:lineLengthExceeded(line)
+        self.long = line
+      end
+      local p = connect(P)
+      p:dataReceived(table.concat(lines, "\r\n") .. "\r\n")
+      assert.same(long.lines(n - 1), p.received)
+      assert.equals(table.concat(lines, "\r\n", n) .. "\r\n", p.long)
+    end)
+  end
+
+  it("lets a hook feed another receiver, which acts on its own lines",
+    function()
+      local inner = actor(700, function(self) self:setRawMode() end)
+      local outer = actor(300, function() inner:dataReceived(long.input) end)
+      outer:dataReceived(long.input)
+      assert.same(long.lines(long.count), outer.received)
+      assert.same(long.lines(700), inner.received)
+      assert.same({ long.restAfter(700) }, inner.raw)
+    end)
+
+  it("switches modes on every line of a long chunk", function()
+    local P = basic.LineReceiver:extend({ delimiter = "\n" })
+    function P:init()
+      self.lines, self.raw = {}, {}
+    end
+    function P:lineReceived(line)
+      self.lines[#self.lines + 1] = line
+      self:setRawMode()
+    end
+    function P:rawDataReceived(data)
+      self.raw[#self.raw + 1] = data:sub(1, 1)
+      self:setLineMode(data:sub(2))
+    end
+    local p = P()
+    p:makeConnection(StringTransport())
+    p:dataReceived(("ab\n"):rep(3000))
+    -- "ab", then each raw chunk gives back all but its first byte, "a".
+    assert.equals(3000, #p.lines)
+    assert.equals("a" .. ("b"):rep(3000), table.concat(p.lines))
+    assert.equals(("a"):rep(2999), table.concat(p.raw))
+  end)
+end)
+
 describe("loom.basic.LineOnlyReceiver", function()
   local LineOnlyTester = Collector(basic.LineOnlyReceiver,
     { delimiter = "\n", MAX_LENGTH = 64 })
@@ -613,3 +857,125 @@ describe("loom.basic.LineOnlyReceiver", function()
       assert.is_true(stats.copied < 8 * n, "copied " .. stats.copied)
     end)
 end)
+
+describe("loom.basic.LineOnlyReceiver, a hook acting on line n", function()
+  local function actor(on, act, fields)
+    local P = basic.LineOnlyReceiver:extend(fields)
+    function P:connectionMade()
+      self.received = {}
+    end
+    function P:lineReceived(line)
+      local r = self.received
+      r[#r + 1] = line
+      if #r == on and not self.acted then
+        self.acted = true
+        act(self, line)
+      end
+    end
+    function P:lineLengthExceeded(line)
+      self.long = line
+    end
+    return connect(P)
+  end
+
+  for _, c in ipairs(CHUNKS) do
+    local tail = c.restAfter(c.count)
+    for _, n in ipairs(c.actOn) do
+      local where = " on line " .. n .. " of " .. c.count
+
+      it("delivers nothing after loseConnection" .. where, function()
+        local p = actor(n, function(self) self.transport:loseConnection() end)
+        p:dataReceived(c.input)
+        p:dataReceived("more\r\n")
+        assert.same(c.lines(n), p.received)
+      end)
+
+      it("parses data given from the hook after the chunk" .. where,
+        function()
+          local p = actor(n, function(self) self:dataReceived("extra\r\n") end)
+          p:dataReceived(c.input)
+          assert.same(c.lines(c.count, { tail .. "extra" }), p.received)
+        end)
+
+      it("hands a too-long line" .. where .. " to lineLengthExceeded",
+        function()
+          local lines = c.lines(c.count)
+          lines[n] = ("x"):rep(200)
+          local p = actor(0, nil, { MAX_LENGTH = 100 })
+          p:dataReceived(table.concat(lines, "\r\n") .. "\r\n")
+          assert.same(c.lines(n - 1), p.received)
+          assert.equals(lines[n], p.long)
+          p:dataReceived("more\r\n")
+          assert.same(c.lines(n - 1, { "more" }), p.received)
+        end)
+    end
+  end
+
+  it("hands an unfinished tail longer than MAX_LENGTH after many lines to "
+    .. "lineLengthExceeded", function()
+    local long = CHUNKS[#CHUNKS]
+    local p = actor(0, nil, { MAX_LENGTH = 100 })
+    p:dataReceived(long.input .. ("y"):rep(101))
+    assert.same(long.lines(long.count), p.received)
+    assert.equals(("y"):rep(101), p.long)
+  end)
+end)
+
+local okCore, core = pcall(require, "loom.core")
+if okCore then
+  describe("loom.core.splitLines", function()
+    local split = core.splitLines
+    local NOTFOUND, TOOLONG, FULL = 1, 2, 3
+
+    it("cuts the complete lines after code, next position and hit", function()
+      assert.same({ NOTFOUND, 7, 1, "a", "b" },
+        { split("a\r\nb\r\nc", 1, 1, "\r\n", 100) })
+      assert.same({ NOTFOUND, 7, 1, "bc" },
+        { split("xa;bc;d", 4, 4, ";", 100) })
+      assert.same({ NOTFOUND, 7, 1, "", "bc" },
+        { split("xa;bc;d", 3, 1, ";", 100) })
+      assert.same({ NOTFOUND, 1, 1 }, { split("abc", 1, 1, "\n", 100) })
+      assert.same({ NOTFOUND, 4, 1 }, { split("abc", 4, 4, "\n", 100) })
+    end)
+
+    it("stops after max lines, FULL only when another delimiter follows",
+      function()
+        assert.same({ FULL, 4, 1, "a" }, { split("a\r\nb\r\nc", 1, 1,
+          "\r\n", 100, 1) })
+        assert.same({ NOTFOUND, 7, 1, "a", "b" }, { split("a\r\nb\r\nc", 1,
+          1, "\r\n", 100, 2) })
+        local many = { split(("x\n"):rep(5000), 1, 1, "\n", 10, 1e9) }
+        assert.equals(FULL, many[1])
+        assert.equals(1024 + 3, #many)
+      end)
+
+    it("finds no delimiter before search", function()
+      assert.same({ NOTFOUND, 6, 1, "ab;c" },
+        { split("ab;c;", 1, 4, ";", 100) })
+      assert.same({ NOTFOUND, 1, 1 }, { split("a;", 1, 10, ";", 100) })
+    end)
+
+    it("reports a line longer than maxLen and where its delimiter is",
+      function()
+        assert.same({ TOOLONG, 4, 8, "ok" },
+          { split("ok\nlong\nx", 1, 1, "\n", 3) })
+        assert.same({ NOTFOUND, 5, 1, "abc" }, { split("abc\n", 1, 1, "\n",
+          3) })
+      end)
+
+    it("matches delimiters whose prefix repeats and that end the buffer",
+      function()
+        assert.same({ NOTFOUND, 11, 1, "xa", "aa" },
+          { split("xaaabaaaabaa", 1, 1, "aab", 100) })
+        assert.same({ NOTFOUND, 16, 1, "a", "b<EN" },
+          { split("a<END>b<EN<END>", 1, 1, "<END>", 100) })
+      end)
+
+    it("rejects bad arguments", function()
+      assert.has_error(function() split("abc", 0, 1, "\n", 1) end)
+      assert.has_error(function() split("abc", 5, 1, "\n", 1) end)
+      assert.has_error(function() split("abc", 1, 1, "", 1) end)
+      assert.has_error(function() split("abc", 1, 1, "\n", -1) end)
+    end)
+  end)
+end

@@ -31,13 +31,19 @@ local NO_TRANSPORT = { disconnecting = false }
 -- with it; longer tails get the chunk list described above.
 local SMALL_TAIL = 256
 
--- Resets `busy` when dataReceived is left, even by an error: a
--- to-be-closed value made once per protocol, so no allocation per call.
-local function busyGuard(self)
+-- Resets `busy` when dataReceived is left, even by an error, after
+-- running `onClose(self)` if given: a to-be-closed value made once per
+-- protocol, so no allocation per call.
+local function busyGuard(self, onClose)
   local g = rawget(self, "_guard")
   if not g then
     g = setmetatable({}, {
-      __close = function() self._busyReceiving = false end,
+      __close = function()
+        if onClose then
+          onClose(self)
+        end
+        self._busyReceiving = false
+      end,
     })
     self._guard = g
   end
@@ -47,14 +53,14 @@ end
 -- Pending input ------------------------------------------------------------
 --
 -- Unconsumed input is sub(_buffer, _pos) followed by the strings in _parts
--- (nil when empty; _partsLen bytes). No delimiter starts in
+-- (false when empty; _partsLen bytes). No delimiter starts in
 -- [_pos, _searchFrom). While _parts exists, _edge holds the last
 -- (#delimiter - 1) bytes seen and _partsHit records whether a delimiter
 -- (_partsDelim) was seen in the parts or across a seam.
 
 local function clearInput(self)
   self._buffer, self._pos, self._searchFrom = "", 1, 1
-  self._parts, self._partsLen, self._edge = nil, 0, nil
+  self._parts, self._partsLen, self._edge = false, 0, nil
 end
 
 local function probe(self, data)
@@ -128,7 +134,7 @@ local function mergeInput(self)
     end
   end
   self._buffer, self._pos, self._searchFrom = merged, 1, sf > 1 and sf or 1
-  self._parts, self._partsLen, self._edge = nil, 0, nil
+  self._parts, self._partsLen, self._edge = false, 0, nil
 end
 
 -- Whether the pending parts must be joined now: the tail is not fully
@@ -159,13 +165,73 @@ local function takeInput(self)
   return sub(buf, pos)
 end
 
+-- Line batches -------------------------------------------------------------
+--
+-- With the loom core, a LineReceiver delivery of more than a few lines cuts
+-- them in C a batch at a time and delivers them from one table per batch,
+-- laid out as below, with a loop that keeps its position in locals. While
+-- it runs, `_batch` tells which line is being delivered, so that endBatch
+-- can bring `_pos` up to date when something needs it (a hook reading or
+-- changing the input, the mode or the pause state; a hook error) and stop
+-- the loop after the current line by clearing the next slot. For a small
+-- batch `_batch` is the table itself, whose MARK slot the loop sets per
+-- line; for a large one it is a function returning the table and the loop's
+-- index (an upvalue): a closure per batch, and nothing written per line.
+
+local MARK <const> = 1 -- in a small batch, the line being delivered
+local BASE <const> = 2 -- where the batch's first line starts
+local DLEN <const> = 3 -- the delimiter's length
+local CODE <const> = 4 -- splitLines' results: why it stopped,
+local AT <const> = 5 -- where the unconsumed input starts,
+local HIT <const> = 6 -- where a too-long line's delimiter starts
+local FIRST <const> = 7 -- the lines
+
+-- Where the input starts after line `upto` of the batch.
+local function batchPos(out, upto)
+  local pos, dlen = out[BASE], out[DLEN]
+  for k = FIRST, upto do
+    pos = pos + #out[k] + dlen
+  end
+  return pos
+end
+
+-- Sets _pos from the running batch and ends it after the current line.
+local function endBatch(self)
+  local batch = self._batch
+  local out, i
+  if type(batch) == "function" then
+    out, i = batch()
+  else
+    out, i = batch, batch[MARK]
+  end
+  self._batch = false
+  self._pos = batchPos(out, i)
+  out[i + 1] = nil
+end
+
+-- The receiver's input, mode or pause state is about to change: a running
+-- line loop stops after the current line, with _pos up to date.
+local function changed(self)
+  if self._batch then
+    endBatch(self)
+  end
+  self._dirty = true
+end
+
+-- A dataReceived left by an error ends its batch after the failed line.
+local function closeBatch(self)
+  if self._batch then
+    endBatch(self)
+  end
+end
+
 -- Pausing (Twisted's _PauseableMixin) ---------------------------------------
 
 -- Sets paused, marks the receiver as changed (a running line loop stops),
 -- and passes the call on to the transport.
 local function setPaused(self, paused, method)
+  changed(self)
   self.paused = paused
-  self._dirty = true
   local t = self.transport
   if t and t[method] then
     t[method](t)
@@ -199,8 +265,8 @@ local LineReceiver = protocol.Protocol:extend({
   MAX_LENGTH = 16384,
   line_mode = true,
   paused = false,
-  _buffer = "", _pos = 1, _searchFrom = 1, _partsLen = 0,
-  _busyReceiving = false, _dirty = false,
+  _buffer = "", _pos = 1, _searchFrom = 1, _parts = false, _partsLen = 0,
+  _busyReceiving = false, _dirty = false, _batch = false,
 })
 M.LineReceiver = LineReceiver
 
@@ -208,13 +274,15 @@ LineReceiver.pauseProducing = pauseProducing
 LineReceiver.resumeProducing = resumeProducing
 LineReceiver.stopProducing = stopProducing
 
-local DONE, AGAIN = 1, 2
+local DONE <const> = 1
+local AGAIN <const> = 2
 
 -- The line loop in C when the loom core is loaded (the host, or a lua5.4
 -- with build/loom.so on its path); the same loop in Lua otherwise.
 local okCore, core = pcall(require, "loom.core")
 local cSplitLines = okCore and core.splitLines or nil
-local C_NOTFOUND, C_TOOLONG = 1, 2
+local C_NOTFOUND <const> = 1
+local C_TOOLONG <const> = 2
 
 -- No complete line left from pos: check the length limit, remember where
 -- to resume searching.
@@ -229,72 +297,158 @@ local function noLine(self, buf, pos, delim, dlen, maxLen)
   return DONE
 end
 
--- Scratch tables for splitLines, shared by every receiver: taken for one
--- batch, emptied, and given back (a hook may feed another receiver in the
--- middle of a batch, so each batch has its own). A batch left by an error
--- is simply garbage.
-local scratch = {}
+-- Lines per splitLines call: the first batch of a delivery is small, so a
+-- hook that switches modes on an early line wastes little of it; later
+-- batches grow. Batches up to BATCH_MARKED lines are marked per line,
+-- larger ones tracked by a closure (see Line batches).
+local BATCH_FIRST <const> = 16
+local BATCH_MARKED <const> = 64
+local BATCH_MAX <const> = 1024
 
-local function takeScratch()
-  local n = #scratch
-  if n == 0 then
-    return {}
+-- A hook returned `why` or the transport is disconnecting: end the batch
+-- and stop, unless a hook also changed the receiver (AGAIN: its new state
+-- decides what comes next, as when a batch ends there).
+local function stopLines(self, batch, why)
+  if self._batch == batch then
+    endBatch(self)
   end
-  local out = scratch[n]
-  scratch[n] = nil
-  return out
+  if why then
+    return DONE, why
+  elseif self._dirty then
+    return AGAIN
+  end
+  clearInput(self) -- no line will be delivered again: keep nothing
+  return DONE
 end
 
-local function giveScratch(out, from, n)
-  for i = from, n do
-    out[i] = nil
+-- Delivers a large batch (see Line batches), writing nothing per line.
+-- Returns nil when every line was delivered, else DONE or AGAIN and `why`.
+local function deliverTracked(self, t, lineReceived, out)
+  local i = FIRST
+  local function current()
+    return out, i
   end
-  scratch[#scratch + 1] = out
+  self._batch = current
+  local line = out[FIRST]
+  repeat
+    local why = lineReceived(self, line)
+    if why or t.disconnecting then
+      return stopLines(self, current, why)
+    end
+    i = i + 1
+    line = out[i]
+  until not line
+  if self._batch ~= current then
+    return AGAIN -- a hook changed the receiver and ended the batch
+  end
+  self._batch = false
 end
 
--- Lines split in C in batches, delivered by a Lua loop: one Lua-to-Lua
--- call per line. A hook that changes anything ends the batch (AGAIN); the
--- rest is split again from self._pos.
-local function deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
-  local dlen = #delim
-  local lineReceived = self.lineReceived
-  local out = takeScratch()
+-- Lines split in C in batches, starting with `out`, and delivered by a
+-- Lua loop: one Lua-to-Lua call per line. Small batches are delivered here,
+-- setting out[MARK] to the line being delivered. A hook that changes
+-- anything ends the batch (AGAIN); the rest is split again from self._pos.
+local function deliverBatches(self, t, lineReceived, buf, delim, maxLen, out)
+  local dlen = out[DLEN]
+  local size = BATCH_FIRST
   while true do
-    local n, code, at = cSplitLines(buf, pos, search, delim, maxLen, out)
-    for i = 1, n do
-      if t.disconnecting then
-        giveScratch(out, i, n)
-        clearInput(self)
-        return DONE
+    local line = out[FIRST]
+    if line and size > BATCH_MARKED then
+      local state, why = deliverTracked(self, t, lineReceived, out)
+      if state then
+        return state, why
       end
-      local line = out[i]
-      out[i] = nil
-      pos = pos + #line + dlen
-      self._pos = pos
-      local why = lineReceived(self, line)
-      if why or self._dirty then
-        giveScratch(out, i + 1, n)
-        if why then
-          return DONE, why
+    elseif line then
+      self._batch = out
+      local i = FIRST
+      repeat
+        out[MARK] = i
+        local why = lineReceived(self, line)
+        if why or t.disconnecting then
+          return stopLines(self, out, why)
         end
-        return AGAIN
+        i = i + 1
+        line = out[i]
+      until not line
+      if self._batch ~= out then
+        return AGAIN -- a hook changed the receiver and ended the batch
       end
+      self._batch = false
     end
-    if t.disconnecting then
-      giveScratch(out, 1, 0)
-      clearInput(self)
-      return DONE
-    end
+    local pos = out[AT]
+    self._pos = pos
+    local code = out[CODE]
     if code == C_NOTFOUND then
-      giveScratch(out, 1, 0)
-      return noLine(self, buf, at, delim, dlen, maxLen)
+      return noLine(self, buf, pos, delim, dlen, maxLen)
     elseif code == C_TOOLONG then
-      giveScratch(out, 1, 0)
-      self._pos = at
       return DONE, self:lineLengthExceeded(takeInput(self))
     end
-    search = pos
+    if size < BATCH_MAX then
+      size = size * 4
+    end
+    out = { FIRST, pos, dlen, cSplitLines(buf, pos, pos, delim, maxLen, size) }
   end
+end
+
+-- Delivers one of a delivery's first few lines, with _pos already past it
+-- as in the Lua loop. Returns DONE or AGAIN, and `why`, to stop.
+local function deliverOne(self, t, lineReceived, line)
+  local why = lineReceived(self, line)
+  if why then
+    return DONE, why
+  elseif self._dirty then
+    return AGAIN
+  elseif t.disconnecting then
+    clearInput(self)
+    return DONE
+  end
+end
+
+-- The results of a delivery's first splitLines call (up to BATCH_FIRST
+-- lines). Up to three lines, the usual case for input arriving a line or a
+-- few at a time, need no batch table: they are delivered one by one, with
+-- _pos set before each call as in the Lua loop. More go to deliverBatches.
+local function deliverFirst(self, t, buf, pos, delim, maxLen, code, at, hit,
+                            l1, l2, l3, l4, ...)
+  local lineReceived = self.lineReceived
+  local dlen = #delim
+  if l4 then
+    return deliverBatches(self, t, lineReceived, buf, delim, maxLen,
+      { FIRST, pos, dlen, code, at, hit, l1, l2, l3, l4, ... })
+  elseif l1 then
+    pos = pos + #l1 + dlen
+    self._pos = pos
+    local state, why = deliverOne(self, t, lineReceived, l1)
+    if not state and l2 then
+      pos = pos + #l2 + dlen
+      self._pos = pos
+      state, why = deliverOne(self, t, lineReceived, l2)
+      if not state and l3 then
+        self._pos = pos + #l3 + dlen
+        state, why = deliverOne(self, t, lineReceived, l3)
+      end
+    end
+    if state then
+      return state, why
+    end
+  end
+  -- Every line was cut: splitLines stopped for want of a delimiter or at a
+  -- line too long.
+  if code == C_NOTFOUND then
+    return noLine(self, buf, at, delim, dlen, maxLen)
+  end
+  self._pos = at
+  return DONE, self:lineLengthExceeded(takeInput(self))
+end
+
+-- Lines split in C (see deliverFirst and deliverBatches).
+local function deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
+  if t.disconnecting then
+    clearInput(self)
+    return DONE
+  end
+  return deliverFirst(self, t, buf, pos, delim, maxLen,
+    cSplitLines(buf, pos, search, delim, maxLen, BATCH_FIRST))
 end
 
 -- Deliver the complete lines of _buffer. Returns DONE (no further progress
@@ -375,27 +529,28 @@ end
 -- Split data into lines (or hand it to rawDataReceived in raw mode). A call
 -- made from inside a hook only queues its data for the running call.
 function LineReceiver:dataReceived(data)
-  appendInput(self, data)
   if self._busyReceiving then
-    self._dirty = true
+    changed(self)
+    appendInput(self, data)
     return nil
   end
+  appendInput(self, data)
   self._busyReceiving = true
-  local _ <close> = busyGuard(self)
+  local _ <close> = busyGuard(self, closeBatch)
   return receive(self)
 end
 
 -- Unparsed data, removed from the buffer (callable from lineReceived).
 function LineReceiver:clearLineBuffer()
-  self._dirty = true
+  changed(self)
   return takeInput(self)
 end
 
 -- Line mode; extra data (e.g. what rawDataReceived did not use) is parsed
 -- for lines at once.
 function LineReceiver:setLineMode(extra)
+  changed(self)
   self.line_mode = true
-  self._dirty = true
   if extra and extra ~= "" then
     return self:dataReceived(extra)
   end
@@ -404,8 +559,8 @@ end
 -- Raw mode: the rest of the current chunk and later data go to
 -- rawDataReceived.
 function LineReceiver:setRawMode()
+  changed(self)
   self.line_mode = false
-  self._dirty = true
 end
 
 LineReceiver.lineReceived = abstract("LineReceiver", "lineReceived")
@@ -427,10 +582,56 @@ local LineOnlyReceiver = protocol.Protocol:extend({
   __name = "LineOnlyReceiver",
   delimiter = "\r\n",
   MAX_LENGTH = 16384,
-  _buffer = "", _pos = 1, _searchFrom = 1, _partsLen = 0,
+  _buffer = "", _pos = 1, _searchFrom = 1, _parts = false, _partsLen = 0,
   _busyReceiving = false,
 })
 M.LineOnlyReceiver = LineOnlyReceiver
+
+-- The lines of buf from pos cut in C, in growing batches laid out as
+-- LineReceiver's (see Line batches; no hook can change the receiver, so
+-- none is marked). Nothing is written to self until the end, as in the Lua
+-- loop below. Returns true when parsing must stop for good, else the
+-- position after the last line.
+local function deliverOnlySplit(self, t, lineReceived, buf, pos, search,
+                                delim, maxLen)
+  -- The first line alone: input arriving a line at a time needs no table.
+  local code, at, hit, line = cSplitLines(buf, pos, search, delim, maxLen, 1)
+  local size = BATCH_FIRST
+  while true do
+    if line then
+      lineReceived(self, line)
+      if t.disconnecting then
+        clearInput(self)
+        return true
+      end
+    end
+    if code == C_TOOLONG then
+      line = sub(buf, at, hit - 1)
+      clearInput(self)
+      self:lineLengthExceeded(line)
+      return true
+    elseif code == C_NOTFOUND then
+      return at
+    end
+    local out = { FIRST, at, #delim,
+      cSplitLines(buf, at, at, delim, maxLen, size) }
+    local i = FIRST
+    line = out[FIRST]
+    while line do
+      lineReceived(self, line)
+      if t.disconnecting then
+        clearInput(self)
+        return true
+      end
+      i = i + 1
+      line = out[i]
+    end
+    code, at, hit = out[CODE], out[AT], out[HIT]
+    if size < BATCH_MAX then
+      size = size * 4
+    end
+  end
+end
 
 -- One pass over _buffer; returns true when parsing must stop for good.
 local function deliverOnlyLines(self)
@@ -444,25 +645,37 @@ local function deliverOnlyLines(self)
   if search < pos or self._searchDelim ~= delim then
     search = pos
   end
-  while true do
-    if t.disconnecting then
-      clearInput(self)
+  if t.disconnecting then
+    clearInput(self)
+    return true
+  end
+  if cSplitLines and dlen > 0 then
+    pos = deliverOnlySplit(self, t, lineReceived, buf, pos, search, delim,
+      maxLen)
+    if pos == true then
       return true
     end
-    local s, e = find(buf, delim, search, true)
-    if not s then
-      break
-    end
-    if s - pos > maxLen then
+  else
+    while true do
+      local s, e = find(buf, delim, search, true)
+      if not s then
+        break
+      end
+      if s - pos > maxLen then
+        local line = sub(buf, pos, s - 1)
+        clearInput(self)
+        self:lineLengthExceeded(line)
+        return true
+      end
       local line = sub(buf, pos, s - 1)
-      clearInput(self)
-      self:lineLengthExceeded(line)
-      return true
+      pos = e + 1
+      search = pos
+      lineReceived(self, line)
+      if t.disconnecting then
+        clearInput(self)
+        return true
+      end
     end
-    local line = sub(buf, pos, s - 1)
-    pos = e + 1
-    search = pos
-    lineReceived(self, line)
   end
   self._pos = pos
   if #buf - pos + 1 > maxLen then
