@@ -135,8 +135,38 @@ static int l_split_lines(lua_State *L) {
   return c.n + 3;
 }
 
+/*
+** core.nextLine(buf, pos, search, delim) -> line, next: the line of buf
+** from pos (1-based) to the first delimiter at or after search, and the
+** position after that delimiter; nothing when no delimiter follows. For
+** input arriving a line or a few at a time: one call per line instead of a
+** string.find and a string.sub.
+*/
+static int l_next_line(lua_State *L) {
+  size_t blen, dlen, from;
+  const char *buf = luaL_checklstring(L, 1, &blen);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  lua_Integer search = luaL_checkinteger(L, 3);
+  const char *delim = luaL_checklstring(L, 4, &dlen);
+  const char *hit;
+  luaL_argcheck(L, pos >= 1 && (lua_Unsigned)pos - 1 <= blen, 2,
+                "out of range");
+  luaL_argcheck(L, dlen > 0, 4, "empty delimiter");
+  from = search > pos ? (size_t)search - 1 : (size_t)pos - 1;
+  if (from >= blen)
+    return 0;
+  hit = find_delim(buf + from, blen - from, delim, dlen);
+  if (hit == NULL)
+    return 0;
+  lua_pushlstring(L, buf + pos - 1, (size_t)(hit - buf) - (size_t)(pos - 1));
+  lua_pushinteger(L, (lua_Integer)(hit - buf) + (lua_Integer)dlen + 1);
+  return 2;
+}
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_lines(lua_State *L) {
   lua_pushcfunction(L, l_split_lines);
   lua_setfield(L, -2, "splitLines");
+  lua_pushcfunction(L, l_next_line);
+  lua_setfield(L, -2, "nextLine");
 }

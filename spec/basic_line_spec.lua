@@ -979,3 +979,35 @@ if okCore then
     end)
   end)
 end
+
+if okCore then
+  describe("loom.core.nextLine", function()
+    local nextLine = core.nextLine
+
+    it("cuts one line and says where the next starts", function()
+      assert.same({ "a", 4 }, { nextLine("a\r\nb\r\n", 1, 1, "\r\n") })
+      assert.same({ "b", 7 }, { nextLine("a\r\nb\r\n", 4, 4, "\r\n") })
+      assert.same({ "", 2 }, { nextLine(";x", 1, 1, ";") })
+      assert.same({}, { nextLine("abc", 1, 1, "\n") })
+      assert.same({}, { nextLine("abc\n", 5, 5, "\n") })
+    end)
+
+    it("finds no delimiter before search", function()
+      assert.same({ "ab;c", 6 }, { nextLine("ab;c;", 1, 4, ";") })
+      assert.same({}, { nextLine("a;", 1, 10, ";") })
+    end)
+
+    it("matches delimiters whose prefix repeats", function()
+      assert.same({ "xa", 6 }, { nextLine("xaaabaaaab", 1, 1, "aab") })
+      assert.same({ "b<EN", 16 }, { nextLine("a<END>b<EN<END>", 7, 7,
+        "<END>") })
+    end)
+
+    it("rejects bad arguments", function()
+      assert.has_error(function() nextLine("abc", 0, 1, "\n") end)
+      assert.has_error(function() nextLine("abc", 5, 1, "\n") end)
+      assert.has_error(function() nextLine("abc", 1, 1, "") end)
+      assert.has_error(function() nextLine(nil, 1, 1, "\n") end)
+    end)
+  end)
+end

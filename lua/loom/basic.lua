@@ -50,6 +50,12 @@ local function busyGuard(self, onClose)
   return g
 end
 
+-- Input arriving a few lines at a time with nothing pending (the usual case
+-- on a live connection) is split by the Lua loop directly, up to this many
+-- bytes: for a handful of lines string.find costs less than a call to the C
+-- splitter, and the general path's bookkeeping is skipped.
+local SMALL_READ = 128
+
 -- Pending input ------------------------------------------------------------
 --
 -- Unconsumed input is sub(_buffer, _pos) followed by the strings in _parts
@@ -218,11 +224,23 @@ local function changed(self)
   self._dirty = true
 end
 
--- A dataReceived left by an error ends its batch after the failed line.
-local function closeBatch(self)
-  if self._batch then
-    endBatch(self)
-  end
+-- LineReceiver's busy guard (see busyGuard): a dataReceived left by an
+-- error also ends its batch after the failed line. Made on the first
+-- dataReceived, which also puts on the instance the state fields every
+-- delivery reads: a class default costs a walk up the class chain per read.
+local function newGuard(self)
+  local g = setmetatable({}, {
+    __close = function()
+      if self._batch then
+        endBatch(self)
+      end
+      self._busyReceiving = false
+    end,
+  })
+  self._guard = g
+  self.paused, self.line_mode = self.paused, self.line_mode
+  self._batch, self._dirty, self._parts = false, false, self._parts
+  return g
 end
 
 -- Pausing (Twisted's _PauseableMixin) ---------------------------------------
@@ -266,7 +284,7 @@ local LineReceiver = protocol.Protocol:extend({
   line_mode = true,
   paused = false,
   _buffer = "", _pos = 1, _searchFrom = 1, _parts = false, _partsLen = 0,
-  _busyReceiving = false, _dirty = false, _batch = false,
+  _busyReceiving = false, _dirty = false, _batch = false, _guard = false,
 })
 M.LineReceiver = LineReceiver
 
@@ -454,38 +472,37 @@ end
 -- Deliver the complete lines of _buffer. Returns DONE (no further progress
 -- without more input), or AGAIN when a hook changed the receiver's state
 -- (mode, pause, buffer), plus a truthy `why` from a hook, which stops all.
-local function deliverLines(self)
-  local t = self.transport or NO_TRANSPORT
-  local delim = self.delimiter
-  local dlen = #delim
-  local maxLen = self.MAX_LENGTH
-  local buf, pos = self._buffer, self._pos
-  local search = self._searchFrom
-  if search < pos or self._searchDelim ~= delim then
-    search = pos
+-- The line of buf from pos to the first delimiter at or after search, and
+-- where the next line starts; nothing when no delimiter follows.
+local nextLine = okCore and core.nextLine or function(buf, pos, search, delim)
+  local s, e = find(buf, delim, search, true)
+  if s then
+    return sub(buf, pos, s - 1), e + 1
   end
-  self._dirty = false
-  if cSplitLines and dlen > 0 then
-    return deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
-  end
+end
+
+-- The line loop in Lua: for input arriving a few lines at a time, and
+-- without the loom core. Sets _pos before each lineReceived, so that hooks
+-- see the input as it stands.
+local function deliverLinesLua(self, t, buf, pos, search, delim, maxLen)
   local lineReceived = self.lineReceived
+  local n = #buf
   while true do
     if t.disconnecting then
       -- No line will be delivered again: keep nothing.
       clearInput(self)
       return DONE
     end
-    local s, e = find(buf, delim, search, true)
-    if not s then
-      return noLine(self, buf, pos, delim, dlen, maxLen)
+    local line, nextPos = nextLine(buf, pos, search, delim)
+    if not line then
+      return noLine(self, buf, pos, delim, #delim, maxLen)
     end
-    if s - pos > maxLen then
+    if #line > maxLen then
       -- Twisted passes the long line, its delimiter and all that follows.
       self._pos = pos
       return DONE, self:lineLengthExceeded(takeInput(self))
     end
-    local line = sub(buf, pos, s - 1)
-    pos = e + 1
+    pos = nextPos
     search = pos
     self._pos = pos
     local why = lineReceived(self, line)
@@ -495,7 +512,26 @@ local function deliverLines(self)
     if self._dirty then
       return AGAIN
     end
+    if pos > n then
+      return DONE -- the input ended with a delimiter: nothing pending
+    end
   end
+end
+
+local function deliverLines(self)
+  local t = self.transport or NO_TRANSPORT
+  local delim = self.delimiter
+  local maxLen = self.MAX_LENGTH
+  local buf, pos = self._buffer, self._pos
+  local search = self._searchFrom
+  if search < pos or self._searchDelim ~= delim then
+    search = pos
+  end
+  self._dirty = false
+  if cSplitLines and #delim > 0 then
+    return deliverLinesSplit(self, t, buf, pos, search, delim, maxLen)
+  end
+  return deliverLinesLua(self, t, buf, pos, search, delim, maxLen)
 end
 
 local function receive(self)
@@ -534,9 +570,24 @@ function LineReceiver:dataReceived(data)
     appendInput(self, data)
     return nil
   end
-  appendInput(self, data)
   self._busyReceiving = true
-  local _ <close> = busyGuard(self, closeBatch)
+  local _ <close> = self._guard or newGuard(self)
+  if #data <= SMALL_READ and self._pos > #self._buffer and not self._parts
+      and self.line_mode and not self.paused then
+    -- Nothing pending and a few lines at most: the Lua loop on data.
+    local delim = self.delimiter
+    if #delim > 0 then
+      self._buffer, self._pos, self._searchFrom = data, 1, 1
+      self._dirty = false
+      local state, why = deliverLinesLua(self, self.transport or NO_TRANSPORT,
+        data, 1, 1, delim, self.MAX_LENGTH)
+      if state == DONE then
+        return why
+      end
+      return receive(self)
+    end
+  end
+  appendInput(self, data)
   return receive(self)
 end
 
