@@ -556,21 +556,39 @@ static int l_transport_tostring(lua_State *L) {
   return 1;
 }
 
-/* Fields read like Twisted's attributes; everything else is a method. */
+/*
+** The box __index was called for. Lua only calls it with a box of this
+** class (upvalue 2); a check of the one metatable is enough, and cheaper
+** than check_box's walk over every transport class.
+*/
+static transport_box *index_box(lua_State *L) {
+  if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
+    luaL_typeerror(L, 1, TCP_TRANSPORT);
+  lua_pop(L, 1);
+  return lua_touserdata(L, 1);
+}
+
+/*
+** Fields read like Twisted's attributes; everything else is a method.
+** "disconnecting" comes first: LineReceiver reads it after every line.
+*/
 static int l_transport_index(lua_State *L) {
   loom_stream *s;
   const char *key;
+  if (lua_rawequal(L, 2, lua_upvalueindex(3))) {
+    s = index_box(L)->p;
+    lua_pushboolean(L, s == NULL ||
+                       (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)));
+    return 1;
+  }
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
     return 1;
   key = lua_tostring(L, 2);
-  s = check_box(L, 1)->p;
+  s = index_box(L)->p;
   if (key == NULL)
     return 1;
-  if (strcmp(key, "disconnecting") == 0)
-    lua_pushboolean(L, s == NULL ||
-                       (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)));
-  else if (strcmp(key, "connected") == 0)
+  if (strcmp(key, "connected") == 0)
     lua_pushboolean(L, s != NULL && (s->flags & LOOM_S_CONNECTED) &&
                        !(s->flags & LOOM_S_CLOSING));
   else if (strcmp(key, "protocol") == 0)
@@ -617,7 +635,9 @@ static const luaL_Reg transport_methods[] = {
 static void new_transport_class(lua_State *L, const char *name) {
   luaL_newmetatable(L, name);
   luaL_newlib(L, transport_methods);
-  lua_pushcclosure(L, l_transport_index, 1);
+  lua_pushvalue(L, -2);
+  lua_pushliteral(L, "disconnecting");
+  lua_pushcclosure(L, l_transport_index, 3);
   lua_setfield(L, -2, "__index");
   lua_pushstring(L, name);
   lua_pushcclosure(L, l_transport_tostring, 1);
