@@ -32,7 +32,7 @@ echo "busted: $p passed, $f failed, $k skipped"
 
 # loom.basic again without the C core, so its pure-Lua line loop (used by
 # a plain lua5.4 without build/loom.so) is specced too.
-LUA_CPATH=";;" timeout 300 "$LUA" /usr/bin/busted -o TAP spec/basic_line_spec.lua spec/basic_netstring_spec.lua spec/basic_int_spec.lua >"$out" 2>&1
+LUA_CPATH=";;" timeout 300 "$LUA" /usr/bin/busted -o TAP spec/basic_line_spec.lua spec/basic_lineonly_spec.lua spec/basic_netstring_spec.lua spec/basic_int_spec.lua >"$out" 2>&1
 status=$?
 grep -E '^not ok' -A12 "$out" | head -100
 k=$(grep -cE '^ok [0-9]+ - # SKIP' "$out")

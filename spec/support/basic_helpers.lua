@@ -192,7 +192,62 @@ local function FakeClock()
   }
 end
 
+-- One chunk of numbered lines and an unfinished one. With the loom core, a
+-- chunk of up to three lines is delivered line by line and a longer one in
+-- batches of every size (16, 64, 256 and 1024 lines); a hook acting on line
+-- n must see exactly what the plain Lua loop gives, wherever n falls.
+local function numbered(count, tail)
+  local lines = {}
+  for i = 1, count do
+    lines[i] = "line " .. i
+  end
+  local input = table.concat(lines, "\r\n") .. "\r\n" .. tail
+  return {
+    count = count,
+    input = input,
+    -- The first n lines, then `extra`.
+    lines = function(n, extra)
+      local t = { table.unpack(lines, 1, n) }
+      for _, line in ipairs(extra or {}) do
+        t[#t + 1] = line
+      end
+      return t
+    end,
+    -- The input after line n and its delimiter.
+    restAfter = function(n)
+      local at = 1
+      for i = 1, n do
+        at = at + #lines[i] + 2
+      end
+      return input:sub(at)
+    end,
+  }
+end
+
+-- The chunks the "hook acting on line n" specs feed: 1 to 5 lines and an
+-- unfinished one, each line acted on; 2,000 lines, acted on at every batch
+-- boundary.
+local function numberedChunks()
+  local CHUNKS = {}
+  for count = 1, 5 do
+    local c = numbered(count, "unfinished")
+    c.actOn = {}
+    for n = 1, count do
+      c.actOn[n] = n
+    end
+    CHUNKS[#CHUNKS + 1] = c
+  end
+  do
+    local c = numbered(2000, "")
+    c.actOn = { 1, 2, 3, 4, 5, 16, 17, 19, 20, 21, 80, 81, 84, 85, 100, 337,
+      500, 1364, 1365, 1999, 2000 }
+    CHUNKS[#CHUNKS + 1] = c
+  end
+  return CHUNKS
+end
+
 return {
+  numberedChunks = numberedChunks,
   basic = basic,
   testing = testing,
   log = log,
