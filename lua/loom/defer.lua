@@ -86,13 +86,6 @@ DebugInfo.__gc = function(self)
   end
 end
 
-local function clearFailResult(d)
-  local info = d._debugInfo
-  if info then
-    info.failResult = nil
-  end
-end
-
 -- The C core ----------------------------------------------------------------
 
 local okCore, core = pcall(require, "loom.defer.core")
