@@ -103,13 +103,13 @@ local function alreadyCalled(self)
   error(err.AlreadyCalledError("Deferred has already been called"))
 end
 
--- What inlineCallbacks shares with the C await: inlineState[1] is the
--- coroutine being run, AWAIT what await yields to ask for a result.
-local inlineState, AWAIT = {}, setmetatable({}, { __name = "AWAIT" })
+-- What inlineCallbacks shares with the C await: inline[1] is the coroutine
+-- being run, if any; AWAIT is what await yields to ask for a result.
+local inline, AWAIT = {}, setmetatable({}, { __name = "AWAIT" })
 
 local chain = core.bind({ Deferred = Deferred, Failure = Failure,
   DebugInfo = DebugInfo, passthru = passthru, handler = handler,
-  alreadyCalled = alreadyCalled, inline = inlineState, AWAIT = AWAIT })
+  alreadyCalled = alreadyCalled, inline = inline, AWAIT = AWAIT })
 
 -- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
 Deferred.new = chain.new
@@ -384,7 +384,6 @@ local DONE = {}
 local POOL_MAX = 32
 local pool, pooled, returned = {}, 0, nil
 local resolve = chain.resolve
-local inline = inlineState -- inline[1]: the coroutine being run, if any
 local nest, draining = 0, false
 local queue, qhead, qtail = {}, 1, 0
 
@@ -466,6 +465,14 @@ local function finish(d, ok, value)
   end
 end
 
+-- Resume co from outside (outer: the coroutine being run there) with a, b.
+local function resumeIn(co, outer, a, b)
+  inline[1] = co
+  local ok, x, y = coresume(co, a, b)
+  inline[1] = outer
+  return ok, x, y
+end
+
 -- Resume d's coroutine with ... and follow it until it waits or ends;
 -- inline[1] names the coroutine being run.
 drive = function(d, ...)
@@ -491,9 +498,7 @@ drive = function(d, ...)
     end
     if a ~= AWAIT then
       -- A plain coroutine.yield: hand the values straight back.
-      inline[1] = co
-      ok, a, b = coresume(co, a, b)
-      inline[1] = outer
+      ok, a, b = resumeIn(co, outer, a, b)
     else
       d._waitingOn = b
       d._adding = true
@@ -509,9 +514,7 @@ drive = function(d, ...)
       end
       local sok, sv = d._syncOk, d._syncValue
       d._syncValue = nil
-      inline[1] = co
-      ok, a, b = coresume(co, sok, sv)
-      inline[1] = outer
+      ok, a, b = resumeIn(co, outer, sok, sv)
     end
   end
   nest = nest - 1
