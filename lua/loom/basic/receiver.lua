@@ -7,17 +7,14 @@ local R = {}
 -- Stands in for a missing transport (a protocol fed before makeConnection).
 R.NO_TRANSPORT = { disconnecting = false }
 
--- Resets `busy` when dataReceived is left, even by an error, after
--- running `onClose(self)` if given: a to-be-closed value made once per
--- protocol, so no allocation per call.
-function R.busyGuard(self, onClose)
+-- Resets `_busyReceiving` when dataReceived is left, even by an error: a
+-- to-be-closed value made once per protocol, so no allocation per call.
+-- (LineReceiver has its own, which also ends a running batch.)
+function R.busyGuard(self)
   local g = rawget(self, "_guard")
   if not g then
     g = setmetatable({}, {
       __close = function()
-        if onClose then
-          onClose(self)
-        end
         self._busyReceiving = false
       end,
     })
