@@ -525,38 +525,38 @@ static int check_add(lua_State *L, const char *name) {
   return lua_gettop(L);
 }
 
-/* d:addCallback(f, ...): extra arguments are passed after the result. */
-static int l_add_callback(lua_State *L) {
-  int top = check_add(L, "addCallback");
-  if (top == 2)
-    return append(L, 1);
+/*
+** d:addCallback(f, ...), d:addErrback(f, ...), d:addBoth(f, ...): f on the
+** success path, the failure path or both; extra arguments are passed after
+** the result. Without them the entry is f alone, or `marker` and f; with
+** them, a FULL entry.
+*/
+static int add(lua_State *L, const char *name, int marker, int onSuccess,
+               int onFailure) {
+  int top = check_add(L, name);
+  if (top == 2) {
+    if (marker == 0)
+      return append(L, 1);
+    lua_pushvalue(L, marker);
+    lua_insert(L, 2);
+    return append(L, 2);
+  }
   pack_args(L, 3, top);
-  push_full(L, 2, UV(O_PASSTHRU), top + 1, 0);
+  push_full(L, onSuccess ? 2 : UV(O_PASSTHRU), onFailure ? 2 : UV(O_PASSTHRU),
+            onSuccess ? top + 1 : 0, onFailure ? top + 1 : 0);
   return append(L, 2);
+}
+
+static int l_add_callback(lua_State *L) {
+  return add(L, "addCallback", 0, 1, 0);
 }
 
 static int l_add_errback(lua_State *L) {
-  int top = check_add(L, "addErrback");
-  if (top == 2) {
-    lua_pushvalue(L, UV(M_ERRBACK));
-    lua_insert(L, 2);
-    return append(L, 2);
-  }
-  pack_args(L, 3, top);
-  push_full(L, UV(O_PASSTHRU), 2, 0, top + 1);
-  return append(L, 2);
+  return add(L, "addErrback", UV(M_ERRBACK), 0, 1);
 }
 
 static int l_add_both(lua_State *L) {
-  int top = check_add(L, "addBoth");
-  if (top == 2) {
-    lua_pushvalue(L, UV(M_BOTH));
-    lua_insert(L, 2);
-    return append(L, 2);
-  }
-  pack_args(L, 3, top);
-  push_full(L, 2, 2, top + 1, top + 1);
-  return append(L, 2);
+  return add(L, "addBoth", UV(M_BOTH), 1, 1);
 }
 
 /* An argument list is a table (a list, with an optional n) or nil. */
