@@ -16,13 +16,18 @@ DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
             lua-busted
 BUILD    ?= build
 
+# The project's own flags live in FINAL_* (as Redis does), so a user's
+# `make CFLAGS=-O0` adds to them instead of replacing them.  pkg-config is
+# read by the sub-make that `all` starts after deps-check, so a first build
+# on a bare machine sees the packages deps-check has just installed.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT        ?= -O2 -g
-CFLAGS     += $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
-              -Wmissing-prototypes -fPIC $(PKG_CFLAGS) \
-              -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"'
-LDLIBS     += $(PKG_LIBS) -lm
+FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror \
+                -Wmissing-prototypes -fPIC $(PKG_CFLAGS) \
+                -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"' $(CFLAGS)
+FINAL_LDFLAGS = $(LDFLAGS)
+FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
@@ -42,27 +47,30 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test
 
-all: deps-check $(BUILD)/loom $(BUILD)/loom.so $(TESTS)
+all: deps-check
+	@$(MAKE) --no-print-directory binaries
+
+binaries: $(BUILD)/loom $(BUILD)/loom.so $(TESTS)
 
 $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	@$(CC) $(CFLAGS) -c -o $@ $<
+	@$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 # C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
 $(BUILD)/test/%: test/%.c $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libuv) -lm
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libuv) -lm $(LDLIBS)
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm $(LDLIBS)
 
 # Installs missing Debian packages as root; otherwise says what to run.
 deps:
@@ -130,4 +138,4 @@ install: all
 clean:
 	rm -rf build build-san
 
-.PHONY: all deps deps-check bench-deps run test sanitize bench print-lua-paths install clean
+.PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install clean
