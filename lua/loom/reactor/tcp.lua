@@ -149,9 +149,11 @@ function Connector:connect()
     self.factoryStarted = true
     self.factory:doStart()
   end
+  local attempt = (self._attemptNo or 0) + 1
+  self._attemptNo = attempt
   safeCall(self.factory, "startedConnecting", self)
-  if self.state ~= "connecting" then
-    return -- startedConnecting called stopConnecting
+  if self.state ~= "connecting" or self._attemptNo ~= attempt then
+    return -- startedConnecting stopped this attempt (and maybe began anew)
   end
   self:_attempt()
 end
@@ -223,11 +225,19 @@ function Connector:_connectTo(addr)
     -- reported like any failed attempt, on the next loop turn.
     local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
       or err.ConnectError
-    reactor.callLater(0, self._failed, self, Failure(cls(msg, { errno =
-      errname }), ""))
+    self:_failSoon(Failure(cls(msg, { errno = errname }), ""))
     return
   end
   self.transport = t
+end
+
+-- An attempt that failed before it began is reported on the next loop
+-- turn, unless stopConnecting reports it first.
+function Connector:_failSoon(reason)
+  self._pendingFail = reactor.callLater(0, function()
+    self._pendingFail = nil
+    self:_failed(reason)
+  end)
 end
 
 function Connector:_connected(transport, errname, message)
@@ -270,20 +280,28 @@ function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
   end
 end
 
+-- Twisted's: the attempt fails with UserError through
+-- clientConnectionFailed, and the factory stops unless that reconnected.
+-- Without a socket yet (inside startedConnecting, resolving) that happens
+-- now; a socket being connected reports it once closed.
 function Connector:stopConnecting()
   if self.state ~= "connecting" then
     error(err.NotConnectingError("we're not trying to connect"), 2)
   end
   self._addrs = nil
+  local reason = Failure(err.UserError("connection attempt was stopped"), "")
   if self.transport then
+    self._failReason = reason
     self.transport:abortConnection()
-  elseif self._resolving then
-    self._resolving = nil
-    connectFailed(self, Failure(err.ConnectionLost(
-      "connection attempt was stopped"), ""))
-  else
-    self.state = "disconnected"
+    return
   end
+  self._resolving = nil
+  if self._pendingFail then
+    self._pendingFail:cancel()
+    self._pendingFail = nil
+  end
+  self._attemptNo = (self._attemptNo or 0) + 1
+  connectFailed(self, reason)
 end
 
 function Connector:disconnect()

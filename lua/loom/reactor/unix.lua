@@ -70,15 +70,14 @@ end
 function UNIXConnector:_attempt()
   if self.checkPID and not core.unixLockHeld(self.path) then
     -- Twisted's checkPID: no live server holds the lock file.
-    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(
+    self:_failSoon(Failure(err.ConnectError(
       self.path .. ": no live server holds " .. self.path .. ".lock",
       { errno = "ENOENT" }), ""))
     return
   end
   local t, errname, msg = core.connectUNIX(self.path, self)
   if not t then
-    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(msg,
-      { errno = errname }), ""))
+    self:_failSoon(Failure(err.ConnectError(msg, { errno = errname }), ""))
     return
   end
   self.transport = t
