@@ -245,20 +245,34 @@ describe("connectors (test_tcp.py)", function()
       assert.equal("disconnected", connector.state)
     end)
 
-  it("stopConnecting while connecting reports UserError", function()
+  -- As Twisted's failIfNotConnected: reported before stopConnecting
+  -- returns, so connect() may follow at once; the abandoned socket's close
+  -- reports nothing more.
+  it("stopConnecting while connecting reports UserError at once", function()
     local port = reactor.listenTCP(0, protocol.Factory.forProtocol(
       protocol.Protocol), { interface = "127.0.0.1" })
     local cf = protocol.ClientFactory.forProtocol(protocol.Protocol)
-    local reason
+    local reasons, made = {}, 0
     function cf:clientConnectionFailed(_, r)
-      reason = r
-      reactor.stop()
+      reasons[#reasons + 1] = r
     end
+    local P = protocol.Protocol:extend({ __name = "Reconnected" })
+    function P:connectionMade()
+      made = made + 1
+      reactor.callLater(0.05, reactor.stop)
+    end
+    cf.protocol = P
+    local state
     reactor.callWhenRunning(function()
       local c = reactor.connectTCP("127.0.0.1", port:getHost().port, cf)
       c:stopConnecting()
+      state = c.state
+      c:connect()
     end)
     assert.is_true(runReactor())
-    assert.is_truthy(reason and reason:check(err.UserError))
+    assert.equal("disconnected", state)
+    assert.equal(1, #reasons)
+    assert.is_truthy(reasons[1]:check(err.UserError))
+    assert.equal(1, made)
   end)
 end)

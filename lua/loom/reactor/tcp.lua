@@ -262,8 +262,12 @@ function Connector:_connected(transport, errname, message)
   proto:makeConnection(transport)
 end
 
--- The transport closed before it ever connected.
-function Connector:_connectFailed()
+-- The transport closed before it ever connected (one stopConnecting
+-- abandoned was reported already).
+function Connector:_connectFailed(transport)
+  if transport ~= self.transport then
+    return
+  end
   local reason = self._failReason or Failure(
     err.UserError("connection attempt was stopped"), "")
   self._failReason = nil
@@ -280,20 +284,19 @@ function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
   end
 end
 
--- Twisted's: the attempt fails with UserError through
--- clientConnectionFailed, and the factory stops unless that reconnected.
--- Without a socket yet (inside startedConnecting, resolving) that happens
--- now; a socket being connected reports it once closed.
+-- Twisted's: the attempt fails now with UserError through
+-- clientConnectionFailed, and the factory stops unless that reconnected
+-- (so connect() may follow at once); also inside startedConnecting.
 function Connector:stopConnecting()
   if self.state ~= "connecting" then
     error(err.NotConnectingError("we're not trying to connect"), 2)
   end
   self._addrs = nil
-  local reason = Failure(err.UserError("connection attempt was stopped"), "")
-  if self.transport then
-    self._failReason = reason
-    self.transport:abortConnection()
-    return
+  local t = self.transport
+  if t then
+    self.transport = nil -- abandoned: its close reports nothing more
+    self._failReason = nil
+    t:abortConnection()
   end
   self._resolving = nil
   if self._pendingFail then
@@ -301,7 +304,8 @@ function Connector:stopConnecting()
     self._pendingFail = nil
   end
   self._attemptNo = (self._attemptNo or 0) + 1
-  connectFailed(self, reason)
+  connectFailed(self, Failure(err.UserError("connection attempt was stopped"),
+    ""))
 end
 
 function Connector:disconnect()
