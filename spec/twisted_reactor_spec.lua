@@ -148,31 +148,37 @@ describe("reactor shutdown disconnects every connection", function()
   -- Twisted's "during shutdown" runs disconnectAll: every connection gets
   -- connectionLost before run() returns, even one whose connectionMade
   -- stopped the reactor.
-  it("delivers connectionLost on both sides when connectionMade stops the "
-    .. "reactor", function()
-      local lost = {}
-      local Server = protocol.Protocol:extend({ __name = "StopServer" })
-      function Server:connectionLost(reason)
-        lost.server = reason
-      end
-      local Client = protocol.Protocol:extend({ __name = "StopClient" })
-      function Client:connectionMade()
-        reactor.stop()
-      end
-      function Client:connectionLost(reason)
-        lost.client = reason
-      end
-      local port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server),
-        { interface = "127.0.0.1" })
-      reactor.callWhenRunning(function()
-        reactor.connectTCP("127.0.0.1", port:getHost().port,
-          protocol.ClientFactory.forProtocol(Client))
+  for _, who in ipairs({ "client", "server" }) do
+    it("delivers connectionLost on both sides when the " .. who
+      .. "'s connectionMade stops the reactor", function()
+        local lost = {}
+        local function side(name)
+          local P = protocol.Protocol:extend({ __name = "Stop" .. name })
+          function P:connectionMade()
+            if name == who then
+              reactor.stop()
+            end
+          end
+          function P:connectionLost(reason)
+            lost[name] = reason
+          end
+          return P
+        end
+        local port = reactor.listenTCP(0, protocol.Factory.forProtocol(
+          side("server")), { interface = "127.0.0.1" })
+        reactor.callWhenRunning(function()
+          reactor.connectTCP("127.0.0.1", port:getHost().port,
+            protocol.ClientFactory.forProtocol(side("client")))
+        end)
+        assert.is_true(runReactor())
+        assert.is_truthy(lost.client, "client got no connectionLost")
+        assert.is_truthy(lost.server, "server got no connectionLost")
+        for _, reason in pairs(lost) do
+          assert.is_truthy(reason:check(err.ConnectionLost,
+            err.ConnectionDone))
+        end
       end)
-      assert.is_true(runReactor())
-      assert.is_truthy(lost.client, "client got no connectionLost")
-      assert.is_truthy(lost.server, "server got no connectionLost")
-      assert.is_truthy(lost.client:check(err.ConnectionLost, err.ConnectionDone))
-    end)
+  end
 
   it("a connectionLost that raises does not keep others from theirs",
     function()
