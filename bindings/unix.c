@@ -2,7 +2,8 @@
 ** unix.c: core.listenUNIX and core.connectUNIX. Connections are stream
 ** transports ("loom.UNIXTransport", bindings/stream.c); the listener box
 ** ("loom.UNIXListener") holds the Lua Port in user value 1, which builds
-** protocols through hooks.accept, as for TCP.
+** protocols through hooks.accept, as for TCP, and hears of the close
+** through hooks.unixListenerClosed.
 */
 #include <stdlib.h>
 
@@ -12,6 +13,33 @@
 
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__unix_accept);
+}
+
+/* hooks.unixListenerClosed(port) */
+static int deliver_closed(lua_State *L) {
+  loom_listener *l = lua_touserdata(L, 1);
+  if (loom__push_hook(L, l->st, "unixListenerClosed") == LUA_TNIL)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/*
+** Runs once host/unix.c removed the socket file and released the lock, so
+** the Port's stopListening Deferred fires only when the path is free again
+** (Twisted's connectionLost); then the box is emptied as for TCP.
+*/
+static void on_listener_closed(loom_listener *l) {
+  loom_state *st = l->st;
+  if (st->L != NULL && l->ref != LUA_NOREF &&
+      loom__call(st, deliver_closed, l) != LUA_OK) {
+    loom__report_error(st, "stopListening", 0);
+    lua_pop(st->L, 1);
+  }
+  loom__listener_closed(l);
 }
 
 /*
@@ -35,7 +63,7 @@ static int l_listen_unix(lua_State *L) {
   }
   u->l.ref = LUA_NOREF;
   u->l.on_connection = on_connection;
-  u->l.on_closed = loom__listener_closed;
+  u->l.on_closed = on_listener_closed;
   if (loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
                         sizeof(err)) < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);

@@ -266,8 +266,24 @@ describe("internet.TimerService", function()
     t:startService()
     local d = t:stopService()
     assert.is_false(d.called)
+    -- Twisted's test_stopServiceWaits: running stays true until the call
+    -- in progress is done.
+    assert.is_true(t.running)
     pending:callback(nil)
     assert.is_true(d.called)
+    assert.is_false(t.running)
+  end)
+
+  it("stopService after the loop failed stops at once", function()
+    local clock = task.Clock()
+    local t = internet.TimerService(1, function() error("tick failed") end)
+    t.clock = clock
+    local _, undo = capture()
+    t:startService()
+    undo()
+    local d = t:stopService()
+    assert.is_true(d.called)
+    assert.is_false(t.running)
   end)
 
   it("logs a failing call and stops calling", function()
@@ -394,6 +410,40 @@ describe("internet.StreamServerEndpointService", function()
     stopD:callback(nil)
     assert.is_true(fired)
   end)
+
+  -- Twisted's test_stopServiceBeforeStartFinished and
+  -- test_stopServiceCancelStartError: a cancelled listen logs nothing,
+  -- another error from the cancellation is logged.
+  it("stopped before its listen finished logs nothing", function()
+    local listening = defer.Deferred()
+    local ep = { listen = function() return listening end }
+    local s = internet.StreamServerEndpointService(ep, protocol.Factory:new())
+    local lines, undo = capture()
+    s:startService()
+    local d = s:stopService()
+    undo()
+    assert.is_true(d.called)
+    assert.is_true(listening.called)
+    assert.same({}, lines)
+    assert.is_false(s.running)
+  end)
+
+  it("logs an error other than CancelledError from the cancelled listen",
+    function()
+      local listening = defer.Deferred(function(d)
+        d:errback(require("loom.failure").Failure("division by zero"))
+      end)
+      local ep = { listen = function() return listening end }
+      local s = internet.StreamServerEndpointService(ep,
+        protocol.Factory:new())
+      local lines, undo = capture()
+      s:startService()
+      local d = s:stopService()
+      undo()
+      assert.is_true(d.called)
+      assert.equal(1, #lines)
+      assert.matches("error listening on", lines[1], 1, true)
+    end)
 
   it("logs a listen failure unless told to raise", function()
     local ep = { listen = function() return defer.fail("no port for you") end }

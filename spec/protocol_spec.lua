@@ -100,6 +100,52 @@ describe("Factory.forProtocol", function()
     assert.equal(protocol.ClientFactory, getmetatable(f))
     assert.is_function(f.clientConnectionFailed)
   end)
+
+  -- Twisted users write the dot form on every class
+  -- (ClientFactory.forProtocol(P)); it must make that class, not a Factory.
+  it("called with a dot on a subclass makes that subclass", function()
+    local RCF = protocol.ReconnectingClientFactory
+    for _, cls in ipairs({ protocol.ClientFactory, RCF,
+      protocol.ServerFactory }) do
+      local f = cls.forProtocol(P)
+      assert.equal(cls, getmetatable(f))
+      assert.equal(P, f.protocol)
+    end
+    assert.is_function(RCF.forProtocol(P).retry)
+  end)
+
+  it("dot and colon forms agree on user subclasses made with :extend",
+    function()
+      local Mine = protocol.ReconnectingClientFactory:extend({
+        __name = "Mine" })
+      function Mine:init(n)
+        self.n = n
+      end
+      local Deeper = Mine:extend({ __name = "Deeper" })
+      for _, f in ipairs({ Mine.forProtocol(P, 7), Mine:forProtocol(P, 7) })
+      do
+        assert.equal(Mine, getmetatable(f))
+        assert.equal(P, f.protocol)
+        assert.equal(7, f.n)
+      end
+      assert.equal(Deeper, getmetatable(Deeper.forProtocol(P, 1)))
+      assert.equal(Deeper, getmetatable(Deeper:forProtocol(P, 1)))
+      -- Called on an instance, as Python allows for a classmethod.
+      local inst = Mine:new(1)
+      assert.equal(Mine, getmetatable(inst:forProtocol(P, 2)))
+    end)
+
+  it("a plain table of hooks is a protocol, not a factory", function()
+    local hooks = { dataReceived = function() end }
+    local f = protocol.ClientFactory.forProtocol(hooks)
+    assert.equal(protocol.ClientFactory, getmetatable(f))
+    assert.equal(hooks, f.protocol)
+  end)
+
+  it("without a protocol fails loudly", function()
+    assert.has_error(function() protocol.ClientFactory.forProtocol() end,
+      "forProtocol: a protocol class is required")
+  end)
 end)
 
 describe("Factory:buildProtocol", function()

@@ -131,7 +131,7 @@ describe("ReconnectingClientFactory over loopback", function()
       self.factory:resetDelay()
       connected:callback(self)
     end
-    local f = RCF:forProtocol(Client)
+    local f = RCF.forProtocol(Client) -- the dot form, as Twisted users write it
     f.initialDelay, f.delay, f.factor, f.jitter = 0.05, 0.05, 1, 0
     local failures = 0
     local failed = RCF.clientConnectionFailed

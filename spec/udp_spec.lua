@@ -175,15 +175,37 @@ describe("connected UDP", function()
     runUntil(client:stopListening())
   end)
 
-  it("refuses host names, reconnecting and an address on write", function()
-    local port = listen(Recorder:new())
-    assert.has_error(function() port:connect("localhost", 9) end)
-    port:connect("127.0.0.1", 9)
-    assert.has_error(function() port:connect("127.0.0.1", 10) end)
-    assert.has_error(function()
-      port:write("x", { host = "127.0.0.1", port = 9 })
+  it("refuses host names, reconnecting and another address on write",
+    function()
+      local port = listen(Recorder:new())
+      assert.has_error(function() port:connect("localhost", 9) end)
+      port:connect("127.0.0.1", 9)
+      assert.has_error(function() port:connect("127.0.0.1", 10) end)
+      assert.has_error(function()
+        port:write("x", { host = "127.0.0.1", port = 10 })
+      end)
+      assert.has_error(function()
+        port:write("x", { host = "127.0.0.2", port = 9 })
+      end)
+      runUntil(port:stopListening())
     end)
-    runUntil(port:stopListening())
+
+  -- Twisted's write asserts addr in (None, connectedAddr): the connected
+  -- address itself is accepted, in either address form.
+  it("accepts the connected address itself on write", function()
+    local rec = Recorder:new()
+    local server = listen(rec)
+    local n = server:getHost().port
+    local client = listen(DatagramProtocol:new())
+    client:connect("127.0.0.1", n)
+    local got = rec.next
+    client:write("named", { host = "127.0.0.1", port = n })
+    assert.equal("named", runUntil(got)[1])
+    got = rec.next
+    client:write("tuple", { "127.0.0.1", n })
+    assert.equal("tuple", runUntil(got)[1])
+    runUntil(client:stopListening())
+    runUntil(server:stopListening())
   end)
 end)
 

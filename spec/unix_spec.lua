@@ -63,11 +63,7 @@ describe("listenUNIX / connectUNIX", function()
     local path = dir .. "/gone.sock"
     local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
     assert.is_true(exists(path))
-    runUntil(port:stopListening())
-    runUntil(defer.succeed(nil)) -- one loop turn for the close callback
-    local d = defer.Deferred()
-    reactor.callLater(0.01, d.callback, d, true)
-    runUntil(d)
+    runUntil(port:stopListening()) -- fires once the file is removed
     assert.is_false(exists(path))
   end)
 
@@ -108,10 +104,38 @@ describe("listenUNIX / connectUNIX", function()
     assert.matches("in use by a live process", tostring(e))
     assert.is_nil(tostring(e):find("\n"))
     runUntil(port:stopListening())
-    local d = defer.Deferred()
-    reactor.callLater(0.01, d.callback, d, true)
-    runUntil(d)
     assert.is_false(exists(path .. ".lock"))
+  end)
+
+  -- Twisted's test_socketLocking: once stopListening's Deferred fired, the
+  -- socket file and the lock are gone and the path can be listened on again.
+  it("with wantPID relistens as soon as stopListening fires", function()
+    local path = dir .. "/relisten.sock"
+    local f = Factory.forProtocol(Echo)
+    local stops = 0
+    function f:stopFactory() stops = stops + 1 end
+    local port = reactor.listenUNIX(path, f, { wantPID = true })
+    assert.has_error(function()
+      reactor.listenUNIX(path, f, { wantPID = true })
+    end)
+    local seen = {}
+    local again = port:stopListening():addCallback(function()
+      seen.lock = exists(path .. ".lock")
+      seen.file = exists(path)
+      seen.stops = stops
+      return reactor.listenUNIX(path, f, { wantPID = true })
+    end)
+    local port2 = runUntil(again)
+    assert.same({ lock = false, file = false, stops = 1 }, seen)
+    assert.is_true(port2.connected)
+    local both = defer.DeferredList({ port2:stopListening(),
+      port2:stopListening() })
+    runUntil(both)
+    assert.is_false(exists(path .. ".lock"))
+    assert.equal(2, stops)
+    assert.is_true(runUntil(port2:stopListening():addCallback(function()
+      return true
+    end)))
   end)
 
   it("with wantPID replaces a stale socket whose lock holder is dead",

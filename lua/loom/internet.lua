@@ -11,6 +11,7 @@
 
 local application = require "loom.application"
 local defer = require "loom.defer"
+local err = require "loom.error"
 local log = require "loom.log"
 local task = require "loom.task"
 
@@ -121,18 +122,21 @@ function TimerService:startService()
   end)
 end
 
--- → the Deferred that fires once the loop has stopped.
+-- → the Deferred that fires once the loop has stopped. As in Twisted,
+-- `running` stays true until a call still in progress has finished.
 function TimerService:stopService()
-  Service.stopService(self)
   local loop = self._loop
   if loop == nil then
+    Service.stopService(self)
     return nil
   end
   self._loop = nil
   if loop.running then
     loop:stop()
   end
-  return self._loopFinished
+  return self._loopFinished:addCallback(function()
+    Service.stopService(self)
+  end)
 end
 
 -- StreamServerEndpointService --------------------------------------------------------
@@ -161,9 +165,10 @@ function EndpointService:privilegedStartService()
   end, function(failure)
     if self._raiseSynchronously then
       raised = failure
-      return nil
+    elseif not failure:check(err.CancelledError) then
+      -- A cancelled listen is stopService's doing, not an error.
+      log.err(failure, "error listening on " .. tostring(self.endpoint))
     end
-    log.err(failure, "error listening on " .. tostring(self.endpoint))
     return nil
   end)
   if raised then

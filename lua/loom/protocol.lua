@@ -43,8 +43,14 @@ M.Factory = Factory
 Factory.numPorts = 0
 
 -- Factory.forProtocol(P, ...) / MyFactory:forProtocol(P, ...): an instance of
--- the receiving factory class whose protocol is P.
+-- the receiving factory class whose protocol is P. Twisted users write the
+-- dot form for every class (ClientFactory.forProtocol(P)), so each factory
+-- class gets its own forProtocol that knows the class it belongs to; with
+-- a colon the receiving class (or an instance's class) wins.
 local function isFactoryClass(c)
+  if type(c) ~= "table" or rawget(c, "__index") ~= c then
+    return false -- an instance, a protocol or a plain table of hooks
+  end
   while type(c) == "table" do
     if c == Factory then
       return true
@@ -54,14 +60,34 @@ local function isFactoryClass(c)
   return false
 end
 
-function Factory.forProtocol(cls, protocol, ...)
-  if not isFactoryClass(cls) then
-    -- Called with a dot: Factory.forProtocol(P, ...).
-    return Factory.forProtocol(Factory, cls, protocol, ...)
-  end
+local function build(cls, protocol, ...)
   local f = cls:new(...)
   f.protocol = protocol
   return f
+end
+
+local function forProtocolOf(owner)
+  return function(first, ...)
+    if isFactoryClass(first) then
+      return build(first, ...) -- MyFactory:forProtocol(P, ...)
+    elseif isFactoryClass(getmetatable(first)) then
+      return build(getmetatable(first), ...) -- aFactory:forProtocol(P, ...)
+    elseif first == nil then
+      error("forProtocol: a protocol class is required", 2)
+    end
+    return build(owner, first, ...) -- Owner.forProtocol(P, ...)
+  end
+end
+
+Factory.forProtocol = forProtocolOf(Factory)
+
+-- Subclasses made with :extend get their own forProtocol (see above).
+function Factory.extend(base, fields)
+  local cls = class.Object.extend(base, fields)
+  if rawget(cls, "forProtocol") == nil then
+    cls.forProtocol = forProtocolOf(cls)
+  end
+  return cls
 end
 
 function Factory:buildProtocol(addr) -- luacheck: ignore addr

@@ -150,10 +150,13 @@ function reactor.removeSystemEventTrigger(id)
   error("removeSystemEventTrigger: no such trigger", 2)
 end
 
+-- Each trigger runs once, as in Twisted: it is taken off its list before it
+-- runs (so one added meanwhile to the phase being fired runs too).
 local function runPhase(event, phase)
   local list = (triggers[event] or {})[phase] or {}
   local results = {}
-  for _, t in ipairs({ table.unpack(list) }) do
+  while #list > 0 do
+    local t = table.remove(list, 1)
     local ok, r = xpcall(t.f, debug.traceback, table.unpack(t.args, 1,
       t.args.n))
     if not ok then
@@ -165,10 +168,17 @@ local function runPhase(event, phase)
   return results
 end
 
+-- What the reactor itself does at the start of an event's "during" phase,
+-- before the triggers of that phase (Twisted registers these first).
+local duringFirst = {}
+
 -- Fires before, during and after; "before" Deferreds delay the rest.
 function reactor.fireSystemEvent(event, done)
   local pending = runPhase(event, "before")
   local function rest()
+    if duringFirst[event] then
+      duringFirst[event]()
+    end
     runPhase(event, "during")
     runPhase(event, "after")
     if done then
@@ -183,7 +193,7 @@ function reactor.fireSystemEvent(event, done)
 end
 
 function reactor.callWhenRunning(f, ...)
-  if reactor.running and reactor._started then
+  if reactor.running then
     return f(...)
   end
   return reactor.addSystemEventTrigger("after", "startup", f, ...)
@@ -203,12 +213,12 @@ local function installSignals()
     return
   end
   local function onStop(name)
-    if signalled and not reactor.running then
+    if signalled and not reactor._started then
       return
     end
     signalled = true
     log.info("received SIG%s, shutting down", name)
-    if reactor.running and not reactor._stopping then
+    if reactor._started and not reactor._stopping then
       reactor.stop()
     end
   end
@@ -224,20 +234,31 @@ local function uninstallSignals()
   end
 end
 
+-- reactor._started: from run() until crash() or the end of shutdown;
+-- reactor.running: from "during startup" until then (Twisted's two flags).
+
+-- Twisted's _reallyStartRunning, unless a startup trigger crashed it.
+function duringFirst.startup()
+  reactor.running = reactor._started
+end
+
 function reactor.run(opts)
-  if reactor.running then
+  if reactor._started then
     error("reactor is already running", 2)
   end
-  reactor.running = true
+  reactor._started = true
   if not (opts and opts.installSignalHandlers == false) then
     installSignals()
   end
-  if not reactor._started then
-    reactor._started = true
-    reactor.callLater(0, reactor.fireSystemEvent, "startup")
+  -- Startup fires inside run(), before the loop: "before" triggers see
+  -- running false, "during" and "after" ones (callWhenRunning) true.
+  reactor.fireSystemEvent("startup")
+  local ok, e = true, nil
+  if reactor._started then -- a startup trigger may have crashed it
+    ok, e = pcall(core.run)
   end
-  local ok, e = pcall(core.run)
   reactor.running = false
+  reactor._started = false
   uninstallSignals()
   if not ok then
     error(e, 0)
@@ -246,7 +267,10 @@ end
 
 -- Stops the loop at once: no shutdown triggers (Twisted's crash); used by
 -- testing.runUntil so a spec's connections survive between its steps.
+-- The next run() fires startup again (with the triggers added since).
 function reactor.crash()
+  reactor.running = false
+  reactor._started = false
   core.stop()
 end
 
@@ -261,16 +285,26 @@ local function drainThenStop(deadline)
   reactor.callLater(0.01, drainThenStop, deadline)
 end
 
+-- Twisted's "during shutdown" begins with crash and disconnectAll: from
+-- here running is false, and every connection and port is closed (each
+-- connection's connectionLost runs before run() returns).
+function duringFirst.shutdown()
+  reactor.running = false
+  core.closeAll()
+end
+
+-- Like Twisted's, stop() returns at once; shutdown begins on the next
+-- turn of the loop ("before" triggers, which may return Deferreds, then
+-- "during" and "after"), and run() returns once connections are closed.
 function reactor.stop()
-  if not reactor.running then
+  if not reactor._started then
     error(err.ReactorNotRunning("can't stop a reactor that isn't running"), 2)
   end
   if reactor._stopping then
     return
   end
   reactor._stopping = true
-  reactor.fireSystemEvent("shutdown", function()
-    core.closeAll()
+  reactor.callLater(0, reactor.fireSystemEvent, "shutdown", function()
     drainThenStop(reactor.seconds() + (reactor.shutdownTimeout or 5))
   end)
 end

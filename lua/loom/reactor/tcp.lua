@@ -149,9 +149,11 @@ function Connector:connect()
     self.factoryStarted = true
     self.factory:doStart()
   end
+  local attempt = (self._attemptNo or 0) + 1
+  self._attemptNo = attempt
   safeCall(self.factory, "startedConnecting", self)
-  if self.state ~= "connecting" then
-    return -- startedConnecting called stopConnecting
+  if self.state ~= "connecting" or self._attemptNo ~= attempt then
+    return -- startedConnecting stopped this attempt (and maybe began anew)
   end
   self:_attempt()
 end
@@ -223,11 +225,19 @@ function Connector:_connectTo(addr)
     -- reported like any failed attempt, on the next loop turn.
     local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
       or err.ConnectError
-    reactor.callLater(0, self._failed, self, Failure(cls(msg, { errno =
-      errname }), ""))
+    self:_failSoon(Failure(cls(msg, { errno = errname }), ""))
     return
   end
   self.transport = t
+end
+
+-- An attempt that failed before it began is reported on the next loop
+-- turn, unless stopConnecting reports it first.
+function Connector:_failSoon(reason)
+  self._pendingFail = reactor.callLater(0, function()
+    self._pendingFail = nil
+    self:_failed(reason)
+  end)
 end
 
 function Connector:_connected(transport, errname, message)
@@ -252,8 +262,12 @@ function Connector:_connected(transport, errname, message)
   proto:makeConnection(transport)
 end
 
--- The transport closed before it ever connected.
-function Connector:_connectFailed()
+-- The transport closed before it ever connected (one stopConnecting
+-- abandoned was reported already).
+function Connector:_connectFailed(transport)
+  if transport ~= self.transport then
+    return
+  end
   local reason = self._failReason or Failure(
     err.UserError("connection attempt was stopped"), "")
   self._failReason = nil
@@ -270,20 +284,28 @@ function Connector:_connectionLost(transport, proto, reason) -- luacheck: ignore
   end
 end
 
+-- Twisted's: the attempt fails now with UserError through
+-- clientConnectionFailed, and the factory stops unless that reconnected
+-- (so connect() may follow at once); also inside startedConnecting.
 function Connector:stopConnecting()
   if self.state ~= "connecting" then
     error(err.NotConnectingError("we're not trying to connect"), 2)
   end
   self._addrs = nil
-  if self.transport then
-    self.transport:abortConnection()
-  elseif self._resolving then
-    self._resolving = nil
-    connectFailed(self, Failure(err.ConnectionLost(
-      "connection attempt was stopped"), ""))
-  else
-    self.state = "disconnected"
+  local t = self.transport
+  if t then
+    self.transport = nil -- abandoned: its close reports nothing more
+    self._failReason = nil
+    t:abortConnection()
   end
+  self._resolving = nil
+  if self._pendingFail then
+    self._pendingFail:cancel()
+    self._pendingFail = nil
+  end
+  self._attemptNo = (self._attemptNo or 0) + 1
+  connectFailed(self, Failure(err.UserError("connection attempt was stopped"),
+    ""))
 end
 
 function Connector:disconnect()

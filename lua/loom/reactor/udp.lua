@@ -58,7 +58,8 @@ local function hostPort(addr, what)
   return addr.host or addr[1], addr.port or addr[2]
 end
 
--- write(data, addr) sends one datagram; on a connected port write(data).
+-- write(data, addr) sends one datagram; on a connected port write(data)
+-- (or write(data, addr) with addr the connected address, as Twisted).
 -- Errors the kernel reports at once are raised, except a refused earlier
 -- datagram (connectionRefused) and a full buffer (dropped, as Twisted).
 function UDPPort:write(data, addr)
@@ -70,12 +71,17 @@ function UDPPort:write(data, addr)
     end
     ok, errname, msg = sock:write(data)
   else
-    if self._peer then
-      error("write: the port is connected; call write(data) without an "
-        .. "address", 2)
-    end
     local host, port = hostPort(addr, "write")
-    ok, errname, msg = sock:write(data, host, port)
+    local peer = self._peer
+    if peer and (host ~= peer.host or port ~= peer.port) then
+      error(string.format("write: the port is connected to %s:%s, not "
+        .. "%s:%s", peer.host, peer.port, tostring(host), tostring(port)), 2)
+    elseif peer then
+      -- Twisted accepts the connected address itself.
+      ok, errname, msg = sock:write(data)
+    else
+      ok, errname, msg = sock:write(data, host, port)
+    end
   end
   if ok or errname == "EAGAIN" or errname == "ENOBUFS" then
     return

@@ -9,6 +9,8 @@ local internal = require "loom.reactor.internal"
 
 local Failure = failure.Failure
 local checkFactory = internal.checkFactory
+local safeCall = internal.safeCall
+local defer = internal.defer
 local Port, Connector = reactor.Port, reactor.Connector
 
 -- Unix sockets ------------------------------------------------------------------
@@ -34,6 +36,45 @@ function UNIXPort:startListening()
   self.listener = listener
   self.connected = true
   self.factory:doStart()
+end
+
+-- A Deferred firing once the socket is closed, its file removed and the
+-- wantPID lock released (Twisted's connectionLost), so the path can be
+-- listened on again as soon as it fires. The factory stops just before.
+function UNIXPort:stopListening()
+  local d = defer().Deferred()
+  if not self.connected and not self._closing then
+    d:callback(nil)
+    return d
+  end
+  self._waiters = self._waiters or {}
+  table.insert(self._waiters, d)
+  if self.connected then
+    self.connected = false
+    self._closing = true
+    self.listener:close()
+    self.listener = nil
+  end
+  return d
+end
+UNIXPort.loseConnection = UNIXPort.stopListening
+
+-- From C once the listener closed (stopListening or shutdown).
+function UNIXPort:_closed()
+  local stopping = self.connected or self._closing
+  self.connected, self._closing, self.listener = false, nil, nil
+  if stopping then
+    safeCall(self.factory, "doStop")
+  end
+  local waiters = self._waiters or {}
+  self._waiters = nil
+  for _, d in ipairs(waiters) do
+    d:callback(nil)
+  end
+end
+
+function internal.hooks.unixListenerClosed(port)
+  port:_closed()
 end
 
 function UNIXPort:__tostring()
@@ -70,15 +111,14 @@ end
 function UNIXConnector:_attempt()
   if self.checkPID and not core.unixLockHeld(self.path) then
     -- Twisted's checkPID: no live server holds the lock file.
-    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(
+    self:_failSoon(Failure(err.ConnectError(
       self.path .. ": no live server holds " .. self.path .. ".lock",
       { errno = "ENOENT" }), ""))
     return
   end
   local t, errname, msg = core.connectUNIX(self.path, self)
   if not t then
-    reactor.callLater(0, self._failed, self, Failure(err.ConnectError(msg,
-      { errno = errname }), ""))
+    self:_failSoon(Failure(err.ConnectError(msg, { errno = errname }), ""))
     return
   end
   self.transport = t
