@@ -35,11 +35,12 @@ end
 -- --foreground` passes our one SIGTERM on once; without it, timeout also
 -- signals its whole process group, and the second SIGTERM can land after
 -- loom's handlers were removed at the end of a fast shutdown (exit 143).
-local function start(name, args)
+-- `setup` (optional) is shell run just before, e.g. "ulimit -f 2048;".
+local function start(name, args, setup)
   local errfile = os.tmpname()
   local h = assert(io.popen(string.format(
-    "sh -c 'echo $$; exec timeout --foreground %d %s run examples/%s %s' "
-    .. "2>%s", LIMIT,
+    "sh -c 'echo $$; %s exec timeout --foreground %d %s run examples/%s %s' "
+    .. "2>%s", setup or "", LIMIT,
     LOOM, name, args or "0", errfile), "r"))
   local pid = assert(tonumber(h:read("l")))
   local line = h:read("l")
@@ -156,6 +157,21 @@ describe("examples/thread_prime.lua", function()
   end)
 end)
 
+-- Sends an upload header (and `body`, once "ready"); returns the replies.
+local function upload(port, name, size, body)
+  local c = connect(port, Lines:new())
+  local d = c:want(1)
+  c:sendLine(json.encode({ action = "put", filename = name, filesize = size }))
+  local replies = { json.decode(runUntil(d, 5)[1]) }
+  if body and replies[1].status == "ready" then
+    d = c:want(2)
+    c.transport:write(body)
+    replies[2] = json.decode(runUntil(d, 10)[2])
+  end
+  c.transport:loseConnection()
+  return replies
+end
+
 describe("examples/upload", function()
   local dir, server
   before_each(function()
@@ -207,6 +223,43 @@ describe("examples/upload", function()
       runUntil(wait)
       assert.equal("", (shell("ls -A " .. dir)))
     end)
+
+  it("refuses names too long to store as unsafe, and stores the longest"
+    .. " it allows", function()
+      for _, n in ipairs({ 241, 250, 255, 256 }) do
+        local r = upload(server.port, ("n"):rep(n), 3)
+        assert.same({ status = "error", message = "unsafe file name" }, r[1],
+          n)
+      end
+      local longest = ("n"):rep(240)
+      local r = upload(server.port, longest, 3, "abc")
+      assert.equal("ready", r[1].status)
+      assert.equal("done", r[2].status)
+      assert.equal("abc", readFile(dir .. "/" .. longest))
+    end)
+
+  it("answers a store failure without the server's paths", function()
+    os.execute("rm -rf " .. dir)
+    local r = upload(server.port, "gone.txt", 3)
+    assert.same({ status = "error", message = "cannot store the file" }, r[1])
+  end)
+end)
+
+describe("examples/upload on a full disk", function()
+  it("answers an error, not done, and leaves no partial file", function()
+    -- RLIMIT_FSIZE of 1 MiB (2048 blocks of 512 bytes): writes past it fail
+    -- with EFBIG as on a full disk (SIGXFSZ ignored, as ENOSPC sends none).
+    local dir = tempdir()
+    local server = start("upload/server.lua", dir .. " 0",
+      "trap \"\" XFSZ; ulimit -f 2048;")
+    local size = 3 * 1024 * 1024
+    local r = upload(server.port, "big.bin", size, ("x"):rep(size))
+    assert.equal("ready", r[1].status)
+    assert.same({ status = "error", message = "cannot store the file" }, r[2])
+    assert.equal("", (shell("ls -A " .. dir)))
+    assert.equal(0, stop(server))
+    os.execute("rm -rf " .. dir)
+  end)
 end)
 
 describe("examples/remote_command.lua", function()
