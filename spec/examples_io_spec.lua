@@ -262,6 +262,56 @@ describe("examples/upload on a full disk", function()
   end)
 end)
 
+-- A remote_command client: `replies(n)` fires with the first n replies.
+local Commands = basic.Int32StringReceiver:extend({})
+function Commands:init()
+  self.made, self.replies = defer.Deferred(), {}
+end
+function Commands:connectionMade() self.made:callback(self) end
+function Commands:stringReceived(s)
+  self.replies[#self.replies + 1] = json.decode(s)
+  if self.wanted and #self.replies >= self.wanted and not self.d.called then
+    self.d:callback(self.replies)
+  end
+end
+function Commands:want(n)
+  self.wanted, self.d = n, defer.Deferred()
+  return self.d
+end
+-- Sends each command line, all in one write (pipelined).
+function Commands:send(lines)
+  local frames = {}
+  for i, line in ipairs(lines) do
+    frames[i] = string.pack(">s4", line)
+  end
+  self.transport:write(table.concat(frames))
+end
+
+-- The pids of pid's children (its main thread's: libuv spawns from there).
+local function children(pid)
+  local out = {}
+  local s = readFile(string.format("/proc/%d/task/%d/children", pid, pid))
+  for n in s:gmatch("%d+") do
+    out[#out + 1] = tonumber(n)
+  end
+  return out
+end
+
+-- The loom process of a started example (sh exec'd timeout, which forks it).
+local function loomPid(server)
+  return children(server.pid)[1]
+end
+
+local function waitUntil(test, secs)
+  local deadline = reactor.seconds() + (secs or 5)
+  while not test() do
+    assert(reactor.seconds() < deadline, "condition not met in time")
+    local tick = defer.Deferred()
+    reactor.callLater(0.02, tick.callback, tick, true)
+    runUntil(tick, 1)
+  end
+end
+
 describe("examples/remote_command.lua", function()
   it("runs allowed commands without a shell and refuses others", function()
     local server = start("remote_command.lua")
@@ -286,6 +336,70 @@ describe("examples/remote_command.lua", function()
     assert.equal(2, reply.exitCode)
     assert.matches("nonexistent", reply.stderr)
     c.transport:loseConnection()
+    assert.equal(0, stop(server))
+  end)
+
+  it("allow-lists the arguments too: date -f FILE and other forms are"
+    .. " refused", function()
+      local server = start("remote_command.lua")
+      local c = connect(server.port, Commands:new())
+      local bad = { "date -f /etc/passwd", "date --file=/etc/passwd",
+        "ls -R /usr/share", "ls --dereference /", "uname --help",
+        "whoami root", "sleep 99", "echo -e x" }
+      local d = c:want(#bad + 1)
+      c:send(bad)
+      c:send({ "date +%Y" })
+      local replies = runUntil(d, 5)
+      for i, line in ipairs(bad) do
+        assert.same({ ok = false, error = "arguments not allowed: " .. line },
+          replies[i])
+      end
+      assert.is_true(replies[#bad + 1].ok)
+      assert.matches("^%d%d%d%d\n$", replies[#bad + 1].stdout)
+      c.transport:loseConnection()
+      assert.equal(0, stop(server))
+    end)
+
+  it("runs at most 4 commands at once per connection, and kills them when"
+    .. " the client goes away", function()
+      local server = start("remote_command.lua")
+      local pid = loomPid(server)
+      local c = connect(server.port, Commands:new())
+      local d = c:want(2)
+      c:send({ "sleep 9", "sleep 9", "sleep 9", "sleep 9", "sleep 9",
+        "sleep 9" })
+      local busy = { ok = false,
+        error = "busy: at most 4 commands at once per connection" }
+      assert.same({ busy, busy }, runUntil(d, 5))
+      waitUntil(function() return #children(pid) == 4 end)
+      c.transport:loseConnection()
+      waitUntil(function() return #children(pid) == 0 end)
+      assert.equal(0, stop(server))
+    end)
+
+  it("runs at most 16 commands at once on the server", function()
+    local server = start("remote_command.lua")
+    local pid = loomPid(server)
+    local clients = {}
+    for i = 1, 4 do
+      clients[i] = connect(server.port, Commands:new())
+      clients[i]:send({ "sleep 9", "sleep 9", "sleep 9", "sleep 9" })
+    end
+    waitUntil(function() return #children(pid) == 16 end)
+    local extra = connect(server.port, Commands:new())
+    local d = extra:want(1)
+    extra:send({ "echo hi" })
+    assert.same({ { ok = false,
+      error = "busy: at most 16 commands at once on this server" } },
+      runUntil(d, 5))
+    for _, c in ipairs(clients) do
+      c.transport:loseConnection()
+    end
+    waitUntil(function() return #children(pid) == 0 end)
+    d = extra:want(2)
+    extra:send({ "echo hi" })
+    assert.equal("hi\n", runUntil(d, 5)[2].stdout)
+    extra.transport:loseConnection()
     assert.equal(0, stop(server))
   end)
 end)
