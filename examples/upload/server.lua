@@ -43,9 +43,10 @@ function Upload:reply(t)
   self:sendLine(json.encode(t))
 end
 
+-- The partial file is gone before the client hears of the failure.
 function Upload:fail(message)
-  self:reply({ status = "error", message = message })
   self:discard()
+  self:reply({ status = "error", message = message })
   self.transport:loseConnection()
 end
 
