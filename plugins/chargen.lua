@@ -73,7 +73,7 @@ return {
   description = "character generator (RFC 864): an endless rotating pattern,"
     .. " flow-controlled",
   options = {
-    { "port", "p", "tcp:8019", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8019:interface=127.0.0.1", "where to listen" },
   },
   Chargen = Chargen,
   makeService = function(opts)

@@ -113,7 +113,7 @@ return {
   description = "chat room: nicknames, /nick, /who, /quit; lines go to"
     .. " everyone",
   options = {
-    { "port", "p", "tcp:8001", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8001:interface=127.0.0.1", "where to listen" },
   },
   Chat = Chat,
   ChatFactory = ChatFactory,

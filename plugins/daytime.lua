@@ -14,7 +14,7 @@ return {
   name = "daytime",
   description = "daytime server (RFC 867): the date and time, then close",
   options = {
-    { "port", "p", "tcp:8013", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8013:interface=127.0.0.1", "where to listen" },
   },
   Daytime = Daytime,
   makeService = function(opts)

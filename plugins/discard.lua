@@ -10,7 +10,7 @@ return {
   name = "discard",
   description = "discard server (RFC 863): reads and drops everything",
   options = {
-    { "port", "p", "tcp:8009", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8009:interface=127.0.0.1", "where to listen" },
   },
   Discard = Discard,
   makeService = function(opts)

@@ -12,7 +12,7 @@ return {
   name = "echo",
   description = "echo server (RFC 862): sends back every byte it receives",
   options = {
-    { "port", "p", "tcp:8000", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8000:interface=127.0.0.1", "where to listen" },
   },
   Echo = Echo,
   makeService = function(opts)

@@ -58,7 +58,7 @@ return {
   name = "finger",
   description = "finger server (RFC 1288): user information from a JSON file",
   options = {
-    { "port", "p", "tcp:8079", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8079:interface=127.0.0.1", "where to listen" },
     { "users", "u", nil, "JSON file mapping user names to their information" },
   },
   Finger = Finger,

@@ -1,7 +1,11 @@
 -- loom portforward: a TCP proxy. Each connection to --port is forwarded to
 -- --dest. Backpressure both ways: each side's transport is registered as
 -- the producer of the other, so a slow receiver pauses reading from the
--- fast sender instead of buffering without bound.
+-- fast sender instead of buffering without bound. Half-closes are passed
+-- on: a client that sends, then shuts its write side (`nc -N`,
+-- shutdown(SHUT_WR)) still gets the whole reply.
+-- It listens on loopback by default; listening anywhere else makes --dest
+-- reachable by whoever reaches this host, so loom logs a warning.
 local endpoints = require "loom.endpoints"
 local log = require "loom.log"
 local protocol = require "loom.protocol"
@@ -14,6 +18,25 @@ local Proxy = protocol.Protocol:extend({ __name = "Proxy" })
 function Proxy:dataReceived(data)
   if self.peer then
     self.peer.transport:write(data)
+  end
+end
+
+-- The sender is done (it half-closed): pass its FIN on once what it sent
+-- is written, and keep the other direction open for the reply. When both
+-- directions are done, both sides close once flushed.
+function Proxy:readConnectionLost()
+  if self.readDone then
+    return -- A resumed read can report the same EOF again.
+  end
+  self.readDone = true
+  local peer = self.peer
+  if peer == nil then
+    self.transport:loseConnection()
+  elseif peer.readDone then
+    self.transport:loseConnection()
+    peer.transport:loseConnection()
+  else
+    peer.transport:loseWriteConnection()
   end
 end
 
@@ -63,11 +86,25 @@ function ProxyFactory:init(dest)
   self.dest = dest
 end
 
+local function isLoopback(host)
+  return host == "::1" or host:match("^127%.") ~= nil
+    or host:match("^::ffff:127%.") ~= nil
+end
+
+-- Only TCP endpoints have an interface; a Unix socket stays on this host.
+local function warnIfExposed(description)
+  local ep = endpoints.serverFromString(reactor, description)
+  if ep.interface and not isLoopback(ep.interface) then
+    log.warn("portforward: listening on %s, not loopback only: whoever can"
+      .. " reach this host can reach --dest through it", ep.interface)
+  end
+end
+
 return {
   name = "portforward",
   description = "TCP port forwarder: relays each connection to --dest",
   options = {
-    { "port", "p", "tcp:8080", "where to listen (an endpoint description)" },
+    { "port", "p", "tcp:8080:interface=127.0.0.1", "where to listen" },
     { "dest", "d", nil, "where to connect, e.g. tcp:host=10.0.0.1:port=80" },
   },
   ProxyFactory = ProxyFactory,
@@ -76,6 +113,8 @@ return {
       error("--dest is required (e.g. --dest tcp:host=127.0.0.1:port=80)", 0)
     end
     local dest = endpoints.clientFromString(reactor, opts.dest)
-    return strports.service(opts.port, ProxyFactory:new(dest))
+    local svc = strports.service(opts.port, ProxyFactory:new(dest))
+    warnIfExposed(opts.port)
+    return svc
   end,
 }

@@ -174,6 +174,69 @@ describe("loom --pidfile", function()
     sub.stop(server)
     assert.is_nil(io.open(pidfile))
   end)
+
+  it("refuses a symlink and leaves its target untouched", function()
+    local dir = sub.tmpdir()
+    local target, link = dir .. "/precious", dir .. "/loom.pid"
+    sub.writeFile(target, "precious\n")
+    for _, to in ipairs({ target, dir .. "/missing" }) do
+      os.execute(string.format("ln -sfn %s %s", to, link))
+      local out, err, status = sub.loom("--pidfile " .. link
+        .. " echo --port tcp:0:interface=127.0.0.1")
+      assert.equal(1, status)
+      assert.equal("", out)
+      assert.equal("loom: pidfile " .. link .. " is a symbolic link (not"
+        .. " followed)\n", err)
+    end
+    assert.equal("precious\n", sub.readFile(target))
+    assert.is_nil(io.open(dir .. "/missing"))
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("lets exactly one of two hosts started together run", function()
+    local dir = sub.tmpdir()
+    local pidfile, stopfile = dir .. "/loom.pid", dir .. "/stop"
+    -- Prints "ran", then holds the pidfile until the spec says stop.
+    sub.writeFile(dir .. "/hold.lua", [[
+print("ran")
+io.stdout:flush()
+for _ = 1, 200 do
+  if io.open(arg[1]) then break end
+  os.execute("sleep 0.05")
+end
+]])
+    local one = string.format("timeout %d %s --pidfile %s run %s/hold.lua %s",
+      sub.LIMIT, sub.LOOM, pidfile, dir, stopfile)
+    local errfile = dir .. "/err"
+    for try = 1, 20 do
+      local h = assert(io.popen(string.format("(%s & %s & wait) 2>%s", one,
+        one, errfile)))
+      assert.equal("ran", h:read("l"), "try " .. try)
+      -- The other one refuses at once (or, wrongly, runs too).
+      sub.waitUntil(function() return sub.readFile(errfile) ~= "" end, 5)
+      sub.writeFile(stopfile, "")
+      local rest = h:read("a")
+      h:close()
+      os.remove(stopfile)
+      assert.equal("", rest, "try " .. try)
+      assert.matches("^loom: pidfile " .. pidfile:gsub("%p", "%%%0")
+        .. " is held by running process %d+\n$", sub.readFile(errfile))
+      assert.is_nil(io.open(pidfile))
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("on exit, leaves a pidfile that is no longer its own", function()
+    local pidfile = os.tmpname()
+    os.remove(pidfile)
+    local server = sub.start("--pidfile " .. pidfile
+      .. " echo --port tcp:0:interface=127.0.0.1")
+    os.remove(pidfile)
+    sub.writeFile(pidfile, "1\n")
+    assert.equal(0, (sub.stop(server)))
+    assert.equal("1\n", sub.readFile(pidfile))
+    os.remove(pidfile)
+  end)
 end)
 
 describe("loom --logfile", function()

@@ -35,11 +35,12 @@ end
 -- --foreground` passes our one SIGTERM on once; without it, timeout also
 -- signals its whole process group, and the second SIGTERM can land after
 -- loom's handlers were removed at the end of a fast shutdown (exit 143).
-local function start(name, args)
+-- `setup` (optional) is shell run just before, e.g. "ulimit -f 2048;".
+local function start(name, args, setup)
   local errfile = os.tmpname()
   local h = assert(io.popen(string.format(
-    "sh -c 'echo $$; exec timeout --foreground %d %s run examples/%s %s' "
-    .. "2>%s", LIMIT,
+    "sh -c 'echo $$; %s exec timeout --foreground %d %s run examples/%s %s' "
+    .. "2>%s", setup or "", LIMIT,
     LOOM, name, args or "0", errfile), "r"))
   local pid = assert(tonumber(h:read("l")))
   local line = h:read("l")
@@ -156,6 +157,21 @@ describe("examples/thread_prime.lua", function()
   end)
 end)
 
+-- Sends an upload header (and `body`, once "ready"); returns the replies.
+local function upload(port, name, size, body)
+  local c = connect(port, Lines:new())
+  local d = c:want(1)
+  c:sendLine(json.encode({ action = "put", filename = name, filesize = size }))
+  local replies = { json.decode(runUntil(d, 5)[1]) }
+  if body and replies[1].status == "ready" then
+    d = c:want(2)
+    c.transport:write(body)
+    replies[2] = json.decode(runUntil(d, 10)[2])
+  end
+  c.transport:loseConnection()
+  return replies
+end
+
 describe("examples/upload", function()
   local dir, server
   before_each(function()
@@ -207,7 +223,94 @@ describe("examples/upload", function()
       runUntil(wait)
       assert.equal("", (shell("ls -A " .. dir)))
     end)
+
+  it("refuses names too long to store as unsafe, and stores the longest"
+    .. " it allows", function()
+      for _, n in ipairs({ 241, 250, 255, 256 }) do
+        local r = upload(server.port, ("n"):rep(n), 3)
+        assert.same({ status = "error", message = "unsafe file name" }, r[1],
+          n)
+      end
+      local longest = ("n"):rep(240)
+      local r = upload(server.port, longest, 3, "abc")
+      assert.equal("ready", r[1].status)
+      assert.equal("done", r[2].status)
+      assert.equal("abc", readFile(dir .. "/" .. longest))
+    end)
+
+  it("answers a store failure without the server's paths", function()
+    os.execute("rm -rf " .. dir)
+    local r = upload(server.port, "gone.txt", 3)
+    assert.same({ status = "error", message = "cannot store the file" }, r[1])
+  end)
 end)
+
+describe("examples/upload on a full disk", function()
+  it("answers an error, not done, and leaves no partial file", function()
+    -- RLIMIT_FSIZE of 1 MiB (2048 blocks of 512 bytes): writes past it fail
+    -- with EFBIG as on a full disk (SIGXFSZ ignored, as ENOSPC sends none).
+    local dir = tempdir()
+    local server = start("upload/server.lua", dir .. " 0",
+      "trap \"\" XFSZ; ulimit -f 2048;")
+    local size = 3 * 1024 * 1024
+    local r = upload(server.port, "big.bin", size, ("x"):rep(size))
+    assert.equal("ready", r[1].status)
+    assert.same({ status = "error", message = "cannot store the file" }, r[2])
+    assert.equal("", (shell("ls -A " .. dir)))
+    assert.equal(0, stop(server))
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+-- A remote_command client: `replies(n)` fires with the first n replies.
+local Commands = basic.Int32StringReceiver:extend({})
+function Commands:init()
+  self.made, self.replies = defer.Deferred(), {}
+end
+function Commands:connectionMade() self.made:callback(self) end
+function Commands:stringReceived(s)
+  self.replies[#self.replies + 1] = json.decode(s)
+  if self.wanted and #self.replies >= self.wanted and not self.d.called then
+    self.d:callback(self.replies)
+  end
+end
+function Commands:want(n)
+  self.wanted, self.d = n, defer.Deferred()
+  return self.d
+end
+-- Sends each command line, all in one write (pipelined).
+function Commands:send(lines)
+  local frames = {}
+  for i, line in ipairs(lines) do
+    frames[i] = string.pack(">s4", line)
+  end
+  self.transport:write(table.concat(frames))
+end
+
+-- The pids of pid's children (its main thread's: libuv spawns from there).
+local function children(pid)
+  local out = {}
+  local s = readFile(string.format("/proc/%d/task/%d/children", pid, pid))
+  for n in s:gmatch("%d+") do
+    out[#out + 1] = tonumber(n)
+  end
+  return out
+end
+
+-- The loom process of a started example (sh exec'd timeout, which forks it).
+local function loomPid(server)
+  return children(server.pid)[1]
+end
+
+local function waitUntil(test, secs)
+  local deadline = reactor.seconds() + (secs or 5)
+  while not test() do
+    assert(reactor.seconds() < deadline, "condition not met in time")
+    local tick = defer.Deferred()
+    reactor.callLater(0.02, tick.callback, tick, true)
+    runUntil(tick, 1)
+  end
+end
 
 describe("examples/remote_command.lua", function()
   it("runs allowed commands without a shell and refuses others", function()
@@ -233,6 +336,70 @@ describe("examples/remote_command.lua", function()
     assert.equal(2, reply.exitCode)
     assert.matches("nonexistent", reply.stderr)
     c.transport:loseConnection()
+    assert.equal(0, stop(server))
+  end)
+
+  it("allow-lists the arguments too: date -f FILE and other forms are"
+    .. " refused", function()
+      local server = start("remote_command.lua")
+      local c = connect(server.port, Commands:new())
+      local bad = { "date -f /etc/passwd", "date --file=/etc/passwd",
+        "ls -R /usr/share", "ls --dereference /", "uname --help",
+        "whoami root", "sleep 99", "echo -e x" }
+      local d = c:want(#bad + 1)
+      c:send(bad)
+      c:send({ "date +%Y" })
+      local replies = runUntil(d, 5)
+      for i, line in ipairs(bad) do
+        assert.same({ ok = false, error = "arguments not allowed: " .. line },
+          replies[i])
+      end
+      assert.is_true(replies[#bad + 1].ok)
+      assert.matches("^%d%d%d%d\n$", replies[#bad + 1].stdout)
+      c.transport:loseConnection()
+      assert.equal(0, stop(server))
+    end)
+
+  it("runs at most 4 commands at once per connection, and kills them when"
+    .. " the client goes away", function()
+      local server = start("remote_command.lua")
+      local pid = loomPid(server)
+      local c = connect(server.port, Commands:new())
+      local d = c:want(2)
+      c:send({ "sleep 9", "sleep 9", "sleep 9", "sleep 9", "sleep 9",
+        "sleep 9" })
+      local busy = { ok = false,
+        error = "busy: at most 4 commands at once per connection" }
+      assert.same({ busy, busy }, runUntil(d, 5))
+      waitUntil(function() return #children(pid) == 4 end)
+      c.transport:loseConnection()
+      waitUntil(function() return #children(pid) == 0 end)
+      assert.equal(0, stop(server))
+    end)
+
+  it("runs at most 16 commands at once on the server", function()
+    local server = start("remote_command.lua")
+    local pid = loomPid(server)
+    local clients = {}
+    for i = 1, 4 do
+      clients[i] = connect(server.port, Commands:new())
+      clients[i]:send({ "sleep 9", "sleep 9", "sleep 9", "sleep 9" })
+    end
+    waitUntil(function() return #children(pid) == 16 end)
+    local extra = connect(server.port, Commands:new())
+    local d = extra:want(1)
+    extra:send({ "echo hi" })
+    assert.same({ { ok = false,
+      error = "busy: at most 16 commands at once on this server" } },
+      runUntil(d, 5))
+    for _, c in ipairs(clients) do
+      c.transport:loseConnection()
+    end
+    waitUntil(function() return #children(pid) == 0 end)
+    d = extra:want(2)
+    extra:send({ "echo hi" })
+    assert.equal("hi\n", runUntil(d, 5)[2].stdout)
+    extra.transport:loseConnection()
     assert.equal(0, stop(server))
   end)
 end)

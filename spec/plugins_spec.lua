@@ -81,7 +81,7 @@ describe("loom PLUGIN from the command line", function()
     local out, _, status = sub.loom("echo --help")
     assert.equal(0, status)
     assert.matches("%-p, %-%-port", out)
-    assert.matches("default: tcp:8000", out, 1, true)
+    assert.matches("default: tcp:8000:interface=127.0.0.1", out, 1, true)
   end)
 
   it("an unknown option is one line and exit 1", function()
@@ -359,4 +359,117 @@ describe("built-in plugins over loopback", function()
     testing.runUntil(a.lost, 5)
     assert.equal(0, (sub.stop(server)))
   end)
+end)
+
+describe("built-in plugin defaults", function()
+  local endpoints = require "loom.endpoints"
+  local log = require "loom.log"
+
+  local function load(name)
+    return assert(plugin.load("plugins/" .. name .. ".lua", name))
+  end
+
+  it("every built-in plugin listens on loopback unless told otherwise",
+    function()
+      for _, entry in ipairs({
+        "chargen", "chat", "daytime", "discard", "echo", "finger",
+        "portforward" }) do
+        local p = load(entry)
+        local opts = assert(plugin.parseOptions(p, {}, 1))
+        local ep = endpoints.serverFromString(reactor, opts.port)
+        assert.equal("127.0.0.1", ep.interface, entry)
+      end
+      -- The service echo makes from its defaults listens there too.
+      local echo = load("echo")
+      local svc = echo.makeService(assert(plugin.parseOptions(echo, {}, 1)))
+      assert.equal("127.0.0.1", svc.endpoint.interface)
+    end)
+
+  it("a description the user writes keeps Twisted's meaning (tcp:N is every"
+    .. " interface), and portforward warns when it listens beyond loopback",
+    function()
+      local pf = load("portforward")
+      local warnings = {}
+      local function observe(ev)
+        if ev.level == "warn" then
+          warnings[#warnings + 1] = ev.text
+        end
+      end
+      log.addObserver(observe)
+      local level = log.level
+      log.level = "error" -- Seen by observe, kept off the spec's stderr.
+      local made = {}
+      for _, port in ipairs({ "tcp:0", "tcp:0:interface=127.0.0.1",
+        "tcp6:0", "unix:/tmp/loom-pf-unused.sock" }) do
+        made[port] = pf.makeService({ port = port,
+          dest = "tcp:host=127.0.0.1:port=1" })
+      end
+      log.level = level
+      log.removeObserver(observe)
+      assert.equal("0.0.0.0", made["tcp:0"].endpoint.interface)
+      assert.same({
+        "portforward: listening on 0.0.0.0, not loopback only: whoever can"
+          .. " reach this host can reach --dest through it",
+        "portforward: listening on ::, not loopback only: whoever can"
+          .. " reach this host can reach --dest through it" }, warnings)
+    end)
+end)
+
+describe("portforward and half-closes", function()
+  -- Reads until the peer's FIN, then answers and closes (an HTTP/1.0-ish
+  -- server, or `nc -N` on the other side).
+  local Replier = protocol.Protocol:extend({})
+  function Replier:dataReceived(d) self.buf = (self.buf or "") .. d end
+  function Replier:readConnectionLost()
+    self.transport:write("got:" .. (self.buf or ""))
+    self.transport:loseConnection()
+  end
+
+  local function forwarder(target)
+    return sub.start("portforward " .. PORT
+      .. " --dest tcp:host=127.0.0.1:port=" .. target:getHost().port)
+  end
+
+  it("a client that sends, then shuts its write side, gets the whole reply",
+    function()
+      local target = reactor.listenTCP(0, protocol.Factory.forProtocol(
+        Replier), { interface = "127.0.0.1" })
+      local server = forwarder(target)
+      for try = 1, 3 do
+        local c = sub.connect(server.port)
+        c.transport:write("request " .. try)
+        c.transport:loseWriteConnection()
+        testing.runUntil(c.lost, 5)
+        assert.equal("got:request " .. try, c:text())
+      end
+      testing.runUntil(target:stopListening(), 5)
+      assert.equal(0, (sub.stop(server)))
+    end)
+
+  it("a destination that half-closes first still gets the client's answer,"
+    .. " and both sides close once both are done", function()
+      local Greeter = protocol.Protocol:extend({})
+      local heard = require("loom.defer").Deferred()
+      function Greeter:connectionMade()
+        self.transport:write("hello")
+        self.transport:loseWriteConnection()
+      end
+      function Greeter:dataReceived(d) self.buf = (self.buf or "") .. d end
+      function Greeter:readConnectionLost() end
+      function Greeter:connectionLost() heard:callback(self.buf) end
+      local target = reactor.listenTCP(0, protocol.Factory.forProtocol(
+        Greeter), { interface = "127.0.0.1" })
+      local server = forwarder(target)
+      local Answerer = sub.Recorder:extend({})
+      function Answerer:readConnectionLost()
+        self.transport:write("thanks for " .. self:text())
+        self.transport:loseWriteConnection()
+      end
+      local c = sub.connect(server.port, Answerer:new())
+      assert.equal("thanks for hello", testing.runUntil(heard, 5))
+      testing.runUntil(c.lost, 5)
+      assert.equal("hello", c:text())
+      testing.runUntil(target:stopListening(), 5)
+      assert.equal(0, (sub.stop(server)))
+    end)
 end)

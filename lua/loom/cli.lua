@@ -73,56 +73,22 @@ end
 
 -- Pid files -------------------------------------------------------------------
 
-local function readPid(path)
-  local f = io.open(path, "r")
-  if not f then
-    return nil
-  end
-  local pid = f:read("n")
-  f:close()
-  return math.tointeger(pid)
-end
-
-local function myPid()
-  local f = io.open("/proc/self/stat", "r")
-  if not f then
-    return nil
-  end
-  local pid = f:read("n")
-  f:close()
-  return math.tointeger(pid)
-end
-
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if f then
-    f:close()
-    return true
-  end
-  return false
-end
-
--- Writes our pid to path; raises one line if a live process holds it. A
--- stale pid file (its process is gone) is replaced.
+-- Takes path for this process; raises one line if a live process holds it
+-- or it is a symlink. loom keeps a lock on it while running (see
+-- bindings/pidfile.c), so two hosts started together cannot both take it;
+-- a stale pid file (its process is gone) is replaced.
 local function takePidfile(path)
-  local me = myPid()
-  local held = readPid(path)
-  if held and held ~= me and alive(held) then
-    error(string.format("pidfile %s is held by running process %d", path,
-      held), 0)
+  local held, e = require("loom.core").takePidfile(path)
+  if not held then
+    error(e, 0)
   end
-  local f, e = io.open(path, "w")
-  if not f then
-    error("pidfile " .. tostring(e), 0)
-  end
-  f:write(tostring(me or 0), "\n")
-  f:close()
-  return me
+  return held
 end
 
-local function releasePidfile(path, me)
-  if path and readPid(path) == me then
-    os.remove(path)
+-- Removes the pid file if it is still ours, and drops the lock.
+local function releasePidfile(_, held)
+  if held then
+    held:release()
   end
 end
 

@@ -2,7 +2,8 @@
 --
 -- A plugin is a Lua file NAME.lua in the plugin path returning
 --   { name = "echo", description = "...",
---     options = { {"port", "p", "tcp:8000", "where to listen"}, ... },
+--     options = { {"port", "p", "tcp:8000:interface=127.0.0.1",
+--                  "where to listen"}, ... },
 --     makeService = function(opts) return service end }
 -- `loom echo --port tcp:9000` loads it, parses the options and runs the
 -- service makeService returns like an application file.
