@@ -29,12 +29,18 @@ Commands:
                     modules on their path; exit 0 only if all pass
 
 Flags (before the command or the file):
-  --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1)
+  --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1
+                    and SIGHUP)
   --pidfile PATH    write the pid to PATH; refuse to start if a live
                     process holds it; removed on exit
+  --uid USER        switch to USER (name or number) once the service
+  --gid GROUP       tree has opened its ports (as root; as twistd does)
+  --allow-binary    also load precompiled (luac) chunks: a corrupted
+                    one can crash the host, so only trusted ones
   -h, --help        show this help
   -v, --version     print the version
 
+Start-up errors are one line; LOOM_DEBUG=1 adds the traceback.
 Docs: docs/ in the source tree (docs/README.md, docs/application.md).]]
 
 local function fail(fmt, ...)
@@ -47,6 +53,57 @@ local function oneLine(e)
   return (tostring(e):gsub("\n.*", ""))
 end
 
+-- Start-up errors ------------------------------------------------------------
+
+local function debugging()
+  local v = os.getenv("LOOM_DEBUG")
+  return v ~= nil and v ~= "" and v ~= "0"
+end
+
+-- loom's own Lua code (lua/loom/ and the shipped plugins/), which an
+-- error's location should not point into: the user's file is the news.
+local function isOwnSource(source)
+  local info = package.loaded["loom.hostinfo"] or {}
+  if source:find("/lua/loom/", 1, true) then
+    return true
+  end
+  return info.plugins ~= nil
+    and source:sub(2, #info.plugins + 2) == info.plugins .. "/"
+end
+
+-- "file:line" of the innermost Lua frame outside loom's own code, or nil.
+local function userLocation()
+  local level = 2
+  while true do
+    local frame = debug.getinfo(level, "Sl")
+    if frame == nil then
+      return nil
+    end
+    if frame.currentline > 0 and frame.source:sub(1, 1) == "@"
+      and not isOwnSource(frame.source) then
+      return frame.short_src .. ":" .. frame.currentline
+    end
+    level = level + 1
+  end
+end
+
+-- The message handler of start-up code: the error's first line, prefixed
+-- with the user's file:line when it has no position of its own (raised
+-- with level 0, or from inside loom); the traceback only with LOOM_DEBUG=1.
+local function startupError(e)
+  local msg = oneLine(e)
+  if not msg:match("^[^:\n]+:%d+: ") then
+    local where = userLocation()
+    if where then
+      msg = where .. ": " .. msg
+    end
+  end
+  if debugging() then
+    return debug.traceback(msg, 2)
+  end
+  return msg
+end
+
 local function version()
   local info = package.loaded["loom.hostinfo"] or {}
   return info.version or require("loom.core").version
@@ -54,20 +111,36 @@ end
 
 -- Flags ---------------------------------------------------------------------
 
-local FLAGS = { logfile = true, pidfile = true }
+-- Each common flag: what its value is called, or false for a switch;
+-- `key` is its field in the flags table when that differs from its name.
+local FLAGS = {
+  logfile = { value = "PATH" },
+  pidfile = { value = "PATH" },
+  uid = { value = "USER" },
+  gid = { value = "GROUP" },
+  ["allow-binary"] = { value = false, key = "allowBinary" },
+}
 
 -- Consumes a common flag at argv[i] into flags; returns how many arguments
 -- it used, nil if argv[i] is not one, or raises a one-line message.
 local function takeFlag(flags, flag, inline, nextArg)
   local name = flag:match("^%-%-(.+)$")
-  if not (name and FLAGS[name]) then
+  local spec = name and FLAGS[name]
+  if not spec then
     return nil
+  end
+  if spec.value == false then
+    if inline ~= nil then
+      error(string.format("%s takes no value", flag), 0)
+    end
+    flags[spec.key or name] = true
+    return 1
   end
   local value = inline or nextArg
   if value == nil or value == "" then
-    error(string.format("%s needs a PATH", flag), 0)
+    error(string.format("%s needs a %s", flag, spec.value), 0)
   end
-  flags[name] = value
+  flags[spec.key or name] = value
   return inline and 1 or 2
 end
 
@@ -150,16 +223,31 @@ local function announce(svc)
   end
 end
 
+-- Switches to the user/group of --uid/--gid, else of the Application's
+-- {uid=, gid=}, once the tree opened its (privileged) ports: as twistd.
+local function shedPrivileges(svc, flags)
+  local uid, gid = flags.uid or rawget(svc, "uid"), flags.gid or rawget(svc, "gid")
+  if uid == nil and gid == nil then
+    return
+  end
+  local ok, e = require("loom.core").switchIdentity(uid, gid)
+  if not ok then
+    error(e, 0)
+  end
+  require("loom.log").info("set %s", e)
+end
+
 -- Starts svc, runs the reactor until a signal, stops svc (bounded).
-local function serve(svc)
+local function serve(svc, flags)
   local reactor = require "loom.reactor"
   local application = require "loom.application"
-  local ok, e = pcall(function()
+  local ok, e = xpcall(function()
     svc:privilegedStartService()
+    shedPrivileges(svc, flags)
     svc:startService()
-  end)
+  end, startupError)
   if not ok then
-    return fail("%s", oneLine(e))
+    return fail("%s", e)
   end
   reactor.addSystemEventTrigger("before", "shutdown", function()
     return application.stopWithTimeout(svc, cli.stopTimeout)
@@ -172,35 +260,61 @@ local function serve(svc)
   return 0
 end
 
--- Runs `body` with the flags applied: the log file (reopened on SIGUSR1)
--- and the pid file (removed afterwards, whatever happens).
+-- Reopens the log file (SIGUSR1, SIGHUP); without one there is nothing to
+-- reopen. Either way a SIGHUP no longer kills the host (its default
+-- action), and says what it did. (F9 will make SIGHUP reload modules.)
+local function watchLogSignals(flags)
+  local core = require "loom.core"
+  local log = require "loom.log"
+  local function reopen(name)
+    if flags.logfile then
+      local ok, e = log.toFile(flags.logfile)
+      if not ok then
+        log.error("received SIG%s, cannot reopen the log file: %s", name,
+          tostring(e))
+      elseif name == "HUP" then
+        log.info("received SIGHUP, reopened the log file %s",
+          flags.logfile)
+      end
+    elseif name == "HUP" then
+      log.info("received SIGHUP, no log file to reopen; ignored")
+    end
+  end
+  local watchers = { core.onSignal("HUP", reopen) }
+  if flags.logfile then
+    watchers[2] = core.onSignal("USR1", reopen)
+  end
+  return watchers
+end
+
+local function closeAll(watchers)
+  for _, w in ipairs(watchers) do
+    w:close()
+  end
+end
+
+-- Runs `body` with the flags applied: the log file (reopened on SIGUSR1
+-- and SIGHUP) and the pid file (removed afterwards, whatever happens).
 local function withFlags(flags, body)
   local log = require "loom.log"
-  local watcher
   if flags.logfile then
     local ok, e = log.toFile(flags.logfile)
     if not ok then
       return fail("--logfile: %s", tostring(e))
     end
-    watcher = require("loom.core").onSignal("USR1", function()
-      log.toFile(flags.logfile)
-    end)
   end
+  local watchers = watchLogSignals(flags)
   local me
   if flags.pidfile then
     local ok, e = pcall(takePidfile, flags.pidfile)
     if not ok then
-      if watcher then
-        watcher:close()
-      end
+      closeAll(watchers)
       return fail("%s", e)
     end
     me = e
   end
   local ok, code = pcall(body)
-  if watcher then
-    watcher:close()
-  end
+  closeAll(watchers)
   releasePidfile(flags.pidfile, me)
   if flags.logfile then
     log.toFile(nil)
@@ -209,6 +323,86 @@ local function withFlags(flags, body)
     error(code, 0)
   end
   return code
+end
+
+-- require finds user modules as Lua does (package.path), but loads text
+-- only: Lua does not verify bytecode, and a corrupted .luac crashes it.
+local function textOnlySearcher(name)
+  local path, notFound = package.searchpath(name, package.path)
+  if path == nil then
+    return notFound
+  end
+  local chunk, msg = loadfile(path, "t")
+  if chunk == nil then
+    error(string.format("error loading module '%s' from file '%s':\n\t%s",
+      name, path, msg), 2)
+  end
+  return chunk, path
+end
+
+-- Loads FILE as the flags allow: text only unless --allow-binary. Returns
+-- the chunk, or nil and a one-line message.
+local function loadUserFile(file, flags)
+  local chunk, msg = loadfile(file, flags.allowBinary and "bt" or "t")
+  if chunk then
+    package.searchers[2] = flags.allowBinary and package.searchers[2]
+      or textOnlySearcher
+    return chunk
+  end
+  if msg:find("attempt to load a binary chunk", 1, true) then
+    return nil, file .. ": a precompiled (binary) chunk: loom loads Lua"
+      .. " source only (--allow-binary loads it; a corrupted one can crash"
+      .. " the host)"
+  end
+  -- loadfile's message already names file:line for a syntax error.
+  return nil, oneLine(msg)
+end
+
+-- The pitfall of `local application = require "loom.application"` then
+-- `application = application.Application(...)`: the tree lands in the
+-- local, and the file would end as a plain script that serves nothing.
+local function lostApplication(file, made, reactorRan)
+  local application = package.loaded["loom.application"]
+  if reactorRan or application == nil
+    or (application._applicationsMade or 0) <= made then
+    return nil
+  end
+  return string.format("%s made an Application but did not return it or"
+    .. " set the global `application` (a `local application` hides the"
+    .. " global: end the file with `return application`)", file)
+end
+
+-- Runs an application file's or script's chunk; returns the service it
+-- handed over (returned, or the global `application`), or nil for a plain
+-- script; raises a one-line message.
+local function runUserChunk(file, chunk, args)
+  local application = require "loom.application"
+  local reactor = require "loom.reactor"
+  local made, reactorRan = application._applicationsMade or 0, false
+  reactor.addSystemEventTrigger("before", "startup", function()
+    reactorRan = true
+  end)
+  _G.arg = args
+  local ok, e = xpcall(chunk, startupError, table.unpack(args, 1, #args))
+  if not ok then
+    error(e, 0)
+  end
+  local app = e
+  if not isService(app) then
+    app = rawget(_G, "application")
+  end
+  if app == nil then
+    local lost = lostApplication(file, made, reactorRan)
+    if lost then
+      error(lost, 0)
+    end
+    return nil
+  end
+  if not isService(app) then
+    error(string.format("%s: `application` must be a service (an"
+      .. " Application), got %s", file, type(app)), 0)
+  end
+  return app
 end
 
 -- run FILE [ARGS]: arg[0] is the file, arg[1..] its arguments.
@@ -229,9 +423,8 @@ local function run(argv, first, flags)
   if file == nil then
     return fail("run: missing FILE (usage: loom run FILE [ARGS])")
   end
-  local chunk, msg = loadfile(file)
+  local chunk, msg = loadUserFile(file, flags)
   if not chunk then
-    -- loadfile's message already names file:line for a syntax error.
     return fail("%s", msg)
   end
   local args = { [0] = file, [-1] = argv[0] }
@@ -239,30 +432,17 @@ local function run(argv, first, flags)
     args[#args + 1] = argv[j]
   end
   return withFlags(flags, function()
-    _G.arg = args
-    local ok, e = xpcall(chunk, function(m)
-      return debug.traceback(tostring(m), 2)
-    end, table.unpack(args, 1, #args))
+    local ok, app = pcall(runUserChunk, file, chunk, args)
     if not ok then
-      io.stderr:write("loom: ", tostring(e), "\n")
-      return 1
-    end
-    local app = e
-    if not isService(app) then
-      app = rawget(_G, "application")
-    end
-    if app == nil then
+      return fail("%s", app)
+    elseif app == nil then
       return 0 -- a plain script
     end
-    if not isService(app) then
-      return fail("%s: `application` must be a service (an Application),"
-        .. " got %s", file, type(app))
-    end
-    return serve(app)
+    return serve(app, flags)
   end)
 end
 
--- loom PLUGIN [OPTIONS]
+-- loom PLUGIN [OPTIONS]: plugin files are loaded as text only (loom.plugin).
 local function runPlugin(name, file, argv, first, flags)
   local p, msg = plugin.load(file, name)
   if not p then
@@ -277,15 +457,18 @@ local function runPlugin(name, file, argv, first, flags)
   elseif opts == nil then
     return fail("%s", e)
   end
+  if not flags.allowBinary then
+    package.searchers[2] = textOnlySearcher
+  end
   return withFlags(flags, function()
-    local ok, svc = pcall(p.makeService, opts)
+    local ok, svc = xpcall(p.makeService, startupError, opts)
     if not ok then
-      return fail("%s: %s", p.name, oneLine(svc))
+      return fail("%s: %s", p.name, svc)
     elseif not isService(svc) then
       return fail("%s: makeService returned %s, not a service", p.name,
         type(svc))
     end
-    return serve(svc)
+    return serve(svc, flags)
   end)
 end
 
