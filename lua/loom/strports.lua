@@ -46,12 +46,8 @@ end
 -- strports.service(description, factory, {reactor=}) -> a service.
 function M.service(description, factory, opts)
   local reactor = reactorOf("service", opts)
-  local ok, endpoint = pcall(endpoints.serverFromString, reactor,
-    description)
-  if not ok then
-    error(endpoint, 2)
-  end
-  local svc = internet.StreamServerEndpointService:new(endpoint, factory)
+  local svc = internet.StreamServerEndpointService:new(
+    endpoints.serverFromString(reactor, description), factory)
   svc._raiseSynchronously = true
   svc.description = description
   return svc
