@@ -71,25 +71,31 @@ local function isOwnSource(source)
     and source:sub(2, #info.plugins + 2) == info.plugins .. "/"
 end
 
--- "file:line" of the innermost Lua frame outside loom's own code, or nil.
+-- "file:line" of the innermost Lua frame outside loom's own code, or nil
+-- when the innermost Lua frame (the raiser) is itself outside: an error
+-- the user's code raised without a position (level 0) is left as it is.
 local function userLocation()
-  local level = 2
+  local level, raisedByLoom = 3, false -- above startupError and `error`
   while true do
     local frame = debug.getinfo(level, "Sl")
     if frame == nil then
       return nil
     end
-    if frame.currentline > 0 and frame.source:sub(1, 1) == "@"
-      and not isOwnSource(frame.source) then
-      return frame.short_src .. ":" .. frame.currentline
+    if frame.what ~= "C" then
+      local own = frame.source:sub(1, 1) ~= "@" or isOwnSource(frame.source)
+      if not own and frame.currentline > 0 then
+        return raisedByLoom and (frame.short_src .. ":" .. frame.currentline)
+          or nil
+      end
+      raisedByLoom = raisedByLoom or own
     end
     level = level + 1
   end
 end
 
--- The message handler of start-up code: the error's first line, prefixed
--- with the user's file:line when it has no position of its own (raised
--- with level 0, or from inside loom); the traceback only with LOOM_DEBUG=1.
+-- The message handler of start-up code: the error's first line; when loom
+-- raised it without a position, prefixed with the user's file:line that
+-- called into loom. The traceback only with LOOM_DEBUG=1.
 local function startupError(e)
   local msg = oneLine(e)
   if not msg:match("^[^:\n]+:%d+: ") then
