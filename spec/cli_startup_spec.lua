@@ -150,6 +150,35 @@ describe("loom loads text chunks only", function()
       assert.equal("", err2)
     end)
 
+  it("dofile and loadfile in a script load text only too", function()
+    local mod = tmpfile(bytecode("return 1"))
+    local path = tmpfile(string.format(
+      "print(loadfile(%q))\nprint(loadfile(%q, 'bt') ~= nil)\ndofile(%q)\n",
+      mod, mod, mod))
+    local out, err, status = sub.loom("run " .. path)
+    os.remove(mod)
+    os.remove(path)
+    assert.equal(1, status)
+    assert.equal("nil\tattempt to load a binary chunk (mode is 't')\ntrue\n",
+      out)
+    assert.matches("^loom: " .. quote(path) .. ":3: attempt to load a binary"
+      .. " chunk %(mode is 't'%)\n$", err)
+  end)
+
+  it("loom test refuses a precompiled spec file unless --allow-binary",
+    function()
+      local dir = sub.tmpdir()
+      sub.writeFile(dir .. "/bin_spec.lua", bytecode(
+        'describe("b", function() it("runs", function() end) end)'))
+      local out, _, status = sub.loom("test " .. dir)
+      local out2, _, status2 = sub.loom("--allow-binary test " .. dir)
+      os.execute("rm -rf " .. dir)
+      assert.is_true(status ~= 0)
+      assert.matches("attempt to load a binary chunk", out)
+      assert.equal(0, status2)
+      assert.matches("1 success", out2)
+    end)
+
   it("hostile: 60 corrupted .luac files each end in one line and exit 1,"
     .. " never a crash", function()
       local good = bytecode([[

@@ -331,19 +331,43 @@ local function withFlags(flags, body)
   return code
 end
 
--- require finds user modules as Lua does (package.path), but loads text
--- only: Lua does not verify bytecode, and a corrupted .luac crashes it.
-local function textOnlySearcher(name)
-  local path, notFound = package.searchpath(name, package.path)
+-- Source only: loadfile and dofile default to text chunks, and require
+-- finds user modules as Lua does (package.path) but loads text only. Lua
+-- does not verify bytecode, and a corrupted .luac crashes the process. A
+-- string of Lua, so `loom test` hands the same code to busted's lua5.4.
+local TEXT_ONLY = [[
+local loadfile0, searchpath = loadfile, package.searchpath
+function loadfile(file, mode, ...)
+  return loadfile0(file, mode or "t", ...)
+end
+function dofile(file)
+  local chunk, e = loadfile0(file, "t")
+  if chunk == nil then
+    error(e, 2)
+  end
+  return chunk()
+end
+package.searchers[2] = function(name)
+  local path, notFound = searchpath(name, package.path)
   if path == nil then
     return notFound
   end
-  local chunk, msg = loadfile(path, "t")
+  local chunk, msg = loadfile0(path, "t")
   if chunk == nil then
     error(string.format("error loading module '%s' from file '%s':\n\t%s",
       name, path, msg), 2)
   end
   return chunk, path
+end
+]]
+
+local textOnly = false
+
+local function loadTextOnly(flags)
+  if not (flags.allowBinary or textOnly) then
+    textOnly = true
+    assert(load(TEXT_ONLY, "=(loom text only)", "t"))()
+  end
 end
 
 -- Loads FILE as the flags allow: text only unless --allow-binary. Returns
@@ -351,8 +375,7 @@ end
 local function loadUserFile(file, flags)
   local chunk, msg = loadfile(file, flags.allowBinary and "bt" or "t")
   if chunk then
-    package.searchers[2] = flags.allowBinary and package.searchers[2]
-      or textOnlySearcher
+    loadTextOnly(flags)
     return chunk
   end
   if msg:find("attempt to load a binary chunk", 1, true) then
@@ -463,9 +486,7 @@ local function runPlugin(name, file, argv, first, flags)
   elseif opts == nil then
     return fail("%s", e)
   end
-  if not flags.allowBinary then
-    package.searchers[2] = textOnlySearcher
-  end
+  loadTextOnly(flags)
   return withFlags(flags, function()
     local ok, svc = xpcall(p.makeService, startupError, opts)
     if not ok then
@@ -498,8 +519,9 @@ local function shellQuote(s)
 end
 
 -- test [DIR]: busted, in a lua5.4 that finds loom's Lua modules and its C
--- module (build/loom.so in the source tree, lib/lua/5.4 once installed).
-local function test(dir)
+-- module (build/loom.so in the source tree, lib/lua/5.4 once installed),
+-- loading source only unless --allow-binary.
+local function test(dir, flags)
   local info = package.loaded["loom.hostinfo"] or {}
   local root = info.root or "."
   local busted = "/usr/bin/busted"
@@ -509,8 +531,10 @@ local function test(dir)
   dir = dir or "spec"
   local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
   local cpath = root .. "/build/?.so;" .. root .. "/../../lib/lua/5.4/?.so;;"
+  local init = flags.allowBinary and "" or "LUA_INIT_5_4="
+    .. shellQuote(TEXT_ONLY) .. " "
   local ok, how, code = os.execute(string.format(
-    "LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s", shellQuote(lpath),
+    "%sLUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s", init, shellQuote(lpath),
     shellQuote(cpath), busted, shellQuote(dir)))
   if how == "exit" then
     return code
@@ -549,7 +573,7 @@ function cli.main(argv)
   elseif a == "run" then
     return run(argv, i + 1, flags)
   elseif a == "test" then
-    return test(argv[i + 1])
+    return test(argv[i + 1], flags)
   elseif a:sub(1, 1) == "-" then
     return fail("unknown option '%s' (see loom --help)", a)
   end
