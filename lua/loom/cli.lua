@@ -6,9 +6,12 @@
 --   loom [FLAGS] PLUGIN [OPTIONS]    a plugin (see loom.plugin)
 --
 -- An application file returns (or sets the global) `application`, a
--- service: loom starts it (privilegedStartService, then startService),
--- runs the reactor, and on SIGINT/SIGTERM stops it in reverse order,
--- waiting (bounded) for its stopService Deferreds, then exits 0.
+-- service: loom starts it (privilegedStartService, then --uid/--gid or the
+-- Application's {uid=, gid=}, then startService), runs the reactor, and on
+-- SIGINT/SIGTERM stops it in reverse order, waiting (bounded) for its
+-- stopService Deferreds, then exits 0. SIGHUP and SIGUSR1 reopen the
+-- --logfile; SIGHUP never kills the host. User code loads as source only
+-- unless --allow-binary. A start-up error's traceback: LOOM_DEBUG=1.
 
 local plugin = require "loom.plugin"
 
@@ -232,7 +235,8 @@ end
 -- Switches to the user/group of --uid/--gid, else of the Application's
 -- {uid=, gid=}, once the tree opened its (privileged) ports: as twistd.
 local function shedPrivileges(svc, flags)
-  local uid, gid = flags.uid or rawget(svc, "uid"), flags.gid or rawget(svc, "gid")
+  local uid = flags.uid or rawget(svc, "uid")
+  local gid = flags.gid or rawget(svc, "gid")
   if uid == nil and gid == nil then
     return
   end
