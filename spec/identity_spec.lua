@@ -99,6 +99,16 @@ describe("Application {uid=, gid=}", function()
       assert.equal(0, status)
     end)
 
+  asRoot("--uid on a plain script applies when it runs the reactor, its"
+    .. " ports open", function()
+      local server = sub.start("--uid nobody run examples/echo.lua 0")
+      local uids = identity(loomPid(server))
+      echoes(server.port)
+      local status = sub.stop(server)
+      assert.same({ NOBODY, NOBODY, NOBODY, NOBODY }, uids)
+      assert.equal(0, status)
+    end)
+
   it("an unknown user or group is one line and exit 1", function()
     local path = app('{ uid = "no-such-user-f6" }')
     local plain = app("nil")
@@ -121,11 +131,18 @@ describe("Application {uid=, gid=}", function()
       prefix = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
     end
     local out, err, status = sub.loom("run " .. path, prefix)
+    -- A plain script: the switch fails when it runs the reactor.
+    local out2, err2, status2 = sub.loom("--uid 0 run examples/echo.lua 0",
+      prefix)
     os.remove(path)
     assert.equal(1, status)
     assert.equal("", out)
     assert.equal("loom: cannot switch to uid/gid 0/0: Operation not"
       .. " permitted (are you root?)\n", err)
+    assert.equal(1, status2)
+    assert.equal("", out2)
+    assert.equal("loom: cannot switch to uid/gid 0/0: Operation not"
+      .. " permitted (are you root?)\n", err2)
   end)
 end)
 

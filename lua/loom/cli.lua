@@ -233,13 +233,15 @@ local function announce(svc)
 end
 
 -- Switches to the user/group of --uid/--gid, else of the Application's
--- {uid=, gid=}, once the tree opened its (privileged) ports: as twistd.
+-- {uid=, gid=} (svc may be nil), once the (privileged) ports are open: as
+-- twistd. Raises a one-line message.
 local function shedPrivileges(svc, flags)
-  local uid = flags.uid or rawget(svc, "uid")
-  local gid = flags.gid or rawget(svc, "gid")
-  if uid == nil and gid == nil then
+  local uid = flags.uid or (svc and rawget(svc, "uid"))
+  local gid = flags.gid or (svc and rawget(svc, "gid"))
+  if flags.identitySet or (uid == nil and gid == nil) then
     return
   end
+  flags.identitySet = true
   local ok, e = require("loom.core").switchIdentity(uid, gid)
   if not ok then
     error(e, 0)
@@ -408,16 +410,29 @@ end
 -- Runs an application file's or script's chunk; returns the service it
 -- handed over (returned, or the global `application`), or nil for a plain
 -- script; raises a one-line message.
-local function runUserChunk(file, chunk, args)
+local function runUserChunk(file, chunk, args, flags)
   local application = require "loom.application"
   local reactor = require "loom.reactor"
-  local made, reactorRan = application._applicationsMade or 0, false
+  local made, reactorRan, switchFailed = application._applicationsMade or 0,
+    false, nil
+  -- A plain script opens its ports, then runs the reactor itself: that is
+  -- when --uid/--gid apply to it (an application file's are done in serve).
   reactor.addSystemEventTrigger("before", "startup", function()
     reactorRan = true
+    local ok, e = pcall(shedPrivileges, nil, flags)
+    if not ok then
+      -- Still privileged: no further startup trigger, no shutdown either;
+      -- the error ends the run once reactor.run returns.
+      switchFailed = e
+      reactor.crash()
+      return require("loom.defer").Deferred()
+    end
   end)
   _G.arg = args
   local ok, e = xpcall(chunk, startupError, table.unpack(args, 1, #args))
-  if not ok then
+  if switchFailed then
+    error(switchFailed, 0)
+  elseif not ok then
     error(e, 0)
   end
   local app = e
@@ -465,7 +480,7 @@ local function run(argv, first, flags)
     args[#args + 1] = argv[j]
   end
   return withFlags(flags, function()
-    local ok, app = pcall(runUserChunk, file, chunk, args)
+    local ok, app = pcall(runUserChunk, file, chunk, args, flags)
     if not ok then
       return fail("%s", app)
     elseif app == nil then
