@@ -16,21 +16,24 @@
 
 #include "binding.h"
 
-/* A name, or a number given as an integer or as a string of digits. */
+/*
+** A number given as an integer or as a string of digits (else a name),
+** below (uid_t)-1 and (gid_t)-1, which mean "no change" to the kernel.
+*/
 static int number_arg(lua_State *L, int idx, unsigned long *n) {
   const char *s;
   char *end;
   if (lua_isinteger(L, idx)) {
     lua_Integer i = lua_tointeger(L, idx);
     *n = (unsigned long)i;
-    return i >= 0;
+    return i >= 0 && *n < (unsigned long)(uid_t)-1;
   }
   s = lua_tostring(L, idx);
   if (s[0] < '0' || s[0] > '9')
     return 0;
   errno = 0;
   *n = strtoul(s, &end, 10);
-  return *end == '\0' && errno == 0;
+  return *end == '\0' && errno == 0 && *n < (unsigned long)(uid_t)-1;
 }
 
 static int check_id_arg(lua_State *L, int idx) {
