@@ -37,7 +37,8 @@ BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/deferred.c bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
-            bindings/thread.c bindings/pidfile.c
+            bindings/thread.c bindings/pidfile.c \
+            bindings/identity.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 

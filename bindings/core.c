@@ -153,6 +153,7 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_thread(L);
   loom__open_lines(L);
   loom__open_pidfile(L);
+  loom__open_identity(L);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

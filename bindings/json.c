@@ -250,6 +250,23 @@ static int push_protected(lua_State *L) {
   return 1;
 }
 
+/*
+** "unexpected 'x' at position N": the one byte quoted, escaped unless it
+** is printable ASCII, so a NUL or a control byte from a peer's input never
+** reaches a log line raw.
+*/
+static void push_unexpected(lua_State *L, unsigned char c, size_t pos) {
+  char quoted[8];
+  if (c == '\0')
+    snprintf(quoted, sizeof(quoted), "\\0");
+  else if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\')
+    snprintf(quoted, sizeof(quoted), "\\x%02x", c);
+  else
+    snprintf(quoted, sizeof(quoted), "%c", c);
+  lua_pushfstring(L, "json.decode: unexpected '%s' at position %I", quoted,
+                  (lua_Integer)pos + 1);
+}
+
 static int l_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
@@ -272,10 +289,9 @@ static int l_decode(lua_State *L) {
     lua_pushnil(L);
     if (pos >= len)
       lua_pushfstring(L, "json.decode: unexpected end of input at "
-                         "position %d", (int)pos + 1);
+                         "position %I", (lua_Integer)pos + 1);
     else
-      lua_pushfstring(L, "json.decode: unexpected '%c' at position %d",
-                      s[pos], (int)pos + 1);
+      push_unexpected(L, (unsigned char)s[pos], pos);
     return 2;
   }
   /* Converting may raise (memory, depth): free the tree either way. */

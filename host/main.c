@@ -2,7 +2,8 @@
 ** main.c: the loom executable. It makes a Lua state with the loom C
 ** modules preloaded and the Lua modules on package.path (from the build
 ** tree or the install prefix, found from the executable's own path), then
-** hands argv to loom.cli. Errors end as one line on stderr and status 1.
+** hands argv to loom.cli. Errors end as one line on stderr and status 1
+** (LOOM_DEBUG=1 adds the traceback).
 */
 #include <signal.h>
 #include <stdio.h>
@@ -76,11 +77,18 @@ static void set_paths(lua_State *L, const char *root) {
   lua_pop(L, 2);
 }
 
+/*
+** An error that escaped loom.cli (a bug, or out of memory): its first
+** line, as every start-up error; the traceback with LOOM_DEBUG=1.
+*/
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
+  const char *msg = lua_tostring(L, 1), *debug = getenv("LOOM_DEBUG");
   if (msg == NULL)
     msg = luaL_tolstring(L, 1, NULL);
-  luaL_traceback(L, L, msg, 1);
+  if (debug != NULL && debug[0] != '\0' && strcmp(debug, "0") != 0)
+    luaL_traceback(L, L, msg, 1);
+  else
+    lua_pushlstring(L, msg, strcspn(msg, "\n"));
   return 1;
 }
 

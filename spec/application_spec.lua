@@ -201,6 +201,33 @@ describe("Application", function()
     assert.equal(strports, application.strports)
     assert.equal(internet, application.internet)
   end)
+
+  it("keeps {uid=, gid=} (names or numbers) for loom to switch to",
+    function()
+      local app = application.Application("a", { uid = "nobody", gid = 65534 })
+      assert.equal("nobody", app.uid)
+      assert.equal(65534, app.gid)
+      assert.is_nil(application.Application("b").uid)
+    end)
+
+  it("refuses options it does not know or cannot use, naming the caller",
+    function()
+      local function err(opts)
+        local ok, e = pcall(function()
+          local app = application.Application("a", opts)
+          return app
+        end)
+        assert.is_false(ok)
+        return e
+      end
+      assert.matches("^spec/application_spec%.lua:%d+: Application: unknown"
+        .. ' option "user" %(uid, gid%)$', err({ user = "nobody" }))
+      assert.matches("Application: uid must be a name or a number, got"
+        .. " boolean$", err({ uid = true }))
+      assert.matches("Application: gid must be a name or a number, got an"
+        .. " empty string$", err({ gid = "" }))
+      assert.matches("Application: options must be a table", err("nobody"))
+    end)
 end)
 
 describe("application.stopWithTimeout", function()
@@ -391,9 +418,47 @@ describe("strports.service", function()
 
   it("the old form, a bare port number, means tcp", function()
     local r = fakeReactor()
-    local s = strports.service("8123", protocol.Factory:new(), r)
+    local s = strports.service("8123", protocol.Factory:new(), { reactor = r })
     s:privilegedStartService()
     assert.equal(8123, r.listened[1].port)
+  end)
+end)
+
+describe("strports options", function()
+  it("takes the reactor from {reactor=}, as Twisted's keyword", function()
+    local r = fakeReactor()
+    local s = strports.service("tcp:8124", protocol.Factory:new(),
+      { reactor = r })
+    s:privilegedStartService()
+    assert.equal(8124, r.listened[1].port)
+  end)
+
+  it("refuses a reactor passed where the options go, naming the caller's"
+    .. " line", function()
+      local ok, e = pcall(strports.service, "tcp:0", protocol.Factory:new(),
+        fakeReactor())
+      assert.is_false(ok)
+      assert.matches("the third argument is an options table: pass"
+        .. " {reactor = r}, not the reactor", e, 1, true)
+      local line = debug.getinfo(1, "l").currentline
+      local ok2, e2 = pcall(function()
+        strports.service("tcp:0", protocol.Factory:new(), fakeReactor())
+      end)
+      assert.is_false(ok2)
+      assert.matches("^spec/application_spec%.lua:" .. (line + 2) .. ": ", e2)
+    end)
+
+  it("refuses unknown options and a reactor that is not one", function()
+    local f = protocol.Factory:new()
+    assert.has_error(function()
+      strports.service("tcp:0", f, { reactr = {} })
+    end)
+    local ok, e = pcall(strports.service, "tcp:0", f, { reactor = {} })
+    assert.is_false(ok)
+    assert.matches("options.reactor is not a reactor", e, 1, true)
+    ok, e = pcall(strports.listen, "tcp:0", f, 42)
+    assert.is_false(ok)
+    assert.matches("strports.listen: options must be a table", e, 1, true)
   end)
 end)
 

@@ -219,6 +219,34 @@ describe("json.decode", function()
   end)
 end)
 
+describe("json.decode errors on hostile bytes", function()
+  it("quotes a NUL, a control byte or a non-ASCII byte escaped", function()
+    for input, quoted in pairs({
+      ["\0"] = "\\0", ["1\0"] = "\\0", ["[1]\31"] = "\\x1f",
+      ["[1,\255]"] = "\\xff", ["\127"] = "\\x7f", ["'"] = "\\x27",
+      ["x"] = "x",
+    }) do
+      local v, msg = json.decode(input)
+      assert.is_nil(v)
+      assert.matches("^json%.decode: unexpected '" .. quoted:gsub("%p", "%%%0")
+        .. "' at position %d+$", msg)
+    end
+  end)
+
+  it("never puts a byte outside printable ASCII in a message", function()
+    for c = 0, 255 do
+      for _, input in ipairs({ string.char(c), "[1," .. string.char(c),
+        '{"a"' .. string.char(c) }) do
+        local v, msg = json.decode(input)
+        if v == nil then
+          assert.is_nil(msg:find("[^\32-\126]"), msg)
+          assert.is_true(#msg < 60)
+        end
+      end
+    end
+  end)
+end)
+
 describe("json.encode with NUL bytes", function()
   it("escapes a NUL inside a string instead of cutting it short", function()
     assert.equal('"a\\u0000b\\"\\u000a"', json.encode("a\0b\"\n"))

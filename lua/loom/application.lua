@@ -195,11 +195,42 @@ end
 
 -- The root of a tree: a MultiService with a name (Twisted's Application is
 -- a componentized MultiService; here it is the MultiService itself).
+-- Application(name, {uid=, gid=}): `loom` switches to that user and group
+-- (names or numbers) after privilegedStartService, as twistd does.
 local Application = MultiService:extend({ __name = "Application" })
 M.Application = Application
 
-function Application:init(name)
+-- How many Applications were made: `loom run` notices a file that made
+-- one but handed none over (the `local application` pitfall).
+M._applicationsMade = 0
+
+local function checkIdentity(opts, key)
+  local v = opts[key]
+  if v ~= nil and math.type(v) ~= "integer"
+    and (type(v) ~= "string" or v == "") then
+    error(string.format("Application: %s must be a name or a number, got %s",
+      key, type(v) == "string" and "an empty string" or type(v)), 4)
+  end
+  return v
+end
+
+function Application:init(name, opts)
   MultiService.init(self, name or "application")
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("Application: options must be a table ({uid=, gid=}), got "
+        .. type(opts), 3)
+    end
+    for key in pairs(opts) do
+      if key ~= "uid" and key ~= "gid" then
+        error(string.format("Application: unknown option %q (uid, gid)",
+          tostring(key)), 3)
+      end
+    end
+    self.uid = checkIdentity(opts, "uid")
+    self.gid = checkIdentity(opts, "gid")
+  end
+  M._applicationsMade = M._applicationsMade + 1
 end
 
 -- Running a tree -----------------------------------------------------------------

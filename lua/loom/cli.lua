@@ -6,9 +6,12 @@
 --   loom [FLAGS] PLUGIN [OPTIONS]    a plugin (see loom.plugin)
 --
 -- An application file returns (or sets the global) `application`, a
--- service: loom starts it (privilegedStartService, then startService),
--- runs the reactor, and on SIGINT/SIGTERM stops it in reverse order,
--- waiting (bounded) for its stopService Deferreds, then exits 0.
+-- service: loom starts it (privilegedStartService, then --uid/--gid or the
+-- Application's {uid=, gid=}, then startService), runs the reactor, and on
+-- SIGINT/SIGTERM stops it in reverse order, waiting (bounded) for its
+-- stopService Deferreds, then exits 0. SIGHUP and SIGUSR1 reopen the
+-- --logfile; SIGHUP never kills the host. User code loads as source only
+-- unless --allow-binary. A start-up error's traceback: LOOM_DEBUG=1.
 
 local plugin = require "loom.plugin"
 
@@ -29,12 +32,18 @@ Commands:
                     modules on their path; exit 0 only if all pass
 
 Flags (before the command or the file):
-  --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1)
+  --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1
+                    and SIGHUP)
   --pidfile PATH    write the pid to PATH; refuse to start if a live
                     process holds it; removed on exit
+  --uid USER        switch to USER (name or number) once the service
+  --gid GROUP       tree has opened its ports (as root; as twistd does)
+  --allow-binary    also load precompiled (luac) chunks: a corrupted
+                    one can crash the host, so only trusted ones
   -h, --help        show this help
   -v, --version     print the version
 
+Start-up errors are one line; LOOM_DEBUG=1 adds the traceback.
 Docs: docs/ in the source tree (docs/README.md, docs/application.md).]]
 
 local function fail(fmt, ...)
@@ -47,6 +56,63 @@ local function oneLine(e)
   return (tostring(e):gsub("\n.*", ""))
 end
 
+-- Start-up errors ------------------------------------------------------------
+
+local function debugging()
+  local v = os.getenv("LOOM_DEBUG")
+  return v ~= nil and v ~= "" and v ~= "0"
+end
+
+-- loom's own Lua code (lua/loom/ and the shipped plugins/), which an
+-- error's location should not point into: the user's file is the news.
+local function isOwnSource(source)
+  local info = package.loaded["loom.hostinfo"] or {}
+  if source:find("/lua/loom/", 1, true) then
+    return true
+  end
+  return info.plugins ~= nil
+    and source:sub(2, #info.plugins + 2) == info.plugins .. "/"
+end
+
+-- "file:line" of the innermost Lua frame outside loom's own code, or nil
+-- when the innermost Lua frame (the raiser) is itself outside: an error
+-- the user's code raised without a position (level 0) is left as it is.
+local function userLocation()
+  local level, raisedByLoom = 3, false -- above startupError and `error`
+  while true do
+    local frame = debug.getinfo(level, "Sl")
+    if frame == nil then
+      return nil
+    end
+    if frame.what ~= "C" then
+      local own = frame.source:sub(1, 1) ~= "@" or isOwnSource(frame.source)
+      if not own and frame.currentline > 0 then
+        return raisedByLoom and (frame.short_src .. ":" .. frame.currentline)
+          or nil
+      end
+      raisedByLoom = raisedByLoom or own
+    end
+    level = level + 1
+  end
+end
+
+-- The message handler of start-up code: the error's first line; when loom
+-- raised it without a position, prefixed with the user's file:line that
+-- called into loom. The traceback only with LOOM_DEBUG=1.
+local function startupError(e)
+  local msg = oneLine(e)
+  if not msg:match("^[^:\n]+:%d+: ") then
+    local where = userLocation()
+    if where then
+      msg = where .. ": " .. msg
+    end
+  end
+  if debugging() then
+    return debug.traceback(msg, 2)
+  end
+  return msg
+end
+
 local function version()
   local info = package.loaded["loom.hostinfo"] or {}
   return info.version or require("loom.core").version
@@ -54,20 +120,36 @@ end
 
 -- Flags ---------------------------------------------------------------------
 
-local FLAGS = { logfile = true, pidfile = true }
+-- Each common flag: what its value is called, or false for a switch;
+-- `key` is its field in the flags table when that differs from its name.
+local FLAGS = {
+  logfile = { value = "PATH" },
+  pidfile = { value = "PATH" },
+  uid = { value = "USER" },
+  gid = { value = "GROUP" },
+  ["allow-binary"] = { value = false, key = "allowBinary" },
+}
 
 -- Consumes a common flag at argv[i] into flags; returns how many arguments
 -- it used, nil if argv[i] is not one, or raises a one-line message.
 local function takeFlag(flags, flag, inline, nextArg)
   local name = flag:match("^%-%-(.+)$")
-  if not (name and FLAGS[name]) then
+  local spec = name and FLAGS[name]
+  if not spec then
     return nil
+  end
+  if spec.value == false then
+    if inline ~= nil then
+      error(string.format("%s takes no value", flag), 0)
+    end
+    flags[spec.key or name] = true
+    return 1
   end
   local value = inline or nextArg
   if value == nil or value == "" then
-    error(string.format("%s needs a PATH", flag), 0)
+    error(string.format("%s needs a %s", flag, spec.value), 0)
   end
-  flags[name] = value
+  flags[spec.key or name] = value
   return inline and 1 or 2
 end
 
@@ -116,16 +198,34 @@ local function announce(svc)
   end
 end
 
+-- Switches to the user/group of --uid/--gid, else of the Application's
+-- {uid=, gid=} (svc may be nil), once the (privileged) ports are open: as
+-- twistd. Raises a one-line message.
+local function shedPrivileges(svc, flags)
+  local uid = flags.uid or (svc and rawget(svc, "uid"))
+  local gid = flags.gid or (svc and rawget(svc, "gid"))
+  if flags.identitySet or (uid == nil and gid == nil) then
+    return
+  end
+  flags.identitySet = true
+  local ok, e = require("loom.core").switchIdentity(uid, gid)
+  if not ok then
+    error(e, 0)
+  end
+  require("loom.log").info("set %s", e)
+end
+
 -- Starts svc, runs the reactor until a signal, stops svc (bounded).
-local function serve(svc)
+local function serve(svc, flags)
   local reactor = require "loom.reactor"
   local application = require "loom.application"
-  local ok, e = pcall(function()
+  local ok, e = xpcall(function()
     svc:privilegedStartService()
+    shedPrivileges(svc, flags)
     svc:startService()
-  end)
+  end, startupError)
   if not ok then
-    return fail("%s", oneLine(e))
+    return fail("%s", e)
   end
   reactor.addSystemEventTrigger("before", "shutdown", function()
     return application.stopWithTimeout(svc, cli.stopTimeout)
@@ -138,35 +238,61 @@ local function serve(svc)
   return 0
 end
 
--- Runs `body` with the flags applied: the log file (reopened on SIGUSR1)
--- and the pid file (removed afterwards, whatever happens).
+-- Reopens the log file (SIGUSR1, SIGHUP); without one there is nothing to
+-- reopen. Either way a SIGHUP no longer kills the host (its default
+-- action), and says what it did. (F9 will make SIGHUP reload modules.)
+local function watchLogSignals(flags)
+  local core = require "loom.core"
+  local log = require "loom.log"
+  local function reopen(name)
+    if flags.logfile then
+      local ok, e = log.toFile(flags.logfile)
+      if not ok then
+        log.error("received SIG%s, cannot reopen the log file: %s", name,
+          tostring(e))
+      elseif name == "HUP" then
+        log.info("received SIGHUP, reopened the log file %s",
+          flags.logfile)
+      end
+    elseif name == "HUP" then
+      log.info("received SIGHUP, no log file to reopen; ignored")
+    end
+  end
+  local watchers = { core.onSignal("HUP", reopen) }
+  if flags.logfile then
+    watchers[2] = core.onSignal("USR1", reopen)
+  end
+  return watchers
+end
+
+local function closeAll(watchers)
+  for _, w in ipairs(watchers) do
+    w:close()
+  end
+end
+
+-- Runs `body` with the flags applied: the log file (reopened on SIGUSR1
+-- and SIGHUP) and the pid file (removed afterwards, whatever happens).
 local function withFlags(flags, body)
   local log = require "loom.log"
-  local watcher
   if flags.logfile then
     local ok, e = log.toFile(flags.logfile)
     if not ok then
       return fail("--logfile: %s", tostring(e))
     end
-    watcher = require("loom.core").onSignal("USR1", function()
-      log.toFile(flags.logfile)
-    end)
   end
+  local watchers = watchLogSignals(flags)
   local me
   if flags.pidfile then
     local ok, e = pcall(takePidfile, flags.pidfile)
     if not ok then
-      if watcher then
-        watcher:close()
-      end
+      closeAll(watchers)
       return fail("%s", e)
     end
     me = e
   end
   local ok, code = pcall(body)
-  if watcher then
-    watcher:close()
-  end
+  closeAll(watchers)
   releasePidfile(flags.pidfile, me)
   if flags.logfile then
     log.toFile(nil)
@@ -175,6 +301,122 @@ local function withFlags(flags, body)
     error(code, 0)
   end
   return code
+end
+
+-- Source only: loadfile and dofile default to text chunks, and require
+-- finds user modules as Lua does (package.path) but loads text only. Lua
+-- does not verify bytecode, and a corrupted .luac crashes the process. A
+-- string of Lua, so `loom test` hands the same code to busted's lua5.4.
+local TEXT_ONLY = [[
+local loadfile0, searchpath = loadfile, package.searchpath
+function loadfile(file, mode, ...)
+  return loadfile0(file, mode or "t", ...)
+end
+function dofile(file)
+  local chunk, e = loadfile0(file, "t")
+  if chunk == nil then
+    error(e, 2)
+  end
+  return chunk()
+end
+package.searchers[2] = function(name)
+  local path, notFound = searchpath(name, package.path)
+  if path == nil then
+    return notFound
+  end
+  local chunk, msg = loadfile0(path, "t")
+  if chunk == nil then
+    error(string.format("error loading module '%s' from file '%s':\n\t%s",
+      name, path, msg), 2)
+  end
+  return chunk, path
+end
+]]
+
+local textOnly = false
+
+local function loadTextOnly(flags)
+  if not (flags.allowBinary or textOnly) then
+    textOnly = true
+    assert(load(TEXT_ONLY, "=(loom text only)", "t"))()
+  end
+end
+
+-- Loads FILE as the flags allow: text only unless --allow-binary. Returns
+-- the chunk, or nil and a one-line message.
+local function loadUserFile(file, flags)
+  local chunk, msg = loadfile(file, flags.allowBinary and "bt" or "t")
+  if chunk then
+    loadTextOnly(flags)
+    return chunk
+  end
+  if msg:find("attempt to load a binary chunk", 1, true) then
+    return nil, file .. ": a precompiled (binary) chunk: loom loads Lua"
+      .. " source only (--allow-binary loads it; a corrupted one can crash"
+      .. " the host)"
+  end
+  -- loadfile's message already names file:line for a syntax error.
+  return nil, oneLine(msg)
+end
+
+-- The pitfall of `local application = require "loom.application"` then
+-- `application = application.Application(...)`: the tree lands in the
+-- local, and the file would end as a plain script that serves nothing.
+local function lostApplication(file, made, reactorRan)
+  local application = package.loaded["loom.application"]
+  if reactorRan or application == nil
+    or (application._applicationsMade or 0) <= made then
+    return nil
+  end
+  return string.format("%s made an Application but did not return it or"
+    .. " set the global `application` (a `local application` hides the"
+    .. " global: end the file with `return application`)", file)
+end
+
+-- Runs an application file's or script's chunk; returns the service it
+-- handed over (returned, or the global `application`), or nil for a plain
+-- script; raises a one-line message.
+local function runUserChunk(file, chunk, args, flags)
+  local application = require "loom.application"
+  local reactor = require "loom.reactor"
+  local made, reactorRan, switchFailed = application._applicationsMade or 0,
+    false, nil
+  -- A plain script opens its ports, then runs the reactor itself: that is
+  -- when --uid/--gid apply to it (an application file's are done in serve).
+  reactor.addSystemEventTrigger("before", "startup", function()
+    reactorRan = true
+    local ok, e = pcall(shedPrivileges, nil, flags)
+    if not ok then
+      -- Still privileged: no further startup trigger, no shutdown either;
+      -- the error ends the run once reactor.run returns.
+      switchFailed = e
+      reactor.crash()
+      return require("loom.defer").Deferred()
+    end
+  end)
+  _G.arg = args
+  local ok, e = xpcall(chunk, startupError, table.unpack(args, 1, #args))
+  if switchFailed then
+    error(switchFailed, 0)
+  elseif not ok then
+    error(e, 0)
+  end
+  local app = e
+  if not isService(app) then
+    app = rawget(_G, "application")
+  end
+  if app == nil then
+    local lost = lostApplication(file, made, reactorRan)
+    if lost then
+      error(lost, 0)
+    end
+    return nil
+  end
+  if not isService(app) then
+    error(string.format("%s: `application` must be a service (an"
+      .. " Application), got %s", file, type(app)), 0)
+  end
+  return app
 end
 
 -- run FILE [ARGS]: arg[0] is the file, arg[1..] its arguments.
@@ -195,9 +437,8 @@ local function run(argv, first, flags)
   if file == nil then
     return fail("run: missing FILE (usage: loom run FILE [ARGS])")
   end
-  local chunk, msg = loadfile(file)
+  local chunk, msg = loadUserFile(file, flags)
   if not chunk then
-    -- loadfile's message already names file:line for a syntax error.
     return fail("%s", msg)
   end
   local args = { [0] = file, [-1] = argv[0] }
@@ -205,30 +446,17 @@ local function run(argv, first, flags)
     args[#args + 1] = argv[j]
   end
   return withFlags(flags, function()
-    _G.arg = args
-    local ok, e = xpcall(chunk, function(m)
-      return debug.traceback(tostring(m), 2)
-    end, table.unpack(args, 1, #args))
+    local ok, app = pcall(runUserChunk, file, chunk, args, flags)
     if not ok then
-      io.stderr:write("loom: ", tostring(e), "\n")
-      return 1
-    end
-    local app = e
-    if not isService(app) then
-      app = rawget(_G, "application")
-    end
-    if app == nil then
+      return fail("%s", app)
+    elseif app == nil then
       return 0 -- a plain script
     end
-    if not isService(app) then
-      return fail("%s: `application` must be a service (an Application),"
-        .. " got %s", file, type(app))
-    end
-    return serve(app)
+    return serve(app, flags)
   end)
 end
 
--- loom PLUGIN [OPTIONS]
+-- loom PLUGIN [OPTIONS]: plugin files are loaded as text only (loom.plugin).
 local function runPlugin(name, file, argv, first, flags)
   local p, msg = plugin.load(file, name)
   if not p then
@@ -243,15 +471,16 @@ local function runPlugin(name, file, argv, first, flags)
   elseif opts == nil then
     return fail("%s", e)
   end
+  loadTextOnly(flags)
   return withFlags(flags, function()
-    local ok, svc = pcall(p.makeService, opts)
+    local ok, svc = xpcall(p.makeService, startupError, opts)
     if not ok then
-      return fail("%s: %s", p.name, oneLine(svc))
+      return fail("%s: %s", p.name, svc)
     elseif not isService(svc) then
       return fail("%s: makeService returned %s, not a service", p.name,
         type(svc))
     end
-    return serve(svc)
+    return serve(svc, flags)
   end)
 end
 
@@ -275,8 +504,9 @@ local function shellQuote(s)
 end
 
 -- test [DIR]: busted, in a lua5.4 that finds loom's Lua modules and its C
--- module (build/loom.so in the source tree, lib/lua/5.4 once installed).
-local function test(dir)
+-- module (build/loom.so in the source tree, lib/lua/5.4 once installed),
+-- loading source only unless --allow-binary.
+local function test(dir, flags)
   local info = package.loaded["loom.hostinfo"] or {}
   local root = info.root or "."
   local busted = "/usr/bin/busted"
@@ -286,8 +516,10 @@ local function test(dir)
   dir = dir or "spec"
   local lpath = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"
   local cpath = root .. "/build/?.so;" .. root .. "/../../lib/lua/5.4/?.so;;"
+  local init = flags.allowBinary and "" or "LUA_INIT_5_4="
+    .. shellQuote(TEXT_ONLY) .. " "
   local ok, how, code = os.execute(string.format(
-    "LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s", shellQuote(lpath),
+    "%sLUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s", init, shellQuote(lpath),
     shellQuote(cpath), busted, shellQuote(dir)))
   if how == "exit" then
     return code
@@ -326,7 +558,7 @@ function cli.main(argv)
   elseif a == "run" then
     return run(argv, i + 1, flags)
   elseif a == "test" then
-    return test(argv[i + 1])
+    return test(argv[i + 1], flags)
   elseif a:sub(1, 1) == "-" then
     return fail("unknown option '%s' (see loom --help)", a)
   end
