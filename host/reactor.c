@@ -59,9 +59,15 @@ int loom__state_run(loom_state *st) {
   return 0;
 }
 
+/*
+** uv_stop outside uv_run would leave libuv's stop flag set, and the next
+** uv_run would return before closing anything (a crash() before the loop
+** ran left handles open at exit).
+*/
 void loom__state_stop(loom_state *st) {
   st->stop_requested = 1;
-  uv_stop(st->loop);
+  if (st->running)
+    uv_stop(st->loop);
 }
 
 double loom__now(loom_state *st) {
