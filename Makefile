@@ -33,6 +33,8 @@ BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.
             bindings/lines.c bindings/deferred.c bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c
+HOST_SRC += host/stdio.c
+BIND_SRC += bindings/stdio.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 
@@ -41,6 +43,7 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test
+TESTS    += $(BUILD)/test/stdio_test
 
 all: deps-check $(BUILD)/loom $(BUILD)/loom.so $(TESTS)
 
