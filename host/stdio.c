@@ -358,11 +358,19 @@ void loom__stdio_start(loom_stdio *io) {
     loom__stream_start(&io->in->s);
 }
 
-/* Twisted drops writes once the output is gone; 0 or a libuv error. */
+/*
+** Twisted drops writes once the output is gone; 0 or a libuv error. A
+** failed write (EPIPE: nobody reads our output) ends the input at once, so
+** no more input is delivered to a transport that can never answer.
+*/
 int loom__stdio_write(loom_stdio *io, const char *data, size_t len) {
+  int rc;
   if (io->out == NULL)
     return 0;
-  return loom__stream_write(&io->out->s, data, len);
+  rc = loom__stream_write(&io->out->s, data, len);
+  if (rc < 0)
+    loom__stdio_close(io, rc);
+  return rc;
 }
 
 /* loseConnection: stop reading, flush the output, then end. */
