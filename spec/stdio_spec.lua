@@ -366,3 +366,47 @@ describe("stdio.StandardIO", function()
       e, 1, true)
   end)
 end)
+
+describe("examples/stdio_client.lua", function()
+  local sub = dofile("spec/support/subprocess.lua")
+  local server
+
+  setup(function()
+    server = sub.start("echo --port tcp:0:interface=127.0.0.1")
+  end)
+
+  teardown(function()
+    sub.stop(server)
+  end)
+
+  local function client(input, port)
+    return sh(string.format("printf '%s' | timeout %d %s run "
+      .. "examples/stdio_client.lua %d", input, LIMIT, LOOM,
+      port or server.port))
+  end
+
+  it("sends typed lines and prints the replies, then exits 0", function()
+    local out, err, status = client("hello\\nworld\\n")
+    assert.are.equal(0, status, err)
+    assert.are.equal("hello\nworld\n", out)
+  end)
+
+  it("passes a large input through with backpressure both ways",
+    function()
+    local input, path = numberedLines(1024 * 1024), os.tmpname()
+    writeFile(path, input)
+    local out, err, status = sh(string.format("cat %s | timeout %d %s run "
+      .. "examples/stdio_client.lua %d | cat", path, LIMIT, LOOM,
+      server.port))
+    os.remove(path)
+    assert.are.equal(0, status, err)
+    assert.is_true(out == input, "replies differ from input")
+  end)
+
+  it("exits 1 with one line when it cannot connect", function()
+    local out, err, status = client("hi\\n", 1)
+    assert.are.equal(1, status)
+    assert.are.equal("", out)
+    assert.matches("^stdio_client: cannot connect: [^\n]*refused\n$", err)
+  end)
+end)
