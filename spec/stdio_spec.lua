@@ -171,6 +171,11 @@ function P:connectionLost(reason) report(reason) end
 stdio.StandardIO(P:new())
 reactor.run()
 ]],
+  -- A stdin it cannot use: the one-line error.
+  baddir = [[
+local ok, e = pcall(stdio.StandardIO, {})
+io.stderr:write("error: ", tostring(e), "\n")
+]],
   -- A plain table of hooks works as the protocol too.
   plain = [[
 local P = {}
@@ -354,6 +359,13 @@ describe("stdio.StandardIO", function()
     local ok, e = pcall(stdio.StandardIO, {}, { stdin = 987 })
     assert.is_false(ok)
     assert.matches("StandardIO: fd 987: EBADF: bad file descriptor$", e)
+  end)
+
+  it("raises one line for a stdin that is a directory", function()
+    local _, err, status = sh("{loom baddir} < /")
+    assert.are.equal(0, status, err)
+    assert.matches("error: [^\n]*StandardIO: fd 0: EINVAL: not a terminal, "
+      .. "pipe, socket or file\n", err)
   end)
 
   it("raises one line for a bad protocol or fd", function()
