@@ -318,6 +318,23 @@ describe("stdio.StandardIO", function()
     assert.matches("lost: ConnectionDone", err, 1, true)
   end)
 
+  it("leaves a stdin pipe blocking for the next reader", function()
+    -- cat reads the same pipe after loom: non-blocking, it would fail with
+    -- EAGAIN before the late line is written.
+    local out, err, status = sh("(sleep 0.5; printf 'late\\n') | "
+      .. "({loom loseconn}; cat)")
+    assert.are.equal(0, status, err)
+    assert.are.equal("bye\nlate\n", out)
+  end)
+
+  it("leaves a stdout pipe blocking for the next writer", function()
+    -- head writes 300000 bytes into the pipe loom wrote to, read slowly.
+    local out, err, status = sh("yes | ({loom loseconn}; head -c 300000 "
+      .. "/dev/zero) | (sleep 0.3; wc -c)")
+    assert.are.equal(0, status, err)
+    assert.are.equal("300004", out:match("%d+"))
+  end)
+
   it("has PipeAddress for getHost and getPeer, and writeSequence",
     function()
     local out, err, status = sh("{loom hostpeer} < /dev/null")
