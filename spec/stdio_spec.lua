@@ -69,7 +69,8 @@ reactor.run()
   -- Ticks while stdin has nothing to say; a line reports how many.
   ticker = [[
 local ticks = 0
-local Ticker = basic.LineReceiver:extend({ __name = "Ticker", delimiter = "\n" })
+local Ticker = basic.LineReceiver:extend({ __name = "Ticker",
+  delimiter = "\n" })
 function Ticker:connectionMade()
   self.loop = task.LoopingCall(function() ticks = ticks + 1 end)
   self.loop:start(0.02)
@@ -141,7 +142,8 @@ function P:connectionMade()
   end)
 end
 function P:dataReceived(data)
-  self.transport:write((paused and "while paused: " or "after resume: ") .. data)
+  local when = paused and "while paused: " or "after resume: "
+  self.transport:write(when .. data)
 end
 function P:connectionLost(reason) report(reason) end
 stdio.StandardIO(P:new())
@@ -166,6 +168,19 @@ function P:connectionMade()
   end
   function producer.stopProducing() end
   t:registerProducer(producer, false)
+end
+function P:connectionLost(reason) report(reason) end
+stdio.StandardIO(P:new())
+reactor.run()
+]],
+  -- The reactor stops while input is still coming.
+  stopper = [[
+local P = protocol.Protocol:extend({ __name = "Stopper" })
+function P:connectionMade()
+  reactor.callLater(0.2, function()
+    self.transport:write("stopping\n")
+    reactor.stop()
+  end)
 end
 function P:connectionLost(reason) report(reason) end
 stdio.StandardIO(P:new())
@@ -315,6 +330,13 @@ describe("stdio.StandardIO", function()
     local out, err, status = sh("yes | {loom loseconn}")
     assert.are.equal(0, status, err)
     assert.are.equal("bye\n", out)
+    assert.matches("lost: ConnectionDone", err, 1, true)
+  end)
+
+  it("flushes and gives ConnectionDone when the reactor stops", function()
+    local out, err, status = sh("yes | {loom stopper}")
+    assert.are.equal(0, status, err)
+    assert.are.equal("stopping\n", out)
     assert.matches("lost: ConnectionDone", err, 1, true)
   end)
 
