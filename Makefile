@@ -31,14 +31,14 @@ FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
-            host/resolver.c
+            host/resolver.c host/stdio.c
 BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/deferred.c bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
-            bindings/identity.c
+            bindings/identity.c bindings/stdio.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
 MAIN_OBJ := $(BUILD)/obj/host/main.o
 
@@ -46,7 +46,8 @@ LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
-TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test
+TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
+            $(BUILD)/test/stdio_test
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries

@@ -151,6 +151,7 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_udp(L);
   loom__open_process(L);
   loom__open_thread(L);
+  loom__open_stdio(L);
   loom__open_lines(L);
   loom__open_pidfile(L);
   loom__open_identity(L);

@@ -3,9 +3,10 @@
 --   loom run examples/timestamp_client.lua [PORT [HOST]]
 --   (defaults: port 8001, host 127.0.0.1)
 --
--- loom has no stdin transport yet, so the client reads all of stdin first
--- (io.lines, up to end of file: type the lines, then Ctrl-D on a terminal;
--- or pipe them in: `echo hi | loom run examples/timestamp_client.lua 8001`).
+-- This client reads all of stdin first (io.lines, up to end of file: type
+-- the lines, then Ctrl-D on a terminal; or pipe them in: `echo hi | loom run
+-- examples/timestamp_client.lua 8001`); examples/stdio_client.lua instead
+-- reads the keyboard as you type, with loom.stdio, without blocking.
 -- It then connects, sends the lines one by one, waiting for each reply and
 -- printing it, and stops the reactor once every reply came back (exit 0).
 -- If the connection fails or closes early it says so on stderr (exit 1).

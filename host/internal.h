@@ -31,6 +31,7 @@ typedef struct loom_process loom_process;
 typedef struct loom_pool loom_pool;
 typedef struct loom_job loom_job;
 typedef struct loom_resolve loom_resolve;
+typedef struct loom_stdio loom_stdio;
 
 /* One state per host: the loop, the shared read buffer, the Lua side. */
 struct loom_state {
@@ -219,6 +220,41 @@ typedef struct loom_spawn_opts {
   int fds[LOOM_PROCESS_MAXFD]; /* LOOM_FD_* or a parent fd to inherit */
 } loom_spawn_opts;
 
+/* Standard input and output as one transport (stdio.c). */
+typedef struct loom_stdio_vtable {
+  void (*data)(loom_stdio *io, const char *buf, size_t len);
+  /* Input reached its end; output is still open. */
+  void (*read_lost)(loom_stdio *io);
+  /* Output closed after loom__stdio_lose_write; input is still open. */
+  void (*write_lost)(loom_stdio *io);
+  /* The output queue crossed the high-water mark (paused=1) or drained. */
+  void (*writable)(loom_stdio *io, int paused);
+  /* Both directions closed; io is freed right after this. */
+  void (*ended)(loom_stdio *io, int status);
+} loom_stdio_vtable;
+
+/* One direction: a stream over a descriptor of our own (first member). */
+typedef struct loom_stdio_end {
+  loom_stream s;
+  loom_stdio *io;
+  int eof;            /* the stream read its end */
+} loom_stdio_end;
+
+typedef struct loom_stdio_pump loom_stdio_pump;
+
+struct loom_stdio {
+  loom_state *st;
+  const loom_stdio_vtable *vt;
+  int ref;
+  unsigned flags;          /* LOOM_IO_* (stdio.c) */
+  int status;              /* why it ends: the first close that was not clean */
+  loom_stdio_end *in, *out;  /* NULL once closed */
+  int fd[2];               /* the caller's input and output fds */
+  int saved_flags[2];      /* their fcntl flags to restore, or -1 */
+  int tty[2];              /* reopened terminals */
+  loom_stdio_pump *pump;   /* the thread writing output to a file */
+};
+
 /* A unit of work for the state's thread pool (thread.c). */
 struct loom_job {
   loom_job *next;
@@ -340,5 +376,17 @@ int loom__is_pool_handle(uv_handle_t *h);
 /* resolver.c */
 int loom__resolve_start(loom_resolve *r, loom_state *st, const char *name);
 void loom__resolve_cancel_all(loom_state *st);
+
+/* stdio.c */
+int loom__stdio_open(loom_stdio *io, loom_state *st, int in_fd, int out_fd,
+                     char *err, size_t errlen);
+void loom__stdio_start(loom_stdio *io);
+int loom__stdio_write(loom_stdio *io, const char *data, size_t len);
+void loom__stdio_lose(loom_stdio *io);
+void loom__stdio_lose_write(loom_stdio *io);
+void loom__stdio_close(loom_stdio *io, int status);
+void loom__stdio_pause(loom_stdio *io);
+void loom__stdio_resume(loom_stdio *io);
+int loom__stdio_disconnecting(const loom_stdio *io);
 
 #endif
