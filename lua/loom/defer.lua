@@ -322,8 +322,11 @@ end
 -- DeferredList(list, {fireOnOneCallback=, fireOnOneErrback=, consumeErrors=})
 function DeferredList:init(list, opts)
   opts = opts or {}
-  self._deferredList = list
-  self.count = #list
+  -- A copy, as in Twisted: Deferreds the caller adds to its table later are
+  -- not ours to wait for or cancel.
+  local own = table.move(list, 1, #list, 1, {})
+  self._deferredList = own
+  self.count = #own
   self.resultList = {}
   self.finishedCount = 0
   self.fireOnOneCallback = opts.fireOnOneCallback or false
@@ -333,7 +336,7 @@ function DeferredList:init(list, opts)
     self:callback({})
   end
   for i = 1, self.count do
-    list[i]:addCallbacks(cbDeferred, cbDeferred, { self, i, true, n = 3 },
+    own[i]:addCallbacks(cbDeferred, cbDeferred, { self, i, true, n = 3 },
       { self, i, false, n = 3 })
   end
 end
