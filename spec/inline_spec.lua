@@ -255,21 +255,65 @@ describe("inlineCallbacks", function()
     assert.equals(err.CancelledError, o.value.type)
   end)
 
-  it("lets the body catch the cancellation and go on", function()
-    local waited = Deferred()
-    local after = Deferred()
-    local caught
+  it("lets the body catch the cancellation, go on, and fire with its result",
+    function()
+      local waited = Deferred()
+      local after = Deferred()
+      local caught
+      local f = inline(function()
+        local ok, e = pcall(await, waited)
+        caught = not ok and e.type
+        return await(after)
+      end)
+      local d = f()
+      local o = outcome(d)
+      d:cancel()
+      assert.equals(err.CancelledError, caught)
+      assert.is_nil(o.ok)
+      after:callback("the body's result")
+      assert.same({ ok = true, value = "the body's result" }, o)
+    end)
+
+  it("cancels what the body waits on now when cancelled again", function()
+    local first, second = Deferred(), Deferred()
     local f = inline(function()
-      local ok, e = pcall(await, waited)
-      caught = not ok and e.type
-      return await(after)
+      pcall(await, first)
+      return await(second)
     end)
     local d = f()
     local o = outcome(d)
     d:cancel()
-    assert.equals(err.CancelledError, caught)
+    assert.is_nil(o.ok)
+    d:cancel()
+    assert.is_true(second.called)
+    assert.is_false(o.ok)
     assert.equals(err.CancelledError, o.value.type)
-    after:callback("ignored")
+  end)
+
+  it("cancels the Deferred the body returned when cancelled", function()
+    local inner = Deferred()
+    local d = inline(function() return inner end)()
+    local o = outcome(d)
+    d:cancel()
+    assert.is_true(inner.called)
+    assert.is_false(o.ok)
+    assert.equals(err.CancelledError, o.value.type)
+  end)
+
+  it("cancels through nested inlineCallbacks calls", function()
+    local leaf = Deferred()
+    local innerCaught
+    local inner = inline(function()
+      local ok, e = pcall(await, leaf)
+      innerCaught = not ok and e.type
+      return "inner recovered"
+    end)
+    local outer = inline(function() return await(inner()) .. ", outer too" end)
+    local d = outer()
+    local o = outcome(d)
+    d:cancel()
+    assert.equals(err.CancelledError, innerCaught)
+    assert.same({ ok = true, value = "inner recovered, outer too" }, o)
   end)
 
   it("runs 10,000 nested levels that complete synchronously", function()
@@ -316,5 +360,103 @@ describe("inlineCallbacks", function()
       return total
     end)
     assert.equals(100000, outcome(f()).value)
+  end)
+end)
+
+-- Twisted's CancellationTests (twisted/internet/test/test_inlinecb.py). Let
+-- G be an inlineCallbacks function, D the Deferred a call of G returns and
+-- C the Deferred G waits on.
+describe("inlineCallbacks cancellation", function()
+  local UntranslatedError = err.new("UntranslatedError")
+  local TranslatedError = err.new("TranslatedError")
+  local DontFail = err.new("DontFail")
+
+  local outstanding
+
+  before_each(function()
+    outstanding = {}
+  end)
+
+  local function getDeferred()
+    local d = Deferred()
+    outstanding[#outstanding + 1] = d
+    return d
+  end
+
+  -- G: waits on C; turns an UntranslatedError into a TranslatedError and a
+  -- DontFail into a value; returns C's result + 1.
+  local sampleInlineCB = inline(function(getChildDeferred)
+    local ok, x = pcall(await, (getChildDeferred or getDeferred)())
+    if not ok then
+      if x:check(UntranslatedError) then
+        error(TranslatedError())
+      elseif x:check(DontFail) then
+        x = x.value.actualValue - 2
+      else
+        error(x, 0)
+      end
+    end
+    return x + 1
+  end)
+
+  it("cancels C at once when D is cancelled", function()
+    local childResult = "FAILURE"
+    local function getChildDeferred()
+      local d = Deferred()
+      d:addErrback(function(f)
+        childResult = f:check(err.CancelledError)
+        return f
+      end)
+      return d
+    end
+    local d = sampleInlineCB(getChildDeferred)
+    d:addErrback(function() end)
+    d:cancel()
+    assert.equals(err.CancelledError, childResult)
+  end)
+
+  it("errbacks D with C's CancelledError", function()
+    local d = sampleInlineCB()
+    local o = outcome(d)
+    d:cancel()
+    assert.is_false(o.ok)
+    assert.equals(err.CancelledError, o.value.type)
+  end)
+
+  it("lets G translate the error C fails with into another error", function()
+    local a = Deferred(function(it) it:errback(UntranslatedError()) end)
+    local d = sampleInlineCB(function() return a end)
+    local o = outcome(d)
+    d:cancel()
+    assert.is_false(o.ok)
+    assert.equals(TranslatedError, o.value.type)
+  end)
+
+  it("lets G translate the error C fails with into a result", function()
+    local a = Deferred(function(it)
+      it:errback(DontFail(nil, { actualValue = 4321 }))
+    end)
+    local d = sampleInlineCB(function() return a end)
+    local o = outcome(d)
+    d:cancel()
+    assert.same({ ok = true, value = 4320 }, o)
+  end)
+
+  it("keeps D waiting until C's chain reaches G's wait", function()
+    local moreDeferred = Deferred()
+    local function deferMe()
+      local d = Deferred()
+      d:addErrback(function(f)
+        f:trap(err.CancelledError)
+        return moreDeferred
+      end)
+      return d
+    end
+    local d = sampleInlineCB(deferMe)
+    local o = outcome(d)
+    d:cancel()
+    assert.is_nil(o.ok)
+    moreDeferred:callback(6543)
+    assert.same({ ok = true, value = 6544 }, o)
   end)
 end)

@@ -60,11 +60,14 @@ local function isFailure(x)
   return mt ~= nil and type(x) == "table" and isinstance(x, Failure)
 end
 
-local DeferredList -- forward: a common subclass, checked without a walk
+local DeferredList -- forward: common subclasses, checked without a walk
+
+local InlineDeferred -- likewise
 
 local function isDeferred(x)
   local mt = getmetatable(x)
-  if mt == Deferred or (mt ~= nil and mt == DeferredList) then
+  if mt == Deferred or (mt ~= nil and (mt == InlineDeferred
+    or mt == DeferredList)) then
     return true
   end
   return mt ~= nil and type(x) == "table" and isinstance(x, Deferred)
@@ -112,8 +115,9 @@ local chain = core.bind({ Deferred = Deferred, Failure = Failure,
   alreadyCalled = alreadyCalled, inline = inline, AWAIT = AWAIT })
 
 -- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
-Deferred.new = chain.new
-getmetatable(Deferred).__call = chain.new
+local newDeferred = chain.new
+Deferred.new = newDeferred
+getmetatable(Deferred).__call = newDeferred
 
 -- d:addCallback(f, ...), d:addErrback(f, ...), d:addBoth(f, ...): extra
 -- arguments are passed after the result. d:addCallbacks(cb, eb, cbArgs?,
@@ -459,7 +463,7 @@ end
 
 local function finish(d, ok, value)
   if not ok then
-    if not d.called then -- (else cancelled meanwhile: dropped)
+    if not d.called then -- (else fired by hand meanwhile: dropped)
       d:errback(Failure(value == nil and failure.NIL_ERROR or value,
         debug.traceback(d._co)))
     end
@@ -526,10 +530,20 @@ drive = function(d, ...)
   end
 end
 
-local function cancelInline(d)
-  local waitingOn = d._waitingOn
-  if waitingOn then
-    waitingOn:cancel()
+-- The Deferred a call of an inlineCallbacks function returns. Cancelling it
+-- cancels what the body waits on (an awaited Deferred, or the Deferred it
+-- returned) and then, as in Twisted, waits for the body: the body sees the
+-- CancelledError where it waits, and may catch it and go on; the Deferred
+-- fires with whatever the body then does.
+InlineDeferred = Deferred:extend({ __name = "Deferred" })
+
+function InlineDeferred:cancel()
+  if self.called then
+    return Deferred.cancel(self)
+  end
+  local awaited = self._waitingOn or self._chainedTo
+  if awaited then
+    awaited:cancel()
   end
 end
 
@@ -539,7 +553,7 @@ end
 function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
   return function(...)
-    local d = Deferred(cancelInline)
+    local d = newDeferred(InlineDeferred)
     local co = pool[pooled]
     if co then
       pool[pooled] = nil
