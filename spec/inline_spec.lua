@@ -366,7 +366,9 @@ end)
 -- Twisted's CancellationTests (twisted/internet/test/test_inlinecb.py). Let
 -- G be an inlineCallbacks function, D the Deferred a call of G returns and
 -- C the Deferred G waits on.
-describe("inlineCallbacks cancellation", function()
+for _, way in ipairs({ { "await", await }, { "coroutine.yield", coroutine.yield } }) do
+local waitName, wait = way[1], way[2]
+describe("inlineCallbacks cancellation, waiting with " .. waitName, function()
   local UntranslatedError = err.new("UntranslatedError")
   local TranslatedError = err.new("TranslatedError")
   local DontFail = err.new("DontFail")
@@ -386,7 +388,7 @@ describe("inlineCallbacks cancellation", function()
   -- G: waits on C; turns an UntranslatedError into a TranslatedError and a
   -- DontFail into a value; returns C's result + 1.
   local sampleInlineCB = inline(function(getChildDeferred)
-    local ok, x = pcall(await, (getChildDeferred or getDeferred)())
+    local ok, x = pcall(wait, (getChildDeferred or getDeferred)())
     if not ok then
       if x:check(UntranslatedError) then
         error(TranslatedError())
@@ -458,5 +460,179 @@ describe("inlineCallbacks cancellation", function()
     assert.is_nil(o.ok)
     moreDeferred:callback(6543)
     assert.same({ ok = true, value = 6544 }, o)
+  end)
+end)
+end
+
+-- Twisted's `result = yield d`: coroutine.yield(d) in the body is await(d).
+describe("coroutine.yield inside inlineCallbacks", function()
+  local yield = coroutine.yield
+
+  it("waits for a pending Deferred and returns its result", function()
+    local d = Deferred()
+    local o = outcome(inline(function() return yield(d) * 2 end)())
+    assert.is_nil(o.ok)
+    d:callback(21)
+    assert.same({ ok = true, value = 42 }, o)
+  end)
+
+  it("returns a fired Deferred's result at once and consumes it", function()
+    local fired = defer.succeed("now")
+    local steps = {}
+    inline(function()
+      steps[#steps + 1] = yield(fired)
+    end)()
+    assert.same({ "now" }, steps)
+    assert.is_nil(fired.result)
+  end)
+
+  it("returns any other value at once", function()
+    local f = inline(function()
+      return { yield(5), yield(nil), yield("s") }
+    end)
+    assert.same({ ok = true, value = { 5, nil, "s" } }, outcome(f()))
+  end)
+
+  it("raises a fired Deferred's Failure itself at the yield", function()
+    local fl = failure.Failure(err.ConnectionLost("x"))
+    local f = inline(function()
+      local ok, e = pcall(yield, defer.fail(fl))
+      return { ok, e }
+    end)
+    local o = outcome(f())
+    assert.is_false(o.value[1])
+    assert.equals(fl, o.value[2])
+  end)
+
+  it("raises a later Failure at the yield, inside the body's pcall",
+    function()
+      local d = Deferred()
+      local f = inline(function()
+        local ok, e = pcall(function() return yield(d) end)
+        return ok == false and e.value
+      end)
+      local o = outcome(f())
+      d:errback("later")
+      assert.same({ ok = true, value = "later" }, o)
+    end)
+
+  it("gives the Failure to an xpcall handler at the yield", function()
+    local d = Deferred()
+    local f = inline(function()
+      local handled
+      xpcall(yield, function(e)
+        handled = e
+        return e
+      end, d)
+      return handled
+    end)
+    local o = outcome(f())
+    local fl = failure.Failure("handled")
+    d:errback(fl)
+    assert.equals(fl, o.value)
+  end)
+
+  it("errbacks with an uncaught Failure unchanged, and marks it handled",
+    function()
+      local d = Deferred()
+      local o = outcome(inline(function() yield(d) end)())
+      local fl = failure.Failure(err.TimeoutError("t"))
+      d:errback(fl)
+      assert.equals(fl, o.value)
+      assert.is_nil(d.result)
+    end)
+
+  it("goes on after a caught Failure and waits again", function()
+    local first, second = Deferred(), Deferred()
+    local f = inline(function()
+      local ok = pcall(yield, first)
+      return { ok, yield(second) }
+    end)
+    local o = outcome(f())
+    first:errback("no")
+    assert.is_nil(o.ok)
+    second:callback("yes")
+    assert.same({ ok = true, value = { false, "yes" } }, o)
+  end)
+
+  it("nests: a body yields the Deferred of another inlineCallbacks call",
+    function()
+      local leaf = Deferred()
+      local inner = inline(function() return yield(leaf) + 1 end)
+      local outer = inline(function() return yield(inner()) * 10 end)
+      local o = outcome(outer())
+      leaf:callback(4)
+      assert.same({ ok = true, value = 50 }, o)
+    end)
+
+  it("mixes with await in one body", function()
+    local a, b = Deferred(), Deferred()
+    local f = inline(function() return await(a) .. yield(b) end)
+    local o = outcome(f())
+    a:callback("a")
+    b:callback("b")
+    assert.same({ ok = true, value = "ab" }, o)
+  end)
+
+  it("runs 10,000 nested levels, and a failure through them", function()
+    local leaf = Deferred()
+    local f
+    f = inline(function(n)
+      if n == 0 then return yield(leaf) end
+      return yield(f(n - 1)) + 1
+    end)
+    local o = outcome(f(10000))
+    leaf:callback(5)
+    assert.same({ ok = true, value = 10005 }, o)
+    leaf = Deferred()
+    o = outcome(f(10000))
+    leaf:errback(err.ConnectionLost("deep"))
+    assert.is_false(o.ok)
+    assert.equals(err.ConnectionLost, o.value.type)
+  end)
+
+  it("reuses the coroutine after a body that waited and caught a Failure",
+    function()
+      local seen = {}
+      local f = inline(function(d)
+        seen[#seen + 1] = coroutine.running()
+        pcall(yield, d)
+      end)
+      local d = Deferred()
+      f(d)
+      d:errback("caught")
+      f(defer.succeed(1))
+      assert.equals(seen[1], seen[2])
+      assert.is_nil(debug.gethook(seen[1]))
+    end)
+
+  it("puts back a debug hook set on the body's coroutine", function()
+    local d = Deferred()
+    local calls = 0
+    local function hook() calls = calls + 1 end
+    local f = inline(function()
+      debug.sethook(hook, "c")
+      pcall(yield, d)
+      local before = calls
+      tostring(1) -- a call the hook must still see
+      local kept = debug.gethook() == hook and calls > before
+      debug.sethook()
+      return kept
+    end)
+    local o = outcome(f())
+    d:errback("x")
+    assert.same({ ok = true, value = true }, o)
+  end)
+
+  it("leaves a yield in the body's own coroutines to them", function()
+    local d = Deferred()
+    local f = inline(function()
+      local co = coroutine.create(function() return yield(d) end)
+      local ok, got = coroutine.resume(co)
+      return { ok, got == d, coroutine.status(co) }
+    end)
+    assert.same({ ok = true, value = { true, true, "suspended" } },
+      outcome(f()))
+    assert.is_false(d.called)
   end)
 end)
