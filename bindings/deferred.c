@@ -740,7 +740,8 @@ static int l_await(lua_State *L) {
 ** suspended coroutine; the hook puts back whatever hook the coroutine had
 ** (a debugger's, a coverage tool's) and raises the Failure right there,
 ** inside any pcall around the yield. The Failure and the hook it replaced
-** wait in the registry, keyed by the coroutine, for that one instant.
+** wait for that one instant in a weak-keyed table in the registry, keyed by
+** the coroutine (so a coroutine that is never resumed takes them along).
 */
 
 typedef struct SavedHook {
@@ -748,20 +749,39 @@ typedef struct SavedHook {
   int mask, count;
 } SavedHook;
 
+static const char ARMED = 0; /* registry key of the weak-keyed table */
+
+/* Pushes the table of armed coroutines, made on first use. */
+static void push_armed(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ARMED) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ARMED);
+}
+
 static void raise_at_yield(lua_State *L, lua_Debug *ar) {
   const SavedHook *saved;
   (void)ar;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, L);
+  push_armed(L);
+  lua_pushthread(L);
+  lua_rawget(L, -2);
   saved = (const SavedHook *)lua_touserdata(L, -1);
-  if (saved == NULL) { /* (never armed by raiseOnResume: just disarm) */
+  if (saved == NULL) { /* (not armed by raiseOnResume: just disarm) */
     lua_sethook(L, NULL, 0, 0);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     return;
   }
   lua_sethook(L, saved->hook, saved->mask, saved->count);
   lua_getiuservalue(L, -1, 1);
+  lua_pushthread(L);
   lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, L);
+  lua_rawset(L, -5);
   lua_error(L);
 }
 
@@ -773,13 +793,15 @@ static int l_raise_on_resume(lua_State *L) {
   luaL_argexpected(L, co != NULL && lua_status(co) == LUA_YIELD, 1,
                    "suspended coroutine");
   lua_settop(L, 2);
+  push_armed(L);
+  lua_pushvalue(L, 1);
   saved = (SavedHook *)lua_newuserdatauv(L, sizeof *saved, 1);
   saved->hook = lua_gethook(co);
   saved->mask = lua_gethookmask(co);
   saved->count = lua_gethookcount(co);
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 3, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, co);
+  lua_setiuservalue(L, -2, 1);
+  lua_rawset(L, 3);
   lua_sethook(co, raise_at_yield, LUA_MASKRET, 0);
   return 0;
 }
