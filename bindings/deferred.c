@@ -730,6 +730,82 @@ static int l_await(lua_State *L) {
   return lua_yieldk(L, 2, 0, await_resumed);
 }
 
+/* Raising at a plain coroutine.yield ------------------------------------------
+** Inside an inlineCallbacks body coroutine.yield(d) waits for d as await(d)
+** does, and a failure must be raised where the body yielded. await raises
+** from its continuation; coroutine.yield has none, and a coroutine cannot be
+** resumed "with an error". But the first thing a coroutine resumed from a
+** yield does is return from the C function that yielded, and a return hook
+** sees that return. So raiseOnResume arms a one-shot return hook on the
+** suspended coroutine; the hook puts back whatever hook the coroutine had
+** (a debugger's, a coverage tool's) and raises the Failure right there,
+** inside any pcall around the yield. The Failure and the hook it replaced
+** wait for that one instant in a weak-keyed table in the registry, keyed by
+** the coroutine (so a coroutine that is never resumed takes them along).
+*/
+
+typedef struct SavedHook {
+  lua_Hook hook;
+  int mask, count;
+} SavedHook;
+
+static const char ARMED = 0; /* registry key of the weak-keyed table */
+
+/* Pushes the table of armed coroutines, made on first use. */
+static void push_armed(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ARMED) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ARMED);
+}
+
+static void raise_at_yield(lua_State *L, lua_Debug *ar) {
+  const SavedHook *saved;
+  (void)ar;
+  push_armed(L);
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  saved = (const SavedHook *)lua_touserdata(L, -1);
+  if (saved == NULL) { /* (not armed by raiseOnResume: just disarm) */
+    lua_sethook(L, NULL, 0, 0);
+    lua_pop(L, 2);
+    return;
+  }
+  lua_sethook(L, saved->hook, saved->mask, saved->count);
+  lua_getiuservalue(L, -1, 1);
+  lua_pushthread(L);
+  lua_pushnil(L);
+  lua_rawset(L, -5);
+  lua_error(L);
+}
+
+/* raiseOnResume(co, failure): co, suspended in a coroutine.yield, raises
+   failure there when next resumed. */
+static int l_raise_on_resume(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  SavedHook *saved;
+  luaL_argexpected(L, co != NULL && lua_status(co) == LUA_YIELD, 1,
+                   "suspended coroutine");
+  lua_settop(L, 2);
+  push_armed(L);
+  lua_pushvalue(L, 1);
+  saved = (SavedHook *)lua_newuserdatauv(L, sizeof *saved, 1);
+  saved->hook = lua_gethook(co);
+  saved->mask = lua_gethookmask(co);
+  saved->count = lua_gethookcount(co);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  lua_rawset(L, 3);
+  lua_sethook(co, raise_at_yield, LUA_MASKRET, 0);
+  return 0;
+}
+
 /* bind{Deferred=, Failure=, DebugInfo=, passthru=, handler=,
    alreadyCalled=} -> {new=, addCallback=, ..., succeed=}. */
 static int l_bind(lua_State *L) {
@@ -750,6 +826,8 @@ static int l_bind(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkstack(L, 2 * NUPVALUES + 4, "bind");
   lua_newtable(L);
+  lua_pushcfunction(L, l_raise_on_resume);
+  lua_setfield(L, -2, "raiseOnResume");
   for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
     lua_pushstring(L, keys[k]);
   for (k = M_ERRBACK; k <= M_CONTINUE; k++)

@@ -653,6 +653,20 @@ describe("DeferredList", function()
     dl:cancel()
     assert.is_false(d2.called)
   end)
+
+  -- Twisted's test_cancelDeferredListWithOriginalDeferreds.
+  it("cancels only the Deferreds it was given, not ones added to the table later",
+    function()
+      local d1, d2, d3 = Deferred(), Deferred(), Deferred()
+      local list = { d1, d2 }
+      local dl = defer.DeferredList(list)
+      outcome(dl)
+      list[#list + 1] = d3
+      dl:cancel()
+      assert.equals(err.CancelledError, outcome(d1).value.type)
+      assert.equals(err.CancelledError, outcome(d2).value.type)
+      assert.is_false(d3.called)
+    end)
 end)
 
 describe("gatherResults", function()
@@ -798,6 +812,58 @@ describe("DeferredQueue", function()
     q:get()
     assert.is_true(capture(q.get, q):isa(err.QueueUnderflow))
   end)
+
+  -- Twisted's testQueue.
+  it("queues puts and gets against size and backlog", function()
+    local q = defer.DeferredQueue(2, 2)
+    local gotten = {}
+    local function got(v) gotten[#gotten + 1] = v end
+    q:get():addCallback(got)
+    q:get():addCallback(got)
+    assert.is_true(capture(q.get, q):isa(err.QueueUnderflow))
+    q:put(0)
+    assert.same({ 0 }, gotten)
+    q:put(1)
+    assert.same({ 0, 1 }, gotten)
+    q:put(2)
+    q:put(3)
+    assert.same({ 0, 1 }, gotten)
+    assert.is_true(capture(q.put, q, nil):isa(err.QueueOverflow))
+    gotten = {}
+    q:get():addCallback(got)
+    q:get():addCallback(got)
+    assert.same({ 2, 3 }, gotten)
+    assert.is_true(capture(defer.DeferredQueue(0).put, defer.DeferredQueue(0),
+      nil):isa(err.QueueOverflow))
+    local noBacklog = defer.DeferredQueue(nil, 0)
+    assert.is_true(capture(noBacklog.get, noBacklog):isa(err.QueueUnderflow))
+  end)
+
+  -- Twisted's test_cancelQueueAfterGet: put(None) then get() gives None.
+  it("keeps a nil put while nobody waits, and gives it to the next get",
+    function()
+      local q = defer.DeferredQueue()
+      local d = q:get()
+      d:cancel()
+      assert.equals(err.CancelledError, outcome(d).value.type)
+      q:put(nil)
+      assert.same({ ok = true }, outcome(q:get()))
+    end)
+
+  it("keeps nils among pending values, in order, and counts them for size",
+    function()
+      local q = defer.DeferredQueue(3)
+      q:put(nil)
+      q:put("b")
+      q:put(nil)
+      assert.equals(3, q.pending.n)
+      assert.is_true(capture(q.put, q, "d"):isa(err.QueueOverflow))
+      local o1, o2, o3 = outcome(q:get()), outcome(q:get()), outcome(q:get())
+      assert.same({ { ok = true }, { ok = true, value = "b" }, { ok = true } },
+        { o1, o2, o3 })
+      assert.equals(0, q.pending.n)
+      assert.is_nil(outcome(q:get()).ok)
+    end)
 
   it("drops a cancelled get from the waiters", function()
     local q = defer.DeferredQueue()

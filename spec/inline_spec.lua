@@ -255,21 +255,65 @@ describe("inlineCallbacks", function()
     assert.equals(err.CancelledError, o.value.type)
   end)
 
-  it("lets the body catch the cancellation and go on", function()
-    local waited = Deferred()
-    local after = Deferred()
-    local caught
+  it("lets the body catch the cancellation, go on, and fire with its result",
+    function()
+      local waited = Deferred()
+      local after = Deferred()
+      local caught
+      local f = inline(function()
+        local ok, e = pcall(await, waited)
+        caught = not ok and e.type
+        return await(after)
+      end)
+      local d = f()
+      local o = outcome(d)
+      d:cancel()
+      assert.equals(err.CancelledError, caught)
+      assert.is_nil(o.ok)
+      after:callback("the body's result")
+      assert.same({ ok = true, value = "the body's result" }, o)
+    end)
+
+  it("cancels what the body waits on now when cancelled again", function()
+    local first, second = Deferred(), Deferred()
     local f = inline(function()
-      local ok, e = pcall(await, waited)
-      caught = not ok and e.type
-      return await(after)
+      pcall(await, first)
+      return await(second)
     end)
     local d = f()
     local o = outcome(d)
     d:cancel()
-    assert.equals(err.CancelledError, caught)
+    assert.is_nil(o.ok)
+    d:cancel()
+    assert.is_true(second.called)
+    assert.is_false(o.ok)
     assert.equals(err.CancelledError, o.value.type)
-    after:callback("ignored")
+  end)
+
+  it("cancels the Deferred the body returned when cancelled", function()
+    local inner = Deferred()
+    local d = inline(function() return inner end)()
+    local o = outcome(d)
+    d:cancel()
+    assert.is_true(inner.called)
+    assert.is_false(o.ok)
+    assert.equals(err.CancelledError, o.value.type)
+  end)
+
+  it("cancels through nested inlineCallbacks calls", function()
+    local leaf = Deferred()
+    local innerCaught
+    local inner = inline(function()
+      local ok, e = pcall(await, leaf)
+      innerCaught = not ok and e.type
+      return "inner recovered"
+    end)
+    local outer = inline(function() return await(inner()) .. ", outer too" end)
+    local d = outer()
+    local o = outcome(d)
+    d:cancel()
+    assert.equals(err.CancelledError, innerCaught)
+    assert.same({ ok = true, value = "inner recovered, outer too" }, o)
   end)
 
   it("runs 10,000 nested levels that complete synchronously", function()
@@ -316,5 +360,279 @@ describe("inlineCallbacks", function()
       return total
     end)
     assert.equals(100000, outcome(f()).value)
+  end)
+end)
+
+-- Twisted's CancellationTests (twisted/internet/test/test_inlinecb.py). Let
+-- G be an inlineCallbacks function, D the Deferred a call of G returns and
+-- C the Deferred G waits on.
+for _, way in ipairs({ { "await", await }, { "coroutine.yield", coroutine.yield } }) do
+local waitName, wait = way[1], way[2]
+describe("inlineCallbacks cancellation, waiting with " .. waitName, function()
+  local UntranslatedError = err.new("UntranslatedError")
+  local TranslatedError = err.new("TranslatedError")
+  local DontFail = err.new("DontFail")
+
+  local outstanding
+
+  before_each(function()
+    outstanding = {}
+  end)
+
+  local function getDeferred()
+    local d = Deferred()
+    outstanding[#outstanding + 1] = d
+    return d
+  end
+
+  -- G: waits on C; turns an UntranslatedError into a TranslatedError and a
+  -- DontFail into a value; returns C's result + 1.
+  local sampleInlineCB = inline(function(getChildDeferred)
+    local ok, x = pcall(wait, (getChildDeferred or getDeferred)())
+    if not ok then
+      if x:check(UntranslatedError) then
+        error(TranslatedError())
+      elseif x:check(DontFail) then
+        x = x.value.actualValue - 2
+      else
+        error(x, 0)
+      end
+    end
+    return x + 1
+  end)
+
+  it("cancels C at once when D is cancelled", function()
+    local childResult = "FAILURE"
+    local function getChildDeferred()
+      local d = Deferred()
+      d:addErrback(function(f)
+        childResult = f:check(err.CancelledError)
+        return f
+      end)
+      return d
+    end
+    local d = sampleInlineCB(getChildDeferred)
+    d:addErrback(function() end)
+    d:cancel()
+    assert.equals(err.CancelledError, childResult)
+  end)
+
+  it("errbacks D with C's CancelledError", function()
+    local d = sampleInlineCB()
+    local o = outcome(d)
+    d:cancel()
+    assert.is_false(o.ok)
+    assert.equals(err.CancelledError, o.value.type)
+  end)
+
+  it("lets G translate the error C fails with into another error", function()
+    local a = Deferred(function(it) it:errback(UntranslatedError()) end)
+    local d = sampleInlineCB(function() return a end)
+    local o = outcome(d)
+    d:cancel()
+    assert.is_false(o.ok)
+    assert.equals(TranslatedError, o.value.type)
+  end)
+
+  it("lets G translate the error C fails with into a result", function()
+    local a = Deferred(function(it)
+      it:errback(DontFail(nil, { actualValue = 4321 }))
+    end)
+    local d = sampleInlineCB(function() return a end)
+    local o = outcome(d)
+    d:cancel()
+    assert.same({ ok = true, value = 4320 }, o)
+  end)
+
+  it("keeps D waiting until C's chain reaches G's wait", function()
+    local moreDeferred = Deferred()
+    local function deferMe()
+      local d = Deferred()
+      d:addErrback(function(f)
+        f:trap(err.CancelledError)
+        return moreDeferred
+      end)
+      return d
+    end
+    local d = sampleInlineCB(deferMe)
+    local o = outcome(d)
+    d:cancel()
+    assert.is_nil(o.ok)
+    moreDeferred:callback(6543)
+    assert.same({ ok = true, value = 6544 }, o)
+  end)
+end)
+end
+
+-- Twisted's `result = yield d`: coroutine.yield(d) in the body is await(d).
+describe("coroutine.yield inside inlineCallbacks", function()
+  local yield = coroutine.yield
+
+  it("waits for a pending Deferred and returns its result", function()
+    local d = Deferred()
+    local o = outcome(inline(function() return yield(d) * 2 end)())
+    assert.is_nil(o.ok)
+    d:callback(21)
+    assert.same({ ok = true, value = 42 }, o)
+  end)
+
+  it("returns a fired Deferred's result at once and consumes it", function()
+    local fired = defer.succeed("now")
+    local steps = {}
+    inline(function()
+      steps[#steps + 1] = yield(fired)
+    end)()
+    assert.same({ "now" }, steps)
+    assert.is_nil(fired.result)
+  end)
+
+  it("returns any other value at once", function()
+    local f = inline(function()
+      return { yield(5), yield(nil), yield("s") }
+    end)
+    assert.same({ ok = true, value = { 5, nil, "s" } }, outcome(f()))
+  end)
+
+  it("raises a fired Deferred's Failure itself at the yield", function()
+    local fl = failure.Failure(err.ConnectionLost("x"))
+    local f = inline(function()
+      local ok, e = pcall(yield, defer.fail(fl))
+      return { ok, e }
+    end)
+    local o = outcome(f())
+    assert.is_false(o.value[1])
+    assert.equals(fl, o.value[2])
+  end)
+
+  it("raises a later Failure at the yield, inside the body's pcall",
+    function()
+      local d = Deferred()
+      local f = inline(function()
+        local ok, e = pcall(function() return yield(d) end)
+        return ok == false and e.value
+      end)
+      local o = outcome(f())
+      d:errback("later")
+      assert.same({ ok = true, value = "later" }, o)
+    end)
+
+  it("gives the Failure to an xpcall handler at the yield", function()
+    local d = Deferred()
+    local f = inline(function()
+      local handled
+      xpcall(yield, function(e)
+        handled = e
+        return e
+      end, d)
+      return handled
+    end)
+    local o = outcome(f())
+    local fl = failure.Failure("handled")
+    d:errback(fl)
+    assert.equals(fl, o.value)
+  end)
+
+  it("errbacks with an uncaught Failure unchanged, and marks it handled",
+    function()
+      local d = Deferred()
+      local o = outcome(inline(function() yield(d) end)())
+      local fl = failure.Failure(err.TimeoutError("t"))
+      d:errback(fl)
+      assert.equals(fl, o.value)
+      assert.is_nil(d.result)
+    end)
+
+  it("goes on after a caught Failure and waits again", function()
+    local first, second = Deferred(), Deferred()
+    local f = inline(function()
+      local ok = pcall(yield, first)
+      return { ok, yield(second) }
+    end)
+    local o = outcome(f())
+    first:errback("no")
+    assert.is_nil(o.ok)
+    second:callback("yes")
+    assert.same({ ok = true, value = { false, "yes" } }, o)
+  end)
+
+  it("nests: a body yields the Deferred of another inlineCallbacks call",
+    function()
+      local leaf = Deferred()
+      local inner = inline(function() return yield(leaf) + 1 end)
+      local outer = inline(function() return yield(inner()) * 10 end)
+      local o = outcome(outer())
+      leaf:callback(4)
+      assert.same({ ok = true, value = 50 }, o)
+    end)
+
+  it("mixes with await in one body", function()
+    local a, b = Deferred(), Deferred()
+    local f = inline(function() return await(a) .. yield(b) end)
+    local o = outcome(f())
+    a:callback("a")
+    b:callback("b")
+    assert.same({ ok = true, value = "ab" }, o)
+  end)
+
+  it("runs 10,000 nested levels, and a failure through them", function()
+    local leaf = Deferred()
+    local f
+    f = inline(function(n)
+      if n == 0 then return yield(leaf) end
+      return yield(f(n - 1)) + 1
+    end)
+    local o = outcome(f(10000))
+    leaf:callback(5)
+    assert.same({ ok = true, value = 10005 }, o)
+    leaf = Deferred()
+    o = outcome(f(10000))
+    leaf:errback(err.ConnectionLost("deep"))
+    assert.is_false(o.ok)
+    assert.equals(err.ConnectionLost, o.value.type)
+  end)
+
+  it("reuses the coroutine after a body that waited and caught a Failure",
+    function()
+      local seen = {}
+      local f = inline(function(d)
+        seen[#seen + 1] = coroutine.running()
+        pcall(yield, d)
+      end)
+      local d = Deferred()
+      f(d)
+      d:errback("caught")
+      f(defer.succeed(1))
+      assert.equals(seen[1], seen[2])
+      assert.is_nil(debug.gethook(seen[1]))
+    end)
+
+  it("puts back a debug hook set on the body's coroutine", function()
+    local d = Deferred()
+    local calls = 0
+    local function hook() calls = calls + 1 end
+    local f = inline(function()
+      debug.sethook(hook, "c")
+      pcall(yield, d)
+      local before = calls
+      tostring(1) -- a call the hook must still see
+      local kept = debug.gethook() == hook and calls > before
+      debug.sethook()
+      return kept
+    end)
+    local o = outcome(f())
+    d:errback("x")
+    assert.same({ ok = true, value = true }, o)
+  end)
+
+  it("leaves a yield in the body's own coroutines to them", function()
+    local d = Deferred()
+    local f = inline(function()
+      local co = coroutine.create(function() return yield(d) end)
+      local ok, got = coroutine.resume(co)
+      return { ok, got == d, coroutine.status(co) }
+    end)
+    assert.same({ ok = true, value = { true, true, "suspended" } },
+      outcome(f()))
+    assert.is_false(d.called)
   end)
 end)

@@ -8,8 +8,8 @@
 --
 --   local fetch = defer.inlineCallbacks(function(a, b)
 --     local x = defer.await(getA(a))      -- waits; raises the Failure on error
---     return x + defer.await(getB(b))     -- fires the returned Deferred
---   end)
+--     return x + coroutine.yield(getB(b)) -- the same as await (Twisted's
+--   end)                                  -- `result = yield d`)
 --
 -- Semantics follow twisted.internet.defer. The hot half of a Deferred --
 -- making one, adding to its callback chain and running the chain with
@@ -60,11 +60,14 @@ local function isFailure(x)
   return mt ~= nil and type(x) == "table" and isinstance(x, Failure)
 end
 
-local DeferredList -- forward: a common subclass, checked without a walk
+local DeferredList -- forward: common subclasses, checked without a walk
+
+local InlineDeferred -- likewise
 
 local function isDeferred(x)
   local mt = getmetatable(x)
-  if mt == Deferred or (mt ~= nil and mt == DeferredList) then
+  if mt == Deferred or (mt ~= nil and (mt == InlineDeferred
+    or mt == DeferredList)) then
     return true
   end
   return mt ~= nil and type(x) == "table" and isinstance(x, Deferred)
@@ -112,8 +115,9 @@ local chain = core.bind({ Deferred = Deferred, Failure = Failure,
   alreadyCalled = alreadyCalled, inline = inline, AWAIT = AWAIT })
 
 -- Deferred(canceller?): canceller(d) runs on d:cancel() before d fires.
-Deferred.new = chain.new
-getmetatable(Deferred).__call = chain.new
+local newDeferred = chain.new
+Deferred.new = newDeferred
+getmetatable(Deferred).__call = newDeferred
 
 -- d:addCallback(f, ...), d:addErrback(f, ...), d:addBoth(f, ...): extra
 -- arguments are passed after the result. d:addCallbacks(cb, eb, cbArgs?,
@@ -322,8 +326,11 @@ end
 -- DeferredList(list, {fireOnOneCallback=, fireOnOneErrback=, consumeErrors=})
 function DeferredList:init(list, opts)
   opts = opts or {}
-  self._deferredList = list
-  self.count = #list
+  -- A copy, as in Twisted: Deferreds the caller adds to its table later are
+  -- not ours to wait for or cancel.
+  local own = table.move(list, 1, #list, 1, {})
+  self._deferredList = own
+  self.count = #own
   self.resultList = {}
   self.finishedCount = 0
   self.fireOnOneCallback = opts.fireOnOneCallback or false
@@ -333,7 +340,7 @@ function DeferredList:init(list, opts)
     self:callback({})
   end
   for i = 1, self.count do
-    list[i]:addCallbacks(cbDeferred, cbDeferred, { self, i, true, n = 3 },
+    own[i]:addCallbacks(cbDeferred, cbDeferred, { self, i, true, n = 3 },
       { self, i, false, n = 3 })
   end
 end
@@ -383,12 +390,13 @@ local DONE = {}
 -- body returned, handed over outside the coroutine's stack.
 local POOL_MAX = 32
 local pool, pooled, returned = {}, 0, nil
-local resolve = chain.resolve
+local resolve, raiseOnResume = chain.resolve, chain.raiseOnResume
 local nest, draining = 0, false
 local queue, qhead, qtail = {}, 1, 0
 
 -- The state of a call lives in its own Deferred d: d._co (the coroutine),
--- d._waitingOn (the Deferred it awaits), and, while a result is on its way,
+-- d._waitingOn (the Deferred it awaits), d._yielded (it waits in a plain
+-- coroutine.yield, not in await), and, while a result is on its way,
 -- d._adding/_syncOk/_syncValue or d._qok/_qval (queued), d._start (queued
 -- start).
 
@@ -456,7 +464,7 @@ end
 
 local function finish(d, ok, value)
   if not ok then
-    if not d.called then -- (else cancelled meanwhile: dropped)
+    if not d.called then -- (else fired by hand meanwhile: dropped)
       d:errback(Failure(value == nil and failure.NIL_ERROR or value,
         debug.traceback(d._co)))
     end
@@ -473,14 +481,54 @@ local function resumeIn(co, outer, a, b)
   return ok, x, y
 end
 
+-- Resume co, which waits in a plain coroutine.yield(d), with d's outcome:
+-- the yield returns the result, or raises the Failure (as await does).
+local function resumeYield(co, outer, ok, v)
+  if not ok then
+    raiseOnResume(co, v)
+    v = nil
+  end
+  return resumeIn(co, outer, v)
+end
+
+-- Wait for the Deferred w (yielded plainly when plain): returns nil when
+-- the result will come later, else whether it succeeded and the result.
+local function waitFor(d, w, plain)
+  d._waitingOn = w
+  d._adding = true
+  local args = d._args
+  if not args then
+    args = { d, n = 1 }
+    d._args = args
+  end
+  w:addCallbacks(gotResult, gotResult, args, args)
+  if d._adding then
+    d._adding = false
+    if plain then
+      d._yielded = true
+    end
+    return nil
+  end
+  local sv = d._syncValue
+  d._syncValue = nil
+  return d._syncOk, sv
+end
+
 -- Resume d's coroutine with ... and follow it until it waits or ends;
--- inline[1] names the coroutine being run.
+-- inline[1] names the coroutine being run. It waits when it yields a
+-- Deferred, through await (AWAIT, d) or a plain coroutine.yield(d).
 drive = function(d, ...)
   nest = nest + 1
   local co, outer = d._co, inline[1]
-  inline[1] = co
-  local ok, a, b = coresume(co, ...)
-  inline[1] = outer
+  local ok, a, b
+  if d._yielded then
+    d._yielded = false
+    ok, a, b = resumeYield(co, outer, ...)
+  else
+    inline[1] = co
+    ok, a, b = coresume(co, ...)
+    inline[1] = outer
+  end
   while true do
     if not ok then
       finish(d, false, a)
@@ -495,26 +543,22 @@ drive = function(d, ...)
       end
       finish(d, true, r)
       break
-    end
-    if a ~= AWAIT then
-      -- A plain coroutine.yield: hand the values straight back.
-      ok, a, b = resumeIn(co, outer, a, b)
-    else
-      d._waitingOn = b
-      d._adding = true
-      local args = d._args
-      if not args then
-        args = { d, n = 1 }
-        d._args = args
-      end
-      b:addCallbacks(gotResult, gotResult, args, args)
-      if d._adding then
-        d._adding = false
+    elseif a == AWAIT then
+      local sok, sv = waitFor(d, b, false)
+      if sok == nil then
         break
       end
-      local sok, sv = d._syncOk, d._syncValue
-      d._syncValue = nil
       ok, a, b = resumeIn(co, outer, sok, sv)
+    elseif isDeferred(a) then
+      -- coroutine.yield(d): Twisted's `result = yield d`.
+      local sok, sv = waitFor(d, a, true)
+      if sok == nil then
+        break
+      end
+      ok, a, b = resumeYield(co, outer, sok, sv)
+    else
+      -- A plain coroutine.yield of anything else: hand it straight back.
+      ok, a, b = resumeIn(co, outer, a, b)
     end
   end
   nest = nest - 1
@@ -523,20 +567,32 @@ drive = function(d, ...)
   end
 end
 
-local function cancelInline(d)
-  local waitingOn = d._waitingOn
-  if waitingOn then
-    waitingOn:cancel()
+-- The Deferred a call of an inlineCallbacks function returns. Cancelling it
+-- cancels what the body waits on (an awaited Deferred, or the Deferred it
+-- returned) and then, as in Twisted, waits for the body: the body sees the
+-- CancelledError where it waits, and may catch it and go on; the Deferred
+-- fires with whatever the body then does.
+InlineDeferred = Deferred:extend({ __name = "Deferred" })
+InlineDeferred._yielded = false -- waiting in a plain coroutine.yield
+
+function InlineDeferred:cancel()
+  if self.called then
+    return Deferred.cancel(self)
+  end
+  local awaited = self._waitingOn or self._chainedTo
+  if awaited then
+    awaited:cancel()
   end
 end
 
 -- inlineCallbacks(f): a function that runs f(...) in a coroutine and returns
--- a Deferred of f's return value (or of the error it raises). Cancelling
--- that Deferred cancels the Deferred f is awaiting.
+-- a Deferred of f's return value (or of the error it raises). In f,
+-- coroutine.yield(d) waits for d as await(d) does; yielding anything else
+-- returns it at once.
 function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
   return function(...)
-    local d = Deferred(cancelInline)
+    local d = newDeferred(InlineDeferred)
     local co = pool[pooled]
     if co then
       pool[pooled] = nil

@@ -99,27 +99,36 @@ local DeferredQueue = class.Object:extend({ __name = "DeferredQueue" })
 defer.DeferredQueue = DeferredQueue
 
 -- DeferredQueue(size?, backlog?): at most size pending values and backlog
--- waiting gets (nil: no limit).
+-- waiting gets (nil: no limit). nil is a value like any other, so pending
+-- is a list with its count in n (as table.pack makes).
 function DeferredQueue:init(size, backlog)
   self.size = size
   self.backlog = backlog
   self.waiting = {}
-  self.pending = {}
+  self.pending = { n = 0 }
 end
 
 function DeferredQueue:put(v)
+  local pending = self.pending
   if #self.waiting > 0 then
     table.remove(self.waiting, 1):callback(v)
-  elseif self.size == nil or #self.pending < self.size then
-    self.pending[#self.pending + 1] = v
+  elseif self.size == nil or pending.n < self.size then
+    pending.n = pending.n + 1
+    pending[pending.n] = v
   else
     error(err.QueueOverflow("DeferredQueue is full"), 2)
   end
 end
 
 function DeferredQueue:get()
-  if #self.pending > 0 then
-    return defer.succeed(table.remove(self.pending, 1))
+  local pending = self.pending
+  local n = pending.n
+  if n > 0 then
+    local v = pending[1]
+    table.move(pending, 2, n, 1)
+    pending[n] = nil
+    pending.n = n - 1
+    return defer.succeed(v)
   elseif self.backlog == nil or #self.waiting < self.backlog then
     local d = Deferred(function(d)
       removeValue(self.waiting, d)
@@ -129,6 +138,5 @@ function DeferredQueue:get()
   end
   error(err.QueueUnderflow("too many gets are already waiting"), 2)
 end
-
 
 return defer
