@@ -22,7 +22,10 @@ policies.mixin(Chat, policies.TimeoutMixin)
 function Chat:connectionMade()
   self.nick = nil
   policies.applyBackpressure(self)
-  self:setTimeout(self.factory.timeout)
+  local secs = self.factory.timeout
+  if secs and secs > 0 then
+    self:setTimeout(secs)
+  end
   self:say("Welcome to the loom chat. What is your nickname?")
 end
 
@@ -119,8 +122,8 @@ function Chat:connectionLost()
   end
 end
 
--- timeout: seconds of silence before a member is disconnected (nil or 0:
--- never); maxQueue: bytes of unread chat a member may have queued.
+-- timeout: seconds of silence before a member is disconnected (0: never);
+-- maxQueue: bytes of unread chat a member may have queued (0: no limit).
 local ChatFactory = protocol.ServerFactory:extend({ __name = "ChatFactory",
   protocol = Chat, timeout = TIMEOUT, maxQueue = MAX_QUEUE })
 
@@ -132,9 +135,6 @@ function ChatFactory:init(opts)
   end
   if opts.maxQueue ~= nil then
     self.maxQueue = opts.maxQueue
-  end
-  if self.timeout == 0 then
-    self.timeout = nil
   end
 end
 

@@ -36,7 +36,10 @@ policies.mixin(Finger, policies.TimeoutMixin)
 
 -- The whole exchange is bounded: the timeout is not reset by input.
 function Finger:connectionMade()
-  self:setTimeout(self.factory.timeout)
+  local secs = self.factory.timeout
+  if secs and secs > 0 then
+    self:setTimeout(secs)
+  end
 end
 
 function Finger:connectionLost()
@@ -64,14 +67,14 @@ function Finger:lineReceived(line)
   self.transport:loseConnection()
 end
 
--- timeout: seconds a client has for the whole exchange (nil or 0: none).
+-- timeout: seconds a client has for the whole exchange (0: no limit).
 local FingerFactory = protocol.ServerFactory:extend({ __name =
   "FingerFactory", protocol = Finger, timeout = TIMEOUT })
 
 function FingerFactory:init(users, timeout)
   self.users = users
   if timeout ~= nil then
-    self.timeout = timeout ~= 0 and timeout or nil
+    self.timeout = timeout
   end
 end
 

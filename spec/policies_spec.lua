@@ -110,6 +110,17 @@ describe("policies.TimeoutMixin", function()
       assert.is_true(t.disconnected)
     end)
 
+  it("setTimeout(nil) also cancels that pending abort (connectionLost)",
+    function()
+      local p, t = timed(clock)
+      clock:advance(10)
+      assert.equal(1, #clock:getDelayedCalls())
+      p:setTimeout(nil)
+      assert.equal(0, #clock:getDelayedCalls())
+      clock:advance(100)
+      assert.is_false(t.disconnected)
+    end)
+
   it("uses a callLater method of the class (the reactor by default)",
     function()
       local C = Timed:extend({})

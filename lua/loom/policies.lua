@@ -64,7 +64,8 @@ end
 
 -- Twisted's TimeoutMixin: one timeout per protocol. setTimeout(secs) arms
 -- it, resetTimeout() restarts the count (call it when meaningful input
--- arrives), setTimeout(nil) disarms it (do so in connectionLost); when it
+-- arrives), setTimeout(nil) disarms it, and the abort the default
+-- timeoutConnection may have scheduled (do so in connectionLost); when it
 -- expires, timeoutConnection() runs.
 --
 -- Mix it in with policies.mixin(MyProtocol, policies.TimeoutMixin).
@@ -118,6 +119,10 @@ function TimeoutMixin:setTimeout(period)
   local prev = self.timeOut
   self.timeOut = period
   local call = self._timeoutCall
+  if period == nil and self._abortCall ~= nil then
+    pcall(self._abortCall.cancel, self._abortCall)
+    self._abortCall = nil
+  end
   if call ~= nil then
     if period == nil then
       -- A call already run or cancelled has nothing left to cancel.
@@ -144,7 +149,8 @@ function TimeoutMixin:timeoutConnection()
   t:loseConnection()
   local grace = self.abortTimeout
   if grace ~= nil and t.connected then
-    schedule(self, grace, function()
+    self._abortCall = schedule(self, grace, function()
+      self._abortCall = nil
       if t.connected then
         t:abortConnection()
       end
