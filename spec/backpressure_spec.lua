@@ -125,28 +125,30 @@ describe("a peer that sends and never reads", function()
         self.answered = 0
         policies.applyBackpressure(self)
       end
-      function Pong:lineReceived(line)
+      local ANSWER = ("p"):rep(198) .. "\r\n"
+      function Pong:lineReceived()
         self.answered = self.answered + 1
-        self.transport:write("pong " .. line .. "\r\n")
+        self.transport:write(ANSWER)
       end
       local factory = net.recordingFactory(Pong)
       local port = listen(factory)
       local nextServer = factory.next
       local c = connect(port, Hostile:new())
       local server = testing.runUntil(nextServer, 5)
-      local lines = 6 * 1024 * 1024 // 5
-      c.transport:write(("ping\n"):rep(lines))
+      local line = ("q"):rep(49) .. "\n"
+      local lines = 3 * 1024 * 1024 // #line
+      c.transport:write(line:rep(lines))
       untilStalled(function() return server.answered end)
       assert.is_true(server.answered < lines, "every line was answered")
       -- Paused between two lines: at most one answer past the mark.
       assert.is_true(server.transport:bufferedBytes() <= HIGH_WATER
-        + #"pong ping\r\n", "server holds "
+        + #ANSWER, "server holds "
         .. server.transport:bufferedBytes() .. " bytes")
       assert.is_true(server.paused)
       c.transport:resumeProducing()
-      net.waitFor(function() return c.got >= lines * 11 end, 20)
+      net.waitFor(function() return c.got >= lines * #ANSWER end, 20)
       assert.equal(lines, server.answered)
-      assert.equal(lines * 11, c.got)
+      assert.equal(lines * #ANSWER, c.got)
       c.transport:loseConnection()
       testing.runUntil(c.lost, 5)
       testing.runUntil(port:stopListening(), 5)
@@ -335,3 +337,50 @@ describe("the chat plugin with a member who never reads", function()
       testing.runUntil(port:stopListening(), 5)
     end)
 end)
+
+-- The examples that answer input, run as `loom run` subprocesses: the
+-- server's memory does not grow with what a non-reading client sends.
+describe("the examples that answer input, with a client that never reads",
+  function()
+    local sub = dofile("spec/support/subprocess.lua")
+
+    local function loomPid(server)
+      local s = sub.readFile(string.format("/proc/%d/task/%d/children",
+        server.pid, server.pid))
+      return tonumber(s:match("%d+"))
+    end
+
+    local cases = {
+      { "echo.lua", ("e"):rep(12 * 1024 * 1024), 12 * 1024 * 1024 },
+    }
+    for _, case in ipairs(cases) do
+      it(case[1] .. " stops reading instead of buffering", function()
+        local server = sub.start("run examples/" .. case[1] .. " 0")
+        local pid = loomPid(server)
+        local c = Hostile:new()
+        local cf = protocol.ClientFactory:new()
+        cf.maxWriteBuffer = 0
+        function cf.buildProtocol() return c end
+        reactor.connectTCP("127.0.0.1", server.port, cf)
+        testing.runUntil(c.made, 5)
+        local before = sub.rss(pid)
+        c.transport:write(case[2])
+        untilStalled(function()
+          return c.transport:bufferedBytes() .. "/" .. sub.rss(pid)
+        end)
+        local after = sub.rss(pid)
+        assert.is_true(c.transport:bufferedBytes() > 0,
+          "the server read everything")
+        if not os.getenv("LOOM_SANITIZE") then
+          assert.is_true(after - before < 3072, string.format(
+            "RSS grew from %d kB to %d kB", before, after))
+        end
+        c.transport:resumeProducing()
+        net.waitFor(function() return c.got >= case[3] end, 20)
+        assert.equal(case[3], c.got)
+        c.transport:loseConnection()
+        testing.runUntil(c.lost, 5)
+        assert.equal(0, (sub.stop(server)))
+      end)
+    end
+  end)
