@@ -5,6 +5,7 @@
 -- more input is read, so there is nothing to hold back beyond that.)
 local basic = require "loom.basic"
 local json = require "loom.json"
+local log = require "loom.log"
 local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local strports = require "loom.strports"
@@ -40,6 +41,12 @@ function Finger:connectionMade()
   if secs and secs > 0 then
     self:setTimeout(secs)
   end
+end
+
+function Finger:timeoutConnection()
+  log.prefixed(self:logPrefix()).info("finger: disconnecting: the query"
+    .. " and its answer took over %s s (--timeout)", tostring(self.timeOut))
+  policies.TimeoutMixin.timeoutConnection(self)
 end
 
 function Finger:connectionLost()

@@ -185,6 +185,47 @@ describe("policies.TimeoutMixin", function()
     end)
 end)
 
+describe("policies.TimeoutMixin with a peer that never reads", function()
+  it("aborts the connection abortTimeout after the timeout when"
+    .. " loseConnection cannot flush", function()
+      local Stuck = protocol.Protocol:extend({ __name = "Stuck",
+        abortTimeout = 0.3 })
+      policies.mixin(Stuck, policies.TimeoutMixin)
+      local server
+      function Stuck:connectionMade()
+        server = self
+        self:setTimeout(0.2)
+        -- More than the kernel's buffers take: the close cannot flush.
+        self.transport:write(("s"):rep(16 * 1024 * 1024))
+      end
+      function Stuck:connectionLost(reason)
+        self.reason = reason
+        self:setTimeout(nil)
+      end
+      local factory = protocol.Factory.forProtocol(Stuck)
+      factory.maxWriteBuffer = 0
+      local port = reactor.listenTCP(0, factory, { interface = "127.0.0.1" })
+      local c = net.Recorder:new()
+      function c:connectionMade()
+        self.transport:pauseProducing() -- never reads
+        self.made:callback(self)
+      end
+      local cf = protocol.ClientFactory:new()
+      function cf.buildProtocol() return c end
+      local start = reactor.seconds()
+      reactor.connectTCP("127.0.0.1", port:getHost().port, cf)
+      testing.runUntil(c.made, 5)
+      net.waitFor(function() return server and server.reason ~= nil end, 5)
+      -- The timeout (0.2 s), then the grace for the close (0.3 s).
+      assert.is_true(reactor.seconds() - start >= 0.45)
+      assert.is_truthy(server.reason:check(require("loom.error")
+        .ConnectionAborted))
+      c.transport:abortConnection()
+      testing.runUntil(c.lost, 5)
+      testing.runUntil(port:stopListening(), 5)
+    end)
+end)
+
 describe("policies.applyBackpressure", function()
   it("registers a pausable protocol (a LineReceiver) as its transport's"
     .. " streaming producer", function()

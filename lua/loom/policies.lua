@@ -152,6 +152,9 @@ function TimeoutMixin:timeoutConnection()
     self._abortCall = schedule(self, grace, function()
       self._abortCall = nil
       if t.connected then
+        local log = require "loom.log"
+        log.prefixed(log.prefixOf(self)).warn("timed out, and still not"
+          .. " closed %s s later (abortTimeout): aborting", tostring(grace))
         t:abortConnection()
       end
     end)
