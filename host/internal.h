@@ -14,7 +14,7 @@
 #define LOOM_READ_BUFSIZE 65536
 /* Twisted's abstract.FileDescriptor.bufferSize: producers pause above it. */
 #define LOOM_HIGH_WATER 65536
-/* No write-buffer limit (loom__stream_set_max_write with 0). */
+/* max_write of a stream without a write-buffer limit (the default). */
 #define LOOM_NO_LIMIT ((size_t)-1)
 
 /* Close statuses beyond libuv's negative error codes. */

@@ -1,8 +1,9 @@
 -- Hostile peers that send and never read, over real loopback: the echo
--- plugin and a LineReceiver answering every line stop reading instead of
--- buffering (policies.applyBackpressure); a protocol without backpressure
--- is aborted at maxWriteBuffer; the chat plugin drops a member who does
--- not read, and the others go on chatting.
+-- plugin, a LineReceiver answering every line and examples/echo.lua stop
+-- reading instead of buffering (policies.applyBackpressure); a protocol
+-- without backpressure is aborted at maxWriteBuffer; the chat plugin drops
+-- a member who does not read, and the others go on chatting.
+local defer = require "loom.defer"
 local err = require "loom.error"
 local log = require "loom.log"
 local basic = require "loom.basic"
@@ -23,8 +24,8 @@ local READ_SIZE = 65536
 local Hostile = protocol.Protocol:extend({ __name = "Hostile" })
 function Hostile:init()
   self.got = 0
-  self.made = require("loom.defer").Deferred()
-  self.lost = require("loom.defer").Deferred()
+  self.made = defer.Deferred()
+  self.lost = defer.Deferred()
 end
 function Hostile:connectionMade()
   self.transport:pauseProducing()
@@ -340,7 +341,7 @@ end)
 
 -- The examples that answer input, run as `loom run` subprocesses: the
 -- server's memory does not grow with what a non-reading client sends.
-describe("the examples that answer input, with a client that never reads",
+describe("an example that answers input, with a client that never reads",
   function()
     local sub = dofile("spec/support/subprocess.lua")
 
