@@ -214,6 +214,7 @@ static const char *close_reason(int status) {
   case LOOM_CLOSE_ABORTED: return "aborted";
   case LOOM_CLOSE_HOOK_ERROR: return "error";
   case LOOM_CLOSE_SHUTDOWN: return "shutdown";
+  case LOOM_CLOSE_WRITE_FULL: return "writeBufferFull";
   default: return uv_err_name(status);
   }
 }
@@ -246,6 +247,10 @@ static int deliver_lost(lua_State *L) {
   lua_pushstring(L, close_reason(a->status));
   if (a->status < 0)
     lua_pushstring(L, uv_strerror(a->status));
+  else if (a->status == LOOM_CLOSE_WRITE_FULL)
+    lua_pushfstring(L, "write buffer limit exceeded: the peer left more than"
+                    " %I bytes unread (maxWriteBuffer)",
+                    (lua_Integer)a->s->max_write);
   else
     lua_pushnil(L);
   lua_getiuservalue(L, t, UV_REASON);
@@ -322,6 +327,10 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
   accept_args a;
   a.l = l;
   a.s = s;
+  /* Connected from makeConnection on, as a client is from connectionMade:
+  ** a close inside connectionMade (abort, write limit) still delivers
+  ** connectionLost. */
+  s->flags |= LOOM_S_CONNECTED;
   if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
     if (!(s->flags & LOOM_S_CLOSING))
       loom__stream_start(s);
@@ -539,6 +548,20 @@ static int l_transport_buffered(lua_State *L) {
   return 1;
 }
 
+/*
+** setMaxWriteBuffer(bytes): a write that would queue more than this aborts
+** the connection (connectionLost gets error.WriteBufferFull); 0 = no limit.
+*/
+static int l_transport_set_max_write_buffer(lua_State *L) {
+  loom_stream *s = to_stream(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "maxWriteBuffer must be 0 (no limit) or a"
+                " positive number of bytes");
+  if (s != NULL)
+    s->max_write = n == 0 ? LOOM_NO_LIMIT : (size_t)n;
+  return 0;
+}
+
 static int l_transport_set_protocol(lua_State *L) {
   check_box(L, 1);
   lua_settop(L, 2);
@@ -628,6 +651,7 @@ static const luaL_Reg transport_methods[] = {
   {"registerProducer", l_transport_register_producer},
   {"unregisterProducer", l_transport_unregister_producer},
   {"bufferedBytes", l_transport_buffered},
+  {"setMaxWriteBuffer", l_transport_set_max_write_buffer},
   {"setProtocol", l_transport_set_protocol},
   {NULL, NULL}
 };

@@ -5,13 +5,17 @@ local reactor = require "loom.reactor"
 local protocol = require "loom.protocol"
 local basic = require "loom.basic"
 local log = require "loom.log"
+local policies = require "loom.policies"
 
 local echoPort = tonumber(arg[1]) or 8000
 local timePort = tonumber(arg[2]) or 8001
 
 local Echo = protocol.Protocol:extend({ __name = "Echo" })
+-- Both servers answer what they read: policies.applyBackpressure stops
+-- reading from a client that does not read the answers (see docs/README.md).
 function Echo:connectionMade()
   log.info("echo: %s connected", self.transport:getPeer().host)
+  policies.applyBackpressure(self)
 end
 function Echo:dataReceived(data)
   self.transport:write(data)
@@ -19,6 +23,9 @@ end
 
 -- Answers each line with the time and the line (Twisted tutorial style).
 local Stamp = basic.LineReceiver:extend({ __name = "Stamp", delimiter = "\n" })
+function Stamp:connectionMade()
+  policies.applyBackpressure(self)
+end
 function Stamp:lineReceived(line)
   if line == "quit" then
     self:sendLine("bye")

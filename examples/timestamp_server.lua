@@ -4,6 +4,7 @@
 local reactor = require "loom.reactor"
 local protocol = require "loom.protocol"
 local basic = require "loom.basic"
+local policies = require "loom.policies"
 
 local function isoNow()
   local t = reactor.seconds()
@@ -16,6 +17,12 @@ local Timestamp = basic.LineReceiver:extend({
   __name = "Timestamp",
   delimiter = "\n",
 })
+
+-- A client that sends lines without reading the answers is not read from
+-- while more than 64 KiB of answers wait for it (backpressure).
+function Timestamp:connectionMade()
+  policies.applyBackpressure(self)
+end
 
 function Timestamp:lineReceived(line)
   line = line:gsub("\r$", "")

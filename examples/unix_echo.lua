@@ -2,6 +2,7 @@
 -- by a dead server (wantPID lock) and its own file when it stops.
 --   loom run examples/unix_echo.lua server PATH
 --   loom run examples/unix_echo.lua client PATH MESSAGE
+local policies = require "loom.policies"
 local reactor = require "loom.reactor"
 local protocol = require "loom.protocol"
 
@@ -13,6 +14,10 @@ end
 
 if mode == "server" then
   local Echo = protocol.Protocol:extend({ __name = "UnixEcho" })
+  -- Not read from while a client leaves our echoes unread (backpressure).
+  function Echo:connectionMade()
+    policies.applyBackpressure(self)
+  end
   function Echo:dataReceived(data)
     self.transport:write(data)
   end

@@ -14,12 +14,15 @@
 #define LOOM_READ_BUFSIZE 65536
 /* Twisted's abstract.FileDescriptor.bufferSize: producers pause above it. */
 #define LOOM_HIGH_WATER 65536
+/* max_write of a stream without a write-buffer limit (the default). */
+#define LOOM_NO_LIMIT ((size_t)-1)
 
 /* Close statuses beyond libuv's negative error codes. */
 #define LOOM_CLOSE_CLEAN 0       /* loseConnection or the peer's EOF */
 #define LOOM_CLOSE_ABORTED 1     /* abortConnection */
 #define LOOM_CLOSE_HOOK_ERROR 2  /* a hook raised: Lua holds the reason */
 #define LOOM_CLOSE_SHUTDOWN 3    /* the host is going away */
+#define LOOM_CLOSE_WRITE_FULL 4  /* a write passed max_write */
 
 typedef struct loom_state loom_state;
 typedef struct loom_stream loom_stream;
@@ -99,6 +102,7 @@ struct loom_stream {
   unsigned flags;
   int close_status;
   size_t high_water;
+  size_t max_write;        /* queued bytes past which the stream aborts */
   loom_buf pending;        /* bytes not yet handed to libuv */
   loom_buf inflight;       /* bytes of the one uv_write in flight */
   /* Requests are allocated when first needed, not per connection: most

@@ -24,6 +24,7 @@ void loom__stream_setup(loom_stream *s, loom_state *st,
   s->vt = vt;
   s->ref = -2;
   s->high_water = LOOM_HIGH_WATER;
+  s->max_write = LOOM_NO_LIMIT;
   st->nstreams++;
 }
 
@@ -60,9 +61,12 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* Not after loseConnection: a producer resumed by the final flush must not
+** start reading again (Twisted's resumeProducing checks disconnecting). */
 static int read_start(loom_stream *s) {
   int rc;
-  if (s->flags & (LOOM_S_READING | LOOM_S_PAUSED | LOOM_S_CLOSING))
+  if (s->flags & (LOOM_S_READING | LOOM_S_PAUSED | LOOM_S_CLOSING |
+                  LOOM_S_DISCONNECTING))
     return 0;
   rc = uv_read_start(&s->h.stream, on_alloc, on_read);
   if (rc == 0)
@@ -179,7 +183,10 @@ static void start_write(loom_stream *s) {
 /*
 ** Writes data: straight to the socket when nothing is queued (no copy, no
 ** allocation), and only the part the kernel did not take is queued.
-** Returns 0, or a libuv error after which the stream is closing.
+** Returns 0, or a libuv error after which the stream is closing. A write
+** that would queue more than max_write bytes aborts the stream instead
+** (LOOM_CLOSE_WRITE_FULL): a peer that never reads cannot make us hold
+** more; the check costs one comparison, on the queueing path only.
 */
 int loom__stream_write(loom_stream *s, const char *data, size_t len) {
   int rc;
@@ -210,6 +217,10 @@ int loom__stream_write(loom_stream *s, const char *data, size_t len) {
       data += rc;
       len -= (size_t)rc;
     }
+  }
+  if (loom__stream_buffered(s) + len > s->max_write) {
+    loom__stream_close(s, LOOM_CLOSE_WRITE_FULL);
+    return UV_ENOBUFS;
   }
   rc = loom__buf_append(&s->pending, data, len);
   if (rc < 0) {

@@ -1,20 +1,59 @@
 -- loom chat: a line-based chat room. A new user is asked for a nickname;
 -- then every line is sent to the others as "<nick> text". Commands:
 -- /nick NAME, /who, /quit. Joins, leaves and renames are announced.
+--
+-- Bounded against members who do not keep up: a member who leaves more
+-- than --max-queue bytes unread is disconnected (logged), one silent for
+-- --timeout seconds (no complete line) is disconnected, and a member's own
+-- input is not read while the answers to it are still queued.
 local basic = require "loom.basic"
+local log = require "loom.log"
+local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local strports = require "loom.strports"
 
+-- Defaults of --timeout and --max-queue.
+local TIMEOUT = 600
+local MAX_QUEUE = 1024 * 1024
+
 local Chat = basic.LineReceiver:extend({ __name = "Chat", delimiter = "\n" })
+policies.mixin(Chat, policies.TimeoutMixin)
 
 function Chat:connectionMade()
   self.nick = nil
+  policies.applyBackpressure(self)
+  local secs = self.factory.timeout
+  if secs and secs > 0 then
+    self:setTimeout(secs)
+  end
   self:say("Welcome to the loom chat. What is your nickname?")
 end
 
--- Lines go out with CRLF (nc and telnet both show them right).
+-- Lines go out with CRLF (nc and telnet both show them right). A member
+-- whose unread text passes the room's maxQueue is dropped, once.
 function Chat:say(text)
-  self.transport:write(text .. "\r\n")
+  local t = self.transport
+  if self.dropped then
+    return
+  end
+  t:write(text .. "\r\n")
+  local limit = self.factory.maxQueue
+  if limit and limit > 0 and t.bufferedBytes and t:bufferedBytes() > limit
+      then
+    self.dropped = true
+    log.prefixed(self:logPrefix()).warn("chat: disconnecting %s: more than"
+      .. " %d bytes of chat left unread (--max-queue)",
+      self.nick or "a member without a nickname", limit)
+    t:abortConnection()
+  end
+end
+
+function Chat:timeoutConnection()
+  log.prefixed(self:logPrefix()).info("chat: disconnecting %s: silent for"
+    .. " %s s (--timeout)", self.nick or "a member without a nickname",
+    tostring(self.timeOut))
+  self:say("* disconnected: idle for too long")
+  policies.TimeoutMixin.timeoutConnection(self)
 end
 
 local function validNick(nick)
@@ -35,6 +74,7 @@ function Chat:_takeNick(nick)
 end
 
 function Chat:lineReceived(line)
+  self:resetTimeout()
   line = line:gsub("\r$", "")
   local room = self.factory
   if self.nick == nil then
@@ -74,6 +114,7 @@ function Chat:lineReceived(line)
 end
 
 function Chat:connectionLost()
+  self:setTimeout(nil)
   local room = self.factory
   if self.nick and room.users[self.nick] == self then
     room.users[self.nick] = nil
@@ -81,11 +122,20 @@ function Chat:connectionLost()
   end
 end
 
+-- timeout: seconds of silence before a member is disconnected (0: never);
+-- maxQueue: bytes of unread chat a member may have queued (0: no limit).
 local ChatFactory = protocol.ServerFactory:extend({ __name = "ChatFactory",
-  protocol = Chat })
+  protocol = Chat, timeout = TIMEOUT, maxQueue = MAX_QUEUE })
 
-function ChatFactory:init()
+function ChatFactory:init(opts)
   self.users = {}
+  opts = opts or {}
+  if opts.timeout ~= nil then
+    self.timeout = opts.timeout
+  end
+  if opts.maxQueue ~= nil then
+    self.maxQueue = opts.maxQueue
+  end
 end
 
 -- Sorted nicknames, without `except`.
@@ -114,10 +164,21 @@ return {
     .. " everyone",
   options = {
     { "port", "p", "tcp:8001:interface=127.0.0.1", "where to listen" },
+    { "timeout", "t", TIMEOUT, "seconds a member may stay silent (no whole"
+      .. " line) before being disconnected; 0: never" },
+    { "max-queue", nil, MAX_QUEUE, "bytes of chat a member may leave unread"
+      .. " before being disconnected; 0: no limit" },
   },
   Chat = Chat,
   ChatFactory = ChatFactory,
   makeService = function(opts)
-    return strports.service(opts.port, ChatFactory:new())
+    if opts.timeout < 0 then
+      error("--timeout must be 0 or more seconds", 0)
+    end
+    if opts["max-queue"] < 0 then
+      error("--max-queue must be 0 or more bytes", 0)
+    end
+    return strports.service(opts.port, ChatFactory:new({
+      timeout = opts.timeout, maxQueue = opts["max-queue"] }))
   end,
 }

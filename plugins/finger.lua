@@ -1,9 +1,17 @@
 -- loom finger: a finger server (RFC 1288) answering from a JSON file of
 -- {"user": "what to say about them", ...}. An empty query lists the users.
+-- A client has --timeout seconds to send its query and read the answer;
+-- then it is disconnected. (One answer, then the connection closes: no
+-- more input is read, so there is nothing to hold back beyond that.)
 local basic = require "loom.basic"
 local json = require "loom.json"
+local log = require "loom.log"
+local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local strports = require "loom.strports"
+
+-- Default of --timeout.
+local TIMEOUT = 30
 
 local function loadUsers(path)
   if path == nil or path == "" then
@@ -25,6 +33,25 @@ end
 
 local Finger = basic.LineReceiver:extend({ __name = "Finger",
   delimiter = "\n" })
+policies.mixin(Finger, policies.TimeoutMixin)
+
+-- The whole exchange is bounded: the timeout is not reset by input.
+function Finger:connectionMade()
+  local secs = self.factory.timeout
+  if secs and secs > 0 then
+    self:setTimeout(secs)
+  end
+end
+
+function Finger:timeoutConnection()
+  log.prefixed(self:logPrefix()).info("finger: disconnecting: the query"
+    .. " and its answer took over %s s (--timeout)", tostring(self.timeOut))
+  policies.TimeoutMixin.timeoutConnection(self)
+end
+
+function Finger:connectionLost()
+  self:setTimeout(nil)
+end
 
 function Finger:lineReceived(line)
   -- "/W user" asks for verbose output (RFC 1288): same answer here.
@@ -47,11 +74,15 @@ function Finger:lineReceived(line)
   self.transport:loseConnection()
 end
 
+-- timeout: seconds a client has for the whole exchange (0: no limit).
 local FingerFactory = protocol.ServerFactory:extend({ __name =
-  "FingerFactory", protocol = Finger })
+  "FingerFactory", protocol = Finger, timeout = TIMEOUT })
 
-function FingerFactory:init(users)
+function FingerFactory:init(users, timeout)
   self.users = users
+  if timeout ~= nil then
+    self.timeout = timeout
+  end
 end
 
 return {
@@ -60,11 +91,17 @@ return {
   options = {
     { "port", "p", "tcp:8079:interface=127.0.0.1", "where to listen" },
     { "users", "u", nil, "JSON file mapping user names to their information" },
+    { "timeout", "t", TIMEOUT, "seconds a client has to ask and read the"
+      .. " answer; 0: no limit" },
   },
   Finger = Finger,
   FingerFactory = FingerFactory,
   loadUsers = loadUsers,
   makeService = function(opts)
-    return strports.service(opts.port, FingerFactory:new(loadUsers(opts.users)))
+    if opts.timeout < 0 then
+      error("--timeout must be 0 or more seconds", 0)
+    end
+    return strports.service(opts.port, FingerFactory:new(loadUsers(opts.users),
+      opts.timeout))
   end,
 }

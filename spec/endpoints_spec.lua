@@ -106,7 +106,8 @@ describe("endpoints.parseServer", function()
     { "tcp", "tcp: missing port" },
     { "tcp:interface=127.0.0.1", "tcp: missing port" },
     { "tcp:80:colour=red",
-      "unknown parameter 'colour' for tcp (known: port, interface, backlog)" },
+      "unknown parameter 'colour' for tcp (known: port, interface, backlog,"
+      .. " maxWriteBuffer)" },
     { "tcp:80:port=81", "tcp: port given twice" },
     { "tcp:80:127.0.0.1:5:extra",
       "tcp: too many positional arguments (4; tcp takes port, interface,"
@@ -163,9 +164,9 @@ describe("endpoints.parseClient", function()
     { "tcp:h:http", "tcp: port 'http' is not a number" },
     { "tcp:h:80:timeout=soon", "tcp: timeout 'soon' is not a number" },
     { "tcp:h:80:colour=red", "unknown parameter 'colour' for tcp (known:"
-      .. " host, port, timeout, bindAddress)" },
+      .. " host, port, timeout, bindAddress, maxWriteBuffer)" },
     { "unix:/a:mode=1", "unknown parameter 'mode' for unix (known: path,"
-      .. " timeout, lockfile)" },
+      .. " timeout, lockfile, maxWriteBuffer)" },
     { "ssl:host=a:port=1",
       "ssl endpoints need TLS support, which this build does not have yet" },
   }

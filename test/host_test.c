@@ -225,6 +225,28 @@ static void test_high_water_signals(void) {
   loom__listener_close(l);
 }
 
+/* A write that would queue past max_write aborts the stream instead. */
+static void test_write_limit(void) {
+  static char chunk[32768];
+  int port, i, over = 0;
+  loom_listener *l = listen_any(&port);
+  seen *c = new_seen();
+  loom_stream *s = connect_to(port, c);
+  RUN_UNTIL(c->connected);
+  RUN_UNTIL(last_server != NULL && !last_server->closed);
+  s->max_write = 100000;
+  /* The server is not run, so the kernel's buffers fill, then our queue. */
+  for (i = 0; i < 4096 && !(s->flags & LOOM_S_CLOSING); i++) {
+    loom__stream_write(s, chunk, sizeof(chunk));
+    over |= loom__stream_buffered(s) > s->max_write;
+  }
+  CHECK(!over);
+  CHECK(s->flags & LOOM_S_CLOSING);
+  RUN_UNTIL(c->closed);
+  CHECK(c->close_status == LOOM_CLOSE_WRITE_FULL);
+  loom__listener_close(l);
+}
+
 static void test_connection_refused(void) {
   int port;
   loom_listener *l = listen_any(&port);
@@ -263,6 +285,7 @@ int main(void) {
   test_echo_and_clean_close();
   test_big_write_then_lose();
   test_high_water_signals();
+  test_write_limit();
   test_connection_refused();
   test_bad_address();
   test_buf_growth();

@@ -12,6 +12,7 @@ local application = require "loom.application"
 local basic = require "loom.basic"
 local defer = require "loom.defer"
 local json = require "loom.json"
+local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local strports = require "loom.strports"
 
@@ -21,6 +22,17 @@ local where = arg and arg[2] or "tcp:8079:interface=127.0.0.1"
 
 local FingerProtocol = basic.LineReceiver:extend({ __name = "FingerProtocol",
   delimiter = "\n" })
+-- A client gets 30 s to ask and read the answer (loom.policies.TimeoutMixin);
+-- one that never finishes its line is not held forever.
+policies.mixin(FingerProtocol, policies.TimeoutMixin)
+
+function FingerProtocol:connectionMade()
+  self:setTimeout(30)
+end
+
+function FingerProtocol:connectionLost()
+  self:setTimeout(nil)
+end
 
 function FingerProtocol:lineReceived(user)
   user = user:gsub("\r$", "")

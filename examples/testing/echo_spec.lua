@@ -6,7 +6,12 @@ local testing = require "loom.testing"
 local reactor = require "loom.reactor"
 local defer = require "loom.defer"
 
+local policies = require "loom.policies"
+
 local Echo = protocol.Protocol:extend({ __name = "Echo" })
+function Echo:connectionMade()
+  policies.applyBackpressure(self) -- stop reading while echoes pile up
+end
 function Echo:dataReceived(data)
   self.transport:write(data)
 end

@@ -84,9 +84,16 @@ end
 
 -- Binds positional args (after the type) and keywords to the named
 -- parameters of `kind`, as a Python call to Twisted's parser would.
+-- loom's own parameters (maxWriteBuffer) are keyword-only.
+local KEYWORD_ONLY = { "maxWriteBuffer" }
+
 local function bind(kind, params, args, kw, order)
   local known, values = {}, {}
-  for _, p in ipairs(params) do
+  local names = table.move(params, 1, #params, 1, {})
+  for _, p in ipairs(KEYWORD_ONLY) do
+    names[#names + 1] = p
+  end
+  for _, p in ipairs(names) do
     known[p] = true
   end
   if #args - 1 > #params then
@@ -100,7 +107,7 @@ local function bind(kind, params, args, kw, order)
     local name = known[k] and k
     if not name then
       bad("unknown parameter '%s' for %s (known: %s)", k, kind,
-        table.concat(params, ", "))
+        table.concat(names, ", "))
     end
     if values[name] ~= nil then
       bad("%s: %s given twice", kind, name)
@@ -126,6 +133,13 @@ local function required(kind, values, name)
     bad("%s: missing %s", kind, name)
   end
   return values[name]
+end
+
+-- maxWriteBuffer=BYTES (0: no limit), as Factory.maxWriteBuffer.
+local function writeLimit(kind, opts, s)
+  if s then
+    opts.maxWriteBuffer = integer(kind, "maxWriteBuffer", s, 0, 1 << 50)
+  end
 end
 
 local function boolean(kind, what, s)
@@ -155,6 +169,7 @@ local function tcpServerParser(kind, positional, defaultInterface)
     if v.backlog then
       opts.backlog = integer(kind, "backlog", v.backlog, 0, 1 << 30)
     end
+    writeLimit(kind, opts, v.maxWriteBuffer)
     return kind, port, opts
   end
 end
@@ -189,6 +204,7 @@ function serverParsers.unix(args, kw, order)
   if v.lockfile then
     opts.wantPID = boolean("unix", "lockfile", v.lockfile)
   end
+  writeLimit("unix", opts, v.maxWriteBuffer)
   return "unix", path, opts
 end
 
@@ -228,10 +244,10 @@ function clientParsers.tcp(args, kw, order)
   local v = bind("tcp", params, args, kw, {})
   for _, k in ipairs(order) do
     local ok = k == "host" or k == "port" or k == "timeout"
-      or k == "bindAddress"
+      or k == "bindAddress" or k == "maxWriteBuffer"
     if not ok then
       bad("unknown parameter '%s' for tcp (known: host, port, timeout,"
-        .. " bindAddress)", k)
+        .. " bindAddress, maxWriteBuffer)", k)
     end
     if v[k] ~= nil and v[k] ~= kw[k] then
       bad("tcp: %s given twice", k)
@@ -247,6 +263,7 @@ function clientParsers.tcp(args, kw, order)
   if v.bindAddress then
     opts.bindAddress = { v.bindAddress, 0 }
   end
+  writeLimit("tcp", opts, v.maxWriteBuffer)
   return "tcp", host, port, opts
 end
 
@@ -260,6 +277,7 @@ function clientParsers.unix(args, kw, order)
   if v.lockfile then
     opts.checkPID = boolean("unix", "lockfile", v.lockfile)
   end
+  writeLimit("unix", opts, v.maxWriteBuffer)
   return "unix", path, opts
 end
 
@@ -298,13 +316,15 @@ function TCP4ServerEndpoint:init(reactor, port, opts)
   self.port = port
   self.interface = opts.interface or self.defaultInterface
   self.backlog = opts.backlog or 50
+  self.maxWriteBuffer = opts.maxWriteBuffer
 end
 TCP4ServerEndpoint.defaultInterface = "0.0.0.0"
 
 -- → Deferred(Port); errbacks with the listen error (e.g. EADDRINUSE).
 function TCP4ServerEndpoint:listen(factory)
   return defer.execute(self.reactor.listenTCP, self.port, factory,
-    { interface = self.interface, backlog = self.backlog })
+    { interface = self.interface, backlog = self.backlog,
+      maxWriteBuffer = self.maxWriteBuffer })
 end
 
 function TCP4ServerEndpoint:__tostring()
@@ -329,13 +349,15 @@ function UNIXServerEndpoint:init(reactor, path, opts)
   if self.wantPID == nil then
     self.wantPID = false
   end
+  self.maxWriteBuffer = opts.maxWriteBuffer
 end
 
 function UNIXServerEndpoint:listen(factory)
   return defer.execute(function()
     needReactor(self.reactor, "listenUNIX")
     return self.reactor.listenUNIX(self.path, factory, { mode = self.mode,
-      backlog = self.backlog, wantPID = self.wantPID })
+      backlog = self.backlog, wantPID = self.wantPID,
+      maxWriteBuffer = self.maxWriteBuffer })
   end)
 end
 
@@ -369,6 +391,8 @@ end
 
 function WrappingFactory:init(wrapped)
   self.wrapped = wrapped
+  -- The connection's write limit is the caller's factory's.
+  self.maxWriteBuffer = wrapped.maxWriteBuffer
   self.deferred = defer.Deferred(function()
     if self.connector then
       pcall(self.connector.stopConnecting, self.connector)
@@ -420,6 +444,7 @@ function TCP4ClientEndpoint:init(reactor, host, port, opts)
   self.port = port
   self.timeout = opts.timeout or 30
   self.bindAddress = opts.bindAddress
+  self.maxWriteBuffer = opts.maxWriteBuffer
 end
 
 -- → Deferred(protocol) once connected; errbacks with the connect failure
@@ -428,7 +453,8 @@ end
 function TCP4ClientEndpoint:connect(factory)
   local wf = WrappingFactory:new(factory)
   local ok, e = pcall(self.reactor.connectTCP, self.host, self.port, wf,
-    { timeout = self.timeout, bindAddress = self.bindAddress })
+    { timeout = self.timeout, bindAddress = self.bindAddress,
+      maxWriteBuffer = self.maxWriteBuffer })
   if not ok then
     return defer.fail(e)
   end
@@ -450,6 +476,7 @@ function UNIXClientEndpoint:init(reactor, path, opts)
   self.path = path
   self.timeout = opts.timeout or 30
   self.checkPID = opts.checkPID or false
+  self.maxWriteBuffer = opts.maxWriteBuffer
 end
 
 function UNIXClientEndpoint:connect(factory)
@@ -457,7 +484,7 @@ function UNIXClientEndpoint:connect(factory)
   local ok, e = pcall(function()
     needReactor(self.reactor, "connectUNIX")
     return self.reactor.connectUNIX(self.path, wf, { timeout = self.timeout,
-      checkPID = self.checkPID })
+      checkPID = self.checkPID, maxWriteBuffer = self.maxWriteBuffer })
   end)
   if not ok then
     return defer.fail(e)

@@ -85,6 +85,9 @@ local new = error_.new
 error_.ConnectionDone = new("ConnectionDone")
 error_.ConnectionLost = new("ConnectionLost")
 error_.ConnectionAborted = new("ConnectionAborted", error_.ConnectionLost)
+-- A write would have queued more than the connection's maxWriteBuffer (a
+-- peer that does not read): the connection was aborted.
+error_.WriteBufferFull = new("WriteBufferFull", error_.ConnectionAborted)
 error_.ConnectError = new("ConnectError")
 error_.ConnectionRefusedError = new("ConnectionRefusedError",
   error_.ConnectError)

@@ -41,6 +41,10 @@ end
 local Factory = class.Object:extend({ __name = "Factory" })
 M.Factory = Factory
 Factory.numPorts = 0
+-- Bytes a connection may queue for a peer that does not read before it is
+-- aborted with error.WriteBufferFull (0: no limit). A listenTCP/connectTCP
+-- option or an endpoint's maxWriteBuffer= overrides it.
+Factory.maxWriteBuffer = 16 * 1024 * 1024
 
 -- Factory.forProtocol(P, ...) / MyFactory:forProtocol(P, ...): an instance of
 -- the receiving factory class whose protocol is P. Twisted users write the

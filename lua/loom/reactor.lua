@@ -341,6 +341,10 @@ function hooks.lost(transport, proto, owner, kind, message, reason, connected)
     elseif kind == "aborted" then
       reason = Failure(err.ConnectionAborted(
         "Connection was aborted locally."), "")
+    elseif kind == "writeBufferFull" then
+      reason = Failure(err.WriteBufferFull(message), "")
+      log.prefixed(proto and log.prefixOf(proto)).warn("%s: connection"
+        .. " aborted", message)
     else
       reason = Failure(err.ConnectionLost(message or ("Connection lost ("
         .. kind .. ")"), { errno = kind }), "")

@@ -7,12 +7,21 @@ local err = require "loom.error"
 local failure = require "loom.failure"
 local reactor = require "loom.reactor"
 local internal = require "loom.reactor.internal"
+local protocol = require "loom.protocol"
 
 local Failure = failure.Failure
 local hooks = internal.hooks
 local safeCall = internal.safeCall
 local defer = internal.defer
 local checkFactory = internal.checkFactory
+
+-- The write-buffer limit of a new connection: the port's or connector's
+-- (an endpoint's maxWriteBuffer=), else the factory's, else the default.
+local function limitWrites(owner, transport)
+  local limit = owner.maxWriteBuffer or owner.factory.maxWriteBuffer
+    or protocol.Factory.maxWriteBuffer
+  transport:setMaxWriteBuffer(limit)
+end
 
 -- TCP ports -------------------------------------------------------------------
 
@@ -24,6 +33,7 @@ function Port:init(port, factory, opts)
   self.factory = factory
   self.interface = opts.interface or "0.0.0.0"
   self.backlog = opts.backlog or 50
+  self.maxWriteBuffer = opts.maxWriteBuffer
   self.connected = false
 end
 
@@ -46,6 +56,7 @@ function Port:_accept(transport)
     return
   end
   transport:setProtocol(proto)
+  limitWrites(self, transport)
   proto:makeConnection(transport)
 end
 
@@ -112,6 +123,7 @@ function Connector:init(host, port, factory, opts)
   self.factory = factory
   self.timeout = opts.timeout or 30
   self.bindAddress = opts.bindAddress
+  self.maxWriteBuffer = opts.maxWriteBuffer
   self.state = "disconnected"
   self.factoryStarted = false
 end
@@ -259,6 +271,7 @@ function Connector:_connected(transport, errname, message)
     return
   end
   transport:setProtocol(proto)
+  limitWrites(self, transport)
   proto:makeConnection(transport)
 end
 

@@ -24,6 +24,7 @@ function UNIXPort:init(path, factory, opts)
   self.mode = opts.mode
   self.backlog = opts.backlog or 50
   self.wantPID = opts.wantPID and true or false
+  self.maxWriteBuffer = opts.maxWriteBuffer
   self.connected = false
 end
 
