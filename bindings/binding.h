@@ -17,7 +17,9 @@
 #define UV_OWNER 2    /* the Lua Port or Connector object */
 #define UV_PRODUCER 3 /* the registered producer */
 #define UV_REASON 4   /* the Failure of a hook error, for connectionLost */
-#define TRANSPORT_NUV 4
+#define UV_PEER 5     /* getPeer's address, kept from the accept/connect */
+#define UV_HOST 6     /* getHost's address, likewise */
+#define TRANSPORT_NUV 6
 
 typedef struct transport_box {
   loom_stream *p;
@@ -36,6 +38,7 @@ void loom__open_stream(lua_State *L);
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
+void loom__set_address_class(lua_State *L);
 void loom__accepted(loom_listener *l, loom_stream *s);
 
 /* listener.c */

@@ -31,35 +31,99 @@ static int is_boundary(lua_State *L, lua_Debug *ar, lua_CFunction fn) {
   return hit;
 }
 
-/* lauxlib's traceback format, stopping at the reactor boundary. */
-static void push_traceback(lua_State *L) {
+/* As lauxlib's: the first LEVELS1 and the last LEVELS2 levels are shown. */
+#define LEVELS1 10
+#define LEVELS2 11
+/* How far from the bottom of the stack the reactor boundary is looked for. */
+#define BOUNDARY_SCAN 256
+
+/*
+** The deepest valid level, by lauxlib's search: lua_getstack(L, n) walks n
+** frames, so probing doubling levels and bisecting costs O(n log n), not
+** the O(n^2) of asking for every level in turn.
+*/
+static int last_level(lua_State *L) {
+  lua_Debug ar;
+  int li = 1, le = 1;
+  while (lua_getstack(L, le, &ar)) {
+    li = le;
+    le *= 2;
+  }
+  while (li < le) {
+    int m = (li + le) / 2;
+    if (lua_getstack(L, m, &ar))
+      li = m + 1;
+    else
+      le = m;
+  }
+  return le - 1;
+}
+
+/*
+** The level of the trampoline loom__call started, looked for from the
+** bottom of the stack (it sits just above the loop's own few frames), or
+** last + 1 when there is none: levels below it are the host's, not the
+** hook's.
+*/
+static int boundary_level(lua_State *L, int last) {
   loom_state *st = *(loom_state **)lua_getextraspace(L);
   lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
-  luaL_Buffer b;
   lua_Debug ar;
+  int level;
+  if (fn == NULL)
+    return last + 1;
+  for (level = last; level >= 1 && level > last - BOUNDARY_SCAN; level--)
+    if (lua_getstack(L, level, &ar) && is_boundary(L, &ar, fn))
+      return level;
+  return last + 1;
+}
+
+static void add_level(lua_State *L, luaL_Buffer *b, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar))
+    return;
+  lua_getinfo(L, "Slnt", &ar);
+  lua_pushfstring(L, "\n\t%s:", ar.short_src);
+  luaL_addvalue(b);
+  if (ar.currentline > 0) {
+    lua_pushfstring(L, "%d:", ar.currentline);
+    luaL_addvalue(b);
+  }
+  if (ar.name != NULL)
+    lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
+  else if (*ar.what == 'm')
+    lua_pushliteral(L, " in main chunk");
+  else if (*ar.what == 'C')
+    lua_pushliteral(L, " in ?");
+  else
+    lua_pushfstring(L, " in function <%s:%d>", ar.short_src,
+                    ar.linedefined);
+  luaL_addvalue(b);
+  if (ar.istailcall)
+    luaL_addstring(b, "\n\t(...tail calls...)");
+}
+
+/*
+** lauxlib's traceback, stopping at the reactor boundary and cut as
+** luaL_traceback cuts it: a runaway recursion is reported in a few lines,
+** at a cost linear in the depth (each of the ~LEVELS2 bottom levels and
+** the boundary scan walk the stack once).
+*/
+static void push_traceback(lua_State *L) {
+  luaL_Buffer b;
+  int last = last_level(L);
+  int n = boundary_level(L, last) - 1; /* levels 1..n are the hook's */
   int level;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "stack traceback:");
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    if (fn != NULL && is_boundary(L, &ar, fn))
-      break;
-    lua_getinfo(L, "Slnt", &ar);
-    lua_pushfstring(L, "\n\t%s:", ar.short_src);
-    luaL_addvalue(&b);
-    if (ar.currentline > 0) {
-      lua_pushfstring(L, "%d:", ar.currentline);
+  for (level = 1; level <= n; level++) {
+    if (n > LEVELS1 + LEVELS2 && level == LEVELS1 + 1) {
+      int skip = n - LEVELS1 - LEVELS2;
+      lua_pushfstring(L, "\n\t...\t(skipping %d levels)", skip);
       luaL_addvalue(&b);
+      level += skip;
     }
-    if (ar.name != NULL)
-      lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
-    else if (*ar.what == 'm')
-      lua_pushliteral(L, " in main chunk");
-    else if (*ar.what == 'C')
-      lua_pushliteral(L, " in ?");
-    else
-      lua_pushfstring(L, " in function <%s:%d>", ar.short_src,
-                      ar.linedefined);
-    luaL_addvalue(&b);
+    add_level(L, &b, level);
   }
   luaL_pushresult(&b);
 }

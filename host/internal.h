@@ -78,7 +78,8 @@ enum {
   LOOM_S_CONNECTING = 1 << 7,
   LOOM_S_CONNECTED = 1 << 8,
   LOOM_S_PULL_PRODUCER = 1 << 9, /* asked for more whenever the queue empties */
-  LOOM_S_HAS_PRODUCER = 1 << 10
+  LOOM_S_HAS_PRODUCER = 1 << 10,
+  LOOM_S_ACCEPTED = 1 << 11      /* from a listener: a server-side stream */
 };
 
 /*

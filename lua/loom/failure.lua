@@ -35,6 +35,27 @@ local function isFailure(x)
 end
 failure.isFailure = isFailure
 
+-- tostring that cannot raise: a value whose __tostring fails is described
+-- by its type, so reporting it never breaks the reporter.
+local function safeString(value)
+  local ok, text = pcall(tostring, value)
+  if ok then
+    return text
+  end
+  return "(a " .. type(value) .. " value that tostring cannot show)"
+end
+failure.safeString = safeString
+
+-- failure.fromError(value, traceback): a Failure for any caught error
+-- value, nil included (as lua.c, it becomes NIL_ERROR); never raises. What
+-- reports a hook's error uses it.
+function failure.fromError(value, traceback)
+  if value == nil then
+    value = failure.NIL_ERROR
+  end
+  return failure.Failure(value, traceback)
+end
+
 local function typeOf(value)
   if isError(value) then
     return getmetatable(value)
@@ -125,15 +146,15 @@ function Failure:getErrorMessage()
   if isError(value) then
     local message = rawget(value, "message")
     if message ~= nil then
-      return tostring(message)
+      return safeString(message)
     end
   end
-  return tostring(value)
+  return safeString(value)
 end
 
 -- The message line followed by the traceback.
 function Failure:getTraceback()
-  return tostring(self.value) .. "\n" .. tostring(self.traceback)
+  return safeString(self.value) .. "\n" .. safeString(self.traceback)
 end
 
 function Failure:raise()
@@ -146,11 +167,11 @@ end
 
 function Failure:__tostring()
   local t = self.type
-  local tname = className(t) or tostring(t)
+  local tname = className(t) or safeString(t)
   if isError(self.value) then
-    return "[Failure " .. tostring(self.value) .. "]"
+    return "[Failure " .. safeString(self.value) .. "]"
   end
-  return "[Failure " .. tname .. ": " .. tostring(self.value) .. "]"
+  return "[Failure " .. tname .. ": " .. safeString(self.value) .. "]"
 end
 
 return failure

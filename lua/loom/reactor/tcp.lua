@@ -2,9 +2,11 @@
 -- (reactor.listenTCP, connectTCP, resolve). Part of loom.reactor.
 
 local core = require "loom.core"
+local address = require "loom.address"
 local class = require "loom.class"
 local err = require "loom.error"
 local failure = require "loom.failure"
+local log = require "loom.log"
 local reactor = require "loom.reactor"
 local internal = require "loom.reactor.internal"
 
@@ -13,6 +15,45 @@ local hooks = internal.hooks
 local safeCall = internal.safeCall
 local defer = internal.defer
 local checkFactory = internal.checkFactory
+
+-- Protocols ---------------------------------------------------------------------
+
+-- What buildProtocol returned, for the error that rejects it.
+local function describe(v)
+  if type(v) == "string" then
+    return string.format("%q (a string)", v)
+  end
+  return failure.safeString(v) .. " (a " .. type(v) .. ")"
+end
+
+-- Gives transport the protocol factory:buildProtocol(addr) made: an
+-- instance of protocol.Protocol or a plain table of hooks, on which the
+-- missing ones are no-ops (Twisted's makeConnection is done here for it).
+-- Returns false when buildProtocol returned nil (refused: the caller closes).
+local function attachProtocol(factory, transport, addr)
+  local proto = factory:buildProtocol(addr)
+  if proto == nil then
+    return false
+  end
+  if type(proto) ~= "table" then
+    error(string.format("%s.buildProtocol returned %s, not a protocol",
+      log.prefixOf(factory) or "factory", describe(proto)), 0)
+  end
+  transport:setProtocol(proto)
+  local make = proto.makeConnection
+  if make ~= nil then
+    make(proto, transport)
+    return true
+  end
+  proto.transport = transport
+  proto.connected = true
+  local made = proto.connectionMade
+  if made ~= nil then
+    made(proto)
+  end
+  return true
+end
+internal.attachProtocol = attachProtocol
 
 -- TCP ports -------------------------------------------------------------------
 
@@ -39,14 +80,9 @@ function Port:startListening()
 end
 
 function Port:_accept(transport)
-  local addr = transport:getPeer()
-  local proto = self.factory:buildProtocol(addr)
-  if proto == nil then
+  if not attachProtocol(self.factory, transport, transport:getPeer()) then
     transport:loseConnection()
-    return
   end
-  transport:setProtocol(proto)
-  proto:makeConnection(transport)
 end
 
 -- Stop and restart accepting (load shedding): while paused, new
@@ -117,7 +153,7 @@ function Connector:init(host, port, factory, opts)
 end
 
 function Connector:getDestination()
-  return { type = "TCP", host = self.host, port = self.port }
+  return address.TCP(self.host, self.port)
 end
 
 local function connectFailed(self, reason)
@@ -243,13 +279,9 @@ function Connector:_connected(transport, errname, message)
     return -- C closes the transport; _connectFailed reports it.
   end
   self.state = "connected"
-  local proto = self.factory:buildProtocol(transport:getPeer())
-  if proto == nil then
+  if not attachProtocol(self.factory, transport, transport:getPeer()) then
     transport:loseConnection()
-    return
   end
-  transport:setProtocol(proto)
-  proto:makeConnection(transport)
 end
 
 -- The transport closed before it ever connected.
