@@ -130,14 +130,13 @@ static loom_listener *listen_any(int *port) {
   loom_listener *l = calloc(1, sizeof(*l));
   char err[128];
   struct sockaddr_storage ss;
-  int len = sizeof(ss);
   l->on_connection = on_accept;
   l->on_closed = on_listener_closed;
   if (loom__tcp_listen(l, &st, "127.0.0.1", 0, 16, err, sizeof(err)) < 0) {
     fprintf(stderr, "listen: %s\n", err);
     exit(1);
   }
-  uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
+  loom__listener_sockname(l, &ss);
   loom__sockaddr_format((struct sockaddr *)&ss, err, sizeof(err), port);
   return l;
 }

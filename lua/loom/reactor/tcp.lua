@@ -85,6 +85,46 @@ function Port:_accept(transport)
   end
 end
 
+-- accept(2) failing is logged at most once per ACCEPT_LOG_INTERVAL seconds
+-- per port: the first failure of a burst at once, the rest of the burst in
+-- one summary line when the interval ends.
+local ACCEPT_LOG_INTERVAL = 1
+
+local function acceptSummary(self)
+  self._acceptLogCall = nil
+  local n, dropped = self._acceptFailures, self._acceptDropped
+  self._acceptFailures, self._acceptDropped = 0, 0
+  if n > 0 then
+    log.prefixed(tostring(self)).error("%s: %d more time(s) in the last "
+      .. "%gs, closing %d waiting connection(s); still accepting",
+      self._acceptError, n, ACCEPT_LOG_INTERVAL, dropped)
+  end
+end
+
+-- Out of file descriptors (EMFILE/ENFILE) or another accept error: the
+-- waiting connections were closed (dropped of them); the port keeps
+-- listening and serves again once descriptors are free.
+function Port:_acceptFailed(errname, message, dropped)
+  self._acceptError = errname .. ": " .. message
+  if self._acceptLogCall then
+    self._acceptFailures = self._acceptFailures + 1
+    self._acceptDropped = self._acceptDropped + dropped
+    return
+  end
+  local hint = (errname == "EMFILE" or errname == "ENFILE")
+    and " (out of file descriptors: raise `ulimit -n` or serve fewer "
+      .. "connections)" or ""
+  log.prefixed(tostring(self)).error("accept: %s: %s%s; closed %d waiting "
+    .. "connection(s); still accepting", errname, message, hint, dropped)
+  self._acceptFailures, self._acceptDropped = 0, 0
+  self._acceptLogCall = reactor.callLater(ACCEPT_LOG_INTERVAL, acceptSummary,
+    self)
+end
+
+function hooks.acceptFailed(port, errname, message, dropped)
+  port:_acceptFailed(errname, message, dropped)
+end
+
 -- Stop and restart accepting (load shedding): while paused, new
 -- connections wait in the kernel's backlog; past it, their connects stall.
 function Port:pauseProducing()
@@ -122,7 +162,12 @@ end
 Port.loseConnection = Port.stopListening
 
 function Port:__tostring()
-  return string.format("<Port %s:%s>", self.interface, tostring(self.port))
+  local port = self.port
+  if port == 0 and self.listener then -- the port the system picked
+    local ok, addr = pcall(self.listener.getHost, self.listener)
+    port = ok and addr.port or port
+  end
+  return string.format("<Port %s:%s>", self.interface, tostring(port))
 end
 
 function reactor.listenTCP(port, factory, opts)
