@@ -9,9 +9,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#ifdef __linux__
-#include <asm/socket.h> /* SO_PEERNAME, hidden by strict C11 */
-#endif
 
 #include "binding.h"
 
@@ -138,28 +135,6 @@ static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
   return 1;
 }
 
-/*
-** The peer of a TCP stream. A client that connected and reset at once has
-** a socket getpeername calls unconnected (ENOTCONN), yet its address came
-** with the accept: Linux still reports it through SO_PEERNAME, given the
-** exact length of the family's address (the local address tells which).
-*/
-static int tcp_peer_name(loom_stream *s, struct sockaddr_storage *ss) {
-  int len = sizeof(*ss);
-  int rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)ss, &len);
-#ifdef SO_PEERNAME
-  uv_os_fd_t fd;
-  if (rc == UV_ENOTCONN && uv_tcp_getsockname(&s->h.tcp,
-      (struct sockaddr *)ss, &len) == 0 && uv_fileno(&s->h.handle, &fd) == 0) {
-    socklen_t slen = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERNAME, ss, &slen) == 0)
-      rc = 0;
-  }
-#endif
-  return rc;
-}
-
 static int push_name(lua_State *L, loom_stream *s, int peer) {
   struct sockaddr_storage ss;
   int len = sizeof(ss), rc;
@@ -168,7 +143,7 @@ static int push_name(lua_State *L, loom_stream *s, int peer) {
   if (s->h.handle.type != UV_TCP)
     return luaL_error(L, "getPeer: not a TCP transport");
   if (peer)
-    rc = tcp_peer_name(s, &ss);
+    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
   else
     rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
   if (rc < 0) {

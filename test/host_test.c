@@ -104,11 +104,16 @@ static int server_echo = 1;
 static const char *server_send;
 static size_t server_send_len;
 static seen *last_server;
+static int last_peer_port; /* from the listener's l->peer */
 
 static void on_accept(loom_listener *l, int status) {
   loom_stream *s;
+  char host[64];
   if (status < 0)
     return;
+  if (l->peer == NULL ||
+      loom__sockaddr_format(l->peer, host, sizeof(host), &last_peer_port) < 0)
+    last_peer_port = -1;
   s = new_stream();
   if (loom__tcp_accept(l, s) < 0)
     return;
@@ -221,6 +226,27 @@ static void test_high_water_signals(void) {
   loom__listener_close(l);
 }
 
+/* The listener hands over the address accept(2) gave with the connection. */
+static void test_accept_gives_peer_address(void) {
+  struct sockaddr_storage ss;
+  int port, len = sizeof(ss), client_port = 0;
+  char host[64];
+  loom_listener *l = listen_any(&port);
+  seen *c = new_seen();
+  loom_stream *s = connect_to(port, c);
+  last_peer_port = 0;
+  RUN_UNTIL(c->connected && last_peer_port != 0);
+  CHECK(uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len) == 0);
+  loom__sockaddr_format((struct sockaddr *)&ss, host, sizeof(host),
+                        &client_port);
+  CHECK(last_peer_port == client_port && client_port > 0);
+  CHECK(l->accepted_fd == -1 && l->peer == NULL);
+  loom__stream_close(s, LOOM_CLOSE_ABORTED);
+  RUN_UNTIL(c->closed);
+  loom__listener_close(l);
+  CHECK(l->fd == -1); /* closed at once: a new connect is refused */
+}
+
 static void test_connection_refused(void) {
   int port;
   loom_listener *l = listen_any(&port);
@@ -259,6 +285,7 @@ int main(void) {
   test_echo_and_clean_close();
   test_big_write_then_lose();
   test_high_water_signals();
+  test_accept_gives_peer_address();
   test_connection_refused();
   test_bad_address();
   test_buf_growth();
