@@ -36,6 +36,13 @@ static int is_boundary(lua_State *L, lua_Debug *ar, lua_CFunction fn) {
 #define LEVELS2 11
 /* How far from the bottom of the stack the reactor boundary is looked for. */
 #define BOUNDARY_SCAN 256
+/*
+** Deeper stacks show their first levels only. lua_getstack(L, n) walks n
+** frames from the top, so each bottom level costs a walk of the whole
+** stack: over 300,000 levels (a stack overflow) that is ~10 ms a walk, and
+** finding the depth and the bottom levels takes some 40 walks.
+*/
+#define DEEP_STACK 20000
 
 /*
 ** The deepest valid level, by lauxlib's search: lua_getstack(L, n) walks n
@@ -104,18 +111,45 @@ static void add_level(lua_State *L, luaL_Buffer *b, int level) {
 }
 
 /*
+** A stack over DEEP_STACK levels (a runaway recursion): its first levels
+** (up to the boundary, should the host's own stack be that deep), then
+** a note in place of the rest. Costs one walk of DEEP_STACK frames.
+*/
+static void add_deep_levels(lua_State *L, luaL_Buffer *b) {
+  loom_state *st = *(loom_state **)lua_getextraspace(L);
+  lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
+  lua_Debug ar;
+  int level;
+  for (level = 1; level <= LEVELS1; level++) {
+    if (!lua_getstack(L, level, &ar) ||
+        (fn != NULL && is_boundary(L, &ar, fn)))
+      return;
+    add_level(L, b, level);
+  }
+  lua_pushfstring(L, "\n\t...\t(skipping the rest: the stack is over %d "
+                  "levels deep)", DEEP_STACK);
+  luaL_addvalue(b);
+}
+
+/*
 ** lauxlib's traceback, stopping at the reactor boundary and cut as
 ** luaL_traceback cuts it: a runaway recursion is reported in a few lines,
-** at a cost linear in the depth (each of the ~LEVELS2 bottom levels and
-** the boundary scan walk the stack once).
+** in time linear in the depth (each of the ~LEVELS2 bottom levels and the
+** boundary scan walk the stack once), and for a stack deeper than
+** DEEP_STACK in one walk of DEEP_STACK frames.
 */
 static void push_traceback(lua_State *L) {
   luaL_Buffer b;
-  int last = last_level(L);
-  int n = boundary_level(L, last) - 1; /* levels 1..n are the hook's */
-  int level;
+  lua_Debug ar;
+  int n, level;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "stack traceback:");
+  if (lua_getstack(L, DEEP_STACK, &ar)) {
+    add_deep_levels(L, &b);
+    luaL_pushresult(&b);
+    return;
+  }
+  n = boundary_level(L, last_level(L)) - 1; /* levels 1..n are the hook's */
   for (level = 1; level <= n; level++) {
     if (n > LEVELS1 + LEVELS2 && level == LEVELS1 + 1) {
       int skip = n - LEVELS1 - LEVELS2;
