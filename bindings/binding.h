@@ -31,6 +31,7 @@ int loom__call(loom_state *st, lua_CFunction fn, void *ud);
 int loom__push_hook(lua_State *L, loom_state *st, const char *name);
 void loom__report_error(loom_state *st, const char *where, int tindex);
 void loom__fatal_report(const char *where, const char *msg);
+int loom__l_traceback(lua_State *L);
 
 /* stream.c */
 extern const loom_stream_vtable loom__lua_stream_vt;

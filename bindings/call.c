@@ -112,15 +112,16 @@ static void add_level(lua_State *L, luaL_Buffer *b, int level) {
 
 /*
 ** A stack over DEEP_STACK levels (a runaway recursion): its first levels
-** (up to the boundary, should the host's own stack be that deep), then
-** a note in place of the rest. Costs one walk of DEEP_STACK frames.
+** from start (up to the boundary, should the host's own stack be that
+** deep), then a note in place of the rest. Costs one walk of DEEP_STACK
+** frames.
 */
-static void add_deep_levels(lua_State *L, luaL_Buffer *b) {
+static void add_deep_levels(lua_State *L, luaL_Buffer *b, int start) {
   loom_state *st = *(loom_state **)lua_getextraspace(L);
   lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
   lua_Debug ar;
   int level;
-  for (level = 1; level <= LEVELS1; level++) {
+  for (level = start; level < start + LEVELS1; level++) {
     if (!lua_getstack(L, level, &ar) ||
         (fn != NULL && is_boundary(L, &ar, fn)))
       return;
@@ -132,27 +133,27 @@ static void add_deep_levels(lua_State *L, luaL_Buffer *b) {
 }
 
 /*
-** lauxlib's traceback, stopping at the reactor boundary and cut as
-** luaL_traceback cuts it: a runaway recursion is reported in a few lines,
-** in time linear in the depth (each of the ~LEVELS2 bottom levels and the
-** boundary scan walk the stack once), and for a stack deeper than
-** DEEP_STACK in one walk of DEEP_STACK frames.
+** lauxlib's traceback from level start, stopping at the reactor boundary
+** and cut as luaL_traceback cuts it: a runaway recursion is reported in a
+** few lines, in time linear in the depth (each of the ~LEVELS2 bottom
+** levels and the boundary scan walk the stack once), and for a stack
+** deeper than DEEP_STACK in one walk of DEEP_STACK frames.
 */
-static void push_traceback(lua_State *L) {
+static void push_traceback(lua_State *L, int start) {
   luaL_Buffer b;
   lua_Debug ar;
   int n, level;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "stack traceback:");
-  if (lua_getstack(L, DEEP_STACK, &ar)) {
-    add_deep_levels(L, &b);
+  if (lua_getstack(L, start + DEEP_STACK, &ar)) {
+    add_deep_levels(L, &b, start);
     luaL_pushresult(&b);
     return;
   }
-  n = boundary_level(L, last_level(L)) - 1; /* levels 1..n are the hook's */
-  for (level = 1; level <= n; level++) {
-    if (n > LEVELS1 + LEVELS2 && level == LEVELS1 + 1) {
-      int skip = n - LEVELS1 - LEVELS2;
+  n = boundary_level(L, last_level(L)) - 1; /* levels ..n are the hook's */
+  for (level = start; level <= n; level++) {
+    if (n - start + 1 > LEVELS1 + LEVELS2 && level == start + LEVELS1) {
+      int skip = n - start + 1 - LEVELS1 - LEVELS2;
       lua_pushfstring(L, "\n\t...\t(skipping %d levels)", skip);
       luaL_addvalue(&b);
       level += skip;
@@ -167,8 +168,31 @@ static int msgh(lua_State *L) {
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "err");
-  push_traceback(L);
+  push_traceback(L, 1);
   lua_setfield(L, -2, "tb");
+  return 1;
+}
+
+/*
+** core.traceback([msg [, level]]): debug.traceback's contract (a msg that
+** is neither a string nor nil is returned as it is), with loom's cut
+** traceback: linear in the depth, and stopping at the reactor boundary.
+** loom.failure makes its tracebacks with it.
+*/
+int loom__l_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  int level = (int)luaL_optinteger(L, 2, 1);
+  if (msg == NULL && !lua_isnoneornil(L, 1)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_argcheck(L, level >= 0, 2, "level must not be negative");
+  if (msg != NULL) {
+    lua_pushstring(L, msg);
+    lua_pushliteral(L, "\n");
+  }
+  push_traceback(L, level);
+  lua_concat(L, msg != NULL ? 3 : 1);
   return 1;
 }
 

@@ -737,4 +737,6 @@ void loom__open_stream(lua_State *L) {
   new_transport_class(L, UNIX_TRANSPORT);
   lua_pushcfunction(L, l_set_address_class);
   lua_setfield(L, -2, "setAddressClass");
+  lua_pushcfunction(L, loom__l_traceback); /* bindings/call.c */
+  lua_setfield(L, -2, "traceback");
 }

@@ -347,3 +347,36 @@ describe("log.err", function()
       events[1].text)
   end)
 end)
+
+describe("core.traceback (what loom.failure uses)", function()
+  local core = require "loom.core"
+
+  it("reads as debug.traceback outside the reactor", function()
+    local function here()
+      local a, b = core.traceback("m", 1), debug.traceback("m", 1)
+      return a, b
+    end
+    local a, b = here()
+    -- The message and the first levels alike (lauxlib also names global
+    -- functions its own way, and its skip count is one short).
+    local head = "^(m\nstack traceback:\n[^\n]*\n[^\n]*\n)"
+    assert.equal(b:match(head), a:match(head))
+    assert.truthy(a:match(head))
+    local t = {}
+    assert.equal(t, core.traceback(t))
+  end)
+
+  it("gives a Failure made at the bottom of a deep recursion a short traceback",
+    function()
+      local function dive(n)
+        if n == 0 then
+          return failure.Failure("deep down")
+        end
+        local f = dive(n - 1)
+        return f
+      end
+      local f = dive(30000)
+      assert.truthy(f.traceback:find("\n\t...\t(skipping", 1, true))
+      assert.is_true(#f.traceback < 2000)
+    end)
+end)

@@ -17,6 +17,17 @@ local err = require "loom.error"
 
 local failure = {}
 
+-- The C core's traceback when loaded: debug.traceback's format, cut at the
+-- reactor boundary, and cheap on a deep stack (a Failure made inside a
+-- runaway recursion must not take a second to build).
+local makeTraceback = debug.traceback
+do
+  local ok, core = pcall(require, "loom.core")
+  if ok and type(core) == "table" and core.traceback then
+    makeTraceback = core.traceback
+  end
+end
+
 local Failure = class.Object:extend({ __name = "Failure" })
 failure.Failure = Failure
 
@@ -74,7 +85,7 @@ function Failure:new(value, traceback)
     return value
   end
   if traceback == nil then
-    traceback = debug.traceback(nil, 2)
+    traceback = makeTraceback(nil, 2)
   end
   return setmetatable({ value = value, type = typeOf(value),
     traceback = traceback }, self)
@@ -89,7 +100,7 @@ function failure.handler(e)
   if e == nil then
     e = failure.NIL_ERROR
   end
-  return Failure(e, debug.traceback(nil, 2))
+  return Failure(e, makeTraceback(nil, 2))
 end
 
 -- The name of an error class, or nil for anything else.
