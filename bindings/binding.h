@@ -17,7 +17,9 @@
 #define UV_OWNER 2    /* the Lua Port or Connector object */
 #define UV_PRODUCER 3 /* the registered producer */
 #define UV_REASON 4   /* the Failure of a hook error, for connectionLost */
-#define TRANSPORT_NUV 4
+#define UV_PEER 5     /* getPeer's address, kept from the accept/connect */
+#define UV_HOST 6     /* getHost's address, likewise */
+#define TRANSPORT_NUV 6
 
 typedef struct transport_box {
   loom_stream *p;
@@ -29,6 +31,7 @@ int loom__call(loom_state *st, lua_CFunction fn, void *ud);
 int loom__push_hook(lua_State *L, loom_state *st, const char *name);
 void loom__report_error(loom_state *st, const char *where, int tindex);
 void loom__fatal_report(const char *where, const char *msg);
+int loom__l_traceback(lua_State *L);
 
 /* stream.c */
 extern const loom_stream_vtable loom__lua_stream_vt;
@@ -36,6 +39,7 @@ void loom__open_stream(lua_State *L);
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
+void loom__set_address_class(lua_State *L);
 void loom__accepted(loom_listener *l, loom_stream *s);
 
 /* listener.c */

@@ -31,35 +31,134 @@ static int is_boundary(lua_State *L, lua_Debug *ar, lua_CFunction fn) {
   return hit;
 }
 
-/* lauxlib's traceback format, stopping at the reactor boundary. */
-static void push_traceback(lua_State *L) {
+/* As lauxlib's: the first LEVELS1 and the last LEVELS2 levels are shown. */
+#define LEVELS1 10
+#define LEVELS2 11
+/* How far from the bottom of the stack the reactor boundary is looked for. */
+#define BOUNDARY_SCAN 256
+/*
+** Deeper stacks show their first levels only. lua_getstack(L, n) walks n
+** frames from the top, so each bottom level costs a walk of the whole
+** stack: over 300,000 levels (a stack overflow) that is ~10 ms a walk, and
+** finding the depth and the bottom levels takes some 40 walks.
+*/
+#define DEEP_STACK 20000
+
+/*
+** The deepest valid level, by lauxlib's search: lua_getstack(L, n) walks n
+** frames, so probing doubling levels and bisecting costs O(n log n), not
+** the O(n^2) of asking for every level in turn.
+*/
+static int last_level(lua_State *L) {
+  lua_Debug ar;
+  int li = 1, le = 1;
+  while (lua_getstack(L, le, &ar)) {
+    li = le;
+    le *= 2;
+  }
+  while (li < le) {
+    int m = (li + le) / 2;
+    if (lua_getstack(L, m, &ar))
+      li = m + 1;
+    else
+      le = m;
+  }
+  return le - 1;
+}
+
+/*
+** The level of the trampoline loom__call started, looked for from the
+** bottom of the stack (it sits just above the loop's own few frames), or
+** last + 1 when there is none: levels below it are the host's, not the
+** hook's.
+*/
+static int boundary_level(lua_State *L, int last) {
   loom_state *st = *(loom_state **)lua_getextraspace(L);
   lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
-  luaL_Buffer b;
   lua_Debug ar;
   int level;
+  if (fn == NULL)
+    return last + 1;
+  for (level = last; level >= 1 && level > last - BOUNDARY_SCAN; level--)
+    if (lua_getstack(L, level, &ar) && is_boundary(L, &ar, fn))
+      return level;
+  return last + 1;
+}
+
+static void add_level(lua_State *L, luaL_Buffer *b, int level) {
+  lua_Debug ar;
+  if (!lua_getstack(L, level, &ar))
+    return;
+  lua_getinfo(L, "Slnt", &ar);
+  lua_pushfstring(L, "\n\t%s:", ar.short_src);
+  luaL_addvalue(b);
+  if (ar.currentline > 0) {
+    lua_pushfstring(L, "%d:", ar.currentline);
+    luaL_addvalue(b);
+  }
+  if (ar.name != NULL)
+    lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
+  else if (*ar.what == 'm')
+    lua_pushliteral(L, " in main chunk");
+  else if (*ar.what == 'C')
+    lua_pushliteral(L, " in ?");
+  else
+    lua_pushfstring(L, " in function <%s:%d>", ar.short_src,
+                    ar.linedefined);
+  luaL_addvalue(b);
+  if (ar.istailcall)
+    luaL_addstring(b, "\n\t(...tail calls...)");
+}
+
+/*
+** A stack over DEEP_STACK levels (a runaway recursion): its first levels
+** from start (up to the boundary, should the host's own stack be that
+** deep), then a note in place of the rest. Costs one walk of DEEP_STACK
+** frames.
+*/
+static void add_deep_levels(lua_State *L, luaL_Buffer *b, int start) {
+  loom_state *st = *(loom_state **)lua_getextraspace(L);
+  lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
+  lua_Debug ar;
+  int level;
+  for (level = start; level < start + LEVELS1; level++) {
+    if (!lua_getstack(L, level, &ar) ||
+        (fn != NULL && is_boundary(L, &ar, fn)))
+      return;
+    add_level(L, b, level);
+  }
+  lua_pushfstring(L, "\n\t...\t(skipping the rest: the stack is over %d "
+                  "levels deep)", DEEP_STACK);
+  luaL_addvalue(b);
+}
+
+/*
+** lauxlib's traceback from level start, stopping at the reactor boundary
+** and cut as luaL_traceback cuts it: a runaway recursion is reported in a
+** few lines, in time linear in the depth (each of the ~LEVELS2 bottom
+** levels and the boundary scan walk the stack once), and for a stack
+** deeper than DEEP_STACK in one walk of DEEP_STACK frames.
+*/
+static void push_traceback(lua_State *L, int start) {
+  luaL_Buffer b;
+  lua_Debug ar;
+  int n, level;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "stack traceback:");
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    if (fn != NULL && is_boundary(L, &ar, fn))
-      break;
-    lua_getinfo(L, "Slnt", &ar);
-    lua_pushfstring(L, "\n\t%s:", ar.short_src);
-    luaL_addvalue(&b);
-    if (ar.currentline > 0) {
-      lua_pushfstring(L, "%d:", ar.currentline);
+  if (lua_getstack(L, start + DEEP_STACK, &ar)) {
+    add_deep_levels(L, &b, start);
+    luaL_pushresult(&b);
+    return;
+  }
+  n = boundary_level(L, last_level(L)) - 1; /* levels ..n are the hook's */
+  for (level = start; level <= n; level++) {
+    if (n - start + 1 > LEVELS1 + LEVELS2 && level == start + LEVELS1) {
+      int skip = n - start + 1 - LEVELS1 - LEVELS2;
+      lua_pushfstring(L, "\n\t...\t(skipping %d levels)", skip);
       luaL_addvalue(&b);
+      level += skip;
     }
-    if (ar.name != NULL)
-      lua_pushfstring(L, " in %s '%s'", ar.namewhat, ar.name);
-    else if (*ar.what == 'm')
-      lua_pushliteral(L, " in main chunk");
-    else if (*ar.what == 'C')
-      lua_pushliteral(L, " in ?");
-    else
-      lua_pushfstring(L, " in function <%s:%d>", ar.short_src,
-                      ar.linedefined);
-    luaL_addvalue(&b);
+    add_level(L, &b, level);
   }
   luaL_pushresult(&b);
 }
@@ -69,8 +168,31 @@ static int msgh(lua_State *L) {
   lua_createtable(L, 0, 2);
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "err");
-  push_traceback(L);
+  push_traceback(L, 1);
   lua_setfield(L, -2, "tb");
+  return 1;
+}
+
+/*
+** core.traceback([msg [, level]]): debug.traceback's contract (a msg that
+** is neither a string nor nil is returned as it is), with loom's cut
+** traceback: linear in the depth, and stopping at the reactor boundary.
+** loom.failure makes its tracebacks with it.
+*/
+int loom__l_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  int level = (int)luaL_optinteger(L, 2, 1);
+  if (msg == NULL && !lua_isnoneornil(L, 1)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_argcheck(L, level >= 0, 2, "level must not be negative");
+  if (msg != NULL) {
+    lua_pushstring(L, msg);
+    lua_pushliteral(L, "\n");
+  }
+  push_traceback(L, level);
+  lua_concat(L, msg != NULL ? 3 : 1);
   return 1;
 }
 

@@ -42,12 +42,51 @@ listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
   return box;
 }
 
+typedef struct failed_args {
+  loom_listener *l;
+  int status;
+} failed_args;
+
+/* hooks.acceptFailed(port, errname, message, dropped) */
+static int deliver_accept_failed(lua_State *L) {
+  failed_args *a = lua_touserdata(L, 1);
+  loom_listener *l = a->l;
+  int status = a->status;
+  if (loom__push_hook(L, l->st, "acceptFailed") == LUA_TNIL)
+    return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  lua_pushstring(L, uv_err_name(status));
+  lua_pushstring(L, uv_strerror(status));
+  lua_pushinteger(L, l->dropped);
+  lua_call(L, 4, 0);
+  return 0;
+}
+
+/* accept(2) failed (out of descriptors, most likely): the Port logs it. */
+static void accept_failed(loom_listener *l, int status) {
+  failed_args a;
+  if (l->ref == LUA_NOREF)
+    return;
+  a.l = l;
+  a.status = status;
+  if (loom__call(l->st, deliver_accept_failed, &a) != LUA_OK) {
+    loom__report_error(l->st, "acceptFailed", 0);
+    lua_pop(l->st->L, 1);
+  }
+}
+
 /* A listener's on_connection: accept into a new stream, then attach it. */
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *)) {
   loom_stream *s;
-  if (status < 0 || l->st->L == NULL)
+  if (l->st->L == NULL)
     return;
+  if (status < 0) {
+    accept_failed(l, status);
+    return;
+  }
   if ((s = calloc(1, sizeof(*s))) == NULL)
     return;
   s->vt = &loom__lua_stream_vt;

@@ -62,6 +62,28 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
   return box;
 }
 
+#define ADDRESS_CLASS "loom.Address"
+
+/*
+** Gives the address table on the top of the stack the one metatable that
+** loom.address registered (its tostring reads like Twisted's); a plain
+** table when loom.address was never loaded.
+*/
+void loom__set_address_class(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, ADDRESS_CLASS) == LUA_TTABLE)
+    lua_setmetatable(L, -2);
+  else
+    lua_pop(L, 1);
+}
+
+/* core.setAddressClass(mt): the metatable of every address made in C. */
+static int l_set_address_class(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, ADDRESS_CLASS);
+  return 0;
+}
+
 int loom__push_address(lua_State *L, const struct sockaddr *sa) {
   char host[64];
   int port = 0;
@@ -76,7 +98,111 @@ int loom__push_address(lua_State *L, const struct sockaddr *sa) {
   lua_setfield(L, -2, "host");
   lua_pushinteger(L, port);
   lua_setfield(L, -2, "port");
+  loom__set_address_class(L);
   return 1;
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/*
+** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
+** the socket itself: libuv's uv_pipe_getpeername reads past the address
+** the kernel returns for an unnamed peer.
+*/
+static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_un sun;
+  socklen_t len = sizeof(sun);
+  uv_os_fd_t fd;
+  int rc = uv_fileno(&s->h.handle, &fd);
+  memset(&sun, 0, sizeof(sun));
+  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
+                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "UNIX");
+  lua_setfield(L, -2, "type");
+  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
+    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
+                    offsetof(struct sockaddr_un, sun_path)));
+    lua_setfield(L, -2, "name");
+  }
+  loom__set_address_class(L);
+  return 1;
+}
+
+static int push_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (s->h.handle.type == UV_NAMED_PIPE)
+    return push_pipe_name(L, s, peer);
+  if (s->h.handle.type != UV_TCP)
+    return luaL_error(L, "getPeer: not a TCP transport");
+  if (peer)
+    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  else
+    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  return loom__push_address(L, (struct sockaddr *)&ss);
+}
+
+/*
+** The address in user value uv (UV_PEER or UV_HOST) of the box at index
+** box, asked of the socket and kept the first time: it stays known after
+** the socket closed (in connectionLost, as in Twisted) and getPeer costs no
+** system call. Returns 1 (the address) or 2 (nil, message).
+*/
+static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
+  if (lua_getiuservalue(L, box, uv) != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  if (push_name(L, s, uv == UV_PEER) != 1)
+    return 2;
+  if (lua_isnil(L, -1)) {
+    lua_pushliteral(L, "address family not supported");
+    return 2;
+  }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, box, uv);
+  return 1;
+}
+
+/* Keeps both addresses of a stream that just connected or was accepted. */
+static void keep_names(lua_State *L, int box, loom_stream *s) {
+  lua_pop(L, push_kept_name(L, box, s, UV_PEER));
+  lua_pop(L, push_kept_name(L, box, s, UV_HOST));
+}
+
+static int l_transport_get_peer(lua_State *L) {
+  return push_kept_name(L, 1, check_open(L, 1), UV_PEER);
+}
+
+static int l_transport_get_host(lua_State *L) {
+  return push_kept_name(L, 1, check_open(L, 1), UV_HOST);
+}
+
+/* transport.client: the peer as {host, port} on a server-side TCP
+** transport (Twisted's Server.client), else nil. */
+static void push_client(lua_State *L, loom_stream *s) {
+  if (s == NULL || !(s->flags & LOOM_S_ACCEPTED) ||
+      s->h.handle.type != UV_TCP ||
+      lua_getiuservalue(L, 1, UV_PEER) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_createtable(L, 2, 0);
+  lua_getfield(L, -2, "host");
+  lua_rawseti(L, -2, 1);
+  lua_getfield(L, -2, "port");
+  lua_rawseti(L, -2, 2);
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -137,6 +263,8 @@ static int deliver_connected(lua_State *L) {
   if (loom__push_hook(L, a->s->st, "connected") == LUA_TNIL)
     return 0;
   loom__push_transport(L, a->s);
+  if (a->status == 0)
+    keep_names(L, lua_gettop(L), a->s);
   lua_getiuservalue(L, -1, UV_OWNER);
   if (a->status == 0) {
     lua_pushnil(L);
@@ -314,6 +442,12 @@ static int deliver_accept(lua_State *L) {
   t = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, t, UV_OWNER);
+  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
+    /* The address accept(2) gave: known even if the peer reset since. */
+    loom__push_address(L, a->l->peer);
+    lua_setiuservalue(L, t, UV_PEER);
+  }
+  keep_names(L, t, a->s);
   lua_call(L, 2, 0);
   return 0;
 }
@@ -327,10 +461,10 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
   accept_args a;
   a.l = l;
   a.s = s;
-  /* Connected from makeConnection on, as a client is from connectionMade:
-  ** a close inside connectionMade (abort, write limit) still delivers
-  ** connectionLost. */
-  s->flags |= LOOM_S_CONNECTED;
+  /* Connected from makeConnection on (Twisted's Server is): a hook error
+  ** or a close inside connectionMade (abort, write limit) still delivers
+  ** connectionLost, which may release what connectionMade took. */
+  s->flags |= LOOM_S_CONNECTED | LOOM_S_ACCEPTED;
   if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
     if (!(s->flags & LOOM_S_CLOSING))
       loom__stream_start(s);
@@ -411,63 +545,6 @@ static int l_transport_lose_write_connection(lua_State *L) {
   if (s != NULL)
     loom__stream_lose_write(s);
   return 0;
-}
-
-/*
-** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
-** the socket itself: libuv's uv_pipe_getpeername reads past the address
-** the kernel returns for an unnamed peer.
-*/
-static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_un sun;
-  socklen_t len = sizeof(sun);
-  uv_os_fd_t fd;
-  int rc = uv_fileno(&s->h.handle, &fd);
-  memset(&sun, 0, sizeof(sun));
-  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
-                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
-    rc = uv_translate_sys_error(errno);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "UNIX");
-  lua_setfield(L, -2, "type");
-  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
-    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
-                    offsetof(struct sockaddr_un, sun_path)));
-    lua_setfield(L, -2, "name");
-  }
-  return 1;
-}
-
-static int push_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss), rc;
-  if (s->h.handle.type == UV_NAMED_PIPE)
-    return push_pipe_name(L, s, peer);
-  if (s->h.handle.type != UV_TCP)
-    return luaL_error(L, "getPeer: not a TCP transport");
-  if (peer)
-    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  else
-    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  return loom__push_address(L, (struct sockaddr *)&ss);
-}
-
-static int l_transport_get_peer(lua_State *L) {
-  return push_name(L, check_open(L, 1), 1);
-}
-
-static int l_transport_get_host(lua_State *L) {
-  return push_name(L, check_open(L, 1), 0);
 }
 
 static int l_transport_set_tcp_no_delay(lua_State *L) {
@@ -616,6 +693,8 @@ static int l_transport_index(lua_State *L) {
                        !(s->flags & LOOM_S_CLOSING));
   else if (strcmp(key, "protocol") == 0)
     lua_getiuservalue(L, 1, UV_PROTOCOL);
+  else if (strcmp(key, "client") == 0)
+    push_client(L, s);
   else
     lua_pushnil(L);
   return 1;
@@ -673,7 +752,12 @@ static void new_transport_class(lua_State *L, const char *name) {
   lua_pop(L, 1);
 }
 
+/* Expects the core module table on the top of the stack. */
 void loom__open_stream(lua_State *L) {
   new_transport_class(L, TCP_TRANSPORT);
   new_transport_class(L, UNIX_TRANSPORT);
+  lua_pushcfunction(L, l_set_address_class);
+  lua_setfield(L, -2, "setAddressClass");
+  lua_pushcfunction(L, loom__l_traceback); /* bindings/call.c */
+  lua_setfield(L, -2, "traceback");
 }

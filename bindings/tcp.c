@@ -53,10 +53,10 @@ static int l_listen_tcp(lua_State *L) {
 static int l_listener_get_host(lua_State *L) {
   listener_box *box = loom__check_listener(L, 1);
   struct sockaddr_storage ss;
-  int len = sizeof(ss), rc;
+  int rc;
   if (box->p == NULL)
     return luaL_error(L, "port is closed");
-  rc = uv_tcp_getsockname(&box->p->h.tcp, (struct sockaddr *)&ss, &len);
+  rc = loom__listener_sockname(box->p, &ss);
   if (rc < 0)
     return luaL_error(L, "getHost: %s", uv_strerror(rc));
   return loom__push_address(L, (struct sockaddr *)&ss);

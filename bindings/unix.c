@@ -88,6 +88,7 @@ static int l_listener_get_host(lua_State *L) {
   /* The loom_listener is the first member of its loom_unix_listener. */
   lua_pushstring(L, ((loom_unix_listener *)box->p)->path);
   lua_setfield(L, -2, "name");
+  loom__set_address_class(L);
   return 1;
 }
 

@@ -82,7 +82,8 @@ enum {
   LOOM_S_CONNECTING = 1 << 7,
   LOOM_S_CONNECTED = 1 << 8,
   LOOM_S_PULL_PRODUCER = 1 << 9, /* asked for more whenever the queue empties */
-  LOOM_S_HAS_PRODUCER = 1 << 10
+  LOOM_S_HAS_PRODUCER = 1 << 10,
+  LOOM_S_ACCEPTED = 1 << 11      /* from a listener: a server-side stream */
 };
 
 /*
@@ -113,21 +114,30 @@ struct loom_stream {
 typedef void (*loom_listener_cb)(loom_listener *l, int status);
 typedef void (*loom_listener_closed_cb)(loom_listener *l);
 
+/*
+** A TCP or Unix listener: a poll handle on a listening socket it owns; it
+** accepts itself (listener.c). While on_connection runs with status 0,
+** accepted_fd is the new connection (the accept function takes it) and
+** peer its address; with UV_EMFILE/UV_ENFILE, dropped counts the waiting
+** connections closed to shed load.
+*/
 struct loom_listener {
   union {
     uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
+    uv_poll_t poll;
   } h;
   loom_state *st;
   loom_listener_cb on_connection;
   loom_listener_closed_cb on_closed;
-  uv_close_cb close_cb;  /* set by loom__listener_setup */
+  uv_close_cb close_cb;  /* set by loom__listener_open */
   int ref;
   int closing;
   int paused;    /* not accepting: connections wait in the kernel backlog */
-  int pending;   /* a connection arrived while paused */
+  int fd;        /* the listening socket */
+  int reserve_fd; /* kept open to free when out of descriptors */
+  int accepted_fd;
+  const struct sockaddr *peer;
+  int dropped;
 };
 
 typedef void (*loom_timer_cb)(loom_timer *t);
@@ -308,9 +318,9 @@ size_t loom__stream_buffered(const loom_stream *s);
 int loom__is_stream_handle(uv_handle_t *h);
 
 /* listener.c (shared by TCP and Unix listeners) */
-void loom__listener_setup(loom_listener *l, loom_state *st,
-                          uv_close_cb close_cb);
-int loom__listener_listen(loom_listener *l, int backlog);
+int loom__listener_open(loom_listener *l, loom_state *st, int fd, int backlog,
+                        uv_close_cb close_cb);
+int loom__listener_sockname(loom_listener *l, struct sockaddr_storage *ss);
 void loom__listener_close(loom_listener *l);
 void loom__listener_pause(loom_listener *l);
 void loom__listener_resume(loom_listener *l);

@@ -3,9 +3,14 @@
 ** itself is a loom_stream (stream.c); this file binds, listens, accepts,
 ** connects and formats addresses.
 */
+#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -33,47 +38,66 @@ int loom__sockaddr_format(const struct sockaddr *sa, char *host,
   return UV_EAFNOSUPPORT;
 }
 
+/* A non-blocking socket bound to ss (SO_REUSEADDR, IPv6 only for v6). */
+static int bind_socket(const struct sockaddr_storage *ss, int *fdp) {
+  int on = 1, rc = 0;
+  socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                            : sizeof(struct sockaddr_in);
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+      (ss->ss_family == AF_INET6 &&
+       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+      bind(fd, (const struct sockaddr *)ss, len) < 0) {
+    rc = uv_translate_sys_error(errno);
+    close(fd);
+    return rc;
+  }
+  *fdp = fd;
+  return 0;
+}
+
 /*
 ** Binds and listens. On failure returns a libuv error with a one-line
-** reason in err ("127.0.0.1:80: EACCES: permission denied"); the handle is
-** then already closing and l must stay allocated until on_closed runs.
+** reason in err ("127.0.0.1:80: EACCES: permission denied"); if l->closing
+** is then set, l must stay allocated until on_closed runs.
 */
 int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
                      int port, int backlog, char *err, size_t errlen) {
   struct sockaddr_storage ss;
+  int fd = -1;
   int rc = loom__sockaddr_parse(host, port, &ss);
   if (rc < 0) {
     snprintf(err, errlen, "%s: not an IP address", host);
     return rc;
   }
-  rc = uv_tcp_init(st->loop, &l->h.tcp);
-  if (rc < 0) {
-    snprintf(err, errlen, "%s:%d: %s", host, port, uv_strerror(rc));
-    return rc;
-  }
-  loom__listener_setup(l, st, NULL);
-  rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss,
-                   ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+  rc = bind_socket(&ss, &fd);
   if (rc == 0)
-    rc = loom__listener_listen(l, backlog);
-  if (rc < 0) {
+    rc = loom__listener_open(l, st, fd, backlog, NULL);
+  if (rc < 0)
     snprintf(err, errlen, "%s:%d: %s: %s", host, port, uv_err_name(rc),
              uv_strerror(rc));
-    loom__listener_close(l);
-  }
   return rc;
 }
 
-/* Accepts one pending connection into s (already set up by the caller). */
+/*
+** Takes the connection the listener accepted (l->accepted_fd) into s,
+** whose vt is set by the caller.
+*/
 int loom__tcp_accept(loom_listener *l, loom_stream *s) {
   int rc = uv_tcp_init(l->st->loop, &s->h.tcp);
   if (rc < 0)
     return rc;
   loom__stream_setup(s, l->st, s->vt);
-  rc = uv_accept(&l->h.stream, &s->h.stream);
-  if (rc < 0)
+  rc = uv_tcp_open(&s->h.tcp, l->accepted_fd);
+  if (rc < 0) {
     loom__stream_close(s, rc);
-  return rc;
+    return rc;
+  }
+  l->accepted_fd = -1;
+  return 0;
 }
 
 static void on_connect(uv_connect_t *req, int status) {

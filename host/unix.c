@@ -3,12 +3,15 @@
 ** file), accept and connect. The connection itself is a loom_stream over a
 ** uv_pipe_t (stream.c); the listener unlinks its socket file on close.
 */
+#define _GNU_SOURCE /* SOCK_NONBLOCK, SOCK_CLOEXEC */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -103,16 +106,49 @@ static int lock_path(loom_unix_listener *u, const char *path, char *err,
   return 0;
 }
 
+/* A non-blocking Unix stream socket bound to path. */
+static int bind_path(const char *path, int *fdp) {
+  struct sockaddr_un sun;
+  int fd, rc;
+  memset(&sun, 0, sizeof(sun));
+  sun.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof(sun.sun_path))
+    return UV_ENAMETOOLONG;
+  memcpy(sun.sun_path, path, strlen(path));
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+    rc = uv_translate_sys_error(errno);
+    close(fd);
+    return rc;
+  }
+  *fdp = fd;
+  return 0;
+}
+
+/* Undoes a listen that failed before its handle existed. */
+static void unlisten(loom_unix_listener *u) {
+  if (u->bound)
+    unlink(u->path);
+  if (u->lockpath != NULL)
+    unlink(u->lockpath);
+  free(u->lockpath);
+  free(u->path);
+  u->lockpath = u->path = NULL;
+  u->bound = 0;
+}
+
 /*
 ** Binds and listens on path; mode (when nonzero) is chmod'ed onto the
 ** socket file. On failure returns a libuv error with a one-line reason in
-** err; if the handle was initialised it is closing and u must stay
-** allocated until on_closed runs (u->l.closing tells).
+** err; if u->l.closing is then set, the handle is closing and u must stay
+** allocated until on_closed runs.
 */
 int loom__unix_listen(loom_unix_listener *u, loom_state *st,
                       const char *path, int backlog, int mode, int want_pid,
                       char *err, size_t errlen) {
-  int rc;
+  int rc, fd = -1;
   u->l.st = st;
   if ((u->path = dup_string(path)) == NULL)
     return UV_ENOMEM;
@@ -121,43 +157,41 @@ int loom__unix_listen(loom_unix_listener *u, loom_state *st,
     u->path = NULL;
     return rc;
   }
-  rc = uv_pipe_init(st->loop, &u->l.h.pipe, 0);
-  if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", path, uv_strerror(rc));
-    if (u->lockpath != NULL)
-      unlink(u->lockpath);
-    free(u->lockpath);
-    free(u->path);
-    u->lockpath = u->path = NULL;
-    return rc;
-  }
-  loom__listener_setup(&u->l, st, on_listener_closed);
-  rc = uv_pipe_bind(&u->l.h.pipe, path);
+  rc = bind_path(path, &fd);
   if (rc == 0) {
     u->bound = 1;
-    if (mode != 0 && chmod(path, (mode_t)mode) < 0)
+    if (mode != 0 && chmod(path, (mode_t)mode) < 0) {
       rc = uv_translate_sys_error(errno);
+      close(fd);
+    }
   }
   if (rc == 0)
-    rc = loom__listener_listen(&u->l, backlog);
+    rc = loom__listener_open(&u->l, st, fd, backlog, on_listener_closed);
   if (rc < 0) {
     snprintf(err, errlen, "%s: %s: %s", path, uv_err_name(rc),
              uv_strerror(rc));
-    loom__listener_close(&u->l);
+    if (!u->l.closing)
+      unlisten(u);
   }
   return rc;
 }
 
-/* Accepts one pending connection into s (its vt set by the caller). */
+/*
+** Takes the connection the listener accepted (l->accepted_fd) into s,
+** whose vt is set by the caller.
+*/
 int loom__unix_accept(loom_listener *l, loom_stream *s) {
   int rc = uv_pipe_init(l->st->loop, &s->h.pipe, 0);
   if (rc < 0)
     return rc;
   loom__stream_setup(s, l->st, s->vt);
-  rc = uv_accept(&l->h.stream, &s->h.stream);
-  if (rc < 0)
+  rc = uv_pipe_open(&s->h.pipe, l->accepted_fd);
+  if (rc < 0) {
     loom__stream_close(s, rc);
-  return rc;
+    return rc;
+  }
+  l->accepted_fd = -1;
+  return 0;
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -191,12 +225,6 @@ int loom__unix_connect(loom_stream *s, const char *path) {
 /* Removes the socket file (only one we bound) and releases the lock. */
 static void on_listener_closed(uv_handle_t *h) {
   loom_unix_listener *u = (loom_unix_listener *)h;
-  if (u->bound)
-    unlink(u->path);
-  if (u->lockpath != NULL)
-    unlink(u->lockpath);
-  free(u->path);
-  free(u->lockpath);
-  u->path = u->lockpath = NULL;
+  unlisten(u);
   u->l.on_closed(&u->l);
 }

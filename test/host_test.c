@@ -104,11 +104,16 @@ static int server_echo = 1;
 static const char *server_send;
 static size_t server_send_len;
 static seen *last_server;
+static int last_peer_port; /* from the listener's l->peer */
 
 static void on_accept(loom_listener *l, int status) {
   loom_stream *s;
+  char host[64];
   if (status < 0)
     return;
+  if (l->peer == NULL ||
+      loom__sockaddr_format(l->peer, host, sizeof(host), &last_peer_port) < 0)
+    last_peer_port = -1;
   s = new_stream();
   if (loom__tcp_accept(l, s) < 0)
     return;
@@ -133,14 +138,13 @@ static loom_listener *listen_any(int *port) {
   loom_listener *l = calloc(1, sizeof(*l));
   char err[128];
   struct sockaddr_storage ss;
-  int len = sizeof(ss);
   l->on_connection = on_accept;
   l->on_closed = on_listener_closed;
   if (loom__tcp_listen(l, &st, "127.0.0.1", 0, 16, err, sizeof(err)) < 0) {
     fprintf(stderr, "listen: %s\n", err);
     exit(1);
   }
-  uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len);
+  loom__listener_sockname(l, &ss);
   loom__sockaddr_format((struct sockaddr *)&ss, err, sizeof(err), port);
   return l;
 }
@@ -247,6 +251,27 @@ static void test_write_limit(void) {
   loom__listener_close(l);
 }
 
+/* The listener hands over the address accept(2) gave with the connection. */
+static void test_accept_gives_peer_address(void) {
+  struct sockaddr_storage ss;
+  int port, len = sizeof(ss), client_port = 0;
+  char host[64];
+  loom_listener *l = listen_any(&port);
+  seen *c = new_seen();
+  loom_stream *s = connect_to(port, c);
+  last_peer_port = 0;
+  RUN_UNTIL(c->connected && last_peer_port != 0);
+  CHECK(uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len) == 0);
+  loom__sockaddr_format((struct sockaddr *)&ss, host, sizeof(host),
+                        &client_port);
+  CHECK(last_peer_port == client_port && client_port > 0);
+  CHECK(l->accepted_fd == -1 && l->peer == NULL);
+  loom__stream_close(s, LOOM_CLOSE_ABORTED);
+  RUN_UNTIL(c->closed);
+  loom__listener_close(l);
+  CHECK(l->fd == -1); /* closed at once: a new connect is refused */
+}
+
 static void test_connection_refused(void) {
   int port;
   loom_listener *l = listen_any(&port);
@@ -286,6 +311,7 @@ int main(void) {
   test_big_write_then_lose();
   test_high_water_signals();
   test_write_limit();
+  test_accept_gives_peer_address();
   test_connection_refused();
   test_bad_address();
   test_buf_growth();

@@ -17,6 +17,17 @@ local err = require "loom.error"
 
 local failure = {}
 
+-- The C core's traceback when loaded: debug.traceback's format, cut at the
+-- reactor boundary, and cheap on a deep stack (a Failure made inside a
+-- runaway recursion must not take a second to build).
+local makeTraceback = debug.traceback
+do
+  local ok, core = pcall(require, "loom.core")
+  if ok and type(core) == "table" and core.traceback then
+    makeTraceback = core.traceback
+  end
+end
+
 local Failure = class.Object:extend({ __name = "Failure" })
 failure.Failure = Failure
 
@@ -34,6 +45,27 @@ local function isFailure(x)
   return mt ~= nil and type(x) == "table" and isinstance(x, Failure)
 end
 failure.isFailure = isFailure
+
+-- tostring that cannot raise: a value whose __tostring fails is described
+-- by its type, so reporting it never breaks the reporter.
+local function safeString(value)
+  local ok, text = pcall(tostring, value)
+  if ok then
+    return text
+  end
+  return "(a " .. type(value) .. " value that tostring cannot show)"
+end
+failure.safeString = safeString
+
+-- failure.fromError(value, traceback): a Failure for any caught error
+-- value, nil included (as lua.c, it becomes NIL_ERROR); never raises. What
+-- reports a hook's error uses it.
+function failure.fromError(value, traceback)
+  if value == nil then
+    value = failure.NIL_ERROR
+  end
+  return failure.Failure(value, traceback)
+end
 
 local function typeOf(value)
   if isError(value) then
@@ -53,7 +85,7 @@ function Failure:new(value, traceback)
     return value
   end
   if traceback == nil then
-    traceback = debug.traceback(nil, 2)
+    traceback = makeTraceback(nil, 2)
   end
   return setmetatable({ value = value, type = typeOf(value),
     traceback = traceback }, self)
@@ -68,7 +100,7 @@ function failure.handler(e)
   if e == nil then
     e = failure.NIL_ERROR
   end
-  return Failure(e, debug.traceback(nil, 2))
+  return Failure(e, makeTraceback(nil, 2))
 end
 
 -- The name of an error class, or nil for anything else.
@@ -125,15 +157,15 @@ function Failure:getErrorMessage()
   if isError(value) then
     local message = rawget(value, "message")
     if message ~= nil then
-      return tostring(message)
+      return safeString(message)
     end
   end
-  return tostring(value)
+  return safeString(value)
 end
 
 -- The message line followed by the traceback.
 function Failure:getTraceback()
-  return tostring(self.value) .. "\n" .. tostring(self.traceback)
+  return safeString(self.value) .. "\n" .. safeString(self.traceback)
 end
 
 function Failure:raise()
@@ -146,11 +178,11 @@ end
 
 function Failure:__tostring()
   local t = self.type
-  local tname = className(t) or tostring(t)
+  local tname = className(t) or safeString(t)
   if isError(self.value) then
-    return "[Failure " .. tostring(self.value) .. "]"
+    return "[Failure " .. safeString(self.value) .. "]"
   end
-  return "[Failure " .. tname .. ": " .. tostring(self.value) .. "]"
+  return "[Failure " .. tname .. ": " .. safeString(self.value) .. "]"
 end
 
 return failure

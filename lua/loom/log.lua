@@ -56,6 +56,15 @@ function log.emit(level, prefix, text)
   return ev
 end
 
+-- tostring that cannot raise (a value whose __tostring fails).
+local function safeString(value)
+  local ok, text = pcall(tostring, value)
+  if ok then
+    return text
+  end
+  return "(a " .. type(value) .. " value that tostring cannot show)"
+end
+
 local function formatted(fmt, ...)
   if select("#", ...) == 0 then
     return tostring(fmt)
@@ -72,15 +81,17 @@ local function logger(prefix)
     end
   end
   -- log.err(failure, why): an error with its traceback (Twisted's log.err).
+  -- Any value is logged, even one whose __tostring raises.
   l.err = function(failure, why)
     local text
     if type(failure) == "table" and failure.getTraceback then
-      text = failure:getTraceback()
+      local ok, tb = pcall(failure.getTraceback, failure)
+      text = ok and safeString(tb) or safeString(failure)
     else
-      text = tostring(failure)
+      text = safeString(failure)
     end
     if why then
-      text = tostring(why) .. "\n" .. text
+      text = safeString(why) .. "\n" .. text
     end
     return log.emit("error", prefix, text)
   end

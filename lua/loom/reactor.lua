@@ -12,7 +12,9 @@ local log = require "loom.log"
 
 local Failure = failure.Failure
 
-local reactor = { running = false }
+-- tostring(reactor) names it (Twisted prints its reactor's class).
+local reactor = setmetatable({ running = false }, {
+  __tostring = function() return "<loom.reactor (libuv)>" end })
 -- Registered now: the transport modules loaded below require it back.
 package.loaded["loom.reactor"] = reactor
 
@@ -27,10 +29,9 @@ local function safeCall(obj, name, ...)
   if f == nil then
     return true
   end
-  local ok, e = xpcall(f, debug.traceback, obj, ...)
+  local ok, e = xpcall(f, failure.handler, obj, ...)
   if not ok then
-    log.prefixed(log.prefixOf(obj)).error("error in %s: %s", name,
-      tostring(e))
+    log.prefixed(log.prefixOf(obj)).err(e, "error in " .. name)
   end
   return ok, e
 end
@@ -315,10 +316,12 @@ local hooks = {}
 
 -- A Lua error in a hook: log it with its traceback and context, and give
 -- C the Failure that connectionLost will receive.
+-- Any error value is reported, nil and one whose __tostring raises included.
 function hooks.error(where, value, tb, transport)
-  local f = Failure(value, tb)
+  local f = failure.fromError(value, tb)
   local proto = transport and transport.protocol
-  local name = proto and rawget(getmetatable(proto) or {}, "__name")
+  local mt = proto and getmetatable(proto)
+  local name = type(mt) == "table" and rawget(mt, "__name") or nil
   local prefix = proto and log.prefixOf(proto) or nil
   local what = name and (name .. "." .. where) or where
   log.prefixed(prefix).err(f, "error in " .. what)

@@ -10,6 +10,7 @@
 -- reactor until a Deferred fires. Both load their modules on first use, so
 -- this module works wherever loom.task or loom.reactor are not needed.
 
+local address = require "loom.address"
 local class = require "loom.class"
 
 local M = {}
@@ -115,11 +116,11 @@ function StringTransport:loseWriteConnection()
 end
 
 function StringTransport:getPeer()
-  return self.peerAddr or copy(DEFAULT_PEER)
+  return self.peerAddr or address.new(copy(DEFAULT_PEER))
 end
 
 function StringTransport:getHost()
-  return self.hostAddr or copy(DEFAULT_HOST)
+  return self.hostAddr or address.new(copy(DEFAULT_HOST))
 end
 
 function StringTransport:setTcpNoDelay(enabled)
@@ -216,9 +217,9 @@ M.ConnectedPair = Pair
 function Pair:init(server, client, opts)
   opts = opts or {}
   local serverAddr = opts.serverAddress
-    or { type = "TCP", host = "127.0.0.1", port = 8000 }
+    or address.TCP("127.0.0.1", 8000)
   local clientAddr = opts.clientAddress
-    or { type = "TCP", host = "127.0.0.1", port = 54321 }
+    or address.TCP("127.0.0.1", 54321)
   self.server, self.client = server, client
   self.serverTransport = StringTransport({ hostAddress = serverAddr,
     peerAddress = clientAddr })

@@ -2,9 +2,11 @@
 -- (reactor.listenTCP, connectTCP, resolve). Part of loom.reactor.
 
 local core = require "loom.core"
+local address = require "loom.address"
 local class = require "loom.class"
 local err = require "loom.error"
 local failure = require "loom.failure"
+local log = require "loom.log"
 local reactor = require "loom.reactor"
 local internal = require "loom.reactor.internal"
 local protocol = require "loom.protocol"
@@ -22,6 +24,45 @@ local function limitWrites(owner, transport)
     or protocol.Factory.maxWriteBuffer
   transport:setMaxWriteBuffer(limit)
 end
+
+-- Protocols ---------------------------------------------------------------------
+
+-- What buildProtocol returned, for the error that rejects it.
+local function describe(v)
+  if type(v) == "string" then
+    return string.format("%q (a string)", v)
+  end
+  return failure.safeString(v) .. " (a " .. type(v) .. ")"
+end
+
+-- Gives transport the protocol factory:buildProtocol(addr) made: an
+-- instance of protocol.Protocol or a plain table of hooks, on which the
+-- missing ones are no-ops (Twisted's makeConnection is done here for it).
+-- Returns false when buildProtocol returned nil (refused: the caller closes).
+local function attachProtocol(factory, transport, addr)
+  local proto = factory:buildProtocol(addr)
+  if proto == nil then
+    return false
+  end
+  if type(proto) ~= "table" then
+    error(string.format("%s.buildProtocol returned %s, not a protocol",
+      log.prefixOf(factory) or "factory", describe(proto)), 0)
+  end
+  transport:setProtocol(proto)
+  local make = proto.makeConnection
+  if make ~= nil then
+    make(proto, transport)
+    return true
+  end
+  proto.transport = transport
+  proto.connected = true
+  local made = proto.connectionMade
+  if made ~= nil then
+    made(proto)
+  end
+  return true
+end
+internal.attachProtocol = attachProtocol
 
 -- TCP ports -------------------------------------------------------------------
 
@@ -49,15 +90,50 @@ function Port:startListening()
 end
 
 function Port:_accept(transport)
-  local addr = transport:getPeer()
-  local proto = self.factory:buildProtocol(addr)
-  if proto == nil then
+  limitWrites(self, transport)
+  if not attachProtocol(self.factory, transport, transport:getPeer()) then
     transport:loseConnection()
+  end
+end
+
+-- accept(2) failing is logged at most once per ACCEPT_LOG_INTERVAL seconds
+-- per port: the first failure of a burst at once, the rest of the burst in
+-- one summary line when the interval ends.
+local ACCEPT_LOG_INTERVAL = 1
+
+local function acceptSummary(self)
+  self._acceptLogCall = nil
+  local n, dropped = self._acceptFailures, self._acceptDropped
+  self._acceptFailures, self._acceptDropped = 0, 0
+  if n > 0 then
+    log.prefixed(tostring(self)).error("%s: %d more time(s) in the last "
+      .. "%gs, closing %d waiting connection(s); still accepting",
+      self._acceptError, n, ACCEPT_LOG_INTERVAL, dropped)
+  end
+end
+
+-- Out of file descriptors (EMFILE/ENFILE) or another accept error: the
+-- waiting connections were closed (dropped of them); the port keeps
+-- listening and serves again once descriptors are free.
+function Port:_acceptFailed(errname, message, dropped)
+  self._acceptError = errname .. ": " .. message
+  if self._acceptLogCall then
+    self._acceptFailures = self._acceptFailures + 1
+    self._acceptDropped = self._acceptDropped + dropped
     return
   end
-  transport:setProtocol(proto)
-  limitWrites(self, transport)
-  proto:makeConnection(transport)
+  local hint = (errname == "EMFILE" or errname == "ENFILE")
+    and " (out of file descriptors: raise `ulimit -n` or serve fewer "
+      .. "connections)" or ""
+  log.prefixed(tostring(self)).error("accept: %s: %s%s; closed %d waiting "
+    .. "connection(s); still accepting", errname, message, hint, dropped)
+  self._acceptFailures, self._acceptDropped = 0, 0
+  self._acceptLogCall = reactor.callLater(ACCEPT_LOG_INTERVAL, acceptSummary,
+    self)
+end
+
+function hooks.acceptFailed(port, errname, message, dropped)
+  port:_acceptFailed(errname, message, dropped)
 end
 
 -- Stop and restart accepting (load shedding): while paused, new
@@ -97,7 +173,12 @@ end
 Port.loseConnection = Port.stopListening
 
 function Port:__tostring()
-  return string.format("<Port %s:%s>", self.interface, tostring(self.port))
+  local port = self.port
+  if port == 0 and self.listener then -- the port the system picked
+    local ok, addr = pcall(self.listener.getHost, self.listener)
+    port = ok and addr.port or port
+  end
+  return string.format("<Port %s:%s>", self.interface, tostring(port))
 end
 
 function reactor.listenTCP(port, factory, opts)
@@ -129,7 +210,7 @@ function Connector:init(host, port, factory, opts)
 end
 
 function Connector:getDestination()
-  return { type = "TCP", host = self.host, port = self.port }
+  return address.TCP(self.host, self.port)
 end
 
 local function connectFailed(self, reason)
@@ -265,14 +346,10 @@ function Connector:_connected(transport, errname, message)
     return -- C closes the transport; _connectFailed reports it.
   end
   self.state = "connected"
-  local proto = self.factory:buildProtocol(transport:getPeer())
-  if proto == nil then
-    transport:loseConnection()
-    return
-  end
-  transport:setProtocol(proto)
   limitWrites(self, transport)
-  proto:makeConnection(transport)
+  if not attachProtocol(self.factory, transport, transport:getPeer()) then
+    transport:loseConnection()
+  end
 end
 
 -- The transport closed before it ever connected (one stopConnecting

@@ -1,6 +1,7 @@
 -- loom.reactor.udp: UDP ports and multicast (reactor.listenUDP).
 
 local core = require "loom.core"
+local address = require "loom.address"
 local class = require "loom.class"
 local err = require "loom.error"
 local failure = require "loom.failure"
@@ -37,7 +38,13 @@ function UDPPort:startListening()
   end
   self.socket = sock
   self.connected = true
-  self.protocol:makeConnection(self)
+  local proto = self.protocol
+  if proto.makeConnection ~= nil then
+    proto:makeConnection(self)
+  else -- A plain table of hooks: DatagramProtocol's makeConnection for it.
+    proto.transport = self
+    safeCall(proto, "startProtocol")
+  end
 end
 
 local function checkOpen(self, what)
@@ -109,7 +116,7 @@ function UDPPort:connect(host, port)
       .. tostring(host) .. ")", 2)
   end
   sock:connect(host, port)
-  self._peer = { type = "UDP", host = host, port = port }
+  self._peer = address.UDP(host, port)
 end
 
 function UDPPort:getPeer()
@@ -180,9 +187,12 @@ UDPPort.loseConnection = UDPPort.stopListening
 function UDPPort:_closed()
   self.socket = nil
   self.connected = false
-  local ok, e = xpcall(self.protocol.doStop, debug.traceback, self.protocol)
-  if not ok then
-    log.error("error in stopProtocol: %s", tostring(e))
+  local proto = self.protocol
+  if proto.doStop ~= nil then
+    safeCall(proto, "doStop")
+  else -- A plain table of hooks, as DatagramProtocol's doStop.
+    proto.transport = nil
+    safeCall(proto, "stopProtocol")
   end
   local waiters = self._waiters or {}
   self._waiters = nil
@@ -209,8 +219,9 @@ function reactor.listenUDP(port, proto, opts)
     error("listenUDP: port must be an integer 0-65535, got "
       .. tostring(port), 2)
   end
-  if type(proto) ~= "table" or type(proto.makeConnection) ~= "function" then
-    error("listenUDP: protocol must be a DatagramProtocol", 2)
+  if type(proto) ~= "table" then
+    error("listenUDP: protocol must be a DatagramProtocol or a table of "
+      .. "hooks, got " .. type(proto), 2)
   end
   local p = UDPPort:new(port, proto, opts)
   p:startListening()

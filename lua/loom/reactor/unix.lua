@@ -2,6 +2,7 @@
 -- connectUNIX), TCP's Port and Connector over a socket path.
 
 local core = require "loom.core"
+local address = require "loom.address"
 local err = require "loom.error"
 local failure = require "loom.failure"
 local reactor = require "loom.reactor"
@@ -106,7 +107,7 @@ function UNIXConnector:init(path, factory, opts)
 end
 
 function UNIXConnector:getDestination()
-  return { type = "UNIX", name = self.path }
+  return address.UNIX(self.path)
 end
 
 function UNIXConnector:_attempt()
