@@ -62,6 +62,14 @@ describe("Clock", function()
     assert.is_false(call:active())
   end)
 
+  it("a bound method sees its class patched later", function()
+    local MyClock = task.Clock:extend()
+    local c = MyClock()
+    function MyClock:seconds() return 42 end -- luacheck: ignore
+    assert.equal(42, c.seconds())
+    assert.equal(42, c:seconds())
+  end)
+
   it("pumps a list of advances", function()
     local c, times = task.Clock(), {}
     for i = 1, 3 do c:callLater(i, function() times[#times + 1] = c:seconds() end) end

@@ -42,15 +42,16 @@ function Clock:init()
   self.calls = {}
   self._seq = 0
   -- Bound methods: a Clock stands in for the reactor module, which is used
-  -- with a dot (reactor.callLater(...)); the colon form works as well.
+  -- with a dot (reactor.callLater(...)); the colon form works as well. The
+  -- method is looked up in the class at each call, so a class patched
+  -- later (hot reload) is seen.
   local cls = getmetatable(self)
   for _, name in ipairs(BOUND) do
-    local method = cls[name]
     self[name] = function(first, ...)
       if first == self then
-        return method(self, ...)
+        return cls[name](self, ...)
       end
-      return method(self, first, ...)
+      return cls[name](self, first, ...)
     end
   end
 end
