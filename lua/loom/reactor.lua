@@ -1,8 +1,10 @@
 -- loom.reactor: Twisted's reactor API over the C host (loom.core).
 --
 -- The C side owns the sockets and calls protocol hooks directly on the hot
--- path (dataReceived); this module makes ports, connectors, delayed calls
--- and system events, and receives the rarer events through core.setHooks.
+-- path (dataReceived), the rarer events through the hook table listed in
+-- loom.reactor.hooks. This module assembles the reactor from its parts
+-- (loom.reactor.base, tcp, unix, udp, process; none requires it back) and
+-- holds run, stop and the system events.
 
 local core = require "loom.core"
 local defer = require "loom.defer"
