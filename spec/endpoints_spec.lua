@@ -331,3 +331,74 @@ describe("UNIX endpoints over a real socket", function()
     os.remove(path)
   end)
 end)
+
+describe("the registry of endpoint types", function()
+  -- A type registered by another module, checked with endpoints.param.
+  local echoParser = {
+    parse = function(args, kw, order)
+      local p = endpoints.param
+      local v = p.bind("echo", { "port", "greeting" }, args, kw, order)
+      local port = p.integer("echo", "port", p.required("echo", v, "port"),
+        0, 65535)
+      return "echo", port, { greeting = v.greeting or "hi" }
+    end,
+    endpoint = function(reactor_, port, opts)
+      return { reactor = reactor_, port = port, greeting = opts.greeting }
+    end,
+  }
+
+  it("serverFromString builds a registered type's endpoint", function()
+    assert.is_nil(endpoints.registerServer("echo", echoParser))
+    local ep = endpoints.serverFromString(reactor, "echo:7:greeting=yo")
+    assert.same({ reactor = reactor, port = 7, greeting = "yo" }, ep)
+    assert.same({ "echo", 8, { greeting = "hi" } },
+      { endpoints.parseServer("ECHO:port=8") })
+    assert.same({ "tcp", "tcp6", "unix", "ssl", "echo" },
+      endpoints.serverTypes())
+    assert.equal("unknown endpoint type 'x' (known: tcp, tcp6, unix, ssl,"
+      .. " echo)", errorOf(endpoints.parseServer, "x:1"))
+    assert.equal("echo: port 'seven' is not a number",
+      errorOf(endpoints.serverFromString, reactor, "echo:seven"))
+    assert.equal("unknown parameter 'colour' for echo (known: port,"
+      .. " greeting, maxWriteBuffer)",
+      errorOf(endpoints.parseServer, "echo:1:colour=red"))
+    assert.equal(echoParser, endpoints.registerServer("echo", nil))
+    assert.same({ "tcp", "tcp6", "unix", "ssl" }, endpoints.serverTypes())
+    assert.equal("unknown endpoint type 'echo' (known: tcp, tcp6, unix,"
+      .. " ssl)", errorOf(endpoints.parseServer, "echo:1"))
+  end)
+
+  it("clientFromString builds a registered type's endpoint", function()
+    endpoints.registerClient("Echo", echoParser)
+    local ep = endpoints.clientFromString(reactor, "echo:9")
+    assert.same({ reactor = reactor, port = 9, greeting = "hi" }, ep)
+    assert.same({ "tcp", "unix", "ssl", "echo" }, endpoints.clientTypes())
+    endpoints.registerClient("echo", nil)
+    assert.same({ "tcp", "unix", "ssl" }, endpoints.clientTypes())
+  end)
+
+  it("a type registered again replaces the old one in its place",
+    function()
+      local placeholder = endpoints.registerServer("ssl", echoParser)
+      assert.is_table(placeholder)
+      assert.equal(5, endpoints.serverFromString(reactor, "ssl:5").port)
+      assert.same({ "tcp", "tcp6", "unix", "ssl" }, endpoints.serverTypes())
+      assert.equal(echoParser, endpoints.registerServer("ssl", placeholder))
+      assert.equal("ssl endpoints need TLS support, which this build does"
+        .. " not have yet", errorOf(endpoints.serverFromString, reactor,
+        "ssl:5"))
+    end)
+
+  it("refuses a bad type name or parser", function()
+    assert.has_error(function() endpoints.registerServer("a:b", echoParser) end,
+      "registerServer: type must be a name of letters, digits and _.+-,"
+      .. " got a:b")
+    assert.has_error(function() endpoints.registerClient("", echoParser) end,
+      "registerClient: type must be a name of letters, digits and _.+-,"
+      .. " got ")
+    assert.has_error(function()
+      endpoints.registerServer("x", { parse = print })
+    end, "registerServer: parser must be a table with parse and endpoint"
+      .. " functions")
+  end)
+end)

@@ -369,3 +369,43 @@ describe("core.traceback (what loom.failure uses)", function()
       assert.is_true(#f.traceback < 2000)
     end)
 end)
+
+describe("loom.reactor.hooks, the list of calls from C", function()
+  local list = require "loom.reactor.hooks"
+  require "loom.stdio"
+
+  -- Every name bindings/*.c looks up with loom__push_hook.
+  local function hooksCalledByC()
+    local names = {}
+    for file in io.popen("ls bindings/*.c"):lines() do
+      local src = assert(io.open(file)):read("a")
+      for name in src:gmatch('loom__push_hook%([^,]+,[^,]+,%s*"([%w_]+)"%)')
+      do
+        names[#names + 1] = name
+      end
+    end
+    return names
+  end
+
+  it("lists every hook the C side calls", function()
+    local names = hooksCalledByC()
+    assert.is_true(#names >= 10)
+    for _, name in ipairs(names) do
+      assert.is_string(list.HOOKS[name], name .. " is not in HOOKS")
+    end
+  end)
+
+  it("every hook listed is defined once loom.reactor is loaded", function()
+    for name in pairs(list.HOOKS) do
+      local h = list.hooks[name]
+      assert.is_truthy(type(h) == "function"
+        or (getmetatable(h) or {}).__call, name .. " is not defined")
+    end
+  end)
+
+  it("refuses a hook that is not listed", function()
+    assert.has_error(function() list.hooks.noSuchHook = print end,
+      "loom.reactor.hooks: 'noSuchHook' is not a known hook (list it in"
+      .. " HOOKS first)")
+  end)
+end)

@@ -112,6 +112,31 @@ describe("callLater", function()
     assert.matches("late failure", table.concat(seen, "\n"))
   end)
 
+  it("prints the time left and whether it ran", function()
+    local dc = reactor.callLater(10, function() end)
+    assert.matches("^<DelayedCall 0x%x+ %[9%.%d+s%] called=0 cancelled=0"
+      .. " spec/reactor_spec%.lua:%d+>$", tostring(dc))
+    dc:cancel()
+    assert.matches("called=0 cancelled=1>$", tostring(dc))
+  end)
+
+  it("delay by a negative amount brings the call forward", function()
+    local ran = false
+    local dc = reactor.callLater(5, function() ran = true end)
+    dc:delay(-4.99)
+    runUntil(after(0.05))
+    assert.is_true(ran)
+  end)
+
+  it("reset and delay refuse a delay that is not a number", function()
+    local dc = reactor.callLater(1, function() end)
+    assert.has_error(function() dc:reset("x") end,
+      "reset: seconds must be a number, got x")
+    assert.has_error(function() dc:delay(nil) end,
+      "delay: seconds must be a number, got nil")
+    dc:cancel()
+  end)
+
   it("rejects a non-number delay and a non-callable", function()
     assert.has_error(function() reactor.callLater("x", print) end)
     assert.has_error(function() reactor.callLater(1, 42) end)

@@ -62,6 +62,14 @@ describe("Clock", function()
     assert.is_false(call:active())
   end)
 
+  it("a bound method sees its class patched later", function()
+    local MyClock = task.Clock:extend()
+    local c = MyClock()
+    function MyClock:seconds() return 42 end -- luacheck: ignore
+    assert.equal(42, c.seconds())
+    assert.equal(42, c:seconds())
+  end)
+
   it("pumps a list of advances", function()
     local c, times = task.Clock(), {}
     for i = 1, 3 do c:callLater(i, function() times[#times + 1] = c:seconds() end) end
@@ -134,6 +142,77 @@ describe("DelayedCall", function()
     assert.is_false(ran)
     c:advance(1)
     assert.is_true(ran)
+  end)
+end)
+
+describe("DelayedCall (one class for Clock and reactor)", function()
+  local delayedcall = require "loom.delayedcall"
+  local reactor = require "loom.reactor"
+
+  it("a Clock's calls and the reactor's are the same class", function()
+    local c = task.Clock()
+    local call = c:callLater(1, print)
+    local dc = reactor.callLater(10, print)
+    assert.equal(delayedcall.DelayedCall, getmetatable(call))
+    assert.equal(delayedcall.DelayedCall, getmetatable(dc))
+    assert.equal(task.DelayedCall, reactor.DelayedCall)
+    dc:cancel()
+  end)
+
+  it("prints like Twisted's, with the time left and where f is", function()
+    local c = task.Clock()
+    local function f() end
+    local call = c:callLater(2.5, f)
+    local line = debug.getinfo(f, "S").linedefined
+    assert.equal(string.format("<DelayedCall %p [2.5s] called=0 cancelled=0"
+      .. " spec/task_spec.lua:%d>", call, line), tostring(call))
+    c:advance(3)
+    assert.equal(string.format("<DelayedCall %p [-0.5s] called=1"
+      .. " cancelled=0>", call), tostring(call))
+  end)
+
+  it("a call that ran or was cancelled holds no reference to f or its"
+    .. " arguments", function()
+      local c = task.Clock()
+      local held = setmetatable({}, { __mode = "k" })
+      local arg1, f = {}, function() end
+      held[arg1], held[f] = true, true
+      local call = c:callLater(1, f, arg1)
+      call:cancel()
+      arg1, f = nil, nil -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(next(held))
+      assert.is_false(call:active())
+    end)
+
+  it("reset and delay refuse a delay that is not a number", function()
+    local call = task.Clock():callLater(1, print)
+    assert.matches("reset: seconds must be a number",
+      tostring(capture(call.reset, call, "soon")))
+    assert.matches("delay: seconds must be a number",
+      tostring(capture(call.delay, call, 0 / 0)))
+    assert.is_true(call:active())
+  end)
+
+  it("delay by a negative amount runs the call earlier", function()
+    local c, order = task.Clock(), {}
+    c:callLater(2, function() order[#order + 1] = "a" end)
+    local b = c:callLater(3, function() order[#order + 1] = "b" end)
+    b:delay(-2)
+    assert.equal(1, b:getTime())
+    c:advance(2)
+    assert.same({ "b", "a" }, order)
+  end)
+
+  it("keeps equal times in scheduling order after a reset", function()
+    local c, order = task.Clock(), {}
+    local a = c:callLater(0.5, function() order[#order + 1] = "a" end)
+    c:callLater(1, function() order[#order + 1] = "b" end)
+    c:callLater(1, function() order[#order + 1] = "c" end)
+    a:reset(1)
+    c:advance(1)
+    assert.same({ "a", "b", "c" }, order)
   end)
 end)
 

@@ -12,6 +12,11 @@
 -- `\:` is a colon inside a value). Positional arguments fill the type's
 -- parameters in order. A bad description raises one line naming the bad
 -- part: "tcp: port 'abc' is not a number".
+--
+-- Each type ("tcp", "tcp6", "unix", "ssl") is a parser in a registry, as
+-- Twisted's IStreamServerEndpointStringParser plugins are: another module
+-- (TLS, a web or redis client) adds its own with registerServer or
+-- registerClient, and the parameter helpers in endpoints.param.
 
 local class = require "loom.class"
 local defer = require "loom.defer"
@@ -78,9 +83,18 @@ function M.parse(desc)
   return args, kw, order
 end
 
+-- Parameters -------------------------------------------------------------------
+
+-- The helpers a parser checks its parameters with; each raises one line
+-- naming the type and the bad parameter.
+local param = {}
+M.param = param
+
+-- param.fail(fmt, ...): raises the formatted message, with no position.
 local function bad(fmt, ...)
   error(string.format(fmt, ...), 0)
 end
+param.fail = bad
 
 -- Binds positional args (after the type) and keywords to the named
 -- parameters of `kind`, as a Python call to Twisted's parser would.
@@ -116,6 +130,7 @@ local function bind(kind, params, args, kw, order)
   end
   return values
 end
+param.bind = bind
 
 local function integer(kind, what, s, lo, hi)
   local n = math.tointeger(tonumber(s, 10))
@@ -127,6 +142,7 @@ local function integer(kind, what, s, lo, hi)
   end
   return n
 end
+param.integer = integer
 
 local function required(kind, values, name)
   if values[name] == nil or values[name] == "" then
@@ -134,6 +150,7 @@ local function required(kind, values, name)
   end
   return values[name]
 end
+param.required = required
 
 -- maxWriteBuffer=BYTES (0: no limit), as Factory.maxWriteBuffer.
 local function writeLimit(kind, opts, s)
@@ -141,6 +158,7 @@ local function writeLimit(kind, opts, s)
     opts.maxWriteBuffer = integer(kind, "maxWriteBuffer", s, 0, 1 << 50)
   end
 end
+param.writeLimit = writeLimit
 
 local function boolean(kind, what, s)
   local n = math.tointeger(tonumber(s, 10))
@@ -149,12 +167,115 @@ local function boolean(kind, what, s)
   end
   return n ~= 0
 end
+param.boolean = boolean
+
+-- The registry of endpoint types ---------------------------------------------------
+
+-- A parser is a table of two functions:
+--   parse(args, kw, order) -> kind, ...: checks a description's parameters
+--     (args[1] is the type as written; args[2..] the positional ones, kw
+--     the key=value ones, order their keys as given) and returns what
+--     endpoint needs; a bad parameter raises one line (endpoints.param).
+--   endpoint(reactor, ...) -> an endpoint, given the values parse returned
+--     after its kind.
+-- Types are case-insensitive; registering one again replaces it (TLS
+-- replaces the "ssl" placeholder) and returns the parser it replaced;
+-- registering nil removes it.
+local function newRegistry(what)
+  return { what = what, parsers = {}, order = {} }
+end
+
+local servers = newRegistry("registerServer")
+local clients = newRegistry("registerClient")
+
+local function register(registry, prefix, parser)
+  if type(prefix) ~= "string" or not prefix:match("^[%w_.+-]+$") then
+    error(string.format("%s: type must be a name of letters, digits and"
+      .. " _.+-, got %s", registry.what, tostring(prefix)), 3)
+  end
+  if parser ~= nil and (type(parser) ~= "table"
+      or type(parser.parse) ~= "function"
+      or type(parser.endpoint) ~= "function") then
+    error(registry.what .. ": parser must be a table with parse and"
+      .. " endpoint functions", 3)
+  end
+  local key = prefix:lower()
+  local old = registry.parsers[key]
+  if parser == nil then
+    for i, k in ipairs(registry.order) do
+      if k == key then
+        table.remove(registry.order, i)
+        break
+      end
+    end
+  elseif old == nil then
+    registry.order[#registry.order + 1] = key
+  end
+  registry.parsers[key] = parser
+  return old
+end
+
+-- endpoints.registerServer(type, parser): serverFromString(reactor,
+-- "type:...") then builds parser.endpoint(reactor, ...).
+function M.registerServer(prefix, parser)
+  return register(servers, prefix, parser)
+end
+
+-- endpoints.registerClient(type, parser): the same for clientFromString.
+function M.registerClient(prefix, parser)
+  return register(clients, prefix, parser)
+end
+
+-- The registered types, in the order they were first registered.
+function M.serverTypes()
+  return table.move(servers.order, 1, #servers.order, 1, {})
+end
+
+function M.clientTypes()
+  return table.move(clients.order, 1, #clients.order, 1, {})
+end
+
+-- The parser for desc's type, and desc parsed: parser, args, kw, order.
+local function lookup(registry, desc)
+  if type(desc) ~= "string" then
+    bad("endpoint description must be a string, got %s", type(desc))
+  end
+  local args, kw, order = M.parse(desc)
+  local kind = args[1]
+  local parser = registry.parsers[kind:lower()]
+  if parser == nil then
+    bad("unknown endpoint type '%s' (known: %s)", kind,
+      table.concat(registry.order, ", "))
+  end
+  return parser, args, kw, order
+end
+
+-- The old strports form, a bare port number ("8000"), means tcp:8000.
+local function serverDescription(desc)
+  if type(desc) == "string" and desc:match("^%d+$") then
+    return "tcp:" .. desc
+  end
+  return desc
+end
+
+-- Parses a server description: kind, then what its parser returns (for
+-- the built-in types: port-or-path, opts).
+function M.parseServer(desc)
+  local parser, args, kw, order = lookup(servers, serverDescription(desc))
+  return parser.parse(args, kw, order)
+end
+
+-- Parses a client description; for the built-in types "tcp", host, port,
+-- opts or "unix", path, opts.
+function M.parseClient(desc)
+  local parser, args, kw, order = lookup(clients, desc)
+  return parser.parse(args, kw, order)
+end
+
+-- The built-in parsers -----------------------------------------------------------
 
 local NO_TLS = "ssl endpoints need TLS support, which this build does not"
   .. " have yet"
-
--- Server descriptions → {kind=, port/path=, opts...}
-local serverParsers = {}
 
 -- tcp and tcp6 differ in their positional order and default interface,
 -- as Twisted's _parseTCP and TCP6ServerEndpoint do.
@@ -174,11 +295,12 @@ local function tcpServerParser(kind, positional, defaultInterface)
   end
 end
 
-serverParsers.tcp = tcpServerParser("tcp", { "port", "interface", "backlog" })
-serverParsers.tcp6 = tcpServerParser("tcp6", { "port", "backlog", "interface" },
-  "::")
+local parseTCPServer = tcpServerParser("tcp", { "port", "interface",
+  "backlog" })
+local parseTCP6Server = tcpServerParser("tcp6", { "port", "backlog",
+  "interface" }, "::")
 
-function serverParsers.unix(args, kw, order)
+local function parseUNIXServer(args, kw, order)
   -- Twisted calls the path "address"; "path" is accepted too.
   if kw.path ~= nil and kw.address == nil then
     kw.address = kw.path
@@ -208,33 +330,12 @@ function serverParsers.unix(args, kw, order)
   return "unix", path, opts
 end
 
-function serverParsers.ssl()
+-- The "ssl" type until TLS registers its own.
+local function parseSSL()
   bad(NO_TLS)
 end
 
-local KNOWN_SERVER = "tcp, tcp6, unix, ssl"
-
--- Parses a server description; returns kind, port-or-path, opts. The old
--- strports form, a bare port number ("8000"), means tcp:8000.
-function M.parseServer(desc)
-  if type(desc) ~= "string" then
-    bad("endpoint description must be a string, got %s", type(desc))
-  end
-  if desc:match("^%d+$") then
-    desc = "tcp:" .. desc
-  end
-  local args, kw, order = M.parse(desc)
-  local kind = args[1]
-  local parser = serverParsers[kind:lower()]
-  if kind == "" or parser == nil then
-    bad("unknown endpoint type '%s' (known: %s)", kind, KNOWN_SERVER)
-  end
-  return parser(args, kw, order)
-end
-
-local clientParsers = {}
-
-function clientParsers.tcp(args, kw, order)
+local function parseTCPClient(args, kw, order)
   -- Twisted's _parseClientTCP: two positionals are host and port; one is
   -- the host, or the port when host= is given.
   local params = { "host", "port" }
@@ -267,7 +368,7 @@ function clientParsers.tcp(args, kw, order)
   return "tcp", host, port, opts
 end
 
-function clientParsers.unix(args, kw, order)
+local function parseUNIXClient(args, kw, order)
   local v = bind("unix", { "path", "timeout", "lockfile" }, args, kw, order)
   local path = required("unix", v, "path")
   local opts = {}
@@ -279,23 +380,6 @@ function clientParsers.unix(args, kw, order)
   end
   writeLimit("unix", opts, v.maxWriteBuffer)
   return "unix", path, opts
-end
-
-clientParsers.ssl = serverParsers.ssl
-
--- Parses a client description; returns "tcp", host, port, opts or
--- "unix", path, opts.
-function M.parseClient(desc)
-  if type(desc) ~= "string" then
-    bad("endpoint description must be a string, got %s", type(desc))
-  end
-  local args, kw, order = M.parse(desc)
-  local kind = args[1]
-  local parser = clientParsers[kind:lower()]
-  if kind == "" or parser == nil then
-    bad("unknown endpoint type '%s' (known: tcp, unix, ssl)", kind)
-  end
-  return parser(args, kw, order)
 end
 
 -- Server endpoints ----------------------------------------------------------------
@@ -499,24 +583,43 @@ end
 -- From strings ------------------------------------------------------------------------
 
 function M.serverFromString(reactor, desc)
-  local kind, where, opts = M.parseServer(desc)
-  if kind == "tcp" then
-    return TCP4ServerEndpoint:new(reactor, where, opts)
-  elseif kind == "tcp6" then
-    return M.TCP6ServerEndpoint:new(reactor, where, opts)
-  end
-  return UNIXServerEndpoint:new(reactor, where, opts)
+  local parser, args, kw, order = lookup(servers, serverDescription(desc))
+  return parser.endpoint(reactor, select(2, parser.parse(args, kw, order)))
 end
 
 function M.clientFromString(reactor, desc)
-  local kind, a, b, c = M.parseClient(desc)
-  if kind == "tcp" then
-    local cls = a:find(":", 1, true) and M.TCP6ClientEndpoint
-      or TCP4ClientEndpoint
-    return cls:new(reactor, a, b, c)
-  end
-  return UNIXClientEndpoint:new(reactor, a, b)
+  local parser, args, kw, order = lookup(clients, desc)
+  return parser.endpoint(reactor, select(2, parser.parse(args, kw, order)))
 end
+
+-- The built-in types, in the order the "unknown endpoint type" error
+-- lists them.
+M.registerServer("tcp", { parse = parseTCPServer,
+  endpoint = function(reactor, port, opts)
+    return TCP4ServerEndpoint:new(reactor, port, opts)
+  end })
+M.registerServer("tcp6", { parse = parseTCP6Server,
+  endpoint = function(reactor, port, opts)
+    return M.TCP6ServerEndpoint:new(reactor, port, opts)
+  end })
+M.registerServer("unix", { parse = parseUNIXServer,
+  endpoint = function(reactor, path, opts)
+    return UNIXServerEndpoint:new(reactor, path, opts)
+  end })
+M.registerServer("ssl", { parse = parseSSL, endpoint = parseSSL })
+
+-- An IPv6 address literal as host gives a TCP6 endpoint.
+M.registerClient("tcp", { parse = parseTCPClient,
+  endpoint = function(reactor, host, port, opts)
+    local cls = host:find(":", 1, true) and M.TCP6ClientEndpoint
+      or TCP4ClientEndpoint
+    return cls:new(reactor, host, port, opts)
+  end })
+M.registerClient("unix", { parse = parseUNIXClient,
+  endpoint = function(reactor, path, opts)
+    return UNIXClientEndpoint:new(reactor, path, opts)
+  end })
+M.registerClient("ssl", { parse = parseSSL, endpoint = parseSSL })
 
 -- connectProtocol(endpoint, proto) → Deferred(proto): connects an
 -- already-built protocol instance.

@@ -5,6 +5,7 @@
 -- a hook that is missing is simply not called.
 
 local class = require "loom.class"
+local log = require "loom.log"
 
 local M = {}
 
@@ -198,7 +199,7 @@ function RCF:retry(connector)
   self.retries = self.retries + 1
   if self.maxRetries ~= nil and self.retries > self.maxRetries then
     if self.noisy then
-      require("loom.log").info("abandoning %s after %d retries",
+      log.info("abandoning %s after %d retries",
         tostring(connector), self.retries)
     end
     return
@@ -207,6 +208,8 @@ function RCF:retry(connector)
   if self.jitter and self.jitter ~= 0 then
     self.delay = normal(self.delay, self.delay * self.jitter)
   end
+  -- The reactor is required when first needed, as Twisted imports it: it
+  -- is built on this module (its Ports default to Factory's write limit).
   local clock = self.clock or require("loom.reactor")
   self.clock = clock
   self._callID = clock.callLater(math.max(self.delay, 0), function()

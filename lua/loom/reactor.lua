@@ -1,116 +1,37 @@
 -- loom.reactor: Twisted's reactor API over the C host (loom.core).
 --
 -- The C side owns the sockets and calls protocol hooks directly on the hot
--- path (dataReceived); this module makes ports, connectors, delayed calls
--- and system events, and receives the rarer events through core.setHooks.
+-- path (dataReceived), the rarer events through the hook table listed in
+-- loom.reactor.hooks. This module assembles the reactor from its parts
+-- (loom.reactor.base, tcp, unix, udp, process; none requires it back) and
+-- holds run, stop and the system events.
 
 local core = require "loom.core"
-local class = require "loom.class"
+local defer = require "loom.defer"
 local err = require "loom.error"
-local failure = require "loom.failure"
 local log = require "loom.log"
-
-local Failure = failure.Failure
+local threads = require "loom.threads"
+local base = require "loom.reactor.base"
+local process = require "loom.reactor.process"
+local tcp = require "loom.reactor.tcp"
+local udp = require "loom.reactor.udp"
+local unix = require "loom.reactor.unix"
 
 -- tostring(reactor) names it (Twisted prints its reactor's class).
 local reactor = setmetatable({ running = false }, {
   __tostring = function() return "<loom.reactor (libuv)>" end })
--- Registered now: the transport modules loaded below require it back.
-package.loaded["loom.reactor"] = reactor
 
--- Lazily loaded: loom.defer needs the reactor for its default clock.
-local function defer()
-  return require "loom.defer"
-end
-
--- Calls obj[name](obj, ...) when present; errors are logged, never raised.
-local function safeCall(obj, name, ...)
-  local f = obj and obj[name]
-  if f == nil then
-    return true
+-- The parts' public names: seconds, callLater, DelayedCall (base);
+-- listenTCP, connectTCP, resolve, resolveAll, Port, Connector (tcp);
+-- listenUNIX, connectUNIX, UNIXPort, UNIXConnector (unix); listenUDP,
+-- UDPPort (udp); spawnProcess (process).
+reactor.seconds = base.seconds
+reactor.callLater = base.callLater
+reactor.DelayedCall = base.DelayedCall
+for _, part in ipairs({ tcp, unix, udp, process }) do
+  for name, value in pairs(part) do
+    reactor[name] = value
   end
-  local ok, e = xpcall(f, failure.handler, obj, ...)
-  if not ok then
-    log.prefixed(log.prefixOf(obj)).err(e, "error in " .. name)
-  end
-  return ok, e
-end
-
-function reactor.seconds()
-  return core.walltime()
-end
-
--- DelayedCall ----------------------------------------------------------------
-
-local DelayedCall = class.Object:extend({ __name = "DelayedCall" })
-reactor.DelayedCall = DelayedCall
-
-local function fireDelayed(dc)
-  dc.called = true
-  dc.timer:close()
-  dc.timer = nil
-  dc.func(table.unpack(dc.args, 1, dc.args.n))
-end
-
-function DelayedCall:init(secs, func, args)
-  self.func = func
-  self.args = args
-  self.time = reactor.seconds() + secs
-  self.called = false
-  self.cancelled = false
-  self.timer = core.timer(fireDelayed, self)
-  self.timer:start(secs)
-end
-
-function DelayedCall:getTime()
-  return self.time
-end
-
-function DelayedCall:active()
-  return not (self.called or self.cancelled)
-end
-
-local function checkActive(self, what)
-  if self.cancelled then
-    error(err.AlreadyCancelled(what .. ": the call was cancelled"), 3)
-  elseif self.called then
-    error(err.AlreadyCalled(what .. ": the call already ran"), 3)
-  end
-end
-
-function DelayedCall:cancel()
-  checkActive(self, "cancel")
-  self.cancelled = true
-  self.timer:close()
-  self.timer = nil
-end
-
-function DelayedCall:reset(secs)
-  checkActive(self, "reset")
-  self.time = reactor.seconds() + secs
-  self.timer:start(secs)
-end
-
-function DelayedCall:delay(secs)
-  checkActive(self, "delay")
-  self.time = self.time + secs
-  self.timer:start(math.max(0, self.time - reactor.seconds()))
-end
-
-function DelayedCall:__tostring()
-  return string.format("<DelayedCall %s at %.3f>",
-    self.called and "called" or self.cancelled and "cancelled" or "pending",
-    self.time)
-end
-
-function reactor.callLater(secs, func, ...)
-  if type(secs) ~= "number" or secs ~= secs then
-    error("callLater: delay must be a number of seconds", 2)
-  end
-  if type(func) ~= "function" and not (getmetatable(func) or {}).__call then
-    error("callLater: second argument must be callable", 2)
-  end
-  return DelayedCall:new(math.max(secs, 0), func, table.pack(...))
 end
 
 -- System events -----------------------------------------------------------
@@ -189,7 +110,7 @@ function reactor.fireSystemEvent(event, done)
   if #pending == 0 then
     return rest()
   end
-  defer().DeferredList(pending, { consumeErrors = true })
+  defer.DeferredList(pending, { consumeErrors = true })
     :addCallback(function() rest() end)
 end
 
@@ -310,111 +231,18 @@ function reactor.stop()
   end)
 end
 
--- Hooks from C ----------------------------------------------------------------
-
-local hooks = {}
-
--- A Lua error in a hook: log it with its traceback and context, and give
--- C the Failure that connectionLost will receive.
--- Any error value is reported, nil and one whose __tostring raises included.
-function hooks.error(where, value, tb, transport)
-  local f = failure.fromError(value, tb)
-  local proto = transport and transport.protocol
-  local mt = proto and getmetatable(proto)
-  local name = type(mt) == "table" and rawget(mt, "__name") or nil
-  local prefix = proto and log.prefixOf(proto) or nil
-  local what = name and (name .. "." .. where) or where
-  log.prefixed(prefix).err(f, "error in " .. what)
-  return f
-end
-
-local CONNECTION_DONE = "Connection was closed cleanly."
-
-function hooks.lost(transport, proto, owner, kind, message, reason, connected)
-  if not connected then
-    if owner and owner._connectFailed then
-      owner:_connectFailed(transport, kind, message)
-    end
-    return
-  end
-  if reason == nil then
-    -- No traceback: nothing raised, and capturing one per close is costly.
-    if kind == "done" then
-      reason = Failure(err.ConnectionDone(CONNECTION_DONE), "")
-    elseif kind == "aborted" then
-      reason = Failure(err.ConnectionAborted(
-        "Connection was aborted locally."), "")
-    elseif kind == "writeBufferFull" then
-      reason = Failure(err.WriteBufferFull(message), "")
-      log.prefixed(proto and log.prefixOf(proto)).warn("%s: connection"
-        .. " aborted", message)
-    else
-      reason = Failure(err.ConnectionLost(message or ("Connection lost ("
-        .. kind .. ")"), { errno = kind }), "")
-    end
-  end
-  if proto then
-    proto.connected = false
-    safeCall(proto, "connectionLost", reason)
-  end
-  if owner and owner._connectionLost then
-    owner:_connectionLost(transport, proto, reason)
-  end
-end
-
-function hooks.accept(port, transport)
-  port:_accept(transport)
-end
-
-function hooks.connected(transport, connector, errname, message)
-  connector:_connected(transport, errname, message)
-end
-
-core.setHooks(hooks)
-
-local function checkFactory(fn, factory)
-  if type(factory) ~= "table" or type(factory.buildProtocol) ~= "function" then
-    error(fn .. ": factory must be a Factory (with buildProtocol)", 3)
-  end
-end
-
--- What the transport modules (loom.reactor.tcp, …) share with this one.
-local internal = require "loom.reactor.internal"
-internal.hooks = hooks
-internal.safeCall = safeCall
-internal.defer = defer
-internal.checkFactory = checkFactory
-
-require "loom.reactor.tcp"
-require "loom.reactor.unix"
-require "loom.reactor.udp"
-require "loom.reactor.process"
-
--- Threads (loom.threads) ------------------------------------------------------------
-
-local function threads()
-  return require "loom.threads"
-end
-
-function hooks.threadDone(id, ok, values, tb)
-  threads()._done(id, ok, values, tb)
-end
-
-function hooks.callFromThread()
-  threads()._drain()
-end
+-- Threads (loom.threads) ------------------------------------------------------
 
 function reactor.callInThread(f, ...)
-  return threads().callInThread(f, ...)
+  return threads.callInThread(f, ...)
 end
 
 function reactor.callFromThread(f, ...)
-  return threads().callFromThread(f, ...)
+  return threads.callFromThread(f, ...)
 end
 
 function reactor.suggestThreadPoolSize(n)
-  return threads().setPoolSize(n)
+  return threads.setPoolSize(n)
 end
 
 return reactor
-

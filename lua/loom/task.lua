@@ -14,8 +14,10 @@
 
 local class = require "loom.class"
 local defer = require "loom.defer"
+local delayedcall = require "loom.delayedcall"
 local err = require "loom.error"
 local failure = require "loom.failure"
+local reactor = require "loom.reactor"
 
 local Deferred = defer.Deferred
 local Failure = failure.Failure
@@ -24,65 +26,11 @@ local pack, unpack = table.pack, table.unpack
 
 local task = {}
 
--- Clock and its DelayedCall ---------------------------------------------------
+-- Clock --------------------------------------------------------------------------
 
-local DelayedCall = class.Object:extend({ __name = "DelayedCall" })
+-- The Clock's calls are the reactor's class (loom.delayedcall).
+local DelayedCall = delayedcall.DelayedCall
 task.DelayedCall = DelayedCall
-
-function DelayedCall:init(clock, time, seq, f, args)
-  self.clock = clock
-  self.time = time
-  self.seq = seq
-  self.func = f
-  self.args = args
-  self.called = false
-  self.cancelled = false
-end
-
-function DelayedCall:getTime()
-  return self.time
-end
-
-function DelayedCall:active()
-  return not (self.called or self.cancelled)
-end
-
-local function checkPending(self)
-  if self.cancelled then
-    error(err.AlreadyCancelled("the call was already cancelled"), 3)
-  elseif self.called then
-    error(err.AlreadyCalled("the call was already made"), 3)
-  end
-end
-
--- Unschedule the call; AlreadyCalled/AlreadyCancelled when not pending.
-function DelayedCall:cancel()
-  checkPending(self)
-  self.cancelled = true
-  self.clock:_remove(self)
-  self.func, self.args = nil, nil
-end
-
--- Run secs from now instead.
-function DelayedCall:reset(secs)
-  checkPending(self)
-  self.time = self.clock.rightNow + secs
-  self.clock:_sort()
-end
-
--- Run secs later than planned.
-function DelayedCall:delay(secs)
-  checkPending(self)
-  self.time = self.time + secs
-  self.clock:_sort()
-end
-
-function DelayedCall:__tostring()
-  local state = self.called and "called" or self.cancelled and "cancelled"
-    or "pending"
-  return string.format("<DelayedCall at %p: %s, time %s>", self, state,
-    tostring(self.time))
-end
 
 local Clock = class.Object:extend({ __name = "Clock" })
 task.Clock = Clock
@@ -94,15 +42,16 @@ function Clock:init()
   self.calls = {}
   self._seq = 0
   -- Bound methods: a Clock stands in for the reactor module, which is used
-  -- with a dot (reactor.callLater(...)); the colon form works as well.
+  -- with a dot (reactor.callLater(...)); the colon form works as well. The
+  -- method is looked up in the class at each call, so a class patched
+  -- later (hot reload) is seen.
   local cls = getmetatable(self)
   for _, name in ipairs(BOUND) do
-    local method = cls[name]
     self[name] = function(first, ...)
       if first == self then
-        return method(self, ...)
+        return cls[name](self, ...)
       end
-      return method(self, first, ...)
+      return cls[name](self, first, ...)
     end
   end
 end
@@ -111,19 +60,29 @@ function Clock:seconds()
   return self.rightNow
 end
 
+-- The calls are kept sorted by time, then by when they were made (handle:
+-- a sequence number), as Twisted's stable sort keeps them.
 local function earlier(a, b)
   if a.time ~= b.time then
     return a.time < b.time
   end
-  return a.seq < b.seq
+  return a.handle < b.handle
 end
 
-function Clock:_sort()
-  table.sort(self.calls, earlier)
+local function insert(calls, call)
+  local lo, hi = 1, #calls
+  while lo <= hi do
+    local mid = (lo + hi) // 2
+    if earlier(call, calls[mid]) then
+      hi = mid - 1
+    else
+      lo = mid + 1
+    end
+  end
+  table.insert(calls, lo, call)
 end
 
-function Clock:_remove(call)
-  local calls = self.calls
+local function remove(calls, call)
   for i = 1, #calls do
     if calls[i] == call then
       table.remove(calls, i)
@@ -132,15 +91,28 @@ function Clock:_remove(call)
   end
 end
 
--- clock:callLater(secs, f, ...) → DelayedCall running f(...) at now + secs.
+-- The DelayedCall scheduler interface (loom.delayedcall).
+function Clock:_cancelCall(call)
+  remove(self.calls, call)
+end
+
+function Clock:_resetCall(call)
+  remove(self.calls, call)
+  insert(self.calls, call)
+end
+
+-- clock:callLater(secs, f, ...) -> DelayedCall running f(...) at now + secs.
 function Clock:callLater(secs, f, ...)
-  assert(type(secs) == "number", "callLater: secs must be a number")
-  assert(f ~= nil, "callLater: f is required")
+  if type(secs) ~= "number" or secs ~= secs then
+    error("callLater: delay must be a number of seconds", 2)
+  end
+  if f == nil then
+    error("callLater: second argument must be callable", 2)
+  end
   self._seq = self._seq + 1
-  local call = DelayedCall(self, self.rightNow + secs, self._seq, f, pack(...))
-  local calls = self.calls
-  calls[#calls + 1] = call
-  self:_sort()
+  local call = DelayedCall(self, self.rightNow + secs, f, pack(...),
+    self._seq)
+  insert(self.calls, call)
   return call
 end
 
@@ -155,11 +127,7 @@ function Clock:advance(secs)
   self.rightNow = self.rightNow + (secs or 0)
   local calls = self.calls
   while calls[1] and calls[1].time <= self.rightNow do
-    local call = table.remove(calls, 1)
-    call.called = true
-    local f, args = call.func, call.args
-    call.func, call.args = nil, nil
-    f(unpack(args, 1, args.n))
+    delayedcall.fire(table.remove(calls, 1))
   end
 end
 
@@ -206,7 +174,7 @@ function LoopingCall:init(f, ...)
   self.interval = nil
   self.starttime = nil
   -- Set it (e.g. to a task.Clock) before start(); the reactor by default.
-  self.clock = package.loaded["loom.reactor"]
+  self.clock = reactor
 end
 
 -- LoopingCall.withCount(f): f(count) is called with the number of intervals
@@ -253,7 +221,7 @@ function LoopingCall:start(interval, now)
     error("LoopingCall:start: interval must be a number >= 0", 2)
   end
   if self.clock == nil then
-    self.clock = require("loom.reactor")
+    self.clock = reactor
   end
   if now == nil then
     now = true
@@ -542,7 +510,7 @@ end
 function Cooperator:_reschedule()
   if self._delayedCall == nil and #self._tasks > 0 and not self._stopped then
     if self.clock == nil then
-      self.clock = require("loom.reactor")
+      self.clock = reactor
     end
     self._delayedCall = clockCall(self.clock, "callLater", self.tickDelay,
       tick, self)

@@ -16,6 +16,7 @@ local core = require "loom.core"
 local defer = require "loom.defer"
 local failure = require "loom.failure"
 local log = require "loom.log"
+local hooks = require("loom.reactor.hooks").hooks
 
 local Failure = failure.Failure
 
@@ -68,7 +69,7 @@ function M.setPoolSize(n)
   core.setPoolSize(n)
 end
 
--- From C (reactor.lua's hooks): a job finished.
+-- From C: a job finished.
 function M._done(id, ok, values, tb)
   local d = pending[id]
   pending[id] = nil
@@ -96,5 +97,8 @@ function M._drain()
     end
   end
 end
+
+hooks.threadDone = M._done
+hooks.callFromThread = M._drain
 
 return M

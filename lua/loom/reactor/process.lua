@@ -1,14 +1,16 @@
--- loom.reactor.process: child processes (reactor.spawnProcess).
+-- loom.reactor.process: child processes (reactor.spawnProcess). Part of
+-- loom.reactor, which re-exports what this module returns.
 
 local core = require "loom.core"
 local err = require "loom.error"
 local failure = require "loom.failure"
-local reactor = require "loom.reactor"
-local internal = require "loom.reactor.internal"
+local base = require "loom.reactor.base"
+local hooks = require("loom.reactor.hooks").hooks
 
 local Failure = failure.Failure
-local hooks = internal.hooks
-local safeCall = internal.safeCall
+local safeCall = base.safeCall
+
+local M = {}
 
 -- Processes -----------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ end
 -- args[1] is argv[0]. A spawn failure (no such executable, EACCES…)
 -- raises one line: "spawnProcess: /no/such: ENOENT: no such file or
 -- directory" (Twisted reports it later, as exit code 1).
-function reactor.spawnProcess(proto, executable, args, opts)
+function M.spawnProcess(proto, executable, args, opts)
   opts = opts or {}
   if type(proto) ~= "table" then
     error("spawnProcess: processProtocol must be a ProcessProtocol", 2)
@@ -123,3 +125,5 @@ function reactor.spawnProcess(proto, executable, args, opts)
   end
   return t
 end
+
+return M

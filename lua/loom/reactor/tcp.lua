@@ -1,21 +1,24 @@
 -- loom.reactor.tcp: TCP ports and connectors, and name resolution
--- (reactor.listenTCP, connectTCP, resolve). Part of loom.reactor.
+-- (reactor.listenTCP, connectTCP, resolve). Part of loom.reactor, which
+-- re-exports what this module returns.
 
 local core = require "loom.core"
 local address = require "loom.address"
 local class = require "loom.class"
+local defer = require "loom.defer"
 local err = require "loom.error"
 local failure = require "loom.failure"
 local log = require "loom.log"
-local reactor = require "loom.reactor"
-local internal = require "loom.reactor.internal"
 local protocol = require "loom.protocol"
+local base = require "loom.reactor.base"
+local hooks = require("loom.reactor.hooks").hooks
 
 local Failure = failure.Failure
-local hooks = internal.hooks
-local safeCall = internal.safeCall
-local defer = internal.defer
-local checkFactory = internal.checkFactory
+local safeCall = base.safeCall
+local checkFactory = base.checkFactory
+local callLater = base.callLater
+
+local M = {}
 
 -- The write-buffer limit of a new connection: the port's or connector's
 -- (an endpoint's maxWriteBuffer=), else the factory's, else the default.
@@ -62,12 +65,11 @@ local function attachProtocol(factory, transport, addr)
   end
   return true
 end
-internal.attachProtocol = attachProtocol
 
 -- TCP ports -------------------------------------------------------------------
 
 local Port = class.Object:extend({ __name = "Port" })
-reactor.Port = Port
+M.Port = Port
 
 function Port:init(port, factory, opts)
   self.port = port
@@ -128,7 +130,7 @@ function Port:_acceptFailed(errname, message, dropped)
   log.prefixed(tostring(self)).error("accept: %s: %s%s; closed %d waiting "
     .. "connection(s); still accepting", errname, message, hint, dropped)
   self._acceptFailures, self._acceptDropped = 0, 0
-  self._acceptLogCall = reactor.callLater(ACCEPT_LOG_INTERVAL, acceptSummary,
+  self._acceptLogCall = callLater(ACCEPT_LOG_INTERVAL, acceptSummary,
     self)
 end
 
@@ -159,16 +161,15 @@ end
 
 -- Returns a Deferred that fires once the socket is closed.
 function Port:stopListening()
-  local d = defer()
   if not self.connected then
-    return d.succeed(nil)
+    return defer.succeed(nil)
   end
   self.connected = false
   self.listener:close()
   self.listener = nil
   -- The close callback runs in this loop iteration; the factory stops now.
   self.factory:doStop()
-  return d.succeed(nil)
+  return defer.succeed(nil)
 end
 Port.loseConnection = Port.stopListening
 
@@ -181,7 +182,7 @@ function Port:__tostring()
   return string.format("<Port %s:%s>", self.interface, tostring(port))
 end
 
-function reactor.listenTCP(port, factory, opts)
+function M.listenTCP(port, factory, opts)
   opts = opts or {}
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
     error("listenTCP: port must be an integer 0-65535, got "
@@ -196,7 +197,7 @@ end
 -- TCP connectors ----------------------------------------------------------------
 
 local Connector = class.Object:extend({ __name = "Connector" })
-reactor.Connector = Connector
+M.Connector = Connector
 
 function Connector:init(host, port, factory, opts)
   self.host = host
@@ -261,7 +262,7 @@ end
 -- addresses in turn until one connects.
 function Connector:_attempt()
   if self.timeout and self.timeout > 0 then
-    self.timeoutCall = reactor.callLater(self.timeout, function()
+    self.timeoutCall = callLater(self.timeout, function()
       self.timeoutCall = nil
       local reason = Failure(err.TimeoutError(string.format(
         "connection to %s:%s timed out after %gs", self.host, self.port,
@@ -282,7 +283,7 @@ function Connector:_attempt()
   end
   local token = {}
   self._resolving = token
-  reactor.resolveAll(self.host):addCallbacks(function(addrs)
+  M.resolveAll(self.host):addCallbacks(function(addrs)
     if self._resolving == token and self.state == "connecting" then
       self._resolving = nil
       self._addrs, self._addrIndex = addrs, 1
@@ -327,7 +328,7 @@ end
 -- An attempt that failed before it began is reported on the next loop
 -- turn, unless stopConnecting reports it first.
 function Connector:_failSoon(reason)
-  self._pendingFail = reactor.callLater(0, function()
+  self._pendingFail = callLater(0, function()
     self._pendingFail = nil
     self:_failed(reason)
   end)
@@ -406,7 +407,7 @@ function Connector:disconnect()
   end
 end
 
-function reactor.connectTCP(host, port, factory, opts)
+function M.connectTCP(host, port, factory, opts)
   opts = opts or {}
   if type(host) ~= "string" then
     error("connectTCP: host must be a string", 2)
@@ -442,12 +443,12 @@ end
 
 -- Every address of name (IPv6 and IPv4, in getaddrinfo's order), looked
 -- up off the loop: a Deferred of a list of strings.
-function reactor.resolveAll(name)
+function M.resolveAll(name)
   if type(name) ~= "string" or name == "" then
     error("resolve: name must be a non-empty string", 2)
   end
   lastLookup = lastLookup + 1
-  local d = defer().Deferred()
+  local d = defer.Deferred()
   local ok, errname, message = core.resolve(name, lastLookup)
   if not ok then
     d:errback(Failure(err.DNSLookupError(string.format("%s: %s: %s", name,
@@ -460,8 +461,8 @@ end
 
 -- Twisted's reactor.resolve: a Deferred of one address string (IPv4 when
 -- there is one, as gethostbyname), or a DNSLookupError Failure.
-function reactor.resolve(name)
-  return reactor.resolveAll(name):addCallback(function(addrs)
+function M.resolve(name)
+  return M.resolveAll(name):addCallback(function(addrs)
     for _, a in ipairs(addrs) do
       if not a:find(":", 1, true) then
         return a
@@ -470,3 +471,5 @@ function reactor.resolve(name)
     return addrs[1]
   end)
 end
+
+return M

@@ -1,25 +1,27 @@
--- loom.reactor.udp: UDP ports and multicast (reactor.listenUDP).
+-- loom.reactor.udp: UDP ports and multicast (reactor.listenUDP). Part of
+-- loom.reactor, which re-exports what this module returns.
 
 local core = require "loom.core"
 local address = require "loom.address"
 local class = require "loom.class"
+local defer = require "loom.defer"
 local err = require "loom.error"
 local failure = require "loom.failure"
 local log = require "loom.log"
-local reactor = require "loom.reactor"
-local internal = require "loom.reactor.internal"
+local base = require "loom.reactor.base"
+local hooks = require("loom.reactor.hooks").hooks
 
 local Failure = failure.Failure
-local hooks = internal.hooks
-local safeCall = internal.safeCall
-local defer = internal.defer
+local safeCall = base.safeCall
+
+local M = {}
 
 -- UDP ---------------------------------------------------------------------------
 
 local MulticastJoinError = err.MulticastJoinError
 
 local UDPPort = class.Object:extend({ __name = "UDPPort" })
-reactor.UDPPort = UDPPort
+M.UDPPort = UDPPort
 
 function UDPPort:init(port, proto, opts)
   self.port = port
@@ -129,9 +131,9 @@ local function membership(self, addr, iface, join)
   local sock = checkOpen(self, join and "joinGroup" or "leaveGroup")
   local ok, msg = sock:membership(addr, iface, join)
   if ok then
-    return defer().succeed(true)
+    return defer.succeed(true)
   end
-  return defer().fail(Failure(MulticastJoinError((join and "joinGroup: "
+  return defer.fail(Failure(MulticastJoinError((join and "joinGroup: "
     or "leaveGroup: ") .. msg), ""))
 end
 
@@ -172,7 +174,7 @@ end
 
 -- A Deferred firing once the socket closed and stopProtocol ran.
 function UDPPort:stopListening()
-  local d = defer().Deferred()
+  local d = defer.Deferred()
   if not self.socket then
     d:callback(nil)
     return d
@@ -213,7 +215,7 @@ function hooks.udpClosed(port)
   port:_closed()
 end
 
-function reactor.listenUDP(port, proto, opts)
+function M.listenUDP(port, proto, opts)
   opts = opts or {}
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
     error("listenUDP: port must be an integer 0-65535, got "
@@ -227,3 +229,5 @@ function reactor.listenUDP(port, proto, opts)
   p:startListening()
   return p
 end
+
+return M

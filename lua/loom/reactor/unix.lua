@@ -1,23 +1,27 @@
 -- loom.reactor.unix: Unix stream sockets (reactor.listenUNIX,
--- connectUNIX), TCP's Port and Connector over a socket path.
+-- connectUNIX), TCP's Port and Connector over a socket path. Part of
+-- loom.reactor, which re-exports what this module returns.
 
 local core = require "loom.core"
 local address = require "loom.address"
+local defer = require "loom.defer"
 local err = require "loom.error"
 local failure = require "loom.failure"
-local reactor = require "loom.reactor"
-local internal = require "loom.reactor.internal"
+local base = require "loom.reactor.base"
+local hooks = require("loom.reactor.hooks").hooks
+local tcp = require "loom.reactor.tcp"
 
 local Failure = failure.Failure
-local checkFactory = internal.checkFactory
-local safeCall = internal.safeCall
-local defer = internal.defer
-local Port, Connector = reactor.Port, reactor.Connector
+local checkFactory = base.checkFactory
+local safeCall = base.safeCall
+local Port, Connector = tcp.Port, tcp.Connector
+
+local M = {}
 
 -- Unix sockets ------------------------------------------------------------------
 
 local UNIXPort = Port:extend({ __name = "UNIXPort" })
-reactor.UNIXPort = UNIXPort
+M.UNIXPort = UNIXPort
 
 function UNIXPort:init(path, factory, opts)
   self.path = path
@@ -44,7 +48,7 @@ end
 -- wantPID lock released (Twisted's connectionLost), so the path can be
 -- listened on again as soon as it fires. The factory stops just before.
 function UNIXPort:stopListening()
-  local d = defer().Deferred()
+  local d = defer.Deferred()
   if not self.connected and not self._closing then
     d:callback(nil)
     return d
@@ -75,7 +79,7 @@ function UNIXPort:_closed()
   end
 end
 
-function internal.hooks.unixListenerClosed(port)
+function hooks.unixListenerClosed(port)
   port:_closed()
 end
 
@@ -83,7 +87,7 @@ function UNIXPort:__tostring()
   return string.format("<UNIXPort %s>", self.path)
 end
 
-function reactor.listenUNIX(path, factory, opts)
+function M.listenUNIX(path, factory, opts)
   opts = opts or {}
   if type(path) ~= "string" or path == "" then
     error("listenUNIX: path must be a non-empty string", 2)
@@ -98,7 +102,7 @@ function reactor.listenUNIX(path, factory, opts)
 end
 
 local UNIXConnector = Connector:extend({ __name = "UNIXConnector" })
-reactor.UNIXConnector = UNIXConnector
+M.UNIXConnector = UNIXConnector
 
 function UNIXConnector:init(path, factory, opts)
   Connector.init(self, path, nil, factory, opts)
@@ -125,7 +129,7 @@ function UNIXConnector:_attempt()
   end
   self.transport = t
   if self.timeout and self.timeout > 0 then
-    self.timeoutCall = reactor.callLater(self.timeout, function()
+    self.timeoutCall = base.callLater(self.timeout, function()
       self.timeoutCall = nil
       self._failReason = Failure(err.TimeoutError(string.format(
         "connection to %s timed out after %gs", self.path, self.timeout)))
@@ -150,7 +154,7 @@ function UNIXConnector:_connected(transport, errname, message)
   return Connector._connected(self, transport)
 end
 
-function reactor.connectUNIX(path, factory, opts)
+function M.connectUNIX(path, factory, opts)
   opts = opts or {}
   if type(path) ~= "string" or path == "" then
     error("connectUNIX: path must be a non-empty string", 2)
@@ -160,3 +164,5 @@ function reactor.connectUNIX(path, factory, opts)
   c:connect()
   return c
 end
+
+return M
