@@ -64,10 +64,10 @@ $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 # C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
-$(BUILD)/test/%: test/%.c $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
+$(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libuv) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)

@@ -10,20 +10,9 @@
 #include <unistd.h>
 
 #include "../host/internal.h"
+#include "check.h"
 
-static int passed, failed;
 static loom_state st;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
-  } while (0)
 
 /* Runs the loop until *flag is set, at most 5 seconds. */
 static void run_until(int *flag) {
@@ -366,6 +355,5 @@ int main(void) {
   loom__state_close(&st); /* Joins the pool; must leave no handle behind. */
   CHECK(st.nstreams == 0);
   CHECK(st.pool == NULL);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_report();
 }
