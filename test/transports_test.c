@@ -222,7 +222,9 @@ static const loom_process_vtable proc_vt = {
 };
 
 static void test_process_output_and_exit(void) {
-  char *args[] = { "sh", "-c", "read x; echo got $x; exit 3", NULL };
+  /* uv_process_options_t takes char **: writable copies of the words. */
+  char sh[] = "sh", c[] = "-c", script[] = "read x; echo got $x; exit 3";
+  char *args[] = { sh, c, script, NULL };
   char *env[] = { NULL };
   loom_spawn_opts o;
   loom_process *p = calloc(1, sizeof(*p));
@@ -245,7 +247,8 @@ static void test_process_output_and_exit(void) {
 }
 
 static void test_process_missing_executable(void) {
-  char *args[] = { "nope", NULL };
+  char nope[] = "nope";
+  char *args[] = { nope, NULL };
   loom_spawn_opts o;
   loom_process *p = calloc(1, sizeof(*p));
   char err[256];
