@@ -13,21 +13,29 @@ static void on_keepalive(uv_async_t *a) {
 }
 
 /*
-** A write to a socket the peer has closed must fail with EPIPE, not kill
-** the process: ignore SIGPIPE unless the program chose its own handler.
+** A failing write must return an error to its caller, not kill the
+** process: SIGPIPE (a socket the peer closed: EPIPE) and SIGXFSZ (a file
+** past RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) are ignored
+** unless the program chose its own handler, as Python does for both.
+** libuv resets them to the default in spawned children.
 */
-static void ignore_sigpipe(void) {
+static void ignore_if_default(int signum) {
   struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+  if (sigaction(signum, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
     sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(signum, &sa, NULL);
   }
+}
+
+static void ignore_write_signals(void) {
+  ignore_if_default(SIGPIPE);
+  ignore_if_default(SIGXFSZ);
 }
 
 /* Uses loop when given (an embedder's), else a loop of the state's own. */
 int loom__state_init(loom_state *st, uv_loop_t *loop) {
   int rc;
-  ignore_sigpipe();
+  ignore_write_signals();
   memset(st, 0, sizeof(*st));
   st->hooks_ref = -2; /* LUA_NOREF, without including lua.h here. */
   if (loop == NULL) {

@@ -56,6 +56,17 @@ function Chat:timeoutConnection()
   policies.TimeoutMixin.timeoutConnection(self)
 end
 
+-- A line longer than MAX_LENGTH: the member is told, it is logged, and
+-- the connection is dropped (LineReceiver's default, silent otherwise).
+function Chat:lineLengthExceeded(line)
+  log.prefixed(self:logPrefix()).info("chat: disconnecting %s: a line"
+    .. " longer than %d bytes", self.nick or "a member without a nickname",
+    self.MAX_LENGTH)
+  self:say(string.format("* disconnected: lines are at most %d bytes",
+    self.MAX_LENGTH))
+  return basic.LineReceiver.lineLengthExceeded(self, line)
+end
+
 local function validNick(nick)
   return nick:match("^[%w_%-%.]+$") ~= nil and #nick <= 32
 end

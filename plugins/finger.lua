@@ -49,6 +49,13 @@ function Finger:timeoutConnection()
   policies.TimeoutMixin.timeoutConnection(self)
 end
 
+-- A query longer than MAX_LENGTH: logged, then the connection is dropped.
+function Finger:lineLengthExceeded(line)
+  log.prefixed(self:logPrefix()).info("finger: disconnecting: a query"
+    .. " longer than %d bytes", self.MAX_LENGTH)
+  return basic.LineReceiver.lineLengthExceeded(self, line)
+end
+
 function Finger:connectionLost()
   self:setTimeout(nil)
 end

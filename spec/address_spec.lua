@@ -15,18 +15,7 @@ local runUntil = testing.runUntil
 local net = dofile("spec/support/net.lua")
 local Echo, Recorder = net.Echo, net.Recorder
 local waitFor = net.waitFor
-
-local function listen(factory, iface)
-  return reactor.listenTCP(0, factory, { interface = iface or "127.0.0.1" })
-end
-
-local function connect(port, P, host)
-  local proto = (P or Recorder):new()
-  local cf = ClientFactory:new()
-  function cf:buildProtocol() return proto end
-  reactor.connectTCP(host or "127.0.0.1", port:getHost().port, cf)
-  return proto
-end
+local listen, connect = net.listen, net.connect
 
 describe("address tables", function()
   it("print like Twisted's IPv4Address, IPv6Address and UNIXAddress",

@@ -16,18 +16,7 @@ local runUntil = testing.runUntil
 local net = dofile("spec/support/net.lua")
 local Echo, Recorder = net.Echo, net.Recorder
 local waitFor = net.waitFor
-
-local function listen(factory)
-  return reactor.listenTCP(0, factory, { interface = "127.0.0.1" })
-end
-
-local function connect(port, P)
-  local proto = (P or Recorder):new()
-  local cf = ClientFactory:new()
-  function cf:buildProtocol() return proto end
-  reactor.connectTCP("127.0.0.1", port:getHost().port, cf)
-  return proto
-end
+local listen, connect = net.listen, net.connect
 
 -- Collects the error events logged while fn runs.
 local function errorsLogged(fn)

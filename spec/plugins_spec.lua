@@ -361,6 +361,30 @@ describe("built-in plugins over loopback", function()
   end)
 end)
 
+describe("built-in line plugins and an over-long line", function()
+  it("chat and finger log it and drop only that connection", function()
+    for _, case in ipairs({
+      { "chat", "chat: disconnecting a member without a nickname: a line"
+        .. " longer than 16384 bytes" },
+      { "finger", "finger: disconnecting: a query longer than 16384 bytes" },
+    }) do
+      local server = sub.start(case[1] .. " " .. PORT)
+      local c = sub.connect(server.port)
+      c.transport:write(("x"):rep(20000))
+      testing.runUntil(c.lost, 5)
+      if case[1] == "chat" then
+        c:waitFor("* disconnected: lines are at most 16384 bytes", true)
+      end
+      local ok = sub.connect(server.port) -- the host goes on serving
+      ok.transport:loseConnection()
+      testing.runUntil(ok.lost, 5)
+      local status, _, err = sub.stop(server)
+      assert.equal(0, status)
+      assert.truthy(err:find(case[2], 1, true), err)
+    end
+  end)
+end)
+
 describe("built-in plugin defaults", function()
   local endpoints = require "loom.endpoints"
   local log = require "loom.log"

@@ -14,22 +14,8 @@ local net = dofile("spec/support/net.lua")
 local Echo, Recorder = net.Echo, net.Recorder
 local recordingFactory = net.recordingFactory
 
-local function listen(factory, iface)
-  return reactor.listenTCP(0, factory, { interface = iface or "127.0.0.1" })
-end
-
-local function connect(port, P, host)
-  local proto = (P or Recorder):new()
-  local cf = ClientFactory:new()
-  function cf:buildProtocol()
-    return proto
-  end
-  local connector = reactor.connectTCP(host or "127.0.0.1",
-    port:getHost().port, cf)
-  return proto, connector, cf
-end
-
 local waitFor = net.waitFor
+local listen, connect = net.listen, net.connect
 
 describe("listenTCP", function()
   it("picks a free port with port 0 and reports it in getHost", function()

@@ -12,17 +12,9 @@ local sub = dofile("spec/support/subprocess.lua")
 local chatPlugin = dofile("plugins/chat.lua")
 local fingerPlugin = dofile("plugins/finger.lua")
 
-local function listen(factory)
-  return reactor.listenTCP(0, factory, { interface = "127.0.0.1" })
-end
+local listen = net.listen
 
-local function connect(port)
-  local c = net.Recorder:new()
-  local cf = protocol.ClientFactory:new()
-  function cf.buildProtocol() return c end
-  reactor.connectTCP("127.0.0.1", port:getHost().port, cf)
-  return c
-end
+local connect = net.connect
 
 -- Writes `what` every `every` seconds while connected.
 local function trickle(c, what, every)

@@ -119,7 +119,7 @@ end
 
 local function integer(kind, what, s, lo, hi)
   local n = math.tointeger(tonumber(s, 10))
-  if n == nil or not s:match("^%s*%d+%s*$") then
+  if n == nil or not s:match("^%s*%-?%d+%s*$") then
     bad("%s: %s '%s' is not a number", kind, what, s)
   end
   if (lo and n < lo) or (hi and n > hi) then

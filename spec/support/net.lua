@@ -84,6 +84,24 @@ function net.recordingFactory(P)
   return f
 end
 
+-- A TCP port on loopback (127.0.0.1 unless iface), port 0.
+function net.listen(factory, iface)
+  return reactor.listenTCP(0, factory, { interface = iface or "127.0.0.1" })
+end
+
+-- Connects a new P (default Recorder) to port; returns the protocol, the
+-- connector and the client factory.
+function net.connect(port, P, host)
+  local proto = (P or Recorder):new()
+  local cf = protocol.ClientFactory:new()
+  function cf:buildProtocol()
+    return proto
+  end
+  local connector = reactor.connectTCP(host or "127.0.0.1",
+    port:getHost().port, cf)
+  return proto, connector, cf
+end
+
 -- Spins the reactor until cond() holds (polling), at most timeout s.
 function net.waitFor(cond, timeout)
   local d = defer.Deferred()
