@@ -1,8 +1,8 @@
 -- `loom test [ARGS]`: busted run inside the loom host.
 local LOOM = os.getenv("LOOM_BIN") or "build/loom"
 
-local function loomTest(args)
-  local p = io.popen("timeout 60 " .. LOOM .. " test " .. args
+local function loomTest(args, env)
+  local p = io.popen((env or "") .. " timeout 60 " .. LOOM .. " test " .. args
     .. " 2>&1; echo \"status=$?\"")
   local out = p:read("a")
   p:close()
@@ -72,6 +72,13 @@ describe("loom test", function()
       require("loom.reactor").callLater(3600, print)]])
     assert.equal(1, status, out)
     assert.matches("handles still open: timer 1", out, 1, true)
+  end)
+
+  it("says in one line when busted is not installed", function()
+    local out, status = loomTest("examples/testing", "LUA_PATH='/nonexistent/?.lua'")
+    assert.equal(1, status, out)
+    assert.equal("loom: test: busted is not installed (apt-get install"
+      .. " lua-busted)\nstatus=1\n", out)
   end)
 
   it("passes a run whose specs closed what they opened", function()
