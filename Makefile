@@ -127,8 +127,9 @@ test: all
 	@$(LUA_ENV) sh spec/run.sh $(LUA)
 
 # The specs run inside build-san/loom (loom test), an executable with ASan
-# and UBSan linked in, so nothing is preloaded into a plain lua5.4, and
-# LeakSanitizer checks every loom process at its exit.
+# and UBSan linked in, so nothing is preloaded into a plain lua5.4. Leaks
+# are valgrind's: LeakSanitizer's tracer was seen to deadlock with a loom
+# exiting on SIGTERM (main.c blocks the signal, so timeout(1) cannot end it).
 sanitize: all
 	@$(MAKE) --no-print-directory deps DEB_PKGS=valgrind
 	$(MAKE) BUILD=build-san OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
@@ -136,7 +137,7 @@ sanitize: all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 	  LUA_CPATH="$(CURDIR)/build-san/?.so;;" LOOM_BIN="$(CURDIR)/build-san/loom" \
 	  BUILD=build-san LOOM_SANITIZE=1 \
-	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  sh spec/run.sh $(LUA)
 	@$(LUA_ENV) sh spec/valgrind.sh
 
