@@ -86,6 +86,20 @@ static int l_stream_count(lua_State *L) {
   return 1;
 }
 
+/* core.openHandles() -> {tcp = 2, timer = 1}: what is left open, by type. */
+static int l_open_handles(lua_State *L) {
+  int counts[UV_HANDLE_TYPE_MAX], i;
+  loom__open_handles(loom__get_state(L), counts);
+  lua_newtable(L);
+  for (i = 0; i < UV_HANDLE_TYPE_MAX; i++) {
+    if (counts[i] > 0) {
+      lua_pushinteger(L, counts[i]);
+      lua_setfield(L, -2, uv_handle_type_name((uv_handle_type)i));
+    }
+  }
+  return 1;
+}
+
 /* core.listDir(path) -> sorted list of names, or nil, message. */
 static int l_list_dir(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -123,6 +137,7 @@ static const luaL_Reg core_functions[] = {
   {"setHooks", l_set_hooks},
   {"closeAll", l_close_all},
   {"streamCount", l_stream_count},
+  {"openHandles", l_open_handles},
   {NULL, NULL}
 };
 

@@ -298,6 +298,7 @@ int loom__state_run(loom_state *st);
 void loom__state_stop(loom_state *st);
 void loom__state_close(loom_state *st);
 void loom__close_all(loom_state *st);
+int loom__open_handles(loom_state *st, int counts[UV_HANDLE_TYPE_MAX]);
 double loom__now(loom_state *st);
 
 /* buf.c */

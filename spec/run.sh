@@ -2,9 +2,13 @@
 # Runs every spec (busted) and the C tests, then prints one line that
 # totals all of them: "N passed, M failed". Exit status 0 only if M is 0.
 # Usage: spec/run.sh [lua-interpreter]   (LUA_PATH/LUA_CPATH set by make)
+# The specs run inside the loom host ($LOOM_BIN, default $BUILD/loom), by
+# `loom test`, the command a user runs: a handle left open fails the run,
+# and a sanitized loom checks them with no LD_PRELOAD.
 LUA=${1:-lua5.4}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
+LOOM=${LOOM_BIN:-${BUILD:-build}/loom}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
@@ -13,7 +17,7 @@ failed=0
 skipped=0
 
 # busted: TAP output, one "ok"/"not ok" line per spec.
-timeout 600 "$LUA" /usr/bin/busted -o TAP spec >"$out" 2>&1
+timeout 600 "$LOOM" test -o TAP spec >"$out" 2>&1
 status=$?
 grep -E '^not ok' -A12 "$out" | head -200
 # Pending specs print as "ok N - # SKIP": counted as skipped, not passed.
@@ -22,7 +26,8 @@ p=$(($(grep -cE '^ok ' "$out") - k))
 f=$(grep -cE '^not ok ' "$out")
 skipped=$((skipped + k))
 if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
-  # busted itself failed (a spec file that does not load, a crash).
+  # busted itself failed (a spec file that does not load, a crash), or
+  # loom found a handle the specs left open.
   tail -30 "$out"
   f=1
 fi

@@ -1,20 +1,21 @@
 #!/bin/sh
-# make sanitize, second half: the C tests and the transport specs under
+# make sanitize, second half: the C tests and some transport specs under
 # valgrind (memcheck). Any invalid access or definite leak in loom's own
-# code fails. Usage: spec/valgrind.sh [lua-interpreter]
-LUA=${1:-lua5.4}
+# code fails. The specs run as make test runs them, inside the loom host
+# (`loom test`). Usage: spec/valgrind.sh   ($LOOM_BIN, default build/loom)
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)"; exit 1; }
+LOOM=${LOOM_BIN:-${BUILD:-build}/loom}
 vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 fail=0
 for t in "${BUILD:-build}"/test/*; do
   [ -x "$t" ] || continue
   $vg "$t" >/dev/null || { echo "valgrind: $t failed"; fail=1; }
 done
-# Definite leaks only: what lua5.4 and busted keep until exit stays
-# reachable, while a lost loom stream, request or buffer is definite.
-$vg --show-leak-kinds=definite "$LUA" /usr/bin/busted spec/tcp_spec.lua \
+# Definite leaks only: what busted keeps until exit stays reachable, while
+# a lost loom stream, request or buffer is definite.
+$vg --show-leak-kinds=definite "$LOOM" test spec/tcp_spec.lua \
   spec/reactor_spec.lua spec/json_spec.lua spec/defer_core_spec.lua >/tmp/loom-valgrind.$$ 2>&1
 rc=$?
 tail -3 /tmp/loom-valgrind.$$

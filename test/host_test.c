@@ -8,19 +8,7 @@
 #include <string.h>
 
 #include "../host/internal.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
-  } while (0)
+#include "check.h"
 
 /* What the test vtable saw; one per stream (in the stream's ref slot). */
 typedef struct seen {
@@ -305,8 +293,23 @@ static void test_buf_growth(void) {
   CHECK(b.data == NULL && b.len == 0);
 }
 
+/* What `loom test` reports as left open: a listener until it closes. */
+static void test_open_handles(void) {
+  int counts[UV_HANDLE_TYPE_MAX], port, before;
+  loom_listener *l;
+  before = loom__open_handles(&st, counts);
+  l = listen_any(&port);
+  CHECK_EQ(loom__open_handles(&st, counts), before + 1);
+  CHECK_EQ(counts[UV_POLL], 1);
+  loom__listener_close(l);
+  CHECK_EQ(loom__open_handles(&st, counts), before); /* closing: not open */
+  CHECK_EQ(counts[UV_POLL], 0);
+  uv_run(st.loop, UV_RUN_NOWAIT); /* Its close callback. */
+}
+
 int main(void) {
   CHECK(loom__state_init(&st, NULL) == 0);
+  CHECK_EQ(loom__open_handles(&st, (int[UV_HANDLE_TYPE_MAX]){0}), 0);
   test_echo_and_clean_close();
   test_big_write_then_lose();
   test_high_water_signals();
@@ -315,6 +318,7 @@ int main(void) {
   test_connection_refused();
   test_bad_address();
   test_buf_growth();
+  test_open_handles();
   /* A stop before any run (a crash() in a startup trigger) must not keep
   ** the close below from closing what is open. */
   {
@@ -326,6 +330,5 @@ int main(void) {
     CHECK(listeners_closed == before + 1);
   }
   CHECK(st.nstreams == 0);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_report();
 }

@@ -10,20 +10,9 @@
 #include <unistd.h>
 
 #include "../host/internal.h"
+#include "check.h"
 
-static int passed, failed;
 static loom_state st;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
-  } while (0)
 
 /* Runs the loop until *flag is set, at most 5 seconds. */
 static void run_until(int *flag) {
@@ -211,6 +200,5 @@ int main(void) {
   test_bad_fd();
   loom__state_close(&st);
   CHECK(st.nstreams == 0);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_report();
 }

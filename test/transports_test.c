@@ -10,20 +10,9 @@
 #include <unistd.h>
 
 #include "../host/internal.h"
+#include "check.h"
 
-static int passed, failed;
 static loom_state st;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
-  } while (0)
 
 /* Runs the loop until *flag is set, at most 5 seconds. */
 static void run_until(int *flag) {
@@ -233,7 +222,9 @@ static const loom_process_vtable proc_vt = {
 };
 
 static void test_process_output_and_exit(void) {
-  char *args[] = { "sh", "-c", "read x; echo got $x; exit 3", NULL };
+  /* uv_process_options_t takes char **: writable copies of the words. */
+  char sh[] = "sh", c[] = "-c", script[] = "read x; echo got $x; exit 3";
+  char *args[] = { sh, c, script, NULL };
   char *env[] = { NULL };
   loom_spawn_opts o;
   loom_process *p = calloc(1, sizeof(*p));
@@ -256,7 +247,8 @@ static void test_process_output_and_exit(void) {
 }
 
 static void test_process_missing_executable(void) {
-  char *args[] = { "nope", NULL };
+  char nope[] = "nope";
+  char *args[] = { nope, NULL };
   loom_spawn_opts o;
   loom_process *p = calloc(1, sizeof(*p));
   char err[256];
@@ -366,6 +358,5 @@ int main(void) {
   loom__state_close(&st); /* Joins the pool; must leave no handle behind. */
   CHECK(st.nstreams == 0);
   CHECK(st.pool == NULL);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_report();
 }
