@@ -76,7 +76,11 @@ describe("a TCP port out of file descriptors", function()
     local _, _, err = sub.stop(server)
     os.remove(script)
     os.remove(dir)
-    assert.equal(1, count(err, "accept: EMFILE"), err)
+    -- Once per burst: a loaded machine may spread the 80 connects over
+    -- more than the one-second log interval, and each interval may log
+    -- once; what must not happen is a line per dropped connection.
+    local logged = count(err, "accept: EMFILE")
+    assert.is_true(logged >= 1 and logged <= 3, err)
     assert.truthy(err:find("ulimit -n", 1, true), err)
     assert.truthy(err:find("still accepting", 1, true), err)
   end)
