@@ -25,6 +25,23 @@ typedef struct transport_box {
   loom_stream *p;
 } transport_box;
 
+#define LOOM_TCP_TRANSPORT "loom.TCPTransport"
+#define LOOM_UNIX_TRANSPORT "loom.UNIXTransport"
+/* The metatable field that holds a transport class's loom_transport_class. */
+#define LOOM_TRANSPORT_CLASS "__loomclass"
+
+/*
+** What a transport class adds to the stream methods (stream.c): the file
+** that owns the handle type defines one (tcp.c, unix.c).
+*/
+typedef struct loom_transport_class {
+  const char *name;         /* the metatable's name */
+  const luaL_Reg *methods;  /* methods of this handle type only, or NULL */
+  /* Pushes the socket's own (peer = 0) or peer's address: returns 1, or
+  ** 2 (nil, message). */
+  int (*sockname)(lua_State *L, loom_stream *s, int peer);
+} loom_transport_class;
+
 /* call.c */
 loom_state *loom__get_state(lua_State *L);
 int loom__call(loom_state *st, lua_CFunction fn, void *ud);
@@ -36,6 +53,7 @@ int loom__l_traceback(lua_State *L);
 /* stream.c */
 extern const loom_stream_vtable loom__lua_stream_vt;
 void loom__open_stream(lua_State *L);
+void loom__new_transport_class(lua_State *L, const loom_transport_class *c);
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);

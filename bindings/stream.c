@@ -4,19 +4,13 @@
 ** events into protocol hooks. The protocol is user value 1 of the box, so
 ** a class patched in place is seen at the next event.
 */
-#include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "binding.h"
 
-#define TCP_TRANSPORT "loom.TCPTransport"
-#define UNIX_TRANSPORT "loom.UNIXTransport"
-
-static const char *const transport_names[] = { TCP_TRANSPORT, UNIX_TRANSPORT,
-                                               NULL };
+static const char *const transport_names[] = { LOOM_TCP_TRANSPORT,
+                                               LOOM_UNIX_TRANSPORT, NULL };
 
 static transport_box *check_box(lua_State *L, int idx) {
   int i;
@@ -25,7 +19,7 @@ static transport_box *check_box(lua_State *L, int idx) {
     if (u != NULL)
       return u;
   }
-  luaL_typeerror(L, idx, TCP_TRANSPORT);
+  luaL_typeerror(L, idx, "transport");
   return NULL;
 }
 
@@ -53,8 +47,8 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
   transport_box *box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
   int ref;
   box->p = NULL;
-  luaL_setmetatable(L, s->h.handle.type == UV_NAMED_PIPE ? UNIX_TRANSPORT
-                                                         : TCP_TRANSPORT);
+  luaL_setmetatable(L, s->h.handle.type == UV_NAMED_PIPE
+                         ? LOOM_UNIX_TRANSPORT : LOOM_TCP_TRANSPORT);
   lua_pushvalue(L, -1);
   ref = luaL_ref(L, LUA_REGISTRYINDEX);
   box->p = s;
@@ -105,53 +99,19 @@ int loom__push_address(lua_State *L, const struct sockaddr *sa) {
 /* ------------------------------------------------------------ addresses */
 
 /*
-** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
-** the socket itself: libuv's uv_pipe_getpeername reads past the address
-** the kernel returns for an unnamed peer.
+** Asks the socket under the box at index box for its own (peer = 0) or its
+** peer's address through its class's sockname: the file that
+** owns the handle type (tcp.c, unix.c) knows how. Returns 1 (the address)
+** or 2 (nil, message).
 */
-static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_un sun;
-  socklen_t len = sizeof(sun);
-  uv_os_fd_t fd;
-  int rc = uv_fileno(&s->h.handle, &fd);
-  memset(&sun, 0, sizeof(sun));
-  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
-                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
-    rc = uv_translate_sys_error(errno);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "UNIX");
-  lua_setfield(L, -2, "type");
-  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
-    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
-                    offsetof(struct sockaddr_un, sun_path)));
-    lua_setfield(L, -2, "name");
-  }
-  loom__set_address_class(L);
-  return 1;
-}
-
-static int push_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss), rc;
-  if (s->h.handle.type == UV_NAMED_PIPE)
-    return push_pipe_name(L, s, peer);
-  if (s->h.handle.type != UV_TCP)
-    return luaL_error(L, "getPeer: not a TCP transport");
-  if (peer)
-    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  else
-    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  return loom__push_address(L, (struct sockaddr *)&ss);
+static int push_socket_name(lua_State *L, int box, loom_stream *s,
+                            int peer) {
+  const loom_transport_class *c;
+  lua_getmetatable(L, box);
+  lua_getfield(L, -1, LOOM_TRANSPORT_CLASS);
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return c->sockname(L, s, peer);
 }
 
 /*
@@ -164,7 +124,7 @@ static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
   if (lua_getiuservalue(L, box, uv) != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  if (push_name(L, s, uv == UV_PEER) != 1)
+  if (push_socket_name(L, box, s, uv == UV_PEER) != 1)
     return 2;
   if (lua_isnil(L, -1)) {
     lua_pushliteral(L, "address family not supported");
@@ -547,23 +507,6 @@ static int l_transport_lose_write_connection(lua_State *L) {
   return 0;
 }
 
-static int l_transport_set_tcp_no_delay(lua_State *L) {
-  loom_stream *s = check_open(L, 1);
-  int rc = uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
-  if (rc < 0)
-    return luaL_error(L, "setTcpNoDelay: %s", uv_strerror(rc));
-  return 0;
-}
-
-static int l_transport_set_tcp_keep_alive(lua_State *L) {
-  loom_stream *s = check_open(L, 1);
-  int delay = (int)luaL_optinteger(L, 3, 60);
-  int rc = uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), delay);
-  if (rc < 0)
-    return luaL_error(L, "setTcpKeepAlive: %s", uv_strerror(rc));
-  return 0;
-}
-
 static int l_transport_pause_producing(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   if (s != NULL)
@@ -663,7 +606,7 @@ static int l_transport_tostring(lua_State *L) {
 */
 static transport_box *index_box(lua_State *L) {
   if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
-    luaL_typeerror(L, 1, TCP_TRANSPORT);
+    luaL_typeerror(L, 1, "transport");
   lua_pop(L, 1);
   return lua_touserdata(L, 1);
 }
@@ -722,8 +665,6 @@ static const luaL_Reg transport_methods[] = {
   {"loseWriteConnection", l_transport_lose_write_connection},
   {"getPeer", l_transport_get_peer},
   {"getHost", l_transport_get_host},
-  {"setTcpNoDelay", l_transport_set_tcp_no_delay},
-  {"setTcpKeepAlive", l_transport_set_tcp_keep_alive},
   {"pauseProducing", l_transport_pause_producing},
   {"resumeProducing", l_transport_resume_producing},
   {"stopProducing", l_transport_lose_connection},
@@ -735,27 +676,35 @@ static const luaL_Reg transport_methods[] = {
   {NULL, NULL}
 };
 
-static void new_transport_class(lua_State *L, const char *name) {
-  luaL_newmetatable(L, name);
+/*
+** A transport class: the stream methods every transport has, plus c's own
+** (setTcpNoDelay only on TCP) and c->sockname, which reads the socket's
+** addresses. The file that owns the handle type calls this from its
+** loom__open_*; c must be static.
+*/
+void loom__new_transport_class(lua_State *L, const loom_transport_class *c) {
+  luaL_newmetatable(L, c->name);
   luaL_newlib(L, transport_methods);
+  if (c->methods != NULL)
+    luaL_setfuncs(L, c->methods, 0);
   lua_pushvalue(L, -2);
   lua_pushliteral(L, "disconnecting");
   lua_pushcclosure(L, l_transport_index, 3);
   lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
+  lua_pushstring(L, c->name);
   lua_pushcclosure(L, l_transport_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, l_transport_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, l_transport_abort_connection);
   lua_setfield(L, -2, "__close");
+  lua_pushlightuserdata(L, (void *)c);
+  lua_setfield(L, -2, LOOM_TRANSPORT_CLASS);
   lua_pop(L, 1);
 }
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_stream(lua_State *L) {
-  new_transport_class(L, TCP_TRANSPORT);
-  new_transport_class(L, UNIX_TRANSPORT);
   lua_pushcfunction(L, l_set_address_class);
   lua_setfield(L, -2, "setAddressClass");
   lua_pushcfunction(L, loom__l_traceback); /* bindings/call.c */

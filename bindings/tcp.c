@@ -10,6 +10,59 @@
 
 #define LISTENER "loom.Listener"
 
+/* ------------------------------------------------------------ transport */
+
+static int push_tcp_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (peer)
+    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  else
+    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  return loom__push_address(L, (struct sockaddr *)&ss);
+}
+
+static loom_stream *check_tcp(lua_State *L) {
+  transport_box *box = luaL_checkudata(L, 1, LOOM_TCP_TRANSPORT);
+  if (box->p == NULL)
+    luaL_error(L, "transport is closed");
+  return box->p;
+}
+
+static int l_set_tcp_no_delay(lua_State *L) {
+  loom_stream *s = check_tcp(L);
+  int rc = uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
+  if (rc < 0)
+    return luaL_error(L, "setTcpNoDelay: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_set_tcp_keep_alive(lua_State *L) {
+  loom_stream *s = check_tcp(L);
+  int delay = (int)luaL_optinteger(L, 3, 60);
+  int rc = uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), delay);
+  if (rc < 0)
+    return luaL_error(L, "setTcpKeepAlive: %s", uv_strerror(rc));
+  return 0;
+}
+
+static const luaL_Reg tcp_transport_methods[] = {
+  {"setTcpNoDelay", l_set_tcp_no_delay},
+  {"setTcpKeepAlive", l_set_tcp_keep_alive},
+  {NULL, NULL}
+};
+
+static const loom_transport_class tcp_transport = {
+  LOOM_TCP_TRANSPORT, tcp_transport_methods, push_tcp_name
+};
+
+/* ------------------------------------------------------------- listener */
+
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__tcp_accept);
 }
@@ -79,7 +132,7 @@ static int l_connect_tcp(lua_State *L) {
   luaL_argcheck(L, port > 0 && port <= 65535, 2, "port out of range");
   box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
   box->p = NULL;
-  luaL_setmetatable(L, "loom.TCPTransport");
+  luaL_setmetatable(L, LOOM_TCP_TRANSPORT);
   lua_pushvalue(L, 5);
   lua_setiuservalue(L, -2, UV_OWNER);
   lua_pushvalue(L, -1);
@@ -115,6 +168,7 @@ static const luaL_Reg tcp_functions[] = {
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_tcp(lua_State *L) {
+  loom__new_transport_class(L, &tcp_transport);
   loom__new_listener_class(L, LISTENER, l_listener_get_host);
   luaL_setfuncs(L, tcp_functions, 0);
 }

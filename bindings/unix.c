@@ -5,11 +5,57 @@
 ** protocols through hooks.accept, as for TCP, and hears of the close
 ** through hooks.unixListenerClosed.
 */
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "binding.h"
 
 #define UNIX_LISTENER "loom.UNIXListener"
+
+/* ------------------------------------------------------------ transport */
+
+/*
+** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
+** the socket itself: libuv's uv_pipe_getpeername reads past the address
+** the kernel returns for an unnamed peer.
+*/
+static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_un sun;
+  socklen_t len = sizeof(sun);
+  uv_os_fd_t fd;
+  int rc = uv_fileno(&s->h.handle, &fd);
+  memset(&sun, 0, sizeof(sun));
+  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
+                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "UNIX");
+  lua_setfield(L, -2, "type");
+  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
+    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
+                    offsetof(struct sockaddr_un, sun_path)));
+    lua_setfield(L, -2, "name");
+  }
+  loom__set_address_class(L);
+  return 1;
+}
+
+/* No methods of its own: setTcpNoDelay and the like are absent, as in
+** Twisted, rather than handing a pipe to uv_tcp_*. */
+static const loom_transport_class unix_transport = {
+  LOOM_UNIX_TRANSPORT, NULL, push_pipe_name
+};
+
+/* ------------------------------------------------------------- listener */
 
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__unix_accept);
@@ -104,7 +150,7 @@ static int l_connect_unix(lua_State *L) {
   int ref, rc;
   box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
   box->p = NULL;
-  luaL_setmetatable(L, "loom.UNIXTransport");
+  luaL_setmetatable(L, LOOM_UNIX_TRANSPORT);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, UV_OWNER);
   lua_pushvalue(L, -1);
@@ -145,6 +191,7 @@ static const luaL_Reg unix_functions[] = {
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_unix(lua_State *L) {
+  loom__new_transport_class(L, &unix_transport);
   loom__new_listener_class(L, UNIX_LISTENER, l_listener_get_host);
   luaL_setfuncs(L, unix_functions, 0);
 }
