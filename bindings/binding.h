@@ -38,11 +38,12 @@ typedef struct loom_transport_class {
   const char *name;         /* the metatable's name */
   const luaL_Reg *methods;  /* methods of this handle type only, or NULL */
   /* Pushes the socket's own (peer = 0) or peer's address: returns 1, or
-  ** 2 (nil, message). */
+  ** 3 (loom__push_error). */
   int (*sockname)(lua_State *L, loom_stream *s, int peer);
 } loom_transport_class;
 
 /* call.c */
+int loom__push_error(lua_State *L, int rc, const char *fmt, ...);
 loom_state *loom__get_state(lua_State *L);
 int loom__call(loom_state *st, lua_CFunction fn, void *ud);
 int loom__push_hook(lua_State *L, loom_state *st, const char *name);

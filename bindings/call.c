@@ -4,10 +4,30 @@
 ** traceback cut at the reactor boundary; errors are reported through the
 ** Lua error hook (which logs them via loom.log) and never escape into libuv.
 */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "binding.h"
+
+/*
+** The one synchronous failure convention (docs/architecture.md): a call
+** that the environment made fail (a socket, a file, a process) returns
+** nil, errname, message, where errname is libuv's name for rc ("EADDRINUSE",
+** "ECONNREFUSED", ...) and message one actionable line. Lua picks the error
+** class by errname (loom.error.fromErrno), never by the message's text.
+** Misuse (a bad argument, a closed object) raises instead, as Lua's own
+** libraries do.
+*/
+int loom__push_error(lua_State *L, int rc, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  lua_pushstring(L, uv_err_name(rc));
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return 3;
+}
 
 loom_state *loom__get_state(lua_State *L) {
   loom_state **slot = (loom_state **)lua_getextraspace(L);

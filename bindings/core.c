@@ -96,9 +96,7 @@ static int l_list_dir(lua_State *L) {
   int rc = uv_fs_scandir(st->loop, &req, path, 0, NULL);
   if (rc < 0) {
     uv_fs_req_cleanup(&req);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, uv_strerror(rc));
-    return 2;
+    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
   }
   lua_createtable(L, rc, 0);
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {

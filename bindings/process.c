@@ -195,7 +195,7 @@ static int l_spawn(lua_State *L) {
   process_box *box;
   loom_process *p;
   char err[512];
-  int ref;
+  int ref, rc;
   memset(&o, 0, sizeof(o));
   o.file = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -222,11 +222,10 @@ static int l_spawn(lua_State *L) {
   }
   p->ref = LUA_NOREF;
   p->vt = &process_vt;
-  if (loom__process_spawn(p, st, &o, err, sizeof(err)) < 0) {
+  rc = loom__process_spawn(p, st, &o, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref); /* p is torn down by libuv. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
   p->ref = ref;
   box->p = p;

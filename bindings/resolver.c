@@ -82,10 +82,7 @@ static int l_resolve(lua_State *L) {
   rc = loom__resolve_start(&k->r, st, name);
   if (rc < 0) {
     free(k);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, uv_strerror(rc));
-    return 3;
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -285,7 +285,7 @@ static int l_standard_io(lua_State *L) {
   stdio_box *box;
   loom_stdio *io;
   char err[256];
-  int ref, b;
+  int ref, b, rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, in_fd >= 0 && in_fd <= 65535, 2, "not an fd");
   luaL_argcheck(L, out_fd >= 0 && out_fd <= 65535, 3, "not an fd");
@@ -303,12 +303,10 @@ static int l_standard_io(lua_State *L) {
   }
   io->vt = &stdio_vt;
   io->ref = LUA_NOREF;
-  if (loom__stdio_open(io, st, (int)in_fd, (int)out_fd, err,
-                       sizeof(err)) < 0) {
+  rc = loom__stdio_open(io, st, (int)in_fd, (int)out_fd, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
   io->ref = ref;
   box->p = io;

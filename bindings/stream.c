@@ -102,7 +102,7 @@ int loom__push_address(lua_State *L, const struct sockaddr *sa) {
 ** Asks the socket under the box at index box for its own (peer = 0) or its
 ** peer's address through its class's sockname: the file that
 ** owns the handle type (tcp.c, unix.c) knows how. Returns 1 (the address)
-** or 2 (nil, message).
+** or 3 (nil, errname, message).
 */
 static int push_socket_name(lua_State *L, int box, loom_stream *s,
                             int peer) {
@@ -118,17 +118,20 @@ static int push_socket_name(lua_State *L, int box, loom_stream *s,
 ** The address in user value uv (UV_PEER or UV_HOST) of the box at index
 ** box, asked of the socket and kept the first time: it stays known after
 ** the socket closed (in connectionLost, as in Twisted) and getPeer costs no
-** system call. Returns 1 (the address) or 2 (nil, message).
+** system call. Returns 1 (the address) or 3 (nil, errname, message).
 */
 static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
+  int n;
   if (lua_getiuservalue(L, box, uv) != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  if (push_socket_name(L, box, s, uv == UV_PEER) != 1)
-    return 2;
+  n = push_socket_name(L, box, s, uv == UV_PEER);
+  if (n != 1)
+    return n;
   if (lua_isnil(L, -1)) {
-    lua_pushliteral(L, "address family not supported");
-    return 2;
+    lua_pop(L, 1);
+    return loom__push_error(L, UV_EAFNOSUPPORT, "%s",
+                            uv_strerror(UV_EAFNOSUPPORT));
   }
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, box, uv);

@@ -19,11 +19,8 @@ static int push_tcp_name(lua_State *L, loom_stream *s, int peer) {
     rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
   else
     rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   return loom__push_address(L, (struct sockaddr *)&ss);
 }
 
@@ -68,8 +65,8 @@ static void on_connection(loom_listener *l, int status) {
 }
 
 /*
-** core.listenTCP(host, port, backlog, portObject) -> listener
-** Raises one actionable line on failure: "127.0.0.1:80: EACCES: ...".
+** core.listenTCP(host, port, backlog, portObject) -> listener, or nil,
+** errname, one actionable line: "127.0.0.1:80: EACCES: ...".
 */
 static int l_listen_tcp(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -79,7 +76,7 @@ static int l_listen_tcp(lua_State *L) {
   listener_box *box;
   loom_listener *l;
   char err[256];
-  int ref;
+  int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
   box = loom__new_listener_box(L, LISTENER, 4, &ref);
   l = calloc(1, sizeof(*l));
@@ -90,13 +87,12 @@ static int l_listen_tcp(lua_State *L) {
   l->ref = LUA_NOREF;
   l->on_connection = on_connection;
   l->on_closed = loom__listener_closed;
-  if (loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err)) < 0) {
+  rc = loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!l->closing)
       free(l); /* Never initialised; else the close callback frees it. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
   l->ref = ref;
   box->p = l;
@@ -150,10 +146,7 @@ static int l_connect_tcp(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!uv_is_closing(&s->h.handle))
       free(s);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, err);
-    return 3;
+    return loom__push_error(L, rc, "%s", err);
   }
   s->ref = ref;
   box->p = s;

@@ -147,7 +147,7 @@ static int l_listen_udp(lua_State *L) {
   udp_box *box;
   loom_udp *u;
   char err[256];
-  int ref;
+  int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
   box = lua_newuserdatauv(L, sizeof(*box), 2);
   box->p = NULL;
@@ -165,13 +165,12 @@ static int l_listen_udp(lua_State *L) {
   }
   u->ref = LUA_NOREF;
   u->vt = &udp_vt;
-  if (loom__udp_bind(u, st, host, port, err, sizeof(err)) < 0) {
+  rc = loom__udp_bind(u, st, host, port, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!u->closing)
       free(u); /* Never initialised; else the close callback frees it. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
   u->ref = ref;
   box->p = u;
@@ -213,12 +212,8 @@ static int l_udp_write(lua_State *L) {
     check_addr(L, "write", 3, &ss);
     rc = loom__udp_send(box->p, data, len, (struct sockaddr *)&ss);
   }
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, uv_strerror(rc));
-    return 3;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -257,12 +252,9 @@ static int l_udp_membership(lua_State *L) {
   int join = lua_toboolean(L, 4);
   int rc = uv_udp_set_membership(&u->h, group, iface,
                                  join ? UV_JOIN_GROUP : UV_LEAVE_GROUP);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", group, uv_err_name(rc),
-                    uv_strerror(rc));
-    return 2;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s: %s: %s", group, uv_err_name(rc),
+                            uv_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
 }

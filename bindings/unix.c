@@ -32,11 +32,8 @@ static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
   if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
                        : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
     rc = uv_translate_sys_error(errno);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "UNIX");
   lua_setfield(L, -2, "type");
@@ -90,7 +87,7 @@ static void on_listener_closed(loom_listener *l) {
 
 /*
 ** core.listenUNIX(path, backlog, mode, wantPID, portObject) -> listener,
-** or nil and one line: "/tmp/s: EADDRINUSE: address already in use".
+** or nil, errname, one line: "/tmp/s: EADDRINUSE: address already in use".
 */
 static int l_listen_unix(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -101,7 +98,7 @@ static int l_listen_unix(lua_State *L) {
   listener_box *box;
   loom_unix_listener *u;
   char err[512];
-  int ref;
+  int ref, rc;
   box = loom__new_listener_box(L, UNIX_LISTENER, 5, &ref);
   if ((u = calloc(1, sizeof(*u))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -110,14 +107,13 @@ static int l_listen_unix(lua_State *L) {
   u->l.ref = LUA_NOREF;
   u->l.on_connection = on_connection;
   u->l.on_closed = on_listener_closed;
-  if (loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
-                        sizeof(err)) < 0) {
+  rc = loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
+                         sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!u->l.closing)
       free(u); /* Never initialised; else the close callback frees it. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
   u->l.ref = ref;
   box->p = &u->l;
@@ -166,10 +162,7 @@ static int l_connect_unix(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!uv_is_closing(&s->h.handle))
       free(s);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushfstring(L, "%s: %s", path, uv_strerror(rc));
-    return 3;
+    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
   }
   s->ref = ref;
   box->p = s;

@@ -51,7 +51,7 @@ int loom__udp_bind(loom_udp *u, loom_state *st, const char *host, int port,
   u->st = st;
   if (rc < 0) {
     snprintf(err, errlen, "%s: not an IP address", host);
-    return rc;
+    return UV_EAI_NONAME; /* as host/tcp.c */
   }
   rc = uv_udp_init_ex(st->loop, &u->h, ss.ss_family);
   if (rc < 0) {

@@ -160,7 +160,7 @@ end
 -- bindings/pidfile.c), so two hosts started together cannot both take it;
 -- a stale pid file (its process is gone) is replaced.
 local function takePidfile(path)
-  local held, e = require("loom.core").takePidfile(path)
+  local held, _, e = require("loom.core").takePidfile(path)
   if not held then
     error(e, 0)
   end
@@ -208,9 +208,9 @@ local function shedPrivileges(svc, flags)
     return
   end
   flags.identitySet = true
-  local ok, e = require("loom.core").switchIdentity(uid, gid)
+  local ok, e, msg = require("loom.core").switchIdentity(uid, gid)
   if not ok then
-    error(e, 0)
+    error(msg, 0)
   end
   require("loom.log").info("set %s", e)
 end
