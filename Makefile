@@ -32,7 +32,7 @@ FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
             host/resolver.c host/stdio.c
-BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
+BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/deferred.c bindings/unix.c \

@@ -12,6 +12,25 @@
 
 #define LOOM_STATE_KEY "loom.state"
 
+/* box.c: every bound object's box starts with its host object. */
+typedef struct loom_box {
+  void *p; /* the host object; NULL once closed */
+} loom_box;
+
+typedef struct loom_class {
+  const char *name;        /* the metatable's name (and __name) */
+  const luaL_Reg *methods; /* the __index table, or NULL */
+  int nuv;                 /* user values of a box */
+  lua_CFunction close;     /* __close: the class's close method */
+  /* __gc while the Lua state closes: close p without calling Lua. */
+  void (*forget)(void *p);
+} loom_class;
+
+void *loom__new_box(lua_State *L, const loom_class *c, size_t size,
+                    int *ref);
+void loom__box_closed(lua_State *L, int ref, int nuv);
+void loom__new_class(lua_State *L, const loom_class *c);
+
 /* User values of a transport box. */
 #define UV_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
 #define UV_OWNER 2    /* the Lua Port or Connector object */
@@ -35,8 +54,9 @@ typedef struct transport_box {
 ** that owns the handle type defines one (tcp.c, unix.c).
 */
 typedef struct loom_transport_class {
-  const char *name;         /* the metatable's name */
-  const luaL_Reg *methods;  /* methods of this handle type only, or NULL */
+  /* name, methods of this handle type only (or NULL); the rest is filled
+  ** in by LOOM_TRANSPORT_BASE. */
+  loom_class base;
   /* Pushes the socket's own (peer = 0) or peer's address: returns 1, or
   ** 3 (loom__push_error). */
   int (*sockname)(lua_State *L, loom_stream *s, int peer);
@@ -55,6 +75,11 @@ int loom__l_traceback(lua_State *L);
 extern const loom_stream_vtable loom__lua_stream_vt;
 void loom__open_stream(lua_State *L);
 void loom__new_transport_class(lua_State *L, const loom_transport_class *c);
+int loom__l_transport_abort(lua_State *L);
+void loom__transport_forget(void *p);
+/* The loom_class of a transport class named name with methods own. */
+#define LOOM_TRANSPORT_BASE(name, own) \
+  { name, own, TRANSPORT_NUV, loom__l_transport_abort, loom__transport_forget }
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
@@ -67,9 +92,12 @@ typedef struct listener_box {
 } listener_box;
 
 listener_box *loom__check_listener(lua_State *L, int idx);
-listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
-                                     int *ref);
-void loom__new_listener_class(lua_State *L, const char *name,
+extern const luaL_Reg loom__listener_methods[];
+int loom__l_listener_close(lua_State *L);
+void loom__listener_forget(void *p);
+listener_box *loom__new_listener_box(lua_State *L, const loom_class *c,
+                                     int owner, int *ref);
+void loom__new_listener_class(lua_State *L, const loom_class *c,
                               lua_CFunction get_host);
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *));

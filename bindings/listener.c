@@ -24,21 +24,17 @@ listener_box *loom__check_listener(lua_State *L, int idx) {
 }
 
 /*
-** A box of class mt for a listener, with the Lua Port (at owner) in user
+** A box of class c for a listener, with the Lua Port (at owner) in user
 ** value 1, pinned by a ref returned in *ref. The caller then allocates and
 ** listens, and on success stores the ref and the pointer.
 */
-listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
-                                     int *ref) {
+listener_box *loom__new_listener_box(lua_State *L, const loom_class *c,
+                                     int owner, int *ref) {
   listener_box *box;
   owner = lua_absindex(L, owner);
-  box = lua_newuserdatauv(L, sizeof(*box), 1);
-  box->p = NULL;
-  luaL_setmetatable(L, mt);
+  box = loom__new_box(L, c, sizeof(*box), ref);
   lua_pushvalue(L, owner);
   lua_setiuservalue(L, -2, 1);
-  lua_pushvalue(L, -1);
-  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return box;
 }
 
@@ -101,19 +97,12 @@ void loom__accept_one(loom_listener *l, int status,
 /* A listener's close callback: empty its box, release the ref, free it. */
 void loom__listener_closed(loom_listener *l) {
   lua_State *L = l->st->L;
-  if (L != NULL && l->ref != LUA_NOREF) {
-    listener_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL)
-      box->p = NULL;
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, l->ref);
-  }
+  if (L != NULL && l->ref != LUA_NOREF)
+    loom__box_closed(L, l->ref, 1);
   free(l);
 }
 
-static int l_listener_close(lua_State *L) {
+int loom__l_listener_close(lua_State *L) {
   listener_box *box = loom__check_listener(L, 1);
   if (box->p != NULL)
     loom__listener_close(box->p);
@@ -134,33 +123,28 @@ static int l_listener_resume(lua_State *L) {
   return 0;
 }
 
-/* Reached with a listener still open only while the Lua state closes. */
-static int l_listener_gc(lua_State *L) {
-  listener_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__listener_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+/* __gc of a listener still open: the Lua state is closing. */
+void loom__listener_forget(void *p) {
+  loom_listener *l = p;
+  l->ref = LUA_NOREF;
+  loom__listener_close(l);
 }
 
-static const luaL_Reg listener_methods[] = {
-  {"close", l_listener_close},
+const luaL_Reg loom__listener_methods[] = {
+  {"close", loom__l_listener_close},
   {"pauseAccepting", l_listener_pause},
   {"resumeAccepting", l_listener_resume},
   {NULL, NULL}
 };
 
-/* Registers listener class `name`; getHost is the one method per kind. */
-void loom__new_listener_class(lua_State *L, const char *name,
+/* Registers listener class c (loom__listener_methods); getHost is the
+** one method per kind. */
+void loom__new_listener_class(lua_State *L, const loom_class *c,
                               lua_CFunction get_host) {
-  luaL_newmetatable(L, name);
-  luaL_newlib(L, listener_methods);
+  loom__new_class(L, c);
+  luaL_getmetatable(L, c->name);
+  lua_getfield(L, -1, "__index");
   lua_pushcfunction(L, get_host);
   lua_setfield(L, -2, "getHost");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_listener_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }

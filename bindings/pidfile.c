@@ -190,6 +190,10 @@ void loom__open_pidfile(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_pidfile_gc);
   lua_setfield(L, -2, "__gc");
+  /* Not a host object (a descriptor), so not a box.c class; __close as
+  ** every class has it. */
+  lua_pushcfunction(L, l_pidfile_release);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_take_pidfile);
   lua_setfield(L, -2, "takePidfile");

@@ -14,6 +14,8 @@
 #define PROCESS "loom.ProcessTransport"
 #define PROCESS_PROTOCOL 1
 
+static const loom_class process_class;
+
 typedef struct process_box {
   loom_process *p;
 } process_box;
@@ -124,18 +126,10 @@ static void on_exited(loom_process *p) {
 
 /* processEnded, then the box is emptied and its one ref released. */
 static void on_ended(loom_process *p) {
-  lua_State *L = p->st->L;
-  process_box *box;
   if (!alive(p))
     return;
   event(p, "ended", -1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
-  box = lua_touserdata(L, -1);
-  box->p = NULL;
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, PROCESS_PROTOCOL);
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
+  loom__box_closed(p->st->L, p->ref, 1);
   p->ref = LUA_NOREF;
 }
 
@@ -209,13 +203,9 @@ static int l_spawn(lua_State *L) {
   o.set_gid = !lua_isnil(L, 7);
   o.gid = (int)luaL_optinteger(L, 7, 0);
   read_fds(L, 8, &o);
-  box = lua_newuserdatauv(L, sizeof(*box), 1);
-  box->p = NULL;
-  luaL_setmetatable(L, PROCESS);
+  box = loom__new_box(L, &process_class, sizeof(*box), &ref);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, PROCESS_PROTOCOL);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((p = calloc(1, sizeof(*p))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
@@ -368,14 +358,10 @@ static int l_process_index(lua_State *L) {
   return 1;
 }
 
-/* Reached with p set only while the Lua state closes: forget Lua. */
-static int l_process_gc(lua_State *L) {
-  process_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    box->p = NULL;
-  }
-  return 0;
+/* __gc with p set, only while the Lua state closes: forget Lua; the
+** child runs on (as a Twisted process outlives its reactor). */
+static void process_forget(void *p) {
+  ((loom_process *)p)->ref = LUA_NOREF;
 }
 
 static const luaL_Reg process_methods[] = {
@@ -391,16 +377,20 @@ static const luaL_Reg process_methods[] = {
   {NULL, NULL}
 };
 
+/* __close: loseConnection, which closes the child's pipes. */
+static const loom_class process_class = {
+  PROCESS, process_methods, 1, l_process_lose_connection, process_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_process(lua_State *L) {
-  luaL_newmetatable(L, PROCESS);
-  luaL_newlib(L, process_methods);
+  loom__new_class(L, &process_class);
+  luaL_getmetatable(L, PROCESS);
+  lua_getfield(L, -1, "__index");
   lua_pushcclosure(L, l_process_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_process_tostring);
+  lua_pushcfunction(L, l_process_tostring); /* with the pid */
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_process_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, -2, "spawnProcess");

@@ -43,17 +43,12 @@ static void on_signal(loom_signal *g) {
 
 static void on_signal_closed(loom_signal *g) {
   lua_State *L = g->st->L;
-  if (L != NULL && g->ref != LUA_NOREF) {
-    signal_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL)
-      box->p = NULL;
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
-  }
+  if (L != NULL && g->ref != LUA_NOREF)
+    loom__box_closed(L, g->ref, 2);
   free(g);
 }
+
+static const loom_class signal_class;
 
 static int l_on_signal(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -67,15 +62,11 @@ static int l_on_signal(lua_State *L) {
       break;
   if (signal_names[i].name == NULL)
     return luaL_argerror(L, 1, "unknown signal name");
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
-  luaL_setmetatable(L, SIGNAL);
+  box = loom__new_box(L, &signal_class, sizeof(*box), &ref);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 2);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   g = calloc(1, sizeof(*g));
   if (g == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -104,25 +95,23 @@ static int l_signal_close(lua_State *L) {
   return 0;
 }
 
-static int l_signal_gc(lua_State *L) {
-  signal_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__signal_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void signal_forget(void *p) {
+  loom_signal *g = p;
+  g->ref = LUA_NOREF;
+  loom__signal_close(g);
 }
 
+static const luaL_Reg signal_methods[] = {
+  {"close", l_signal_close},
+  {NULL, NULL}
+};
+
+static const loom_class signal_class = {
+  SIGNAL, signal_methods, 2, l_signal_close, signal_forget
+};
+
 void loom__open_signal(lua_State *L) {
-  luaL_newmetatable(L, SIGNAL);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_signal_close);
-  lua_setfield(L, -2, "close");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_signal_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &signal_class);
   lua_pushcfunction(L, l_on_signal);
   lua_setfield(L, -2, "onSignal");
 }

@@ -19,6 +19,8 @@
 #define IO_REASON 3
 #define IO_NUV 3
 
+static const loom_class stdio_class;
+
 typedef struct stdio_box {
   loom_stdio *p;
 } stdio_box;
@@ -201,20 +203,7 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stdio *io) {
-  lua_State *L = io->st->L;
-  stdio_box *box;
-  int i;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
-  box = lua_touserdata(L, -1);
-  if (box != NULL) {
-    box->p = NULL;
-    for (i = 1; i <= IO_NUV; i++) {
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, i);
-    }
-  }
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, io->ref);
+  loom__box_closed(io->st->L, io->ref, IO_NUV);
   io->ref = LUA_NOREF;
 }
 
@@ -289,14 +278,10 @@ static int l_standard_io(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, in_fd >= 0 && in_fd <= 65535, 2, "not an fd");
   luaL_argcheck(L, out_fd >= 0 && out_fd <= 65535, 3, "not an fd");
-  box = lua_newuserdatauv(L, sizeof(*box), IO_NUV);
-  box->p = NULL;
+  box = loom__new_box(L, &stdio_class, sizeof(*box), &ref);
   b = lua_gettop(L);
-  luaL_setmetatable(L, STDIO);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, b, IO_PROTOCOL);
-  lua_pushvalue(L, b);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((io = calloc(1, sizeof(*io))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "StandardIO: out of memory");
@@ -468,15 +453,6 @@ static int l_stdio_buffered(lua_State *L) {
   return 1;
 }
 
-static int l_stdio_tostring(lua_State *L) {
-  stdio_box *box = check_box(L);
-  if (box->p == NULL)
-    lua_pushliteral(L, STDIO " (closed)");
-  else
-    lua_pushfstring(L, STDIO " (%p)", (void *)box->p);
-  return 1;
-}
-
 /* Methods first; then Twisted's attributes disconnecting and connected,
 ** and protocol. */
 static int l_stdio_index(lua_State *L) {
@@ -502,14 +478,10 @@ static int l_stdio_index(lua_State *L) {
 
 /* Reached with an open transport only while the Lua state closes (an open
 ** one is pinned): close it without Lua. */
-static int l_stdio_gc(lua_State *L) {
-  stdio_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__stdio_close(box->p, LOOM_CLOSE_SHUTDOWN);
-    box->p = NULL;
-  }
-  return 0;
+static void stdio_forget(void *p) {
+  loom_stdio *io = p;
+  io->ref = LUA_NOREF;
+  loom__stdio_close(io, LOOM_CLOSE_SHUTDOWN);
 }
 
 static const luaL_Reg stdio_methods[] = {
@@ -529,21 +501,20 @@ static const luaL_Reg stdio_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class stdio_class = {
+  STDIO, stdio_methods, IO_NUV, l_stdio_abort_connection, stdio_forget
+};
+
 void loom__open_stdio(lua_State *L) {
   luaL_newmetatable(L, PIPE_ADDRESS);
   lua_pushcfunction(L, l_pipe_address_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_newmetatable(L, STDIO);
-  luaL_newlib(L, stdio_methods);
+  loom__new_class(L, &stdio_class);
+  luaL_getmetatable(L, STDIO);
+  lua_getfield(L, -1, "__index");
   lua_pushcclosure(L, l_stdio_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_stdio_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_stdio_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_stdio_abort_connection);
-  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_standard_io);
   lua_setfield(L, -2, "standardIO");

@@ -44,13 +44,15 @@ void loom__push_transport(lua_State *L, loom_stream *s) {
 ** callback releases. May raise; s is untouched until nothing else can.
 */
 transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
-  transport_box *box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
+  const loom_transport_class *c;
+  transport_box *box;
   int ref;
-  box->p = NULL;
-  luaL_setmetatable(L, s->h.handle.type == UV_NAMED_PIPE
-                         ? LOOM_UNIX_TRANSPORT : LOOM_TCP_TRANSPORT);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_getmetatable(L, s->h.handle.type == UV_NAMED_PIPE
+                           ? LOOM_UNIX_TRANSPORT : LOOM_TCP_TRANSPORT);
+  lua_getfield(L, -1, LOOM_TRANSPORT_CLASS);
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  box = loom__new_box(L, &c->base, sizeof(*box), &ref);
   box->p = s;
   s->ref = ref;
   return box;
@@ -352,20 +354,7 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stream *s) {
-  lua_State *L = s->st->L;
-  transport_box *box;
-  int i;
-  loom__push_transport(L, s);
-  box = lua_touserdata(L, -1);
-  if (box != NULL) {
-    box->p = NULL;
-    for (i = 1; i <= TRANSPORT_NUV; i++) {
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, i);
-    }
-  }
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+  loom__box_closed(s->st->L, s->ref, TRANSPORT_NUV);
   s->ref = LUA_NOREF;
 }
 
@@ -496,7 +485,7 @@ static int l_transport_lose_connection(lua_State *L) {
   return 0;
 }
 
-static int l_transport_abort_connection(lua_State *L) {
+int loom__l_transport_abort(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   if (s != NULL)
     loom__stream_close(s, LOOM_CLOSE_ABORTED);
@@ -592,15 +581,6 @@ static int l_transport_set_protocol(lua_State *L) {
   return 0;
 }
 
-static int l_transport_tostring(lua_State *L) {
-  transport_box *box = check_box(L, 1);
-  const char *name = luaL_checkstring(L, lua_upvalueindex(1));
-  if (box->p == NULL)
-    lua_pushfstring(L, "%s (closed)", name);
-  else
-    lua_pushfstring(L, "%s (%p)", name, (void *)box->p);
-  return 1;
-}
 
 /*
 ** The box __index was called for. Lua only calls it with a box of this
@@ -646,25 +626,18 @@ static int l_transport_index(lua_State *L) {
   return 1;
 }
 
-/*
-** __gc is reached with the box still holding a stream only while the Lua
-** state closes (an open stream is pinned): close it without Lua.
-*/
-static int l_transport_gc(lua_State *L) {
-  transport_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__stream_close(box->p, LOOM_CLOSE_SHUTDOWN);
-    box->p = NULL;
-  }
-  return 0;
+/* __gc of an open transport: the Lua state closes, close it without Lua. */
+void loom__transport_forget(void *p) {
+  loom_stream *s = p;
+  s->ref = LUA_NOREF;
+  loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
 }
 
 static const luaL_Reg transport_methods[] = {
   {"write", l_transport_write},
   {"writeSequence", l_transport_write_sequence},
   {"loseConnection", l_transport_lose_connection},
-  {"abortConnection", l_transport_abort_connection},
+  {"abortConnection", loom__l_transport_abort},
   {"loseWriteConnection", l_transport_lose_write_connection},
   {"getPeer", l_transport_get_peer},
   {"getHost", l_transport_get_host},
@@ -686,21 +659,14 @@ static const luaL_Reg transport_methods[] = {
 ** loom__open_*; c must be static.
 */
 void loom__new_transport_class(lua_State *L, const loom_transport_class *c) {
-  luaL_newmetatable(L, c->name);
-  luaL_newlib(L, transport_methods);
-  if (c->methods != NULL)
-    luaL_setfuncs(L, c->methods, 0);
+  loom__new_class(L, &c->base);
+  luaL_getmetatable(L, c->base.name);
+  lua_getfield(L, -1, "__index"); /* the class's own methods */
+  luaL_setfuncs(L, transport_methods, 0);
   lua_pushvalue(L, -2);
   lua_pushliteral(L, "disconnecting");
   lua_pushcclosure(L, l_transport_index, 3);
   lua_setfield(L, -2, "__index");
-  lua_pushstring(L, c->name);
-  lua_pushcclosure(L, l_transport_tostring, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_transport_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_transport_abort_connection);
-  lua_setfield(L, -2, "__close");
   lua_pushlightuserdata(L, (void *)c);
   lua_setfield(L, -2, LOOM_TRANSPORT_CLASS);
   lua_pop(L, 1);

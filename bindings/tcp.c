@@ -8,6 +8,8 @@
 
 #include "binding.h"
 
+static const loom_class listener_class;
+
 #define LISTENER "loom.Listener"
 
 /* ------------------------------------------------------------ transport */
@@ -55,7 +57,8 @@ static const luaL_Reg tcp_transport_methods[] = {
 };
 
 static const loom_transport_class tcp_transport = {
-  LOOM_TCP_TRANSPORT, tcp_transport_methods, push_tcp_name
+  LOOM_TRANSPORT_BASE(LOOM_TCP_TRANSPORT, tcp_transport_methods),
+  push_tcp_name
 };
 
 /* ------------------------------------------------------------- listener */
@@ -78,7 +81,7 @@ static int l_listen_tcp(lua_State *L) {
   char err[256];
   int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  box = loom__new_listener_box(L, LISTENER, 4, &ref);
+  box = loom__new_listener_box(L, &listener_class, 4, &ref);
   l = calloc(1, sizeof(*l));
   if (l == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -126,13 +129,9 @@ static int l_connect_tcp(lua_State *L) {
   char err[256];
   int ref, rc;
   luaL_argcheck(L, port > 0 && port <= 65535, 2, "port out of range");
-  box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
-  box->p = NULL;
-  luaL_setmetatable(L, LOOM_TCP_TRANSPORT);
+  box = loom__new_box(L, &tcp_transport.base, sizeof(*box), &ref);
   lua_pushvalue(L, 5);
   lua_setiuservalue(L, -2, UV_OWNER);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -153,6 +152,11 @@ static int l_connect_tcp(lua_State *L) {
   return 1;
 }
 
+static const loom_class listener_class = {
+  LISTENER, loom__listener_methods, 1, loom__l_listener_close,
+  loom__listener_forget
+};
+
 static const luaL_Reg tcp_functions[] = {
   {"listenTCP", l_listen_tcp},
   {"connectTCP", l_connect_tcp},
@@ -162,6 +166,6 @@ static const luaL_Reg tcp_functions[] = {
 /* Expects the core module table on the top of the stack. */
 void loom__open_tcp(lua_State *L) {
   loom__new_transport_class(L, &tcp_transport);
-  loom__new_listener_class(L, LISTENER, l_listener_get_host);
+  loom__new_listener_class(L, &listener_class, l_listener_get_host);
   luaL_setfuncs(L, tcp_functions, 0);
 }

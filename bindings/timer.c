@@ -40,22 +40,12 @@ static void on_timer(loom_timer *t) {
 
 static void on_timer_closed(loom_timer *t) {
   lua_State *L = t->st->L;
-  if (L != NULL && t->ref != LUA_NOREF) {
-    timer_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL) {
-      box->p = NULL;
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, 1);
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, 2);
-    }
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-  }
+  if (L != NULL && t->ref != LUA_NOREF)
+    loom__box_closed(L, t->ref, 2);
   free(t);
 }
+
+static const loom_class timer_class;
 
 static int l_timer_new(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -63,15 +53,11 @@ static int l_timer_new(lua_State *L) {
   loom_timer *t;
   int ref, rc;
   luaL_checkany(L, 1);
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
-  luaL_setmetatable(L, TIMER);
+  box = loom__new_box(L, &timer_class, sizeof(*box), &ref);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 2);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t = calloc(1, sizeof(*t));
   if (t == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -109,14 +95,10 @@ static int l_timer_close(lua_State *L) {
   return 0;
 }
 
-static int l_timer_gc(lua_State *L) {
-  timer_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__timer_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void timer_forget(void *p) {
+  loom_timer *t = p;
+  t->ref = LUA_NOREF;
+  loom__timer_close(t);
 }
 
 static const luaL_Reg timer_methods[] = {
@@ -126,14 +108,13 @@ static const luaL_Reg timer_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class timer_class = {
+  TIMER, timer_methods, 2, l_timer_close, timer_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_timer(lua_State *L) {
-  luaL_newmetatable(L, TIMER);
-  luaL_newlib(L, timer_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_timer_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &timer_class);
   lua_pushcfunction(L, l_timer_new);
   lua_setfield(L, -2, "timer");
 }

@@ -18,9 +18,11 @@
 #define MAX_DGRAM_V6 65527
 
 typedef struct udp_box {
-  loom_udp *p;
+  loom_udp *p; /* first, as in every box (box.c) */
   int family;
 } udp_box;
+
+static const loom_class udp_class;
 
 static udp_box *check_box(lua_State *L) {
   return luaL_checkudata(L, 1, UDP_SOCKET);
@@ -117,20 +119,11 @@ static int deliver_closed(lua_State *L) {
 /* Tells Lua, then empties the box and releases its one ref. */
 static void on_closed(loom_udp *u) {
   lua_State *L = u->st->L;
-  udp_box *box;
   if (L == NULL || u->ref == LUA_NOREF)
     return;
   if (loom__call(u->st, deliver_closed, u) != LUA_OK)
     call_failed(u, "stopProtocol");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
-  box = lua_touserdata(L, -1);
-  box->p = NULL;
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, UDP_PORT);
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, UDP_PROTOCOL);
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, u->ref);
+  loom__box_closed(L, u->ref, 2);
   u->ref = LUA_NOREF;
 }
 
@@ -149,16 +142,12 @@ static int l_listen_udp(lua_State *L) {
   char err[256];
   int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
+  box = loom__new_box(L, &udp_class, sizeof(*box), &ref);
   box->family = strchr(host, ':') != NULL ? AF_INET6 : AF_INET;
-  luaL_setmetatable(L, UDP_SOCKET);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, UDP_PORT);
   lua_pushvalue(L, 4);
   lua_setiuservalue(L, -2, UDP_PROTOCOL);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((u = calloc(1, sizeof(*u))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
@@ -284,14 +273,10 @@ static int l_udp_close(lua_State *L) {
   return 0;
 }
 
-static int l_udp_gc(lua_State *L) {
-  udp_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__udp_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void udp_forget(void *p) {
+  loom_udp *u = p;
+  u->ref = LUA_NOREF;
+  loom__udp_close(u);
 }
 
 static const luaL_Reg udp_methods[] = {
@@ -306,14 +291,13 @@ static const luaL_Reg udp_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class udp_class = {
+  UDP_SOCKET, udp_methods, 2, l_udp_close, udp_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_udp(lua_State *L) {
-  luaL_newmetatable(L, UDP_SOCKET);
-  luaL_newlib(L, udp_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_udp_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &udp_class);
   lua_pushcfunction(L, l_listen_udp);
   lua_setfield(L, -2, "listenUDP");
 }

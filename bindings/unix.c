@@ -14,6 +14,8 @@
 
 #include "binding.h"
 
+static const loom_class unix_listener_class;
+
 #define UNIX_LISTENER "loom.UNIXListener"
 
 /* ------------------------------------------------------------ transport */
@@ -49,7 +51,7 @@ static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
 /* No methods of its own: setTcpNoDelay and the like are absent, as in
 ** Twisted, rather than handing a pipe to uv_tcp_*. */
 static const loom_transport_class unix_transport = {
-  LOOM_UNIX_TRANSPORT, NULL, push_pipe_name
+  LOOM_TRANSPORT_BASE(LOOM_UNIX_TRANSPORT, NULL), push_pipe_name
 };
 
 /* ------------------------------------------------------------- listener */
@@ -99,7 +101,7 @@ static int l_listen_unix(lua_State *L) {
   loom_unix_listener *u;
   char err[512];
   int ref, rc;
-  box = loom__new_listener_box(L, UNIX_LISTENER, 5, &ref);
+  box = loom__new_listener_box(L, &unix_listener_class, 5, &ref);
   if ((u = calloc(1, sizeof(*u))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
@@ -144,13 +146,9 @@ static int l_connect_unix(lua_State *L) {
   transport_box *box;
   loom_stream *s;
   int ref, rc;
-  box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
-  box->p = NULL;
-  luaL_setmetatable(L, LOOM_UNIX_TRANSPORT);
+  box = loom__new_box(L, &unix_transport.base, sizeof(*box), &ref);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, UV_OWNER);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((s = calloc(1, sizeof(*s))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
@@ -175,6 +173,11 @@ static int l_lock_held(lua_State *L) {
   return 1;
 }
 
+static const loom_class unix_listener_class = {
+  UNIX_LISTENER, loom__listener_methods, 1, loom__l_listener_close,
+  loom__listener_forget
+};
+
 static const luaL_Reg unix_functions[] = {
   {"listenUNIX", l_listen_unix},
   {"connectUNIX", l_connect_unix},
@@ -185,6 +188,6 @@ static const luaL_Reg unix_functions[] = {
 /* Expects the core module table on the top of the stack. */
 void loom__open_unix(lua_State *L) {
   loom__new_transport_class(L, &unix_transport);
-  loom__new_listener_class(L, UNIX_LISTENER, l_listener_get_host);
+  loom__new_listener_class(L, &unix_listener_class, l_listener_get_host);
   luaL_setfuncs(L, unix_functions, 0);
 }
