@@ -29,7 +29,7 @@ FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror 
 FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
-HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
+HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
             host/resolver.c host/stdio.c
 BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \

@@ -31,13 +31,13 @@ void *loom__new_box(lua_State *L, const loom_class *c, size_t size,
 void loom__box_closed(lua_State *L, int ref, int nuv);
 void loom__new_class(lua_State *L, const loom_class *c);
 
-/* User values of a transport box. */
-#define UV_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
-#define UV_OWNER 2    /* the Lua Port or Connector object */
-#define UV_PRODUCER 3 /* the registered producer */
-#define UV_REASON 4   /* the Failure of a hook error, for connectionLost */
-#define UV_PEER 5     /* getPeer's address, kept from the accept/connect */
-#define UV_HOST 6     /* getHost's address, likewise */
+/* User values of a transport box ("UVAL": libuv owns the UV_ prefix). */
+#define UVAL_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
+#define UVAL_OWNER 2    /* the Lua Port or Connector object */
+#define UVAL_PRODUCER 3 /* the registered producer */
+#define UVAL_REASON 4   /* the Failure of a hook error, for connectionLost */
+#define UVAL_PEER 5     /* getPeer's address, kept from the accept/connect */
+#define UVAL_HOST 6     /* getHost's address, likewise */
 #define TRANSPORT_NUV 6
 
 typedef struct transport_box {
@@ -103,7 +103,8 @@ void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *));
 void loom__listener_closed(loom_listener *l);
 
-/* tcp.c, timer.c, json.c, core.c */
+/* One loom__open_* per file; each adds its functions to the core module
+** table on the top of the stack (core.c calls them in turn). */
 void loom__open_tcp(lua_State *L);
 void loom__open_timer(lua_State *L);
 void loom__open_signal(lua_State *L);

@@ -134,7 +134,7 @@ static void on_write_lost(loom_stdio *io) {
     hook_failed(io, "writeConnectionLost");
 }
 
-static int deliver_writable(lua_State *L) {
+static int deliver_pause_producer(lua_State *L) {
   io_args *a = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
   if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
@@ -145,14 +145,14 @@ static int deliver_writable(lua_State *L) {
   return 0;
 }
 
-static void on_writable(loom_stdio *io, int paused) {
+static void on_pause_producer(loom_stdio *io, int pause) {
   io_args a;
   if (!alive(io))
     return;
   a.io = io;
-  a.status = paused;
-  if (loom__call(io->st, deliver_writable, &a) != LUA_OK)
-    hook_failed(io, paused ? "pauseProducing" : "resumeProducing");
+  a.status = pause;
+  if (loom__call(io->st, deliver_pause_producer, &a) != LUA_OK)
+    hook_failed(io, pause ? "pauseProducing" : "resumeProducing");
 }
 
 /* As Twisted's connectionLost: a registered producer is told to stop. */
@@ -225,7 +225,7 @@ static void on_ended(loom_stdio *io, int status) {
 }
 
 static const loom_stdio_vtable stdio_vt = {
-  on_data, on_read_lost, on_write_lost, on_writable, on_ended
+  on_data, on_read_lost, on_write_lost, on_pause_producer, on_ended
 };
 
 /* proto:makeConnection(transport), or for a plain table of hooks:

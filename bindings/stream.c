@@ -1,8 +1,9 @@
 /*
-** stream.c: the Lua face of stream transports (TCP now; Unix sockets and
-** pipes reuse it): the transport methods, and the vtable that turns host
-** events into protocol hooks. The protocol is user value 1 of the box, so
-** a class patched in place is seen at the next event.
+** stream.c: what every stream transport class shares (tcp.c and unix.c
+** register theirs with loom__new_transport_class): the common transport
+** methods, and the vtable that turns host events into protocol hooks. The
+** protocol is user value UVAL_PROTOCOL of the box, so a class patched in
+** place is seen at the next event.
 */
 #include <stddef.h>
 #include <string.h>
@@ -117,17 +118,17 @@ static int push_socket_name(lua_State *L, int box, loom_stream *s,
 }
 
 /*
-** The address in user value uv (UV_PEER or UV_HOST) of the box at index
+** The address in user value slot (UVAL_PEER or UVAL_HOST) of the box at index
 ** box, asked of the socket and kept the first time: it stays known after
 ** the socket closed (in connectionLost, as in Twisted) and getPeer costs no
 ** system call. Returns 1 (the address) or 3 (nil, errname, message).
 */
-static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
+static int push_kept_name(lua_State *L, int box, loom_stream *s, int slot) {
   int n;
-  if (lua_getiuservalue(L, box, uv) != LUA_TNIL)
+  if (lua_getiuservalue(L, box, slot) != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  n = push_socket_name(L, box, s, uv == UV_PEER);
+  n = push_socket_name(L, box, s, slot == UVAL_PEER);
   if (n != 1)
     return n;
   if (lua_isnil(L, -1)) {
@@ -136,22 +137,22 @@ static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
                             uv_strerror(UV_EAFNOSUPPORT));
   }
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, box, uv);
+  lua_setiuservalue(L, box, slot);
   return 1;
 }
 
 /* Keeps both addresses of a stream that just connected or was accepted. */
 static void keep_names(lua_State *L, int box, loom_stream *s) {
-  lua_pop(L, push_kept_name(L, box, s, UV_PEER));
-  lua_pop(L, push_kept_name(L, box, s, UV_HOST));
+  lua_pop(L, push_kept_name(L, box, s, UVAL_PEER));
+  lua_pop(L, push_kept_name(L, box, s, UVAL_HOST));
 }
 
 static int l_transport_get_peer(lua_State *L) {
-  return push_kept_name(L, 1, check_open(L, 1), UV_PEER);
+  return push_kept_name(L, 1, check_open(L, 1), UVAL_PEER);
 }
 
 static int l_transport_get_host(lua_State *L) {
-  return push_kept_name(L, 1, check_open(L, 1), UV_HOST);
+  return push_kept_name(L, 1, check_open(L, 1), UVAL_HOST);
 }
 
 /* transport.client: the peer as {host, port} on a server-side TCP
@@ -159,7 +160,7 @@ static int l_transport_get_host(lua_State *L) {
 static void push_client(lua_State *L, loom_stream *s) {
   if (s == NULL || !(s->flags & LOOM_S_ACCEPTED) ||
       s->h.handle.type != UV_TCP ||
-      lua_getiuservalue(L, 1, UV_PEER) != LUA_TTABLE) {
+      lua_getiuservalue(L, 1, UVAL_PEER) != LUA_TTABLE) {
     lua_pushnil(L);
     return;
   }
@@ -183,7 +184,7 @@ typedef struct event_args {
 /* Pushes the box and its protocol; leaves the box at -2. */
 static void push_box_protocol(lua_State *L, loom_stream *s) {
   loom__push_transport(L, s);
-  lua_getiuservalue(L, -1, UV_PROTOCOL);
+  lua_getiuservalue(L, -1, UVAL_PROTOCOL);
 }
 
 static int deliver_data(lua_State *L) {
@@ -206,7 +207,7 @@ static void hook_failed(loom_stream *s, const char *where) {
   t = lua_gettop(L) - 1;
   loom__report_error(s->st, where, t); /* transport, Failure */
   if (lua_type(L, t) == LUA_TUSERDATA)
-    lua_setiuservalue(L, t, UV_REASON);
+    lua_setiuservalue(L, t, UVAL_REASON);
   else
     lua_pop(L, 1);
   lua_pop(L, 1);
@@ -230,7 +231,7 @@ static int deliver_connected(lua_State *L) {
   loom__push_transport(L, a->s);
   if (a->status == 0)
     keep_names(L, lua_gettop(L), a->s);
-  lua_getiuservalue(L, -1, UV_OWNER);
+  lua_getiuservalue(L, -1, UVAL_OWNER);
   if (a->status == 0) {
     lua_pushnil(L);
     lua_pushnil(L);
@@ -282,10 +283,10 @@ static int on_eof(loom_stream *s) {
   return a.result;
 }
 
-static int deliver_writable(lua_State *L) {
+static int deliver_pause_producer(lua_State *L) {
   event_args *a = lua_touserdata(L, 1);
   loom__push_transport(L, a->s);
-  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
     return 0;
   lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
   lua_insert(L, -2);
@@ -293,12 +294,12 @@ static int deliver_writable(lua_State *L) {
   return 0;
 }
 
-static void on_writable(loom_stream *s, int paused) {
+static void on_pause_producer(loom_stream *s, int pause) {
   event_args a;
   a.s = s;
-  a.status = paused;
-  if (loom__call(s->st, deliver_writable, &a) != LUA_OK)
-    hook_failed(s, paused ? "pauseProducing" : "resumeProducing");
+  a.status = pause;
+  if (loom__call(s->st, deliver_pause_producer, &a) != LUA_OK)
+    hook_failed(s, pause ? "pauseProducing" : "resumeProducing");
 }
 
 static const char *close_reason(int status) {
@@ -316,10 +317,10 @@ static const char *close_reason(int status) {
 static int deliver_stop_producing(lua_State *L) {
   event_args *a = lua_touserdata(L, 1);
   loom__push_transport(L, a->s);
-  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
     return 0;
   lua_pushnil(L);
-  lua_setiuservalue(L, -3, UV_PRODUCER);
+  lua_setiuservalue(L, -3, UVAL_PRODUCER);
   if (lua_getfield(L, -1, "stopProducing") != LUA_TNIL) {
     lua_insert(L, -2);
     lua_call(L, 1, 0);
@@ -335,8 +336,8 @@ static int deliver_lost(lua_State *L) {
     return 0;
   loom__push_transport(L, a->s);
   t = lua_gettop(L);
-  lua_getiuservalue(L, t, UV_PROTOCOL);
-  lua_getiuservalue(L, t, UV_OWNER);
+  lua_getiuservalue(L, t, UVAL_PROTOCOL);
+  lua_getiuservalue(L, t, UVAL_OWNER);
   lua_pushstring(L, close_reason(a->status));
   if (a->status < 0)
     lua_pushstring(L, uv_strerror(a->status));
@@ -346,7 +347,7 @@ static int deliver_lost(lua_State *L) {
                     (lua_Integer)a->s->max_write);
   else
     lua_pushnil(L);
-  lua_getiuservalue(L, t, UV_REASON);
+  lua_getiuservalue(L, t, UVAL_REASON);
   lua_pushboolean(L, (a->s->flags & LOOM_S_CONNECTED) != 0);
   lua_call(L, 7, 0);
   return 0;
@@ -393,11 +394,11 @@ static int deliver_accept(lua_State *L) {
   loom__new_transport(L, a->s);
   t = lua_gettop(L);
   lua_pushvalue(L, -2);
-  lua_setiuservalue(L, t, UV_OWNER);
+  lua_setiuservalue(L, t, UVAL_OWNER);
   if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
     /* The address accept(2) gave: known even if the peer reset since. */
     loom__push_address(L, a->l->peer);
-    lua_setiuservalue(L, t, UV_PEER);
+    lua_setiuservalue(L, t, UVAL_PEER);
   }
   keep_names(L, t, a->s);
   lua_call(L, 2, 0);
@@ -429,7 +430,7 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
 }
 
 const loom_stream_vtable loom__lua_stream_vt = {
-  on_connected, on_data, on_eof, on_writable, on_closed
+  on_connected, on_data, on_eof, on_pause_producer, on_closed
 };
 
 /* ------------------------------------------------------------- methods */
@@ -522,11 +523,11 @@ static int l_transport_register_producer(lua_State *L) {
   loom_stream *s = check_open(L, 1);
   int streaming = lua_toboolean(L, 3);
   luaL_checkany(L, 2);
-  if (lua_getiuservalue(L, 1, UV_PRODUCER) != LUA_TNIL)
+  if (lua_getiuservalue(L, 1, UVAL_PRODUCER) != LUA_TNIL)
     return luaL_error(L, "registerProducer: a producer is already "
                          "registered; call unregisterProducer first");
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, UV_PRODUCER);
+  lua_setiuservalue(L, 1, UVAL_PRODUCER);
   s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
   s->flags |= LOOM_S_HAS_PRODUCER;
   if (!streaming) {
@@ -546,7 +547,7 @@ static int l_transport_register_producer(lua_State *L) {
 static int l_transport_unregister_producer(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   lua_pushnil(L);
-  lua_setiuservalue(L, 1, UV_PRODUCER);
+  lua_setiuservalue(L, 1, UVAL_PRODUCER);
   if (s != NULL)
     s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
                   LOOM_S_HAS_PRODUCER);
@@ -577,7 +578,7 @@ static int l_transport_set_max_write_buffer(lua_State *L) {
 static int l_transport_set_protocol(lua_State *L) {
   check_box(L, 1);
   lua_settop(L, 2);
-  lua_setiuservalue(L, 1, UV_PROTOCOL);
+  lua_setiuservalue(L, 1, UVAL_PROTOCOL);
   return 0;
 }
 
@@ -618,7 +619,7 @@ static int l_transport_index(lua_State *L) {
     lua_pushboolean(L, s != NULL && (s->flags & LOOM_S_CONNECTED) &&
                        !(s->flags & LOOM_S_CLOSING));
   else if (strcmp(key, "protocol") == 0)
-    lua_getiuservalue(L, 1, UV_PROTOCOL);
+    lua_getiuservalue(L, 1, UVAL_PROTOCOL);
   else if (strcmp(key, "client") == 0)
     push_client(L, s);
   else

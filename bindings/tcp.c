@@ -1,7 +1,9 @@
 /*
-** tcp.c: core.listenTCP and core.connectTCP, and the listener box. The
-** Lua Port object (user value 1 of the listener) builds protocols through
-** hooks.accept; reactor.lua makes the Twisted API from these.
+** tcp.c: the TCP transport class (loom.TCPTransport: setTcpNoDelay,
+** setTcpKeepAlive, TCP addresses), core.listenTCP and core.connectTCP, and
+** the TCP listener class. The Lua Port object (user value 1 of the
+** listener) builds protocols through hooks.accept; reactor/tcp.lua makes
+** the Twisted API from these. Failures follow bindings/call.c's convention.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +133,7 @@ static int l_connect_tcp(lua_State *L) {
   luaL_argcheck(L, port > 0 && port <= 65535, 2, "port out of range");
   box = loom__new_box(L, &tcp_transport.base, sizeof(*box), &ref);
   lua_pushvalue(L, 5);
-  lua_setiuservalue(L, -2, UV_OWNER);
+  lua_setiuservalue(L, -2, UVAL_OWNER);
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);

@@ -148,7 +148,7 @@ static int l_connect_unix(lua_State *L) {
   int ref, rc;
   box = loom__new_box(L, &unix_transport.base, sizeof(*box), &ref);
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, -2, UV_OWNER);
+  lua_setiuservalue(L, -2, UVAL_OWNER);
   if ((s = calloc(1, sizeof(*s))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");

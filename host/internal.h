@@ -65,8 +65,10 @@ typedef struct loom_stream_vtable {
   void (*data)(loom_stream *s, const char *buf, size_t len);
   /* The peer half-closed; return nonzero to keep the stream open. */
   int (*eof)(loom_stream *s);
-  /* The write buffer crossed the high-water mark (paused=1) or drained. */
-  void (*writable)(loom_stream *s, int paused);
+  /* Tell the registered producer to pause (pause=1: the write queue passed
+  ** the high-water mark) or to resume (pause=0: it drained to half, or for
+  ** a pull producer, emptied). */
+  void (*pause_producer)(loom_stream *s, int pause);
   /* After the handle closed; the stream is freed right after this. */
   void (*closed)(loom_stream *s, int status);
 } loom_stream_vtable;
@@ -241,8 +243,8 @@ typedef struct loom_stdio_vtable {
   void (*read_lost)(loom_stdio *io);
   /* Output closed after loom__stdio_lose_write; input is still open. */
   void (*write_lost)(loom_stdio *io);
-  /* The output queue crossed the high-water mark (paused=1) or drained. */
-  void (*writable)(loom_stdio *io, int paused);
+  /* As loom_stream_vtable's: pause (1) or resume (0) the producer. */
+  void (*pause_producer)(loom_stdio *io, int pause);
   /* Both directions closed; io is freed right after this. */
   void (*ended)(loom_stdio *io, int status);
 } loom_stdio_vtable;
@@ -292,7 +294,7 @@ struct loom_resolve {
   void (*cb)(loom_resolve *r, int status, struct addrinfo *res);
 };
 
-/* reactor.c */
+/* state.c */
 int loom__state_init(loom_state *st, uv_loop_t *loop);
 int loom__state_run(loom_state *st);
 void loom__state_stop(loom_state *st);
@@ -385,7 +387,6 @@ int loom__pool_submit(loom_pool *pool, loom_job *j);
 int loom__pool_post(loom_pool *pool, loom_job *j);
 void loom__pool_set_size(loom_pool *pool, int size);
 void loom__pool_shutdown(loom_state *st);
-int loom__is_pool_handle(uv_handle_t *h);
 
 /* resolver.c */
 int loom__resolve_start(loom_resolve *r, loom_state *st, const char *name);

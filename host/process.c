@@ -36,9 +36,9 @@ static int pipe_eof(loom_stream *s) {
   return 0; /* The child closed its end: close ours. */
 }
 
-static void pipe_writable(loom_stream *s, int paused) {
+static void pipe_pause_producer(loom_stream *s, int pause) {
   (void)s;
-  (void)paused;
+  (void)pause;
 }
 
 static void pipe_connected(loom_stream *s, int status) {
@@ -57,7 +57,7 @@ static void pipe_closed(loom_stream *s, int status) {
 }
 
 static const loom_stream_vtable pipe_vt = {
-  pipe_connected, pipe_data, pipe_eof, pipe_writable, pipe_closed
+  pipe_connected, pipe_data, pipe_eof, pipe_pause_producer, pipe_closed
 };
 
 static void on_process_closed(uv_handle_t *h) {

@@ -129,15 +129,15 @@ static void producer_check(loom_stream *s) {
   size_t n = loom__stream_buffered(s);
   if (s->flags & LOOM_S_PULL_PRODUCER) {
     if (n == 0)
-      s->vt->writable(s, 0);
+      s->vt->pause_producer(s, 0);
     return;
   }
   if (n > s->high_water && !(s->flags & LOOM_S_PRODUCER_PAUSED)) {
     s->flags |= LOOM_S_PRODUCER_PAUSED;
-    s->vt->writable(s, 1);
+    s->vt->pause_producer(s, 1);
   } else if (n <= s->high_water / 2 && (s->flags & LOOM_S_PRODUCER_PAUSED)) {
     s->flags &= ~LOOM_S_PRODUCER_PAUSED;
-    s->vt->writable(s, 0);
+    s->vt->pause_producer(s, 0);
   }
 }
 
@@ -196,7 +196,7 @@ int loom__stream_write(loom_stream *s, const char *data, size_t len) {
     if ((s->flags & LOOM_S_HAS_PRODUCER) &&
         !(s->flags & (LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED))) {
       s->flags |= LOOM_S_PRODUCER_PAUSED;
-      s->vt->writable(s, 1);
+      s->vt->pause_producer(s, 1);
     }
     return 0;
   }

@@ -9,7 +9,8 @@
 
 #include "internal.h"
 
-static const char pool_tag = 'w'; /* async->data of the pool. */
+/* async->data of the pool: a tag no loom__is_*_handle predicate claims. */
+static const char pool_tag = 'w';
 
 struct loom_pool {
   uv_async_t async;
@@ -27,10 +28,6 @@ struct loom_pool {
   int stopping;
   int outstanding; /* submitted and not yet done (loop thread only) */
 };
-
-int loom__is_pool_handle(uv_handle_t *h) {
-  return h->data == &pool_tag;
-}
 
 static void push(loom_job **head, loom_job **tail, loom_job *j) {
   j->next = NULL;

@@ -65,8 +65,8 @@ static int t_eof(loom_stream *s) {
   return 0;
 }
 
-static void t_writable(loom_stream *s, int paused) {
-  if (paused)
+static void t_pause_producer(loom_stream *s, int pause) {
+  if (pause)
     seen_of(s)->pauses++;
   else
     seen_of(s)->resumes++;
@@ -79,7 +79,7 @@ static void t_closed(loom_stream *s, int status) {
 }
 
 static const loom_stream_vtable test_vt = {
-  t_connected, t_data, t_eof, t_writable, t_closed
+  t_connected, t_data, t_eof, t_pause_producer, t_closed
 };
 
 static seen *new_seen(void) {

@@ -1,6 +1,7 @@
 /*
-** reactor.c: the loop's lifecycle: init, run until stopped, close-all for
-** shutdown, and the final close that leaves no handle behind.
+** state.c: loom_state (loom__state_*): the loop's lifecycle: init, run
+** until stopped, close-all for shutdown, and the final close that leaves no
+** handle behind.
 */
 #include <signal.h>
 #include <stdio.h>
