@@ -1,6 +1,7 @@
 /*
-** binding.h: what bindings/ share. This is the only C besides host/main.c
-** that includes lua.h: the host calls the vtables implemented here.
+** binding.h: what bindings/ share. bindings/ is the only C that sees both
+** Lua and the host (cli/main.c sees Lua and bindings/embed.h only): the
+** host calls the vtables implemented here.
 */
 #ifndef LOOM_BINDING_H
 #define LOOM_BINDING_H

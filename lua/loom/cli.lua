@@ -1,4 +1,4 @@
--- loom.cli: the `loom` command. host/main.c calls main(argv) and exits
+-- loom.cli: the `loom` command. cli/main.c calls main(argv) and exits
 -- with what it returns. Every start-up error is one line on stderr and
 -- status 1.
 --
