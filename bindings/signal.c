@@ -78,7 +78,7 @@ static int l_on_signal(lua_State *L) {
   if (rc < 0) {
     g->ref = LUA_NOREF;
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (g->h.data != NULL)
+    if (g->st != NULL) /* the handle was initialised */
       loom__signal_close(g);
     else
       free(g);

@@ -36,6 +36,32 @@ typedef struct loom_job loom_job;
 typedef struct loom_resolve loom_resolve;
 typedef struct loom_stdio loom_stdio;
 
+/*
+** The header every host object (stream, listener, timer, signal, UDP
+** socket, process) has of its own: its kind's operations, and its place in
+** the state's list of open objects, which shutdown and the final close walk
+** (libuv's handle->data is not used). Linked when the object opens,
+** unlinked when its close begins.
+*/
+typedef struct loom_object loom_object;
+
+typedef struct loom_object_ops {
+  const char *kind;
+  /* Shutdown: end gracefully (flush, then close); NULL: stays open. */
+  void (*lose)(loom_object *o);
+  /* The final close, without the owner (its Lua side is gone). */
+  void (*close)(loom_object *o);
+} loom_object_ops;
+
+struct loom_object {
+  const loom_object_ops *ops;
+  loom_object *prev, *next; /* NULL when not linked */
+};
+
+/* The host object whose loom_object member `member` is at o. */
+#define loom__object_of(o, type, member) \
+  ((type *)(void *)((char *)(o) - offsetof(type, member)))
+
 /* One state per host: the loop, the shared read buffer, the Lua side. */
 struct loom_state {
   uv_loop_t *loop;
@@ -49,6 +75,7 @@ struct loom_state {
   void (*current_fn)(void); /* the trampoline in progress (bindings/call.c) */
   loom_pool *pool;         /* worker threads, made on first use (thread.c) */
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
+  loom_object objects;     /* sentinel of the open host objects' list */
   char readbuf[LOOM_READ_BUFSIZE];
 };
 
@@ -100,6 +127,7 @@ struct loom_stream {
     uv_pipe_t pipe;
   } h;
   loom_state *st;
+  loom_object obj;
   const loom_stream_vtable *vt;
   int ref;                 /* binding's registry ref (LUA_NOREF: detached) */
   unsigned flags;
@@ -129,6 +157,7 @@ struct loom_listener {
     uv_poll_t poll;
   } h;
   loom_state *st;
+  loom_object obj;
   loom_listener_cb on_connection;
   loom_listener_closed_cb on_closed;
   uv_close_cb close_cb;  /* set by loom__listener_open */
@@ -147,6 +176,7 @@ typedef void (*loom_timer_cb)(loom_timer *t);
 struct loom_timer {
   uv_timer_t h;
   loom_state *st;
+  loom_object obj;
   loom_timer_cb cb;
   void (*on_closed)(loom_timer *t);
   int ref;
@@ -157,7 +187,8 @@ typedef void (*loom_signal_cb)(loom_signal *g);
 
 struct loom_signal {
   uv_signal_t h;
-  loom_state *st;
+  loom_state *st;        /* set once the handle is initialised */
+  loom_object obj;
   loom_signal_cb cb;
   void (*on_closed)(loom_signal *g);
   int ref;
@@ -183,6 +214,7 @@ typedef struct loom_udp_vtable {
 struct loom_udp {
   uv_udp_t h;
   loom_state *st;
+  loom_object obj;
   const loom_udp_vtable *vt;
   int ref;
   int closing;
@@ -213,6 +245,7 @@ typedef struct loom_pipe {
 struct loom_process {
   uv_process_t h;
   loom_state *st;
+  loom_object obj;
   const loom_process_vtable *vt;
   int ref;
   int pid;
@@ -300,6 +333,9 @@ int loom__state_run(loom_state *st);
 void loom__state_stop(loom_state *st);
 void loom__state_close(loom_state *st);
 void loom__close_all(loom_state *st);
+void loom__object_link(loom_state *st, loom_object *o,
+                       const loom_object_ops *ops);
+void loom__object_unlink(loom_object *o);
 double loom__now(loom_state *st);
 
 /* buf.c */
@@ -317,7 +353,6 @@ void loom__stream_close(loom_stream *s, int status);
 void loom__stream_pause(loom_stream *s);
 void loom__stream_resume(loom_stream *s);
 size_t loom__stream_buffered(const loom_stream *s);
-int loom__is_stream_handle(uv_handle_t *h);
 
 /* listener.c (shared by TCP and Unix listeners) */
 int loom__listener_open(loom_listener *l, loom_state *st, int fd, int backlog,
@@ -326,7 +361,6 @@ int loom__listener_sockname(loom_listener *l, struct sockaddr_storage *ss);
 void loom__listener_close(loom_listener *l);
 void loom__listener_pause(loom_listener *l);
 void loom__listener_resume(loom_listener *l);
-int loom__is_listener_handle(uv_handle_t *h);
 
 /* tcp.c */
 int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
@@ -347,13 +381,11 @@ int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb);
 int loom__timer_start(loom_timer *t, double secs);
 void loom__timer_stop(loom_timer *t);
 void loom__timer_close(loom_timer *t);
-int loom__is_timer_handle(uv_handle_t *h);
 
 /* signal.c */
 int loom__signal_start(loom_signal *g, loom_state *st, int signum,
                        loom_signal_cb cb);
 void loom__signal_close(loom_signal *g);
-int loom__is_signal_handle(uv_handle_t *h);
 
 /* unix.c */
 int loom__unix_listen(loom_unix_listener *u, loom_state *st,
@@ -370,7 +402,6 @@ int loom__udp_send(loom_udp *u, const char *data, size_t len,
                    const struct sockaddr *to);
 int loom__udp_connect(loom_udp *u, const struct sockaddr *to);
 void loom__udp_close(loom_udp *u);
-int loom__is_udp_handle(uv_handle_t *h);
 
 /* process.c */
 int loom__process_spawn(loom_process *p, loom_state *st,
@@ -379,7 +410,6 @@ int loom__process_write(loom_process *p, int fd, const char *data,
                         size_t len);
 void loom__process_close_fd(loom_process *p, int fd);
 void loom__process_close(loom_process *p);
-int loom__is_process_handle(uv_handle_t *h);
 
 /* thread.c */
 int loom__pool_start(loom_state *st, const loom_pool_config *cfg);

@@ -8,18 +8,23 @@
 
 #include "internal.h"
 
-static const char stream_tag = 's'; /* handle->data of every loom_stream. */
-
 static void on_close(uv_handle_t *h);
 static void start_write(loom_stream *s);
 
-int loom__is_stream_handle(uv_handle_t *h) {
-  return h->data == &stream_tag;
+static void lose_op(loom_object *o) {
+  loom__stream_lose(loom__object_of(o, loom_stream, obj));
 }
+
+static void close_op(loom_object *o) {
+  loom__stream_close(loom__object_of(o, loom_stream, obj),
+                     LOOM_CLOSE_SHUTDOWN);
+}
+
+static const loom_object_ops stream_ops = { "stream", lose_op, close_op };
 
 void loom__stream_setup(loom_stream *s, loom_state *st,
                         const loom_stream_vtable *vt) {
-  s->h.handle.data = (void *)&stream_tag;
+  loom__object_link(st, &s->obj, &stream_ops);
   s->st = st;
   s->vt = vt;
   s->ref = -2;
@@ -263,6 +268,7 @@ void loom__stream_close(loom_stream *s, int status) {
     return;
   s->flags |= LOOM_S_CLOSING;
   s->close_status = status;
+  loom__object_unlink(&s->obj);
   if (s->flags & LOOM_S_READING) {
     uv_read_stop(&s->h.stream);
     s->flags &= ~LOOM_S_READING;

@@ -305,6 +305,26 @@ static void test_buf_growth(void) {
   CHECK(b.data == NULL && b.len == 0);
 }
 
+/* Every open host object is in the state's list, by its own header (not
+** libuv's handle->data); closing unlinks it. */
+static void test_object_list(void) {
+  int port;
+  loom_listener *l = listen_any(&port);
+  loom_object *o;
+  int found = 0, closed = listeners_closed;
+  for (o = st.objects.next; o != &st.objects; o = o->next)
+    if (o == &l->obj)
+      found = 1;
+  CHECK(found);
+  CHECK(strcmp(l->obj.ops->kind, "listener") == 0);
+  CHECK(l->h.handle.data == NULL); /* libuv's slot is left alone */
+  loom__listener_close(l);
+  CHECK(l->obj.next == NULL);
+  for (o = st.objects.next; o != &st.objects; o = o->next)
+    CHECK(o != &l->obj);
+  RUN_UNTIL(listeners_closed == closed + 1);
+}
+
 int main(void) {
   CHECK(loom__state_init(&st, NULL) == 0);
   test_echo_and_clean_close();
@@ -315,6 +335,7 @@ int main(void) {
   test_connection_refused();
   test_bad_address();
   test_buf_growth();
+  test_object_list();
   /* A stop before any run (a crash() in a startup trigger) must not keep
   ** the close below from closing what is open. */
   {
@@ -324,6 +345,7 @@ int main(void) {
     loom__state_stop(&st);
     loom__state_close(&st); /* Must leave no handle behind. */
     CHECK(listeners_closed == before + 1);
+    CHECK(st.objects.next == &st.objects); /* nothing left open */
   }
   CHECK(st.nstreams == 0);
   printf("%d passed, %d failed\n", passed, failed);
