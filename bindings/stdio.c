@@ -422,15 +422,11 @@ static int l_stdio_register_producer(lua_State *L) {
   s = &io->out->s;
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, IO_PRODUCER);
-  s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
-  s->flags |= LOOM_S_HAS_PRODUCER;
-  if (!streaming) {
-    s->flags |= LOOM_S_PULL_PRODUCER;
-    call_producer(L, 2, "resumeProducing");
-  } else if (loom__stream_buffered(s) > s->high_water) {
-    s->flags |= LOOM_S_PRODUCER_PAUSED;
+  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
+                                             : LOOM_PRODUCER_PULL))
     call_producer(L, 2, "pauseProducing");
-  }
+  else if (!streaming)
+    call_producer(L, 2, "resumeProducing");
   return 0;
 }
 
@@ -439,8 +435,7 @@ static int l_stdio_unregister_producer(lua_State *L) {
   lua_pushnil(L);
   lua_setiuservalue(L, 1, IO_PRODUCER);
   if (io != NULL && io->out != NULL)
-    io->out->s.flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
-                          LOOM_S_HAS_PRODUCER);
+    loom__stream_set_producer(&io->out->s, LOOM_PRODUCER_NONE);
   return 0;
 }
 

@@ -158,7 +158,7 @@ static int l_transport_get_host(lua_State *L) {
 /* transport.client: the peer as {host, port} on a server-side TCP
 ** transport (Twisted's Server.client), else nil. */
 static void push_client(lua_State *L, loom_stream *s) {
-  if (s == NULL || !(s->flags & LOOM_S_ACCEPTED) ||
+  if (s == NULL || !loom__stream_is_accepted(s) ||
       s->h.handle.type != UV_TCP ||
       lua_getiuservalue(L, 1, UVAL_PEER) != LUA_TTABLE) {
     lua_pushnil(L);
@@ -247,15 +247,13 @@ static void on_connected(loom_stream *s, int status) {
   event_args a;
   a.s = s;
   a.status = status;
-  if (status == 0)
-    s->flags |= LOOM_S_CONNECTED;
   if (loom__call(s->st, deliver_connected, &a) != LUA_OK) {
     hook_failed(s, "connectionMade");
     return;
   }
   if (status < 0)
     loom__stream_close(s, status);
-  else if (!(s->flags & LOOM_S_CLOSING))
+  else if (!loom__stream_closing(s))
     loom__stream_start(s);
 }
 
@@ -348,7 +346,7 @@ static int deliver_lost(lua_State *L) {
   else
     lua_pushnil(L);
   lua_getiuservalue(L, t, UVAL_REASON);
-  lua_pushboolean(L, (a->s->flags & LOOM_S_CONNECTED) != 0);
+  lua_pushboolean(L, loom__stream_was_connected(a->s));
   lua_call(L, 7, 0);
   return 0;
 }
@@ -365,7 +363,7 @@ static void on_closed(loom_stream *s, int status) {
     return; /* Lua is gone or never had this stream. */
   a.s = s;
   a.status = status;
-  if ((s->flags & LOOM_S_HAS_PRODUCER) &&
+  if (loom__stream_has_producer(s) &&
       loom__call(s->st, deliver_stop_producing, &a) != LUA_OK) {
     loom__report_error(s->st, "stopProducing", 0);
     lua_pop(s->st->L, 1);
@@ -417,9 +415,9 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
   /* Connected from makeConnection on (Twisted's Server is): a hook error
   ** or a close inside connectionMade (abort, write limit) still delivers
   ** connectionLost, which may release what connectionMade took. */
-  s->flags |= LOOM_S_CONNECTED | LOOM_S_ACCEPTED;
+  loom__stream_mark_accepted(s);
   if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
-    if (!(s->flags & LOOM_S_CLOSING))
+    if (!loom__stream_closing(s))
       loom__stream_start(s);
   } else if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
     lua_pop(l->st->L, 1);
@@ -528,16 +526,13 @@ static int l_transport_register_producer(lua_State *L) {
                          "registered; call unregisterProducer first");
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, UVAL_PRODUCER);
-  s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
-  s->flags |= LOOM_S_HAS_PRODUCER;
-  if (!streaming) {
-    s->flags |= LOOM_S_PULL_PRODUCER;
-    lua_getfield(L, 2, "resumeProducing");
+  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
+                                             : LOOM_PRODUCER_PULL)) {
+    lua_getfield(L, 2, "pauseProducing");
     lua_pushvalue(L, 2);
     lua_call(L, 1, 0);
-  } else if (loom__stream_buffered(s) > s->high_water) {
-    s->flags |= LOOM_S_PRODUCER_PAUSED;
-    lua_getfield(L, 2, "pauseProducing");
+  } else if (!streaming) {
+    lua_getfield(L, 2, "resumeProducing");
     lua_pushvalue(L, 2);
     lua_call(L, 1, 0);
   }
@@ -549,8 +544,7 @@ static int l_transport_unregister_producer(lua_State *L) {
   lua_pushnil(L);
   lua_setiuservalue(L, 1, UVAL_PRODUCER);
   if (s != NULL)
-    s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
-                  LOOM_S_HAS_PRODUCER);
+    loom__stream_set_producer(s, LOOM_PRODUCER_NONE);
   return 0;
 }
 
@@ -604,8 +598,7 @@ static int l_transport_index(lua_State *L) {
   const char *key;
   if (lua_rawequal(L, 2, lua_upvalueindex(3))) {
     s = index_box(L)->p;
-    lua_pushboolean(L, s == NULL ||
-                       (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)));
+    lua_pushboolean(L, s == NULL || loom__stream_disconnecting(s));
     return 1;
   }
   lua_pushvalue(L, 2);
@@ -616,8 +609,8 @@ static int l_transport_index(lua_State *L) {
   if (key == NULL)
     return 1;
   if (strcmp(key, "connected") == 0)
-    lua_pushboolean(L, s != NULL && (s->flags & LOOM_S_CONNECTED) &&
-                       !(s->flags & LOOM_S_CLOSING));
+    lua_pushboolean(L, s != NULL && loom__stream_was_connected(s) &&
+                       !loom__stream_closing(s));
   else if (strcmp(key, "protocol") == 0)
     lua_getiuservalue(L, 1, UVAL_PROTOCOL);
   else if (strcmp(key, "client") == 0)

@@ -116,6 +116,38 @@ enum {
 };
 
 /*
+** The bytes of a stream in and out: every read, write and shutdown goes
+** through its stream's io. loom__socket_io, the plain socket, is the
+** default; a layer between the socket and the protocol (TLS, WebSocket
+** framing) is another implementation set with loom__stream_set_io, which
+** calls loom__socket_io beneath (whose reads come to the layer's received)
+** and reports back through the loom__stream_* functions named below, as
+** the socket does. One indirect call per read or write; no allocation or
+** copy on the plain path.
+*/
+typedef struct loom_stream_io {
+  const char *name;
+  /* Writes what the transport takes now: bytes taken, UV_EAGAIN, or an
+  ** error. Never queues. */
+  int (*try_write)(loom_stream *s, const char *data, size_t len);
+  /* Starts writing data (stable until done; one write in flight), then
+  ** calls loom__stream_written(s, status). 0 or an error. */
+  int (*write)(loom_stream *s, const char *data, size_t len);
+  /* Half-closes the write side after what was written, then calls
+  ** loom__stream_shutdown_done(s, status). 0 or an error. */
+  int (*shutdown)(loom_stream *s);
+  /* Delivers what arrives through loom__stream_received until read_stop. */
+  int (*read_start)(loom_stream *s);
+  void (*read_stop)(loom_stream *s);
+  /* What the socket read (nread bytes, UV_EOF or an error) goes here: a
+  ** layer turns it into what the protocol reads and calls
+  ** loom__stream_received; the socket's own is loom__stream_received. */
+  void (*received)(loom_stream *s, ssize_t nread, const char *data);
+} loom_stream_io;
+
+extern const loom_stream_io loom__socket_io;
+
+/*
 ** A stream transport shared by TCP, Unix sockets and pipes. The libuv
 ** handle comes first so a uv_handle_t* is also a loom_stream*.
 */
@@ -129,6 +161,7 @@ struct loom_stream {
   loom_state *st;
   loom_object obj;
   const loom_stream_vtable *vt;
+  const loom_stream_io *io; /* loom__socket_io unless a layer is set */
   int ref;                 /* binding's registry ref (LUA_NOREF: detached) */
   unsigned flags;
   int close_status;
@@ -353,6 +386,35 @@ void loom__stream_close(loom_stream *s, int status);
 void loom__stream_pause(loom_stream *s);
 void loom__stream_resume(loom_stream *s);
 size_t loom__stream_buffered(const loom_stream *s);
+void loom__stream_set_io(loom_stream *s, const loom_stream_io *io);
+/* What an io reports back (the socket's libuv callbacks call these). */
+void loom__stream_received(loom_stream *s, ssize_t nread, const char *data);
+void loom__stream_written(loom_stream *s, int status);
+void loom__stream_shutdown_done(loom_stream *s, int status);
+/* The producer registered on s: LOOM_PRODUCER_*. Returns 1 when a
+** streaming producer must be paused at once (the queue is past the mark). */
+enum { LOOM_PRODUCER_NONE, LOOM_PRODUCER_STREAMING, LOOM_PRODUCER_PULL };
+int loom__stream_set_producer(loom_stream *s, int kind);
+void loom__stream_mark_accepted(loom_stream *s);
+
+/* The stream's state, as its owner may read it (inline: `disconnecting`
+** is read after every line a LineReceiver delivers). */
+static inline int loom__stream_closing(const loom_stream *s) {
+  return (s->flags & LOOM_S_CLOSING) != 0;
+}
+static inline int loom__stream_disconnecting(const loom_stream *s) {
+  return (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)) != 0;
+}
+/* Connected at some point (a connect that succeeded, or an accept). */
+static inline int loom__stream_was_connected(const loom_stream *s) {
+  return (s->flags & LOOM_S_CONNECTED) != 0;
+}
+static inline int loom__stream_is_accepted(const loom_stream *s) {
+  return (s->flags & LOOM_S_ACCEPTED) != 0;
+}
+static inline int loom__stream_has_producer(const loom_stream *s) {
+  return (s->flags & LOOM_S_HAS_PRODUCER) != 0;
+}
 
 /* listener.c (shared by TCP and Unix listeners) */
 int loom__listener_open(loom_listener *l, loom_state *st, int fd, int backlog,

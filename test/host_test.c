@@ -305,6 +305,66 @@ static void test_buf_growth(void) {
   CHECK(b.data == NULL && b.len == 0);
 }
 
+/*
+** A layer in the stream's I/O seam (where TLS will go): it counts the
+** bytes written through it and upper-cases what it reads before the
+** protocol sees it, over the plain socket's io.
+*/
+static size_t layer_written;
+
+static int layer_try_write(loom_stream *s, const char *data, size_t len) {
+  int rc = loom__socket_io.try_write(s, data, len);
+  if (rc > 0)
+    layer_written += (size_t)rc;
+  return rc;
+}
+
+static int layer_write(loom_stream *s, const char *data, size_t len) {
+  layer_written += len;
+  return loom__socket_io.write(s, data, len);
+}
+
+static void layer_received(loom_stream *s, ssize_t nread, const char *data) {
+  char up[64];
+  ssize_t i;
+  if (nread <= 0 || nread > (ssize_t)sizeof(up)) {
+    loom__stream_received(s, nread, data);
+    return;
+  }
+  for (i = 0; i < nread; i++)
+    up[i] = (data[i] >= 'a' && data[i] <= 'z') ? data[i] - 32 : data[i];
+  loom__stream_received(s, nread, up);
+}
+
+static const loom_stream_io upper_io = {
+  "upper", layer_try_write, layer_write, NULL, NULL, NULL, layer_received
+}; /* the rest is the socket's: see test_io_layer */
+
+static void test_io_layer(void) {
+  int port;
+  loom_listener *l = listen_any(&port);
+  seen *c = new_seen();
+  loom_stream *s = connect_to(port, c);
+  static loom_stream_io io; /* the socket's, but our two ends; outlives s */
+  int closed = listeners_closed;
+  io = loom__socket_io;
+  io.try_write = upper_io.try_write;
+  io.write = upper_io.write;
+  io.received = upper_io.received;
+  CHECK(s->io == &loom__socket_io);
+  loom__stream_set_io(s, &io);
+  RUN_UNTIL(c->connected);
+  CHECK(loom__stream_write(s, "hello", 5) == 0);
+  RUN_UNTIL(c->data.len == 5);
+  CHECK(c->data.len == 5 && memcmp(c->data.data, "HELLO", 5) == 0);
+  CHECK(layer_written == 5);
+  loom__stream_lose(s);
+  RUN_UNTIL(c->closed && last_server->closed);
+  CHECK(c->close_status == LOOM_CLOSE_CLEAN);
+  loom__listener_close(l);
+  RUN_UNTIL(listeners_closed == closed + 1);
+}
+
 /* Every open host object is in the state's list, by its own header (not
 ** libuv's handle->data); closing unlinks it. */
 static void test_object_list(void) {
@@ -336,6 +396,7 @@ int main(void) {
   test_bad_address();
   test_buf_growth();
   test_object_list();
+  test_io_layer();
   /* A stop before any run (a crash() in a startup trigger) must not keep
   ** the close below from closing what is open. */
   {
