@@ -13,6 +13,21 @@
 
 #define LOOM_STATE_KEY "loom.state"
 
+/*
+** The Lua side of a host, which owns its loom_state: host/ knows nothing
+** of Lua. The loom_state comes first, so the loom_state* the host hands to
+** every callback is a loom_host* (core.c makes every state this way).
+*/
+typedef struct loom_host {
+  loom_state st;
+  lua_State *L;             /* the thread running the loop; NULL at close */
+  int hooks_ref;            /* registry ref of the Lua hook table */
+  lua_CFunction current_fn; /* the trampoline in progress (call.c) */
+} loom_host;
+
+#define LOOM_HOST(st) ((loom_host *)(void *)(st))
+#define LOOM_L(st) (LOOM_HOST(st)->L)
+
 /* box.c: every bound object's box starts with its host object. */
 typedef struct loom_box {
   void *p; /* the host object; NULL once closed */

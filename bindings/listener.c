@@ -69,7 +69,7 @@ static void accept_failed(loom_listener *l, int status) {
   a.status = status;
   if (loom__call(l->st, deliver_accept_failed, &a) != LUA_OK) {
     loom__report_error(l->st, "acceptFailed", 0);
-    lua_pop(l->st->L, 1);
+    lua_pop(LOOM_L(l->st), 1);
   }
 }
 
@@ -77,7 +77,7 @@ static void accept_failed(loom_listener *l, int status) {
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *)) {
   loom_stream *s;
-  if (l->st->L == NULL)
+  if (LOOM_L(l->st) == NULL)
     return;
   if (status < 0) {
     accept_failed(l, status);
@@ -96,7 +96,7 @@ void loom__accept_one(loom_listener *l, int status,
 
 /* A listener's close callback: empty its box, release the ref, free it. */
 void loom__listener_closed(loom_listener *l) {
-  lua_State *L = l->st->L;
+  lua_State *L = LOOM_L(l->st);
   if (L != NULL && l->ref != LUA_NOREF)
     loom__box_closed(L, l->ref, 1);
   free(l);

@@ -58,7 +58,7 @@ static int deliver_data(lua_State *L) {
 
 /* Logs the caught error under the protocol's name and pops it. */
 static void hook_failed(loom_process *p, const char *where) {
-  lua_State *L = p->st->L;
+  lua_State *L = LOOM_L(p->st);
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
   lua_insert(L, -2); /* transport, caught */
   loom__report_error(p->st, where, lua_gettop(L) - 1);
@@ -66,7 +66,7 @@ static void hook_failed(loom_process *p, const char *where) {
 }
 
 static int alive(loom_process *p) {
-  return p->st->L != NULL && p->ref != LUA_NOREF;
+  return LOOM_L(p->st) != NULL && p->ref != LUA_NOREF;
 }
 
 /* A hook error drops only that pipe, as Twisted drops the connection. */
@@ -129,7 +129,7 @@ static void on_ended(loom_process *p) {
   if (!alive(p))
     return;
   event(p, "ended", -1);
-  loom__box_closed(p->st->L, p->ref, 1);
+  loom__box_closed(LOOM_L(p->st), p->ref, 1);
   p->ref = LUA_NOREF;
 }
 

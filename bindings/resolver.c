@@ -61,9 +61,9 @@ static void on_resolved(loom_resolve *r, int status, struct addrinfo *res) {
   loom_state *st = r->st;
   k->status = status;
   k->res = res;
-  if (st->L != NULL && loom__call(st, deliver_resolved, k) != LUA_OK) {
+  if (LOOM_L(st) != NULL && loom__call(st, deliver_resolved, k) != LUA_OK) {
     loom__report_error(st, "resolve", 0);
-    lua_pop(st->L, 1);
+    lua_pop(LOOM_L(st), 1);
   }
   free(k);
 }

@@ -33,16 +33,16 @@ static int deliver_signal(lua_State *L) {
 }
 
 static void on_signal(loom_signal *g) {
-  if (g->st->L == NULL || g->ref == LUA_NOREF)
+  if (LOOM_L(g->st) == NULL || g->ref == LUA_NOREF)
     return;
   if (loom__call(g->st, deliver_signal, g) != LUA_OK) {
     loom__report_error(g->st, "signal handler", 0);
-    lua_pop(g->st->L, 1);
+    lua_pop(LOOM_L(g->st), 1);
   }
 }
 
 static void on_signal_closed(loom_signal *g) {
-  lua_State *L = g->st->L;
+  lua_State *L = LOOM_L(g->st);
   if (L != NULL && g->ref != LUA_NOREF)
     loom__box_closed(L, g->ref, 2);
   free(g);

@@ -35,7 +35,7 @@ static loom_stdio *to_io(lua_State *L) {
 }
 
 static int alive(loom_stdio *io) {
-  return io->st->L != NULL && io->ref != LUA_NOREF;
+  return LOOM_L(io->st) != NULL && io->ref != LUA_NOREF;
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -56,7 +56,7 @@ static void push_box_protocol(lua_State *L, loom_stdio *io) {
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
 static void hook_failed(loom_stdio *io, const char *where) {
-  lua_State *L = io->st->L;
+  lua_State *L = LOOM_L(io->st);
   int t;
   lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
   lua_insert(L, -2); /* transport, caught */
@@ -203,7 +203,7 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stdio *io) {
-  loom__box_closed(io->st->L, io->ref, IO_NUV);
+  loom__box_closed(LOOM_L(io->st), io->ref, IO_NUV);
   io->ref = LUA_NOREF;
 }
 
@@ -215,11 +215,11 @@ static void on_ended(loom_stdio *io, int status) {
   a.status = status;
   if (loom__call(io->st, deliver_stop_producing, &a) != LUA_OK) {
     loom__report_error(io->st, "stopProducing", 0);
-    lua_pop(io->st->L, 1);
+    lua_pop(LOOM_L(io->st), 1);
   }
   if (loom__call(io->st, deliver_lost, &a) != LUA_OK) {
     loom__report_error(io->st, "connectionLost", 0);
-    lua_pop(io->st->L, 1);
+    lua_pop(LOOM_L(io->st), 1);
   }
   detach(io);
 }
@@ -252,15 +252,15 @@ static int deliver_make(lua_State *L) {
 /* Attaches the protocol on the calling thread (maybe a coroutine), then
 ** reads; a raising makeConnection is logged and aborts the transport. */
 static void connect_protocol(lua_State *L, loom_stdio *io) {
-  void *saved = io->st->L;
+  void *saved = LOOM_L(io->st);
   io_args a;
   a.io = io;
-  io->st->L = L;
+  LOOM_L(io->st) = L;
   if (loom__call(io->st, deliver_make, &a) != LUA_OK)
     hook_failed(io, "makeConnection");
   else
     loom__stdio_start(io);
-  io->st->L = saved;
+  LOOM_L(io->st) = saved;
 }
 
 /*
@@ -305,10 +305,10 @@ static int l_standard_io(lua_State *L) {
 /* A producer called back from the write runs on the writing thread. */
 static void write_on(lua_State *L, loom_stdio *io, const char *data,
                      size_t len) {
-  void *saved = io->st->L;
-  io->st->L = L;
+  void *saved = LOOM_L(io->st);
+  LOOM_L(io->st) = L;
   loom__stdio_write(io, data, len);
-  io->st->L = saved;
+  LOOM_L(io->st) = saved;
 }
 
 static int l_stdio_write(lua_State *L) {

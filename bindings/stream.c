@@ -200,7 +200,7 @@ static int deliver_data(lua_State *L) {
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
 static void hook_failed(loom_stream *s, const char *where) {
-  lua_State *L = s->st->L;
+  lua_State *L = LOOM_L(s->st);
   int t;
   loom__push_transport(L, s);
   lua_insert(L, -2); /* transport, caught */
@@ -353,24 +353,24 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stream *s) {
-  loom__box_closed(s->st->L, s->ref, TRANSPORT_NUV);
+  loom__box_closed(LOOM_L(s->st), s->ref, TRANSPORT_NUV);
   s->ref = LUA_NOREF;
 }
 
 static void on_closed(loom_stream *s, int status) {
   event_args a;
-  if (s->st->L == NULL || s->ref == LUA_NOREF)
+  if (LOOM_L(s->st) == NULL || s->ref == LUA_NOREF)
     return; /* Lua is gone or never had this stream. */
   a.s = s;
   a.status = status;
   if (loom__stream_has_producer(s) &&
       loom__call(s->st, deliver_stop_producing, &a) != LUA_OK) {
     loom__report_error(s->st, "stopProducing", 0);
-    lua_pop(s->st->L, 1);
+    lua_pop(LOOM_L(s->st), 1);
   }
   if (loom__call(s->st, deliver_lost, &a) != LUA_OK) {
     loom__report_error(s->st, "connectionLost", 0);
-    lua_pop(s->st->L, 1);
+    lua_pop(LOOM_L(s->st), 1);
   }
   detach(s);
 }
@@ -420,7 +420,7 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
     if (!loom__stream_closing(s))
       loom__stream_start(s);
   } else if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
-    lua_pop(l->st->L, 1);
+    lua_pop(LOOM_L(l->st), 1);
     loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
   } else {
     hook_failed(s, "makeConnection");
@@ -440,11 +440,11 @@ const loom_stream_vtable loom__lua_stream_vt = {
 */
 static int write_on(lua_State *L, loom_stream *s, const char *data,
                     size_t len) {
-  void *saved = s->st->L;
+  void *saved = LOOM_L(s->st);
   int rc;
-  s->st->L = L;
+  LOOM_L(s->st) = L;
   rc = loom__stream_write(s, data, len);
-  s->st->L = saved;
+  LOOM_L(s->st) = saved;
   return rc;
 }
 

@@ -30,16 +30,16 @@ static int deliver_timer(lua_State *L) {
 }
 
 static void on_timer(loom_timer *t) {
-  if (t->st->L == NULL || t->ref == LUA_NOREF)
+  if (LOOM_L(t->st) == NULL || t->ref == LUA_NOREF)
     return;
   if (loom__call(t->st, deliver_timer, t) != LUA_OK) {
     loom__report_error(t->st, "callLater", 0);
-    lua_pop(t->st->L, 1);
+    lua_pop(LOOM_L(t->st), 1);
   }
 }
 
 static void on_timer_closed(loom_timer *t) {
-  lua_State *L = t->st->L;
+  lua_State *L = LOOM_L(t->st);
   if (L != NULL && t->ref != LUA_NOREF)
     loom__box_closed(L, t->ref, 2);
   free(t);

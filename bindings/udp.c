@@ -66,7 +66,7 @@ static int deliver_datagram(lua_State *L) {
 
 /* Logs the caught error (named after the port's protocol) and pops it. */
 static void call_failed(loom_udp *u, const char *where) {
-  lua_State *L = u->st->L;
+  lua_State *L = LOOM_L(u->st);
   int port;
   lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
   lua_getiuservalue(L, -1, UDP_PORT);
@@ -80,7 +80,7 @@ static void call_failed(loom_udp *u, const char *where) {
 static void on_datagram(loom_udp *u, const char *buf, size_t len,
                         const struct sockaddr *from) {
   dgram_args a;
-  if (u->st->L == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->ref == LUA_NOREF)
     return;
   a.u = u;
   a.buf = buf;
@@ -98,7 +98,7 @@ static int deliver_refused(lua_State *L) {
 }
 
 static void on_refused(loom_udp *u) {
-  if (u->st->L == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->ref == LUA_NOREF)
     return;
   if (loom__call(u->st, deliver_refused, u) != LUA_OK)
     call_failed(u, "connectionRefused");
@@ -118,7 +118,7 @@ static int deliver_closed(lua_State *L) {
 
 /* Tells Lua, then empties the box and releases its one ref. */
 static void on_closed(loom_udp *u) {
-  lua_State *L = u->st->L;
+  lua_State *L = LOOM_L(u->st);
   if (L == NULL || u->ref == LUA_NOREF)
     return;
   if (loom__call(u->st, deliver_closed, u) != LUA_OK)

@@ -79,10 +79,10 @@ static int deliver_closed(lua_State *L) {
 */
 static void on_listener_closed(loom_listener *l) {
   loom_state *st = l->st;
-  if (st->L != NULL && l->ref != LUA_NOREF &&
+  if (LOOM_L(st) != NULL && l->ref != LUA_NOREF &&
       loom__call(st, deliver_closed, l) != LUA_OK) {
     loom__report_error(st, "stopListening", 0);
-    lua_pop(st->L, 1);
+    lua_pop(LOOM_L(st), 1);
   }
   loom__listener_closed(l);
 }

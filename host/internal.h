@@ -62,17 +62,15 @@ struct loom_object {
 #define loom__object_of(o, type, member) \
   ((type *)(void *)((char *)(o) - offsetof(type, member)))
 
-/* One state per host: the loop, the shared read buffer, the Lua side. */
+/* One state per host: the loop, the shared read buffer. Its owner (bindings/
+** loom_host) embeds it. */
 struct loom_state {
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  void *L;                 /* the lua_State, NULL once it is closing */
-  int hooks_ref;           /* registry ref of the Lua hook table */
   int stop_requested;
   int running;
   int nstreams;            /* live streams, for the shutdown drain */
   uv_async_t keepalive;    /* keeps run() blocking when nothing is pending */
-  void (*current_fn)(void); /* the trampoline in progress (bindings/call.c) */
   loom_pool *pool;         /* worker threads, made on first use (thread.c) */
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
   loom_object objects;     /* sentinel of the open host objects' list */

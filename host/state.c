@@ -30,7 +30,6 @@ int loom__state_init(loom_state *st, uv_loop_t *loop) {
   int rc;
   ignore_sigpipe();
   memset(st, 0, sizeof(*st));
-  st->hooks_ref = -2; /* LUA_NOREF, without including lua.h here. */
   st->objects.next = st->objects.prev = &st->objects;
   if (loop == NULL) {
     rc = uv_loop_init(&st->own_loop);
@@ -143,11 +142,11 @@ static void close_straggler(uv_handle_t *h, void *arg) {
 }
 
 /*
-** The last step: Lua is gone (st->L is NULL), so close callbacks only free.
+** The last step: the owner is gone (bindings/ cleared its Lua state first),
+** so close callbacks only free.
 ** Runs the loop until every close callback ran, then closes our own loop.
 */
 void loom__state_close(loom_state *st) {
-  st->L = NULL;
   loom__pool_shutdown(st);      /* Joins the workers, closes its async. */
   loom__resolve_cancel_all(st); /* Lookups still queued never start. */
   walk_objects(st, 1);
