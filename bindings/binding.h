@@ -6,6 +6,8 @@
 #ifndef LOOM_BINDING_H
 #define LOOM_BINDING_H
 
+#include <stdint.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -26,6 +28,18 @@ typedef struct loom_host {
 } loom_host;
 
 #define LOOM_HOST(st) ((loom_host *)(void *)(st))
+
+/*
+** A host object's data (its owner's slot) holds the registry ref of its
+** box, or NULL when it has none: refs are positive, so one pointer-sized
+** slot holds one without an allocation.
+*/
+static inline int loom__ref(const void *data) {
+  return data != NULL ? (int)(intptr_t)data : LUA_NOREF;
+}
+static inline void *loom__ref_data(int ref) {
+  return ref > 0 ? (void *)(intptr_t)ref : NULL;
+}
 #define LOOM_L(st) (LOOM_HOST(st)->L)
 
 /* box.c: every bound object's box starts with its host object. */

@@ -50,7 +50,7 @@ static int deliver_accept_failed(lua_State *L) {
   int status = a->status;
   if (loom__push_hook(L, l->st, "acceptFailed") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(l->data));
   lua_getiuservalue(L, -1, 1);
   lua_remove(L, -2);
   lua_pushstring(L, uv_err_name(status));
@@ -63,7 +63,7 @@ static int deliver_accept_failed(lua_State *L) {
 /* accept(2) failed (out of descriptors, most likely): the Port logs it. */
 static void accept_failed(loom_listener *l, int status) {
   failed_args a;
-  if (l->ref == LUA_NOREF)
+  if (l->data == NULL)
     return;
   a.l = l;
   a.status = status;
@@ -97,8 +97,8 @@ void loom__accept_one(loom_listener *l, int status,
 /* A listener's close callback: empty its box, release the ref, free it. */
 void loom__listener_closed(loom_listener *l) {
   lua_State *L = LOOM_L(l->st);
-  if (L != NULL && l->ref != LUA_NOREF)
-    loom__box_closed(L, l->ref, 1);
+  if (L != NULL && l->data != NULL)
+    loom__box_closed(L, loom__ref(l->data), 1);
   free(l);
 }
 
@@ -126,7 +126,7 @@ static int l_listener_resume(lua_State *L) {
 /* __gc of a listener still open: the Lua state is closing. */
 void loom__listener_forget(void *p) {
   loom_listener *l = p;
-  l->ref = LUA_NOREF;
+  l->data = NULL;
   loom__listener_close(l);
 }
 

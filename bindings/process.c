@@ -33,7 +33,7 @@ typedef struct data_args {
 } data_args;
 
 static void push_box_protocol(lua_State *L, loom_process *p) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(p->data));
   lua_getiuservalue(L, -1, PROCESS_PROTOCOL);
 }
 
@@ -59,14 +59,14 @@ static int deliver_data(lua_State *L) {
 /* Logs the caught error under the protocol's name and pops it. */
 static void hook_failed(loom_process *p, const char *where) {
   lua_State *L = LOOM_L(p->st);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(p->data));
   lua_insert(L, -2); /* transport, caught */
   loom__report_error(p->st, where, lua_gettop(L) - 1);
   lua_pop(L, 2);
 }
 
 static int alive(loom_process *p) {
-  return LOOM_L(p->st) != NULL && p->ref != LUA_NOREF;
+  return LOOM_L(p->st) != NULL && p->data != NULL;
 }
 
 /* A hook error drops only that pipe, as Twisted drops the connection. */
@@ -129,8 +129,8 @@ static void on_ended(loom_process *p) {
   if (!alive(p))
     return;
   event(p, "ended", -1);
-  loom__box_closed(LOOM_L(p->st), p->ref, 1);
-  p->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(p->st), loom__ref(p->data), 1);
+  p->data = NULL;
 }
 
 static const loom_process_vtable process_vt = {
@@ -210,14 +210,14 @@ static int l_spawn(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  p->ref = LUA_NOREF;
+  p->data = NULL;
   p->vt = &process_vt;
   rc = loom__process_spawn(p, st, &o, err, sizeof(err));
   if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref); /* p is torn down by libuv. */
     return loom__push_error(L, rc, "%s", err);
   }
-  p->ref = ref;
+  p->data = loom__ref_data(ref);
   box->p = p;
   return 1;
 }
@@ -361,7 +361,7 @@ static int l_process_index(lua_State *L) {
 /* __gc with p set, only while the Lua state closes: forget Lua; the
 ** child runs on (as a Twisted process outlives its reactor). */
 static void process_forget(void *p) {
-  ((loom_process *)p)->ref = LUA_NOREF;
+  ((loom_process *)p)->data = NULL;
 }
 
 static const luaL_Reg process_methods[] = {

@@ -25,7 +25,7 @@ static const struct {
 
 static int deliver_signal(lua_State *L) {
   loom_signal *g = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(g->data));
   lua_getiuservalue(L, -1, 1);
   lua_getiuservalue(L, -2, 2);
   lua_call(L, 1, 0);
@@ -33,7 +33,7 @@ static int deliver_signal(lua_State *L) {
 }
 
 static void on_signal(loom_signal *g) {
-  if (LOOM_L(g->st) == NULL || g->ref == LUA_NOREF)
+  if (LOOM_L(g->st) == NULL || g->data == NULL)
     return;
   if (loom__call(g->st, deliver_signal, g) != LUA_OK) {
     loom__report_error(g->st, "signal handler", 0);
@@ -43,8 +43,8 @@ static void on_signal(loom_signal *g) {
 
 static void on_signal_closed(loom_signal *g) {
   lua_State *L = LOOM_L(g->st);
-  if (L != NULL && g->ref != LUA_NOREF)
-    loom__box_closed(L, g->ref, 2);
+  if (L != NULL && g->data != NULL)
+    loom__box_closed(L, loom__ref(g->data), 2);
   free(g);
 }
 
@@ -73,10 +73,10 @@ static int l_on_signal(lua_State *L) {
     return luaL_error(L, "out of memory");
   }
   g->on_closed = on_signal_closed;
-  g->ref = ref;
+  g->data = loom__ref_data(ref);
   rc = loom__signal_start(g, st, signal_names[i].num, on_signal);
   if (rc < 0) {
-    g->ref = LUA_NOREF;
+    g->data = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (g->st != NULL) /* the handle was initialised */
       loom__signal_close(g);
@@ -97,7 +97,7 @@ static int l_signal_close(lua_State *L) {
 
 static void signal_forget(void *p) {
   loom_signal *g = p;
-  g->ref = LUA_NOREF;
+  g->data = NULL;
   loom__signal_close(g);
 }
 

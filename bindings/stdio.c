@@ -35,7 +35,7 @@ static loom_stdio *to_io(lua_State *L) {
 }
 
 static int alive(loom_stdio *io) {
-  return LOOM_L(io->st) != NULL && io->ref != LUA_NOREF;
+  return LOOM_L(io->st) != NULL && io->data != NULL;
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -50,7 +50,7 @@ typedef struct io_args {
 
 /* Pushes the box and its protocol; leaves the box at -2. */
 static void push_box_protocol(lua_State *L, loom_stdio *io) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
   lua_getiuservalue(L, -1, IO_PROTOCOL);
 }
 
@@ -58,7 +58,7 @@ static void push_box_protocol(lua_State *L, loom_stdio *io) {
 static void hook_failed(loom_stdio *io, const char *where) {
   lua_State *L = LOOM_L(io->st);
   int t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
   lua_insert(L, -2); /* transport, caught */
   t = lua_gettop(L) - 1;
   loom__report_error(io->st, where, t); /* transport, Failure */
@@ -136,7 +136,7 @@ static void on_write_lost(loom_stdio *io) {
 
 static int deliver_pause_producer(lua_State *L) {
   io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
     return 0;
   lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
@@ -158,7 +158,7 @@ static void on_pause_producer(loom_stdio *io, int pause) {
 /* As Twisted's connectionLost: a registered producer is told to stop. */
 static int deliver_stop_producing(lua_State *L) {
   io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
     return 0;
   lua_pushnil(L);
@@ -186,7 +186,7 @@ static int deliver_lost(lua_State *L) {
   int t;
   if (loom__push_hook(L, a->io->st, "lost") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   t = lua_gettop(L);
   lua_getiuservalue(L, t, IO_PROTOCOL);
   lua_pushnil(L);
@@ -203,8 +203,8 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stdio *io) {
-  loom__box_closed(LOOM_L(io->st), io->ref, IO_NUV);
-  io->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(io->st), loom__ref(io->data), IO_NUV);
+  io->data = NULL;
 }
 
 static void on_ended(loom_stdio *io, int status) {
@@ -287,13 +287,13 @@ static int l_standard_io(lua_State *L) {
     return luaL_error(L, "StandardIO: out of memory");
   }
   io->vt = &stdio_vt;
-  io->ref = LUA_NOREF;
+  io->data = NULL;
   rc = loom__stdio_open(io, st, (int)in_fd, (int)out_fd, err, sizeof(err));
   if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return loom__push_error(L, rc, "%s", err);
   }
-  io->ref = ref;
+  io->data = loom__ref_data(ref);
   box->p = io;
   connect_protocol(L, io);
   lua_pushvalue(L, b);
@@ -475,7 +475,7 @@ static int l_stdio_index(lua_State *L) {
 ** one is pinned): close it without Lua. */
 static void stdio_forget(void *p) {
   loom_stdio *io = p;
-  io->ref = LUA_NOREF;
+  io->data = NULL;
   loom__stdio_close(io, LOOM_CLOSE_SHUTDOWN);
 }
 

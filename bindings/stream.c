@@ -37,11 +37,11 @@ static loom_stream *check_open(lua_State *L, int idx) {
 }
 
 void loom__push_transport(lua_State *L, loom_stream *s) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(s->data));
 }
 
 /*
-** A new box for s, pinned by one registry ref (s->ref) that the close
+** A new box for s, pinned by one registry ref (in s->data) that the close
 ** callback releases. May raise; s is untouched until nothing else can.
 */
 transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
@@ -55,7 +55,7 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
   lua_pop(L, 2);
   box = loom__new_box(L, &c->base, sizeof(*box), &ref);
   box->p = s;
-  s->ref = ref;
+  s->data = loom__ref_data(ref);
   return box;
 }
 
@@ -353,13 +353,13 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stream *s) {
-  loom__box_closed(LOOM_L(s->st), s->ref, TRANSPORT_NUV);
-  s->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(s->st), loom__ref(s->data), TRANSPORT_NUV);
+  s->data = NULL;
 }
 
 static void on_closed(loom_stream *s, int status) {
   event_args a;
-  if (LOOM_L(s->st) == NULL || s->ref == LUA_NOREF)
+  if (LOOM_L(s->st) == NULL || s->data == NULL)
     return; /* Lua is gone or never had this stream. */
   a.s = s;
   a.status = status;
@@ -386,7 +386,7 @@ static int deliver_accept(lua_State *L) {
   int t;
   if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
     return luaL_error(L, "no accept hook installed");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->l->data));
   lua_getiuservalue(L, -1, 1);
   lua_remove(L, -2);
   loom__new_transport(L, a->s);
@@ -419,7 +419,7 @@ void loom__accepted(loom_listener *l, loom_stream *s) {
   if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
     if (!loom__stream_closing(s))
       loom__stream_start(s);
-  } else if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
+  } else if (s->data == NULL) { /* No box yet: out of memory. */
     lua_pop(LOOM_L(l->st), 1);
     loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
   } else {
@@ -470,7 +470,7 @@ static int l_transport_write_sequence(lua_State *L) {
     if (data == NULL)
       return luaL_error(L, "writeSequence: item %d is a %s, not a string",
                         (int)i, luaL_typename(L, -1));
-    if (s != NULL && s->ref != LUA_NOREF)
+    if (s != NULL && s->data != NULL)
       write_on(L, s, data, len);
     lua_pop(L, 1);
   }
@@ -623,7 +623,7 @@ static int l_transport_index(lua_State *L) {
 /* __gc of an open transport: the Lua state closes, close it without Lua. */
 void loom__transport_forget(void *p) {
   loom_stream *s = p;
-  s->ref = LUA_NOREF;
+  s->data = NULL;
   loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
 }
 

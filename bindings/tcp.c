@@ -89,7 +89,7 @@ static int l_listen_tcp(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  l->ref = LUA_NOREF;
+  l->data = NULL;
   l->on_connection = on_connection;
   l->on_closed = loom__listener_closed;
   rc = loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err));
@@ -99,7 +99,7 @@ static int l_listen_tcp(lua_State *L) {
       free(l); /* Never initialised; else the close callback frees it. */
     return loom__push_error(L, rc, "%s", err);
   }
-  l->ref = ref;
+  l->data = loom__ref_data(ref);
   box->p = l;
   return 1;
 }
@@ -149,7 +149,7 @@ static int l_connect_tcp(lua_State *L) {
       free(s);
     return loom__push_error(L, rc, "%s", err);
   }
-  s->ref = ref;
+  s->data = loom__ref_data(ref);
   box->p = s;
   return 1;
 }

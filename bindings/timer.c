@@ -22,7 +22,7 @@ static loom_timer *check_timer(lua_State *L) {
 
 static int deliver_timer(lua_State *L) {
   loom_timer *t = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(t->data));
   lua_getiuservalue(L, -1, 1);
   lua_getiuservalue(L, -2, 2);
   lua_call(L, 1, 0);
@@ -30,7 +30,7 @@ static int deliver_timer(lua_State *L) {
 }
 
 static void on_timer(loom_timer *t) {
-  if (LOOM_L(t->st) == NULL || t->ref == LUA_NOREF)
+  if (LOOM_L(t->st) == NULL || t->data == NULL)
     return;
   if (loom__call(t->st, deliver_timer, t) != LUA_OK) {
     loom__report_error(t->st, "callLater", 0);
@@ -40,8 +40,8 @@ static void on_timer(loom_timer *t) {
 
 static void on_timer_closed(loom_timer *t) {
   lua_State *L = LOOM_L(t->st);
-  if (L != NULL && t->ref != LUA_NOREF)
-    loom__box_closed(L, t->ref, 2);
+  if (L != NULL && t->data != NULL)
+    loom__box_closed(L, loom__ref(t->data), 2);
   free(t);
 }
 
@@ -70,7 +70,7 @@ static int l_timer_new(lua_State *L) {
     return luaL_error(L, "timer: %s", uv_strerror(rc));
   }
   t->on_closed = on_timer_closed;
-  t->ref = ref;
+  t->data = loom__ref_data(ref);
   box->p = t;
   return 1;
 }
@@ -97,7 +97,7 @@ static int l_timer_close(lua_State *L) {
 
 static void timer_forget(void *p) {
   loom_timer *t = p;
-  t->ref = LUA_NOREF;
+  t->data = NULL;
   loom__timer_close(t);
 }
 

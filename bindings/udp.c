@@ -44,7 +44,7 @@ typedef struct dgram_args {
 
 /* Pushes the protocol's method `name` and the protocol; 0 when missing. */
 static int push_method(lua_State *L, loom_udp *u, const char *name) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PROTOCOL);
   if (lua_isnil(L, -1) || lua_getfield(L, -1, name) == LUA_TNIL)
     return 0;
@@ -68,7 +68,7 @@ static int deliver_datagram(lua_State *L) {
 static void call_failed(loom_udp *u, const char *where) {
   lua_State *L = LOOM_L(u->st);
   int port;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PORT);
   lua_remove(L, -2);
   lua_insert(L, -2); /* port, caught */
@@ -80,7 +80,7 @@ static void call_failed(loom_udp *u, const char *where) {
 static void on_datagram(loom_udp *u, const char *buf, size_t len,
                         const struct sockaddr *from) {
   dgram_args a;
-  if (LOOM_L(u->st) == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->data == NULL)
     return;
   a.u = u;
   a.buf = buf;
@@ -98,7 +98,7 @@ static int deliver_refused(lua_State *L) {
 }
 
 static void on_refused(loom_udp *u) {
-  if (LOOM_L(u->st) == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->data == NULL)
     return;
   if (loom__call(u->st, deliver_refused, u) != LUA_OK)
     call_failed(u, "connectionRefused");
@@ -109,7 +109,7 @@ static int deliver_closed(lua_State *L) {
   loom_udp *u = lua_touserdata(L, 1);
   if (loom__push_hook(L, u->st, "udpClosed") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PORT);
   lua_remove(L, -2);
   lua_call(L, 1, 0);
@@ -119,12 +119,12 @@ static int deliver_closed(lua_State *L) {
 /* Tells Lua, then empties the box and releases its one ref. */
 static void on_closed(loom_udp *u) {
   lua_State *L = LOOM_L(u->st);
-  if (L == NULL || u->ref == LUA_NOREF)
+  if (L == NULL || u->data == NULL)
     return;
   if (loom__call(u->st, deliver_closed, u) != LUA_OK)
     call_failed(u, "stopProtocol");
-  loom__box_closed(L, u->ref, 2);
-  u->ref = LUA_NOREF;
+  loom__box_closed(L, loom__ref(u->data), 2);
+  u->data = NULL;
 }
 
 static const loom_udp_vtable udp_vt = { on_datagram, on_refused, on_closed };
@@ -152,7 +152,7 @@ static int l_listen_udp(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  u->ref = LUA_NOREF;
+  u->data = NULL;
   u->vt = &udp_vt;
   rc = loom__udp_bind(u, st, host, port, err, sizeof(err));
   if (rc < 0) {
@@ -161,7 +161,7 @@ static int l_listen_udp(lua_State *L) {
       free(u); /* Never initialised; else the close callback frees it. */
     return loom__push_error(L, rc, "%s", err);
   }
-  u->ref = ref;
+  u->data = loom__ref_data(ref);
   box->p = u;
   return 1;
 }
@@ -275,7 +275,7 @@ static int l_udp_close(lua_State *L) {
 
 static void udp_forget(void *p) {
   loom_udp *u = p;
-  u->ref = LUA_NOREF;
+  u->data = NULL;
   loom__udp_close(u);
 }
 

@@ -65,7 +65,7 @@ static int deliver_closed(lua_State *L) {
   loom_listener *l = lua_touserdata(L, 1);
   if (loom__push_hook(L, l->st, "unixListenerClosed") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, l->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(l->data));
   lua_getiuservalue(L, -1, 1);
   lua_remove(L, -2);
   lua_call(L, 1, 0);
@@ -79,7 +79,7 @@ static int deliver_closed(lua_State *L) {
 */
 static void on_listener_closed(loom_listener *l) {
   loom_state *st = l->st;
-  if (LOOM_L(st) != NULL && l->ref != LUA_NOREF &&
+  if (LOOM_L(st) != NULL && l->data != NULL &&
       loom__call(st, deliver_closed, l) != LUA_OK) {
     loom__report_error(st, "stopListening", 0);
     lua_pop(LOOM_L(st), 1);
@@ -106,7 +106,7 @@ static int l_listen_unix(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  u->l.ref = LUA_NOREF;
+  u->l.data = NULL;
   u->l.on_connection = on_connection;
   u->l.on_closed = on_listener_closed;
   rc = loom__unix_listen(u, st, path, backlog, mode, want_pid, err,
@@ -117,7 +117,7 @@ static int l_listen_unix(lua_State *L) {
       free(u); /* Never initialised; else the close callback frees it. */
     return loom__push_error(L, rc, "%s", err);
   }
-  u->l.ref = ref;
+  u->l.data = loom__ref_data(ref);
   box->p = &u->l;
   return 1;
 }
@@ -162,7 +162,7 @@ static int l_connect_unix(lua_State *L) {
       free(s);
     return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
   }
-  s->ref = ref;
+  s->data = loom__ref_data(ref);
   box->p = s;
   return 1;
 }

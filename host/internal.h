@@ -160,7 +160,7 @@ struct loom_stream {
   loom_object obj;
   const loom_stream_vtable *vt;
   const loom_stream_io *io; /* loom__socket_io unless a layer is set */
-  int ref;                 /* binding's registry ref (LUA_NOREF: detached) */
+  void *data;              /* the owner's (NULL: none) */
   unsigned flags;
   int close_status;
   size_t high_water;
@@ -192,7 +192,7 @@ struct loom_listener {
   loom_listener_cb on_connection;
   loom_listener_closed_cb on_closed;
   uv_close_cb close_cb;  /* set by loom__listener_open */
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
   int paused;    /* not accepting: connections wait in the kernel backlog */
   int fd;        /* the listening socket */
@@ -210,7 +210,7 @@ struct loom_timer {
   loom_object obj;
   loom_timer_cb cb;
   void (*on_closed)(loom_timer *t);
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
 };
 
@@ -222,7 +222,7 @@ struct loom_signal {
   loom_object obj;
   loom_signal_cb cb;
   void (*on_closed)(loom_signal *g);
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
 };
 
@@ -247,7 +247,7 @@ struct loom_udp {
   loom_state *st;
   loom_object obj;
   const loom_udp_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
   int connected;
 };
@@ -278,7 +278,7 @@ struct loom_process {
   loom_state *st;
   loom_object obj;
   const loom_process_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int pid;
   int failed;         /* uv_spawn failed: tear down without events */
   int exited;
@@ -325,7 +325,7 @@ typedef struct loom_stdio_pump loom_stdio_pump;
 struct loom_stdio {
   loom_state *st;
   const loom_stdio_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   unsigned flags;          /* LOOM_IO_* (stdio.c) */
   int status;              /* why it ends: the first close that was not clean */
   loom_stdio_end *in, *out;  /* NULL once closed */

@@ -28,7 +28,6 @@ void loom__stream_setup(loom_stream *s, loom_state *st,
   s->st = st;
   s->vt = vt;
   s->io = &loom__socket_io;
-  s->ref = -2;
   s->high_water = LOOM_HIGH_WATER;
   s->max_write = LOOM_NO_LIMIT;
   st->nstreams++;

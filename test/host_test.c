@@ -22,7 +22,7 @@ static int passed, failed;
     }                                                                      \
   } while (0)
 
-/* What the test vtable saw; one per stream (in the stream's ref slot). */
+/* What the test vtable saw; one per stream (the stream's data). */
 typedef struct seen {
   loom_buf data;
   int connected;
@@ -38,9 +38,9 @@ static seen slots[16];
 static int nslots;
 static loom_state st;
 
-/* The test keeps a slot index where bindings/ keep a registry ref. */
+/* The test's owner data is its slot, where bindings/ keep a ref. */
 static seen *seen_of(loom_stream *s) {
-  return &slots[s->ref];
+  return s->data;
 }
 
 static void t_connected(loom_stream *s, int status) {
@@ -88,10 +88,6 @@ static seen *new_seen(void) {
   return w;
 }
 
-static int slot_of(seen *w) {
-  return (int)(w - slots);
-}
-
 static loom_stream *new_stream(void) {
   loom_stream *s = calloc(1, sizeof(*s));
   s->st = &st;
@@ -119,7 +115,7 @@ static void on_accept(loom_listener *l, int status) {
     return;
   last_server = new_seen();
   last_server->echo = server_echo;
-  s->ref = slot_of(last_server);
+  s->data = last_server;
   loom__stream_start(s);
   if (server_send != NULL) {
     loom__stream_write(s, server_send, server_send_len);
@@ -153,7 +149,7 @@ static loom_stream *connect_to(int port, seen *w) {
   loom_stream *s = new_stream();
   char err[128];
   int rc = loom__tcp_connect(s, "127.0.0.1", port, NULL, 0, err, sizeof(err));
-  s->ref = slot_of(w);
+  s->data = w;
   CHECK(rc == 0);
   return s;
 }
