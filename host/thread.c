@@ -9,9 +9,6 @@
 
 #include "internal.h"
 
-/* async->data of the pool: a tag no loom__is_*_handle predicate claims. */
-static const char pool_tag = 'w';
-
 struct loom_pool {
   uv_async_t async;
   loom_state *st;
@@ -118,7 +115,6 @@ int loom__pool_start(loom_state *st, const loom_pool_config *cfg) {
     free(pool);
     return rc;
   }
-  pool->async.data = (void *)&pool_tag;
   uv_unref((uv_handle_t *)&pool->async);
   st->pool = pool;
   return 0;
