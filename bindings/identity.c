@@ -97,8 +97,8 @@ static int switch_ids(int has_uid, uid_t uid, const char *name, gid_t gid) {
 
 /*
 ** core.switchIdentity(user, group) -> true, "uid/gid U/G", or nil,
-** errname, one-line message. Either may be nil; a user without a group takes its
-** primary group, as twistd does.
+** errname, one-line message. Either may be nil; a user without a group
+** takes its primary group, as twistd does.
 */
 static int l_switch_identity(lua_State *L) {
   int has_uid = check_id_arg(L, 1), has_gid = check_id_arg(L, 2);

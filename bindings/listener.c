@@ -73,6 +73,58 @@ static void accept_failed(loom_listener *l, int status) {
   }
 }
 
+typedef struct accept_args {
+  loom_listener *l;
+  loom_stream *s;
+} accept_args;
+
+/* hooks.accept(port, transport): builds and attaches the protocol. */
+static int deliver_accept(lua_State *L) {
+  accept_args *a = lua_touserdata(L, 1);
+  int t;
+  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
+    return luaL_error(L, "no accept hook installed");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->l->data));
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  loom__new_transport(L, a->s);
+  t = lua_gettop(L);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, t, UVAL_OWNER);
+  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
+    /* The address accept(2) gave: known even if the peer reset since. */
+    loom__push_address(L, a->l->peer);
+    lua_setiuservalue(L, t, UVAL_PEER);
+  }
+  loom__keep_names(L, t, a->s);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+/*
+** A listener (TCP or Unix) accepted s: box it, let the Lua Port build and
+** attach the protocol, then start reading. If that raised, the error is
+** logged and only s is aborted, with the error as its reason.
+*/
+static void accepted(loom_listener *l, loom_stream *s) {
+  accept_args a;
+  a.l = l;
+  a.s = s;
+  /* Connected from makeConnection on (Twisted's Server is): a hook error
+  ** or a close inside connectionMade (abort, write limit) still delivers
+  ** connectionLost, which may release what connectionMade took. */
+  loom__stream_mark_accepted(s);
+  if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
+    if (!loom__stream_closing(s))
+      loom__stream_start(s);
+  } else if (s->data == NULL) { /* No box yet: out of memory. */
+    lua_pop(LOOM_L(l->st), 1);
+    loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
+  } else {
+    loom__transport_hook_failed(s, "makeConnection");
+  }
+}
+
 /* A listener's on_connection: accept into a new stream, then attach it. */
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *)) {
@@ -91,7 +143,7 @@ void loom__accept_one(loom_listener *l, int status,
       free(s); /* Never initialised; else the close callback frees it. */
     return;
   }
-  loom__accepted(l, s);
+  accepted(l, s);
 }
 
 /* A listener's close callback: empty its box, release the ref, free it. */

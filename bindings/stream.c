@@ -142,7 +142,7 @@ static int push_kept_name(lua_State *L, int box, loom_stream *s, int slot) {
 }
 
 /* Keeps both addresses of a stream that just connected or was accepted. */
-static void keep_names(lua_State *L, int box, loom_stream *s) {
+void loom__keep_names(lua_State *L, int box, loom_stream *s) {
   lua_pop(L, push_kept_name(L, box, s, UVAL_PEER));
   lua_pop(L, push_kept_name(L, box, s, UVAL_HOST));
 }
@@ -199,7 +199,7 @@ static int deliver_data(lua_State *L) {
 }
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
-static void hook_failed(loom_stream *s, const char *where) {
+void loom__transport_hook_failed(loom_stream *s, const char *where) {
   lua_State *L = LOOM_L(s->st);
   int t;
   loom__push_transport(L, s);
@@ -220,7 +220,7 @@ static void on_data(loom_stream *s, const char *buf, size_t len) {
   a.buf = buf;
   a.len = len;
   if (loom__call(s->st, deliver_data, &a) != LUA_OK)
-    hook_failed(s, "dataReceived");
+    loom__transport_hook_failed(s, "dataReceived");
 }
 
 /* hooks.connected(transport, owner, errname, errmsg) */
@@ -230,7 +230,7 @@ static int deliver_connected(lua_State *L) {
     return 0;
   loom__push_transport(L, a->s);
   if (a->status == 0)
-    keep_names(L, lua_gettop(L), a->s);
+    loom__keep_names(L, lua_gettop(L), a->s);
   lua_getiuservalue(L, -1, UVAL_OWNER);
   if (a->status == 0) {
     lua_pushnil(L);
@@ -248,7 +248,7 @@ static void on_connected(loom_stream *s, int status) {
   a.s = s;
   a.status = status;
   if (loom__call(s->st, deliver_connected, &a) != LUA_OK) {
-    hook_failed(s, "connectionMade");
+    loom__transport_hook_failed(s, "connectionMade");
     return;
   }
   if (status < 0)
@@ -275,7 +275,7 @@ static int on_eof(loom_stream *s) {
   a.s = s;
   a.result = 0;
   if (loom__call(s->st, deliver_eof, &a) != LUA_OK) {
-    hook_failed(s, "readConnectionLost");
+    loom__transport_hook_failed(s, "readConnectionLost");
     return 1;
   }
   return a.result;
@@ -297,7 +297,8 @@ static void on_pause_producer(loom_stream *s, int pause) {
   a.s = s;
   a.status = pause;
   if (loom__call(s->st, deliver_pause_producer, &a) != LUA_OK)
-    hook_failed(s, pause ? "pauseProducing" : "resumeProducing");
+    loom__transport_hook_failed(s, pause ? "pauseProducing"
+                                         : "resumeProducing");
 }
 
 static const char *close_reason(int status) {
@@ -373,58 +374,6 @@ static void on_closed(loom_stream *s, int status) {
     lua_pop(LOOM_L(s->st), 1);
   }
   detach(s);
-}
-
-typedef struct accept_args {
-  loom_listener *l;
-  loom_stream *s;
-} accept_args;
-
-/* hooks.accept(port, transport): builds and attaches the protocol. */
-static int deliver_accept(lua_State *L) {
-  accept_args *a = lua_touserdata(L, 1);
-  int t;
-  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
-    return luaL_error(L, "no accept hook installed");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->l->data));
-  lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
-  loom__new_transport(L, a->s);
-  t = lua_gettop(L);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, t, UVAL_OWNER);
-  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
-    /* The address accept(2) gave: known even if the peer reset since. */
-    loom__push_address(L, a->l->peer);
-    lua_setiuservalue(L, t, UVAL_PEER);
-  }
-  keep_names(L, t, a->s);
-  lua_call(L, 2, 0);
-  return 0;
-}
-
-/*
-** A listener (TCP or Unix) accepted s: box it, let the Lua Port build and
-** attach the protocol, then start reading. If that raised, the error is
-** logged and only s is aborted, with the error as its reason.
-*/
-void loom__accepted(loom_listener *l, loom_stream *s) {
-  accept_args a;
-  a.l = l;
-  a.s = s;
-  /* Connected from makeConnection on (Twisted's Server is): a hook error
-  ** or a close inside connectionMade (abort, write limit) still delivers
-  ** connectionLost, which may release what connectionMade took. */
-  loom__stream_mark_accepted(s);
-  if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
-    if (!loom__stream_closing(s))
-      loom__stream_start(s);
-  } else if (s->data == NULL) { /* No box yet: out of memory. */
-    lua_pop(LOOM_L(l->st), 1);
-    loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
-  } else {
-    hook_failed(s, "makeConnection");
-  }
 }
 
 const loom_stream_vtable loom__lua_stream_vt = {
