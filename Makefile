@@ -42,10 +42,10 @@ FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC $(PKG_CF
 FINAL_LDFLAGS = $(LDFLAGS)
 FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
-HOST_SRC := host/buf.c host/reactor.c host/stream.c host/listener.c host/tcp.c host/timer.c \
+HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
             host/resolver.c host/stdio.c
-BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.c \
+BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
             bindings/lines.c bindings/deferred.c bindings/unix.c \
@@ -53,7 +53,7 @@ BIND_SRC := bindings/call.c bindings/core.c bindings/stream.c bindings/listener.
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
-MAIN_OBJ := $(BUILD)/obj/host/main.o
+MAIN_OBJ := $(BUILD)/obj/cli/main.o
 
 LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -71,6 +71,10 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(FINAL_CFLAGS) -c -o $@ $<
+
+# The executable (cli/) is a program on top of the library: it sees only
+# bindings/embed.h.
+$(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"

@@ -1,9 +1,12 @@
 /*
-** binding.h: what bindings/ share. This is the only C besides host/main.c
-** that includes lua.h: the host calls the vtables implemented here.
+** binding.h: what bindings/ share. bindings/ is the only C that sees both
+** Lua and the host (cli/main.c sees Lua and bindings/embed.h only): the
+** host calls the vtables implemented here.
 */
 #ifndef LOOM_BINDING_H
 #define LOOM_BINDING_H
+
+#include <stdint.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -12,20 +15,85 @@
 
 #define LOOM_STATE_KEY "loom.state"
 
-/* User values of a transport box. */
-#define UV_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
-#define UV_OWNER 2    /* the Lua Port or Connector object */
-#define UV_PRODUCER 3 /* the registered producer */
-#define UV_REASON 4   /* the Failure of a hook error, for connectionLost */
-#define UV_PEER 5     /* getPeer's address, kept from the accept/connect */
-#define UV_HOST 6     /* getHost's address, likewise */
+/*
+** The Lua side of a host, which owns its loom_state: host/ knows nothing
+** of Lua. The loom_state comes first, so the loom_state* the host hands to
+** every callback is a loom_host* (core.c makes every state this way).
+*/
+typedef struct loom_host {
+  loom_state st;
+  lua_State *L;             /* the thread running the loop; NULL at close */
+  int hooks_ref;            /* registry ref of the Lua hook table */
+  lua_CFunction current_fn; /* the trampoline in progress (call.c) */
+} loom_host;
+
+#define LOOM_HOST(st) ((loom_host *)(void *)(st))
+
+/*
+** A host object's data (its owner's slot) holds the registry ref of its
+** box, or NULL when it has none: refs are positive, so one pointer-sized
+** slot holds one without an allocation.
+*/
+static inline int loom__ref(const void *data) {
+  return data != NULL ? (int)(intptr_t)data : LUA_NOREF;
+}
+static inline void *loom__ref_data(int ref) {
+  return ref > 0 ? (void *)(intptr_t)ref : NULL;
+}
+#define LOOM_L(st) (LOOM_HOST(st)->L)
+
+/* box.c: every bound object's box starts with its host object. */
+typedef struct loom_box {
+  void *p; /* the host object; NULL once closed */
+} loom_box;
+
+typedef struct loom_class {
+  const char *name;        /* the metatable's name (and __name) */
+  const luaL_Reg *methods; /* the __index table, or NULL */
+  int nuv;                 /* user values of a box */
+  lua_CFunction close;     /* __close: the class's close method */
+  /* __gc while the Lua state closes: close p without calling Lua. */
+  void (*forget)(void *p);
+} loom_class;
+
+void *loom__new_box(lua_State *L, const loom_class *c, size_t size,
+                    int *ref);
+void loom__box_closed(lua_State *L, int ref, int nuv);
+void loom__new_class(lua_State *L, const loom_class *c);
+
+/* User values of a transport box ("UVAL": libuv owns the UV_ prefix). */
+#define UVAL_PROTOCOL 1 /* the protocol table (before connecting: the owner) */
+#define UVAL_OWNER 2    /* the Lua Port or Connector object */
+#define UVAL_PRODUCER 3 /* the registered producer */
+#define UVAL_REASON 4   /* the Failure of a hook error, for connectionLost */
+#define UVAL_PEER 5     /* getPeer's address, kept from the accept/connect */
+#define UVAL_HOST 6     /* getHost's address, likewise */
 #define TRANSPORT_NUV 6
 
 typedef struct transport_box {
   loom_stream *p;
 } transport_box;
 
+#define LOOM_TCP_TRANSPORT "loom.TCPTransport"
+#define LOOM_UNIX_TRANSPORT "loom.UNIXTransport"
+/* The metatable field that holds a transport class's loom_transport_class. */
+#define LOOM_TRANSPORT_CLASS "__loomclass"
+
+/*
+** What a transport class adds to the stream methods (stream.c): the file
+** that owns the handle type defines one (tcp.c, unix.c).
+*/
+typedef struct loom_transport_class {
+  /* name, methods of this handle type only (or NULL); the rest is filled
+  ** in by LOOM_TRANSPORT_BASE. */
+  loom_class base;
+  /* Pushes the socket's own (peer = 0) or peer's address: returns 1, or
+  ** 3 (loom__push_error). */
+  int (*sockname)(lua_State *L, loom_stream *s, int peer);
+} loom_transport_class;
+
 /* call.c */
+int loom__push_error(lua_State *L, int rc, const char *fmt, ...);
 loom_state *loom__get_state(lua_State *L);
 int loom__call(loom_state *st, lua_CFunction fn, void *ud);
 int loom__push_hook(lua_State *L, loom_state *st, const char *name);
@@ -36,11 +104,18 @@ int loom__l_traceback(lua_State *L);
 /* stream.c */
 extern const loom_stream_vtable loom__lua_stream_vt;
 void loom__open_stream(lua_State *L);
+void loom__new_transport_class(lua_State *L, const loom_transport_class *c);
+int loom__l_transport_abort(lua_State *L);
+void loom__transport_forget(void *p);
+/* The loom_class of a transport class named name with methods own. */
+#define LOOM_TRANSPORT_BASE(name, own) \
+  { name, own, TRANSPORT_NUV, loom__l_transport_abort, loom__transport_forget }
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__set_address_class(lua_State *L);
-void loom__accepted(loom_listener *l, loom_stream *s);
+void loom__keep_names(lua_State *L, int box, loom_stream *s);
+void loom__transport_hook_failed(loom_stream *s, const char *where);
 
 /* listener.c */
 typedef struct listener_box {
@@ -48,15 +123,19 @@ typedef struct listener_box {
 } listener_box;
 
 listener_box *loom__check_listener(lua_State *L, int idx);
-listener_box *loom__new_listener_box(lua_State *L, const char *mt, int owner,
-                                     int *ref);
-void loom__new_listener_class(lua_State *L, const char *name,
+extern const luaL_Reg loom__listener_methods[];
+int loom__l_listener_close(lua_State *L);
+void loom__listener_forget(void *p);
+listener_box *loom__new_listener_box(lua_State *L, const loom_class *c,
+                                     int owner, int *ref);
+void loom__new_listener_class(lua_State *L, const loom_class *c,
                               lua_CFunction get_host);
 void loom__accept_one(loom_listener *l, int status,
                       int (*accept)(loom_listener *, loom_stream *));
 void loom__listener_closed(loom_listener *l);
 
-/* tcp.c, timer.c, json.c, core.c */
+/* One loom__open_* per file; each adds its functions to the core module
+** table on the top of the stack (core.c calls them in turn). */
 void loom__open_tcp(lua_State *L);
 void loom__open_timer(lua_State *L);
 void loom__open_signal(lua_State *L);

@@ -4,10 +4,30 @@
 ** traceback cut at the reactor boundary; errors are reported through the
 ** Lua error hook (which logs them via loom.log) and never escape into libuv.
 */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "binding.h"
+
+/*
+** The one synchronous failure convention (docs/architecture.md): a call
+** that the environment made fail (a socket, a file, a process) returns
+** nil, errname, message, where errname is libuv's name for rc ("EADDRINUSE",
+** "ECONNREFUSED", ...) and message one actionable line. Lua picks the error
+** class by errname (loom.error.fromErrno), never by the message's text.
+** Misuse (a bad argument, a closed object) raises instead, as Lua's own
+** libraries do.
+*/
+int loom__push_error(lua_State *L, int rc, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  lua_pushstring(L, uv_err_name(rc));
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return 3;
+}
 
 loom_state *loom__get_state(lua_State *L) {
   loom_state **slot = (loom_state **)lua_getextraspace(L);
@@ -74,7 +94,7 @@ static int last_level(lua_State *L) {
 */
 static int boundary_level(lua_State *L, int last) {
   loom_state *st = *(loom_state **)lua_getextraspace(L);
-  lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
+  lua_CFunction fn = st ? LOOM_HOST(st)->current_fn : NULL;
   lua_Debug ar;
   int level;
   if (fn == NULL)
@@ -118,7 +138,7 @@ static void add_level(lua_State *L, luaL_Buffer *b, int level) {
 */
 static void add_deep_levels(lua_State *L, luaL_Buffer *b, int start) {
   loom_state *st = *(loom_state **)lua_getextraspace(L);
-  lua_CFunction fn = st ? (lua_CFunction)st->current_fn : NULL;
+  lua_CFunction fn = st ? LOOM_HOST(st)->current_fn : NULL;
   lua_Debug ar;
   int level;
   for (level = start; level < start + LEVELS1; level++) {
@@ -202,8 +222,8 @@ int loom__l_traceback(lua_State *L) {
 ** the stack (the caller reports it and pops it).
 */
 int loom__call(loom_state *st, lua_CFunction fn, void *ud) {
-  lua_State *L = st->L;
-  void (*saved)(void) = st->current_fn;
+  lua_State *L = LOOM_L(st);
+  lua_CFunction saved = LOOM_HOST(st)->current_fn;
   int base, status;
   if (L == NULL)
     return LUA_ERRRUN;
@@ -216,9 +236,9 @@ int loom__call(loom_state *st, lua_CFunction fn, void *ud) {
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, fn);
   lua_pushlightuserdata(L, ud);
-  st->current_fn = (void (*)(void))fn;
+  LOOM_HOST(st)->current_fn = fn;
   status = lua_pcall(L, 1, 0, base + 1);
-  st->current_fn = saved;
+  LOOM_HOST(st)->current_fn = saved;
   lua_remove(L, base + 1);
   return status;
 }
@@ -229,7 +249,7 @@ void loom__fatal_report(const char *where, const char *msg) {
 
 /* Pushes hooks[name] (nil when missing). Runs inside a trampoline. */
 int loom__push_hook(lua_State *L, loom_state *st, const char *name) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, st->hooks_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LOOM_HOST(st)->hooks_ref);
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
     lua_pushnil(L);
@@ -268,7 +288,7 @@ static int deliver_report(lua_State *L) {
 ** Failure made by the hook, or the raw error value when reporting failed.
 */
 void loom__report_error(loom_state *st, const char *where, int tindex) {
-  lua_State *L = st->L;
+  lua_State *L = LOOM_L(st);
   int caught = lua_gettop(L);
   report_args a;
   a.st = st;

@@ -12,6 +12,7 @@
 static int l_state_gc(lua_State *L) {
   loom_state *st = lua_touserdata(L, 1);
   if (st->loop != NULL) {
+    LOOM_L(st) = NULL; /* Lua is gone: close callbacks only free. */
     loom__state_close(st);
     st->loop = NULL;
   }
@@ -19,9 +20,10 @@ static int l_state_gc(lua_State *L) {
 }
 
 static loom_state *new_state(lua_State *L) {
-  loom_state *st = lua_newuserdatauv(L, sizeof(*st), 0);
+  loom_host *h = lua_newuserdatauv(L, sizeof(*h), 0);
+  loom_state *st = &h->st;
   int rc;
-  memset(st, 0, sizeof(*st));
+  memset(h, 0, sizeof(*h));
   rc = loom__state_init(st, NULL);
   if (rc < 0)
     luaL_error(L, "loom: cannot create the event loop: %s", uv_strerror(rc));
@@ -29,7 +31,7 @@ static loom_state *new_state(lua_State *L) {
   lua_pushcfunction(L, l_state_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  st->hooks_ref = LUA_NOREF;
+  LOOM_HOST(st)->hooks_ref = LUA_NOREF;
   lua_setfield(L, LUA_REGISTRYINDEX, LOOM_STATE_KEY);
   return st;
 }
@@ -40,12 +42,12 @@ static loom_state *new_state(lua_State *L) {
 */
 static int l_run(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  void *saved = st->L;
+  void *saved = LOOM_L(st);
   if (st->running)
     return luaL_error(L, "reactor is already running");
-  st->L = L;
+  LOOM_L(st) = L;
   loom__state_run(st);
-  st->L = saved;
+  LOOM_L(st) = saved;
   return 0;
 }
 
@@ -70,9 +72,9 @@ static int l_monotonic(lua_State *L) {
 static int l_set_hooks(lua_State *L) {
   loom_state *st = loom__get_state(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_unref(L, LUA_REGISTRYINDEX, st->hooks_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, LOOM_HOST(st)->hooks_ref);
   lua_pushvalue(L, 1);
-  st->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  LOOM_HOST(st)->hooks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -110,9 +112,7 @@ static int l_list_dir(lua_State *L) {
   int rc = uv_fs_scandir(st->loop, &req, path, 0, NULL);
   if (rc < 0) {
     uv_fs_req_cleanup(&req);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, uv_strerror(rc));
-    return 2;
+    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
   }
   lua_createtable(L, rc, 0);
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
@@ -152,8 +152,8 @@ int luaopen_loom_core(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main = lua_tothread(L, -1);
   lua_pop(L, 1);
-  if (st->L == NULL)
-    st->L = main;
+  if (LOOM_L(st) == NULL)
+    LOOM_L(st) = main;
   *(loom_state **)lua_getextraspace(main) = st;
   *(loom_state **)lua_getextraspace(L) = st;
   luaL_newlib(L, core_functions);

@@ -94,19 +94,11 @@ static int switch_ids(int has_uid, uid_t uid, const char *name, gid_t gid) {
   return 0;
 }
 
-static int fail_with(lua_State *L, const char *fmt, ...) {
-  va_list ap;
-  lua_pushnil(L);
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  return 2;
-}
 
 /*
-** core.switchIdentity(user, group) -> true, "uid/gid U/G", or nil and a
-** one-line message. Either may be nil; a user without a group takes its
-** primary group, as twistd does.
+** core.switchIdentity(user, group) -> true, "uid/gid U/G", or nil,
+** errname, one-line message. Either may be nil; a user without a group
+** takes its primary group, as twistd does.
 */
 static int l_switch_identity(lua_State *L) {
   int has_uid = check_id_arg(L, 1), has_gid = check_id_arg(L, 2);
@@ -117,12 +109,12 @@ static int l_switch_identity(lua_State *L) {
   if (!has_uid && !has_gid)
     return luaL_error(L, "switchIdentity: give a user, a group or both");
   if (has_uid && !find_user(L, 1, &uid, &gid, &name))
-    return fail_with(L, "%s", lua_tostring(L, -1));
+    return loom__push_error(L, UV_ENOENT, "%s", lua_tostring(L, -1));
   if (has_gid && !find_group(L, 2, &gid))
-    return fail_with(L, "%s", lua_tostring(L, -1));
+    return loom__push_error(L, UV_ENOENT, "%s", lua_tostring(L, -1));
   if (gid == (gid_t)-1)
-    return fail_with(L, "uid %d has no passwd entry: give a group too",
-                     (int)uid);
+    return loom__push_error(L, UV_ENOENT, "uid %d has no passwd entry: give "
+                            "a group too", (int)uid);
   if (uid == getuid() && geteuid() == uid && gid == getgid()
       && getegid() == gid) {
     lua_pushboolean(L, 1);
@@ -130,9 +122,10 @@ static int l_switch_identity(lua_State *L) {
     return 2;
   }
   if (switch_ids(has_uid, uid, name, gid) != 0)
-    return fail_with(L, "cannot switch to uid/gid %d/%d: %s%s", (int)uid,
-                     (int)gid, strerror(errno),
-                     errno == EPERM ? " (are you root?)" : "");
+    return loom__push_error(L, uv_translate_sys_error(errno),
+                            "cannot switch to uid/gid %d/%d: %s%s", (int)uid,
+                            (int)gid, strerror(errno),
+                            errno == EPERM ? " (are you root?)" : "");
   lua_pushboolean(L, 1);
   lua_pushfstring(L, "uid/gid %d/%d", (int)uid, (int)gid);
   return 2;

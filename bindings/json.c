@@ -34,49 +34,93 @@ static int array_length(lua_State *L, int idx) {
   return (n > 0 && n == max) ? (int)n : -1;
 }
 
-static cJSON *to_json(lua_State *L, int idx, int depth, const char **err);
+/*
+** Encoding builds a cJSON tree while it reads Lua values, and reading may
+** raise (out of memory): so every node is attached to its parent before
+** anything else can raise, the whole tree stays reachable from the one
+** holder that l_encode frees, and the building runs under lua_pcall.
+*/
+static cJSON *to_json(lua_State *L, int idx, const char **err);
 
-static cJSON *table_to_json(lua_State *L, int idx, int depth,
-                            const char **err) {
-  int n = array_length(L, idx), i;
-  cJSON *node = n >= 0 ? cJSON_CreateArray() : cJSON_CreateObject();
-  if (node == NULL)
-    return NULL;
+/* Adds item to node (an array when key is NULL); frees item on failure. */
+static int attach(cJSON *node, const char *key, cJSON *item) {
+  if (item == NULL)
+    return 0;
+  if (key == NULL ? cJSON_AddItemToArray(node, item)
+                  : cJSON_AddItemToObject(node, key, item))
+    return 1;
+  cJSON_Delete(item);
+  return 0;
+}
+
+static cJSON *add_json(lua_State *L, cJSON *parent, const char *key,
+                       int idx, int depth, const char **err);
+
+/* Fills node, already attached to its parent, from the table at idx. */
+static int fill_table(lua_State *L, cJSON *node, int n, int idx, int depth,
+                      const char **err) {
+  int i;
   if (n >= 0) {
     for (i = 1; i <= n; i++) {
       cJSON *item;
       lua_geti(L, idx, i);
-      item = to_json(L, lua_gettop(L), depth + 1, err);
+      item = add_json(L, node, NULL, lua_gettop(L), depth + 1, err);
       lua_pop(L, 1);
-      if (item == NULL || !cJSON_AddItemToArray(node, item)) {
-        cJSON_Delete(node);
-        return NULL;
-      }
+      if (item == NULL)
+        return 0;
     }
-    return node;
+    return 1;
   }
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) { /* key at -2, value at -1 */
     int kt = lua_type(L, -2);
-    cJSON *item = NULL;
     size_t klen = 0;
     const char *k = kt == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
     if (kt != LUA_TSTRING && kt != LUA_TNUMBER)
       *err = "table keys must be strings or numbers";
     else if (k != NULL && memchr(k, '\0', klen) != NULL)
       *err = "a table key holds a NUL byte";
-    else
-      item = to_json(L, lua_gettop(L), depth + 1, err);
-    if (item == NULL) {
-      lua_pop(L, 2);
-      cJSON_Delete(node);
-      return NULL;
+    else {
+      lua_pushvalue(L, -2); /* Stringify a copy: lua_next needs the key. */
+      k = lua_tostring(L, -1);
+      if (add_json(L, node, k, lua_gettop(L) - 1, depth + 1, err) != NULL) {
+        lua_pop(L, 2);
+        continue;
+      }
+      lua_pop(L, 1);
     }
-    lua_pushvalue(L, -2); /* Stringify a copy: lua_next needs the key. */
-    cJSON_AddItemToObject(node, lua_tostring(L, -1), item);
     lua_pop(L, 2);
+    return 0;
   }
-  return node;
+  return 1;
+}
+
+/*
+** Makes the node for the value at idx and attaches it to parent under key
+** (NULL: appended); a table is attached first, then filled. NULL on
+** failure with *err set (or NULL for out of memory).
+*/
+static cJSON *add_json(lua_State *L, cJSON *parent, const char *key,
+                       int idx, int depth, const char **err) {
+  cJSON *node;
+  int n;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    node = to_json(L, idx, err);
+    return attach(parent, key, node) ? node : NULL;
+  }
+  if (depth > MAX_DEPTH) {
+    *err = "nesting too deep (a cycle?)";
+    return NULL;
+  }
+  if (!lua_checkstack(L, 4)) {
+    *err = "nesting too deep";
+    return NULL;
+  }
+  n = array_length(L, idx);
+  node = n >= 0 ? cJSON_CreateArray() : cJSON_CreateObject();
+  if (!attach(parent, key, node))
+    return NULL;
+  return fill_table(L, node, n, idx, depth, err) ? node : NULL;
 }
 
 /*
@@ -127,12 +171,9 @@ static cJSON *number_node(double d) {
   return cJSON_CreateRaw(text);
 }
 
-/* NULL on failure with *err set (or NULL for out of memory). */
-static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
-  if (depth > MAX_DEPTH) {
-    *err = "nesting too deep (a cycle?)";
-    return NULL;
-  }
+/* A value other than a table; NULL on failure with *err set (or NULL for
+** out of memory). */
+static cJSON *to_json(lua_State *L, int idx, const char **err) {
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
     return cJSON_CreateNull();
@@ -149,11 +190,8 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
     }
     if (isfinite(d))
       return number_node(d);
-    if (!isfinite(d)) {
-      *err = "cannot encode NaN or infinity";
-      return NULL;
-    }
-    return cJSON_CreateNumber(d);
+    *err = "cannot encode NaN or infinity";
+    return NULL;
   }
   case LUA_TSTRING: {
     size_t len;
@@ -162,12 +200,6 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
       return string_with_nuls(str, len);
     return cJSON_CreateString(str);
   }
-  case LUA_TTABLE:
-    if (!lua_checkstack(L, 4)) {
-      *err = "nesting too deep";
-      return NULL;
-    }
-    return table_to_json(L, idx, depth, err);
   case LUA_TLIGHTUSERDATA:
     if (is_null(L, idx))
       return cJSON_CreateNull();
@@ -185,17 +217,40 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **err) {
   }
 }
 
+typedef struct encode_args {
+  cJSON *holder; /* an array whose one item is the root */
+  const char *err;
+} encode_args;
+
+static int build_protected(lua_State *L) {
+  encode_args *a = lua_touserdata(L, 1);
+  lua_pushboolean(L, add_json(L, a->holder, NULL, 2, 0, &a->err) != NULL);
+  return 1;
+}
+
 static int l_encode(lua_State *L) {
-  const char *err = NULL;
+  encode_args a;
   cJSON *root;
   char *text;
+  int status, ok;
   luaL_checkany(L, 1);
   lua_settop(L, 1);
-  root = to_json(L, 1, 0, &err);
+  a.err = NULL;
+  if ((a.holder = cJSON_CreateArray()) == NULL)
+    return luaL_error(L, "json.encode: out of memory");
+  lua_pushcfunction(L, build_protected);
+  lua_pushlightuserdata(L, &a);
+  lua_pushvalue(L, 1);
+  status = lua_pcall(L, 2, 1, 0);
+  ok = status == LUA_OK && lua_toboolean(L, -1);
+  root = ok ? cJSON_DetachItemFromArray(a.holder, 0) : NULL;
+  cJSON_Delete(a.holder); /* Freed before anything can raise. */
+  if (status != LUA_OK)
+    return lua_error(L);
   if (root == NULL) {
-    if (err == NULL)
+    if (a.err == NULL)
       return luaL_error(L, "json.encode: out of memory");
-    return luaL_error(L, "json.encode: %s", err);
+    return luaL_error(L, "json.encode: %s", a.err);
   }
   text = cJSON_PrintUnformatted(root);
   cJSON_Delete(root); /* Freed before anything can raise. */

@@ -92,37 +92,37 @@ static void close_box(pidfile_box *box) {
 static int refuse_held(lua_State *L, pidfile_box *box, const char *path,
                        long pid) {
   close_box(box);
-  lua_pushnil(L);
   if (pid > 0)
-    lua_pushfstring(L, "pidfile %s is held by running process %I", path,
-                    (lua_Integer)pid);
-  else
-    lua_pushfstring(L, "pidfile %s is held by another running process",
-                    path);
-  return 2;
+    return loom__push_error(L, UV_EBUSY, "pidfile %s is held by running "
+                            "process %I", path, (lua_Integer)pid);
+  return loom__push_error(L, UV_EBUSY, "pidfile %s is held by another "
+                          "running process", path);
 }
 
-static int refuse(lua_State *L, pidfile_box *box, const char *path,
+/* rc: the libuv error that names why (bindings/call.c's convention). */
+static int refuse(lua_State *L, pidfile_box *box, const char *path, int rc,
                   const char *why) {
   close_box(box);
-  lua_pushnil(L);
-  lua_pushfstring(L, "pidfile %s %s", path, why);
-  return 2;
+  return loom__push_error(L, rc, "pidfile %s %s", path, why);
 }
 
-/* One attempt: 1 taken (box on top), 2 refused (nil, message), 0 retry. */
+/* One attempt: 1 taken (box on top), 3 refused (nil, errname, message), 0
+** retry. */
 static int try_take(lua_State *L, pidfile_box *box, const char *path) {
   long pid;
   box->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (box->fd < 0 && errno == ELOOP)
-    return refuse(L, box, path, "is a symbolic link (not followed)");
+    return refuse(L, box, path, UV_ELOOP,
+                  "is a symbolic link (not followed)");
   if (box->fd < 0)
-    return refuse(L, box, path, strerror(errno));
+    return refuse(L, box, path, uv_translate_sys_error(errno),
+                  strerror(errno));
   if (!is_regular(box->fd))
-    return refuse(L, box, path, "is not a regular file");
+    return refuse(L, box, path, UV_EINVAL, "is not a regular file");
   if (lock_whole(box->fd) < 0) {
     if (errno != EACCES && errno != EAGAIN)
-      return refuse(L, box, path, strerror(errno));
+      return refuse(L, box, path, uv_translate_sys_error(errno),
+                  strerror(errno));
     return refuse_held(L, box, path, holder_pid(box->fd));
   }
   if (!same_file(box->fd, path)) {
@@ -135,7 +135,7 @@ static int try_take(lua_State *L, pidfile_box *box, const char *path) {
   if (write_pid(box->fd) < 0) {
     int e = errno;
     unlink(path);
-    return refuse(L, box, path, strerror(e));
+    return refuse(L, box, path, uv_translate_sys_error(e), strerror(e));
   }
   return 1;
 }
@@ -190,6 +190,10 @@ void loom__open_pidfile(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, l_pidfile_gc);
   lua_setfield(L, -2, "__gc");
+  /* Not a host object (a descriptor), so not a box.c class; __close as
+  ** every class has it. */
+  lua_pushcfunction(L, l_pidfile_release);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_take_pidfile);
   lua_setfield(L, -2, "takePidfile");

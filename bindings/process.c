@@ -14,6 +14,8 @@
 #define PROCESS "loom.ProcessTransport"
 #define PROCESS_PROTOCOL 1
 
+static const loom_class process_class;
+
 typedef struct process_box {
   loom_process *p;
 } process_box;
@@ -31,7 +33,7 @@ typedef struct data_args {
 } data_args;
 
 static void push_box_protocol(lua_State *L, loom_process *p) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(p->data));
   lua_getiuservalue(L, -1, PROCESS_PROTOCOL);
 }
 
@@ -56,15 +58,15 @@ static int deliver_data(lua_State *L) {
 
 /* Logs the caught error under the protocol's name and pops it. */
 static void hook_failed(loom_process *p, const char *where) {
-  lua_State *L = p->st->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
+  lua_State *L = LOOM_L(p->st);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(p->data));
   lua_insert(L, -2); /* transport, caught */
   loom__report_error(p->st, where, lua_gettop(L) - 1);
   lua_pop(L, 2);
 }
 
 static int alive(loom_process *p) {
-  return p->st->L != NULL && p->ref != LUA_NOREF;
+  return LOOM_L(p->st) != NULL && p->data != NULL;
 }
 
 /* A hook error drops only that pipe, as Twisted drops the connection. */
@@ -124,19 +126,11 @@ static void on_exited(loom_process *p) {
 
 /* processEnded, then the box is emptied and its one ref released. */
 static void on_ended(loom_process *p) {
-  lua_State *L = p->st->L;
-  process_box *box;
   if (!alive(p))
     return;
   event(p, "ended", -1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->ref);
-  box = lua_touserdata(L, -1);
-  box->p = NULL;
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, PROCESS_PROTOCOL);
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, p->ref);
-  p->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(p->st), loom__ref(p->data), 1);
+  p->data = NULL;
 }
 
 static const loom_process_vtable process_vt = {
@@ -195,7 +189,7 @@ static int l_spawn(lua_State *L) {
   process_box *box;
   loom_process *p;
   char err[512];
-  int ref;
+  int ref, rc;
   memset(&o, 0, sizeof(o));
   o.file = luaL_checkstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -209,26 +203,21 @@ static int l_spawn(lua_State *L) {
   o.set_gid = !lua_isnil(L, 7);
   o.gid = (int)luaL_optinteger(L, 7, 0);
   read_fds(L, 8, &o);
-  box = lua_newuserdatauv(L, sizeof(*box), 1);
-  box->p = NULL;
-  luaL_setmetatable(L, PROCESS);
+  box = loom__new_box(L, &process_class, sizeof(*box), &ref);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, PROCESS_PROTOCOL);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((p = calloc(1, sizeof(*p))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  p->ref = LUA_NOREF;
+  p->data = NULL;
   p->vt = &process_vt;
-  if (loom__process_spawn(p, st, &o, err, sizeof(err)) < 0) {
+  rc = loom__process_spawn(p, st, &o, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref); /* p is torn down by libuv. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
-  p->ref = ref;
+  p->data = loom__ref_data(ref);
   box->p = p;
   return 1;
 }
@@ -369,14 +358,10 @@ static int l_process_index(lua_State *L) {
   return 1;
 }
 
-/* Reached with p set only while the Lua state closes: forget Lua. */
-static int l_process_gc(lua_State *L) {
-  process_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    box->p = NULL;
-  }
-  return 0;
+/* __gc with p set, only while the Lua state closes: forget Lua; the
+** child runs on (as a Twisted process outlives its reactor). */
+static void process_forget(void *p) {
+  ((loom_process *)p)->data = NULL;
 }
 
 static const luaL_Reg process_methods[] = {
@@ -392,16 +377,20 @@ static const luaL_Reg process_methods[] = {
   {NULL, NULL}
 };
 
+/* __close: loseConnection, which closes the child's pipes. */
+static const loom_class process_class = {
+  PROCESS, process_methods, 1, l_process_lose_connection, process_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_process(lua_State *L) {
-  luaL_newmetatable(L, PROCESS);
-  luaL_newlib(L, process_methods);
+  loom__new_class(L, &process_class);
+  luaL_getmetatable(L, PROCESS);
+  lua_getfield(L, -1, "__index");
   lua_pushcclosure(L, l_process_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_process_tostring);
+  lua_pushcfunction(L, l_process_tostring); /* with the pid */
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_process_gc);
-  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_spawn);
   lua_setfield(L, -2, "spawnProcess");

@@ -61,9 +61,9 @@ static void on_resolved(loom_resolve *r, int status, struct addrinfo *res) {
   loom_state *st = r->st;
   k->status = status;
   k->res = res;
-  if (st->L != NULL && loom__call(st, deliver_resolved, k) != LUA_OK) {
+  if (LOOM_L(st) != NULL && loom__call(st, deliver_resolved, k) != LUA_OK) {
     loom__report_error(st, "resolve", 0);
-    lua_pop(st->L, 1);
+    lua_pop(LOOM_L(st), 1);
   }
   free(k);
 }
@@ -82,10 +82,7 @@ static int l_resolve(lua_State *L) {
   rc = loom__resolve_start(&k->r, st, name);
   if (rc < 0) {
     free(k);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, uv_strerror(rc));
-    return 3;
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -25,7 +25,7 @@ static const struct {
 
 static int deliver_signal(lua_State *L) {
   loom_signal *g = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(g->data));
   lua_getiuservalue(L, -1, 1);
   lua_getiuservalue(L, -2, 2);
   lua_call(L, 1, 0);
@@ -33,27 +33,22 @@ static int deliver_signal(lua_State *L) {
 }
 
 static void on_signal(loom_signal *g) {
-  if (g->st->L == NULL || g->ref == LUA_NOREF)
+  if (LOOM_L(g->st) == NULL || g->data == NULL)
     return;
   if (loom__call(g->st, deliver_signal, g) != LUA_OK) {
     loom__report_error(g->st, "signal handler", 0);
-    lua_pop(g->st->L, 1);
+    lua_pop(LOOM_L(g->st), 1);
   }
 }
 
 static void on_signal_closed(loom_signal *g) {
-  lua_State *L = g->st->L;
-  if (L != NULL && g->ref != LUA_NOREF) {
-    signal_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL)
-      box->p = NULL;
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
-  }
+  lua_State *L = LOOM_L(g->st);
+  if (L != NULL && g->data != NULL)
+    loom__box_closed(L, loom__ref(g->data), 2);
   free(g);
 }
+
+static const loom_class signal_class;
 
 static int l_on_signal(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -67,27 +62,23 @@ static int l_on_signal(lua_State *L) {
       break;
   if (signal_names[i].name == NULL)
     return luaL_argerror(L, 1, "unknown signal name");
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
-  luaL_setmetatable(L, SIGNAL);
+  box = loom__new_box(L, &signal_class, sizeof(*box), &ref);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 2);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   g = calloc(1, sizeof(*g));
   if (g == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
   g->on_closed = on_signal_closed;
-  g->ref = ref;
+  g->data = loom__ref_data(ref);
   rc = loom__signal_start(g, st, signal_names[i].num, on_signal);
   if (rc < 0) {
-    g->ref = LUA_NOREF;
+    g->data = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    if (g->h.data != NULL)
+    if (g->st != NULL) /* the handle was initialised */
       loom__signal_close(g);
     else
       free(g);
@@ -104,25 +95,23 @@ static int l_signal_close(lua_State *L) {
   return 0;
 }
 
-static int l_signal_gc(lua_State *L) {
-  signal_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__signal_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void signal_forget(void *p) {
+  loom_signal *g = p;
+  g->data = NULL;
+  loom__signal_close(g);
 }
 
+static const luaL_Reg signal_methods[] = {
+  {"close", l_signal_close},
+  {NULL, NULL}
+};
+
+static const loom_class signal_class = {
+  SIGNAL, signal_methods, 2, l_signal_close, signal_forget
+};
+
 void loom__open_signal(lua_State *L) {
-  luaL_newmetatable(L, SIGNAL);
-  lua_newtable(L);
-  lua_pushcfunction(L, l_signal_close);
-  lua_setfield(L, -2, "close");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_signal_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &signal_class);
   lua_pushcfunction(L, l_on_signal);
   lua_setfield(L, -2, "onSignal");
 }

@@ -19,6 +19,8 @@
 #define IO_REASON 3
 #define IO_NUV 3
 
+static const loom_class stdio_class;
+
 typedef struct stdio_box {
   loom_stdio *p;
 } stdio_box;
@@ -33,7 +35,7 @@ static loom_stdio *to_io(lua_State *L) {
 }
 
 static int alive(loom_stdio *io) {
-  return io->st->L != NULL && io->ref != LUA_NOREF;
+  return LOOM_L(io->st) != NULL && io->data != NULL;
 }
 
 /* ---------------------------------------------------------------- hooks */
@@ -48,15 +50,15 @@ typedef struct io_args {
 
 /* Pushes the box and its protocol; leaves the box at -2. */
 static void push_box_protocol(lua_State *L, loom_stdio *io) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
   lua_getiuservalue(L, -1, IO_PROTOCOL);
 }
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
 static void hook_failed(loom_stdio *io, const char *where) {
-  lua_State *L = io->st->L;
+  lua_State *L = LOOM_L(io->st);
   int t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
   lua_insert(L, -2); /* transport, caught */
   t = lua_gettop(L) - 1;
   loom__report_error(io->st, where, t); /* transport, Failure */
@@ -132,9 +134,9 @@ static void on_write_lost(loom_stdio *io) {
     hook_failed(io, "writeConnectionLost");
 }
 
-static int deliver_writable(lua_State *L) {
+static int deliver_pause_producer(lua_State *L) {
   io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
     return 0;
   lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
@@ -143,20 +145,20 @@ static int deliver_writable(lua_State *L) {
   return 0;
 }
 
-static void on_writable(loom_stdio *io, int paused) {
+static void on_pause_producer(loom_stdio *io, int pause) {
   io_args a;
   if (!alive(io))
     return;
   a.io = io;
-  a.status = paused;
-  if (loom__call(io->st, deliver_writable, &a) != LUA_OK)
-    hook_failed(io, paused ? "pauseProducing" : "resumeProducing");
+  a.status = pause;
+  if (loom__call(io->st, deliver_pause_producer, &a) != LUA_OK)
+    hook_failed(io, pause ? "pauseProducing" : "resumeProducing");
 }
 
 /* As Twisted's connectionLost: a registered producer is told to stop. */
 static int deliver_stop_producing(lua_State *L) {
   io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
     return 0;
   lua_pushnil(L);
@@ -184,7 +186,7 @@ static int deliver_lost(lua_State *L) {
   int t;
   if (loom__push_hook(L, a->io->st, "lost") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->io->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
   t = lua_gettop(L);
   lua_getiuservalue(L, t, IO_PROTOCOL);
   lua_pushnil(L);
@@ -201,21 +203,8 @@ static int deliver_lost(lua_State *L) {
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stdio *io) {
-  lua_State *L = io->st->L;
-  stdio_box *box;
-  int i;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, io->ref);
-  box = lua_touserdata(L, -1);
-  if (box != NULL) {
-    box->p = NULL;
-    for (i = 1; i <= IO_NUV; i++) {
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, i);
-    }
-  }
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, io->ref);
-  io->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(io->st), loom__ref(io->data), IO_NUV);
+  io->data = NULL;
 }
 
 static void on_ended(loom_stdio *io, int status) {
@@ -226,17 +215,17 @@ static void on_ended(loom_stdio *io, int status) {
   a.status = status;
   if (loom__call(io->st, deliver_stop_producing, &a) != LUA_OK) {
     loom__report_error(io->st, "stopProducing", 0);
-    lua_pop(io->st->L, 1);
+    lua_pop(LOOM_L(io->st), 1);
   }
   if (loom__call(io->st, deliver_lost, &a) != LUA_OK) {
     loom__report_error(io->st, "connectionLost", 0);
-    lua_pop(io->st->L, 1);
+    lua_pop(LOOM_L(io->st), 1);
   }
   detach(io);
 }
 
 static const loom_stdio_vtable stdio_vt = {
-  on_data, on_read_lost, on_write_lost, on_writable, on_ended
+  on_data, on_read_lost, on_write_lost, on_pause_producer, on_ended
 };
 
 /* proto:makeConnection(transport), or for a plain table of hooks:
@@ -263,15 +252,15 @@ static int deliver_make(lua_State *L) {
 /* Attaches the protocol on the calling thread (maybe a coroutine), then
 ** reads; a raising makeConnection is logged and aborts the transport. */
 static void connect_protocol(lua_State *L, loom_stdio *io) {
-  void *saved = io->st->L;
+  void *saved = LOOM_L(io->st);
   io_args a;
   a.io = io;
-  io->st->L = L;
+  LOOM_L(io->st) = L;
   if (loom__call(io->st, deliver_make, &a) != LUA_OK)
     hook_failed(io, "makeConnection");
   else
     loom__stdio_start(io);
-  io->st->L = saved;
+  LOOM_L(io->st) = saved;
 }
 
 /*
@@ -285,32 +274,26 @@ static int l_standard_io(lua_State *L) {
   stdio_box *box;
   loom_stdio *io;
   char err[256];
-  int ref, b;
+  int ref, b, rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, in_fd >= 0 && in_fd <= 65535, 2, "not an fd");
   luaL_argcheck(L, out_fd >= 0 && out_fd <= 65535, 3, "not an fd");
-  box = lua_newuserdatauv(L, sizeof(*box), IO_NUV);
-  box->p = NULL;
+  box = loom__new_box(L, &stdio_class, sizeof(*box), &ref);
   b = lua_gettop(L);
-  luaL_setmetatable(L, STDIO);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, b, IO_PROTOCOL);
-  lua_pushvalue(L, b);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((io = calloc(1, sizeof(*io))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "StandardIO: out of memory");
   }
   io->vt = &stdio_vt;
-  io->ref = LUA_NOREF;
-  if (loom__stdio_open(io, st, (int)in_fd, (int)out_fd, err,
-                       sizeof(err)) < 0) {
+  io->data = NULL;
+  rc = loom__stdio_open(io, st, (int)in_fd, (int)out_fd, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
-  io->ref = ref;
+  io->data = loom__ref_data(ref);
   box->p = io;
   connect_protocol(L, io);
   lua_pushvalue(L, b);
@@ -322,10 +305,10 @@ static int l_standard_io(lua_State *L) {
 /* A producer called back from the write runs on the writing thread. */
 static void write_on(lua_State *L, loom_stdio *io, const char *data,
                      size_t len) {
-  void *saved = io->st->L;
-  io->st->L = L;
+  void *saved = LOOM_L(io->st);
+  LOOM_L(io->st) = L;
   loom__stdio_write(io, data, len);
-  io->st->L = saved;
+  LOOM_L(io->st) = saved;
 }
 
 static int l_stdio_write(lua_State *L) {
@@ -439,15 +422,11 @@ static int l_stdio_register_producer(lua_State *L) {
   s = &io->out->s;
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, IO_PRODUCER);
-  s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
-  s->flags |= LOOM_S_HAS_PRODUCER;
-  if (!streaming) {
-    s->flags |= LOOM_S_PULL_PRODUCER;
-    call_producer(L, 2, "resumeProducing");
-  } else if (loom__stream_buffered(s) > s->high_water) {
-    s->flags |= LOOM_S_PRODUCER_PAUSED;
+  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
+                                             : LOOM_PRODUCER_PULL))
     call_producer(L, 2, "pauseProducing");
-  }
+  else if (!streaming)
+    call_producer(L, 2, "resumeProducing");
   return 0;
 }
 
@@ -456,8 +435,7 @@ static int l_stdio_unregister_producer(lua_State *L) {
   lua_pushnil(L);
   lua_setiuservalue(L, 1, IO_PRODUCER);
   if (io != NULL && io->out != NULL)
-    io->out->s.flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
-                          LOOM_S_HAS_PRODUCER);
+    loom__stream_set_producer(&io->out->s, LOOM_PRODUCER_NONE);
   return 0;
 }
 
@@ -467,15 +445,6 @@ static int l_stdio_buffered(lua_State *L) {
   size_t n = io != NULL && io->out != NULL
                  ? loom__stream_buffered(&io->out->s) : 0;
   lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
-
-static int l_stdio_tostring(lua_State *L) {
-  stdio_box *box = check_box(L);
-  if (box->p == NULL)
-    lua_pushliteral(L, STDIO " (closed)");
-  else
-    lua_pushfstring(L, STDIO " (%p)", (void *)box->p);
   return 1;
 }
 
@@ -504,14 +473,10 @@ static int l_stdio_index(lua_State *L) {
 
 /* Reached with an open transport only while the Lua state closes (an open
 ** one is pinned): close it without Lua. */
-static int l_stdio_gc(lua_State *L) {
-  stdio_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__stdio_close(box->p, LOOM_CLOSE_SHUTDOWN);
-    box->p = NULL;
-  }
-  return 0;
+static void stdio_forget(void *p) {
+  loom_stdio *io = p;
+  io->data = NULL;
+  loom__stdio_close(io, LOOM_CLOSE_SHUTDOWN);
 }
 
 static const luaL_Reg stdio_methods[] = {
@@ -531,21 +496,20 @@ static const luaL_Reg stdio_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class stdio_class = {
+  STDIO, stdio_methods, IO_NUV, l_stdio_abort_connection, stdio_forget
+};
+
 void loom__open_stdio(lua_State *L) {
   luaL_newmetatable(L, PIPE_ADDRESS);
   lua_pushcfunction(L, l_pipe_address_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
-  luaL_newmetatable(L, STDIO);
-  luaL_newlib(L, stdio_methods);
+  loom__new_class(L, &stdio_class);
+  luaL_getmetatable(L, STDIO);
+  lua_getfield(L, -1, "__index");
   lua_pushcclosure(L, l_stdio_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_stdio_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_stdio_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_stdio_abort_connection);
-  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_standard_io);
   lua_setfield(L, -2, "standardIO");

@@ -1,22 +1,17 @@
 /*
-** stream.c: the Lua face of stream transports (TCP now; Unix sockets and
-** pipes reuse it): the transport methods, and the vtable that turns host
-** events into protocol hooks. The protocol is user value 1 of the box, so
-** a class patched in place is seen at the next event.
+** stream.c: what every stream transport class shares (tcp.c and unix.c
+** register theirs with loom__new_transport_class): the common transport
+** methods, and the vtable that turns host events into protocol hooks. The
+** protocol is user value UVAL_PROTOCOL of the box, so a class patched in
+** place is seen at the next event.
 */
-#include <errno.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "binding.h"
 
-#define TCP_TRANSPORT "loom.TCPTransport"
-#define UNIX_TRANSPORT "loom.UNIXTransport"
-
-static const char *const transport_names[] = { TCP_TRANSPORT, UNIX_TRANSPORT,
-                                               NULL };
+static const char *const transport_names[] = { LOOM_TCP_TRANSPORT,
+                                               LOOM_UNIX_TRANSPORT, NULL };
 
 static transport_box *check_box(lua_State *L, int idx) {
   int i;
@@ -25,7 +20,7 @@ static transport_box *check_box(lua_State *L, int idx) {
     if (u != NULL)
       return u;
   }
-  luaL_typeerror(L, idx, TCP_TRANSPORT);
+  luaL_typeerror(L, idx, "transport");
   return NULL;
 }
 
@@ -42,23 +37,25 @@ static loom_stream *check_open(lua_State *L, int idx) {
 }
 
 void loom__push_transport(lua_State *L, loom_stream *s) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(s->data));
 }
 
 /*
-** A new box for s, pinned by one registry ref (s->ref) that the close
+** A new box for s, pinned by one registry ref (in s->data) that the close
 ** callback releases. May raise; s is untouched until nothing else can.
 */
 transport_box *loom__new_transport(lua_State *L, loom_stream *s) {
-  transport_box *box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
+  const loom_transport_class *c;
+  transport_box *box;
   int ref;
-  box->p = NULL;
-  luaL_setmetatable(L, s->h.handle.type == UV_NAMED_PIPE ? UNIX_TRANSPORT
-                                                         : TCP_TRANSPORT);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  luaL_getmetatable(L, s->h.handle.type == UV_NAMED_PIPE
+                           ? LOOM_UNIX_TRANSPORT : LOOM_TCP_TRANSPORT);
+  lua_getfield(L, -1, LOOM_TRANSPORT_CLASS);
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  box = loom__new_box(L, &c->base, sizeof(*box), &ref);
   box->p = s;
-  s->ref = ref;
+  s->data = loom__ref_data(ref);
   return box;
 }
 
@@ -105,96 +102,65 @@ int loom__push_address(lua_State *L, const struct sockaddr *sa) {
 /* ------------------------------------------------------------ addresses */
 
 /*
-** {type="UNIX", name=path}; name is nil for an unnamed (client) end. Asks
-** the socket itself: libuv's uv_pipe_getpeername reads past the address
-** the kernel returns for an unnamed peer.
+** Asks the socket under the box at index box for its own (peer = 0) or its
+** peer's address through its class's sockname: the file that
+** owns the handle type (tcp.c, unix.c) knows how. Returns 1 (the address)
+** or 3 (nil, errname, message).
 */
-static int push_pipe_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_un sun;
-  socklen_t len = sizeof(sun);
-  uv_os_fd_t fd;
-  int rc = uv_fileno(&s->h.handle, &fd);
-  memset(&sun, 0, sizeof(sun));
-  if (rc == 0 && (peer ? getpeername(fd, (struct sockaddr *)&sun, &len)
-                       : getsockname(fd, (struct sockaddr *)&sun, &len)) < 0)
-    rc = uv_translate_sys_error(errno);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  lua_createtable(L, 0, 2);
-  lua_pushliteral(L, "UNIX");
-  lua_setfield(L, -2, "type");
-  if (len > offsetof(struct sockaddr_un, sun_path) && sun.sun_path[0]) {
-    lua_pushlstring(L, sun.sun_path, strnlen(sun.sun_path, len -
-                    offsetof(struct sockaddr_un, sun_path)));
-    lua_setfield(L, -2, "name");
-  }
-  loom__set_address_class(L);
-  return 1;
-}
-
-static int push_name(lua_State *L, loom_stream *s, int peer) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss), rc;
-  if (s->h.handle.type == UV_NAMED_PIPE)
-    return push_pipe_name(L, s, peer);
-  if (s->h.handle.type != UV_TCP)
-    return luaL_error(L, "getPeer: not a TCP transport");
-  if (peer)
-    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  else
-    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_strerror(rc));
-    return 2;
-  }
-  return loom__push_address(L, (struct sockaddr *)&ss);
+static int push_socket_name(lua_State *L, int box, loom_stream *s,
+                            int peer) {
+  const loom_transport_class *c;
+  lua_getmetatable(L, box);
+  lua_getfield(L, -1, LOOM_TRANSPORT_CLASS);
+  c = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return c->sockname(L, s, peer);
 }
 
 /*
-** The address in user value uv (UV_PEER or UV_HOST) of the box at index
+** The address in user value slot (UVAL_PEER or UVAL_HOST) of the box at index
 ** box, asked of the socket and kept the first time: it stays known after
 ** the socket closed (in connectionLost, as in Twisted) and getPeer costs no
-** system call. Returns 1 (the address) or 2 (nil, message).
+** system call. Returns 1 (the address) or 3 (nil, errname, message).
 */
-static int push_kept_name(lua_State *L, int box, loom_stream *s, int uv) {
-  if (lua_getiuservalue(L, box, uv) != LUA_TNIL)
+static int push_kept_name(lua_State *L, int box, loom_stream *s, int slot) {
+  int n;
+  if (lua_getiuservalue(L, box, slot) != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  if (push_name(L, s, uv == UV_PEER) != 1)
-    return 2;
+  n = push_socket_name(L, box, s, slot == UVAL_PEER);
+  if (n != 1)
+    return n;
   if (lua_isnil(L, -1)) {
-    lua_pushliteral(L, "address family not supported");
-    return 2;
+    lua_pop(L, 1);
+    return loom__push_error(L, UV_EAFNOSUPPORT, "%s",
+                            uv_strerror(UV_EAFNOSUPPORT));
   }
   lua_pushvalue(L, -1);
-  lua_setiuservalue(L, box, uv);
+  lua_setiuservalue(L, box, slot);
   return 1;
 }
 
 /* Keeps both addresses of a stream that just connected or was accepted. */
-static void keep_names(lua_State *L, int box, loom_stream *s) {
-  lua_pop(L, push_kept_name(L, box, s, UV_PEER));
-  lua_pop(L, push_kept_name(L, box, s, UV_HOST));
+void loom__keep_names(lua_State *L, int box, loom_stream *s) {
+  lua_pop(L, push_kept_name(L, box, s, UVAL_PEER));
+  lua_pop(L, push_kept_name(L, box, s, UVAL_HOST));
 }
 
 static int l_transport_get_peer(lua_State *L) {
-  return push_kept_name(L, 1, check_open(L, 1), UV_PEER);
+  return push_kept_name(L, 1, check_open(L, 1), UVAL_PEER);
 }
 
 static int l_transport_get_host(lua_State *L) {
-  return push_kept_name(L, 1, check_open(L, 1), UV_HOST);
+  return push_kept_name(L, 1, check_open(L, 1), UVAL_HOST);
 }
 
 /* transport.client: the peer as {host, port} on a server-side TCP
 ** transport (Twisted's Server.client), else nil. */
 static void push_client(lua_State *L, loom_stream *s) {
-  if (s == NULL || !(s->flags & LOOM_S_ACCEPTED) ||
+  if (s == NULL || !loom__stream_is_accepted(s) ||
       s->h.handle.type != UV_TCP ||
-      lua_getiuservalue(L, 1, UV_PEER) != LUA_TTABLE) {
+      lua_getiuservalue(L, 1, UVAL_PEER) != LUA_TTABLE) {
     lua_pushnil(L);
     return;
   }
@@ -218,7 +184,7 @@ typedef struct event_args {
 /* Pushes the box and its protocol; leaves the box at -2. */
 static void push_box_protocol(lua_State *L, loom_stream *s) {
   loom__push_transport(L, s);
-  lua_getiuservalue(L, -1, UV_PROTOCOL);
+  lua_getiuservalue(L, -1, UVAL_PROTOCOL);
 }
 
 static int deliver_data(lua_State *L) {
@@ -233,15 +199,15 @@ static int deliver_data(lua_State *L) {
 }
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
-static void hook_failed(loom_stream *s, const char *where) {
-  lua_State *L = s->st->L;
+void loom__transport_hook_failed(loom_stream *s, const char *where) {
+  lua_State *L = LOOM_L(s->st);
   int t;
   loom__push_transport(L, s);
   lua_insert(L, -2); /* transport, caught */
   t = lua_gettop(L) - 1;
   loom__report_error(s->st, where, t); /* transport, Failure */
   if (lua_type(L, t) == LUA_TUSERDATA)
-    lua_setiuservalue(L, t, UV_REASON);
+    lua_setiuservalue(L, t, UVAL_REASON);
   else
     lua_pop(L, 1);
   lua_pop(L, 1);
@@ -254,7 +220,7 @@ static void on_data(loom_stream *s, const char *buf, size_t len) {
   a.buf = buf;
   a.len = len;
   if (loom__call(s->st, deliver_data, &a) != LUA_OK)
-    hook_failed(s, "dataReceived");
+    loom__transport_hook_failed(s, "dataReceived");
 }
 
 /* hooks.connected(transport, owner, errname, errmsg) */
@@ -264,8 +230,8 @@ static int deliver_connected(lua_State *L) {
     return 0;
   loom__push_transport(L, a->s);
   if (a->status == 0)
-    keep_names(L, lua_gettop(L), a->s);
-  lua_getiuservalue(L, -1, UV_OWNER);
+    loom__keep_names(L, lua_gettop(L), a->s);
+  lua_getiuservalue(L, -1, UVAL_OWNER);
   if (a->status == 0) {
     lua_pushnil(L);
     lua_pushnil(L);
@@ -281,15 +247,13 @@ static void on_connected(loom_stream *s, int status) {
   event_args a;
   a.s = s;
   a.status = status;
-  if (status == 0)
-    s->flags |= LOOM_S_CONNECTED;
   if (loom__call(s->st, deliver_connected, &a) != LUA_OK) {
-    hook_failed(s, "connectionMade");
+    loom__transport_hook_failed(s, "connectionMade");
     return;
   }
   if (status < 0)
     loom__stream_close(s, status);
-  else if (!(s->flags & LOOM_S_CLOSING))
+  else if (!loom__stream_closing(s))
     loom__stream_start(s);
 }
 
@@ -311,16 +275,16 @@ static int on_eof(loom_stream *s) {
   a.s = s;
   a.result = 0;
   if (loom__call(s->st, deliver_eof, &a) != LUA_OK) {
-    hook_failed(s, "readConnectionLost");
+    loom__transport_hook_failed(s, "readConnectionLost");
     return 1;
   }
   return a.result;
 }
 
-static int deliver_writable(lua_State *L) {
+static int deliver_pause_producer(lua_State *L) {
   event_args *a = lua_touserdata(L, 1);
   loom__push_transport(L, a->s);
-  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
     return 0;
   lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
   lua_insert(L, -2);
@@ -328,12 +292,13 @@ static int deliver_writable(lua_State *L) {
   return 0;
 }
 
-static void on_writable(loom_stream *s, int paused) {
+static void on_pause_producer(loom_stream *s, int pause) {
   event_args a;
   a.s = s;
-  a.status = paused;
-  if (loom__call(s->st, deliver_writable, &a) != LUA_OK)
-    hook_failed(s, paused ? "pauseProducing" : "resumeProducing");
+  a.status = pause;
+  if (loom__call(s->st, deliver_pause_producer, &a) != LUA_OK)
+    loom__transport_hook_failed(s, pause ? "pauseProducing"
+                                         : "resumeProducing");
 }
 
 static const char *close_reason(int status) {
@@ -351,10 +316,10 @@ static const char *close_reason(int status) {
 static int deliver_stop_producing(lua_State *L) {
   event_args *a = lua_touserdata(L, 1);
   loom__push_transport(L, a->s);
-  if (lua_getiuservalue(L, -1, UV_PRODUCER) == LUA_TNIL)
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
     return 0;
   lua_pushnil(L);
-  lua_setiuservalue(L, -3, UV_PRODUCER);
+  lua_setiuservalue(L, -3, UVAL_PRODUCER);
   if (lua_getfield(L, -1, "stopProducing") != LUA_TNIL) {
     lua_insert(L, -2);
     lua_call(L, 1, 0);
@@ -370,8 +335,8 @@ static int deliver_lost(lua_State *L) {
     return 0;
   loom__push_transport(L, a->s);
   t = lua_gettop(L);
-  lua_getiuservalue(L, t, UV_PROTOCOL);
-  lua_getiuservalue(L, t, UV_OWNER);
+  lua_getiuservalue(L, t, UVAL_PROTOCOL);
+  lua_getiuservalue(L, t, UVAL_OWNER);
   lua_pushstring(L, close_reason(a->status));
   if (a->status < 0)
     lua_pushstring(L, uv_strerror(a->status));
@@ -381,103 +346,38 @@ static int deliver_lost(lua_State *L) {
                     (lua_Integer)a->s->max_write);
   else
     lua_pushnil(L);
-  lua_getiuservalue(L, t, UV_REASON);
-  lua_pushboolean(L, (a->s->flags & LOOM_S_CONNECTED) != 0);
+  lua_getiuservalue(L, t, UVAL_REASON);
+  lua_pushboolean(L, loom__stream_was_connected(a->s));
   lua_call(L, 7, 0);
   return 0;
 }
 
 /* Empties the box and releases its one ref: it is plain garbage now. */
 static void detach(loom_stream *s) {
-  lua_State *L = s->st->L;
-  transport_box *box;
-  int i;
-  loom__push_transport(L, s);
-  box = lua_touserdata(L, -1);
-  if (box != NULL) {
-    box->p = NULL;
-    for (i = 1; i <= TRANSPORT_NUV; i++) {
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, i);
-    }
-  }
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
-  s->ref = LUA_NOREF;
+  loom__box_closed(LOOM_L(s->st), loom__ref(s->data), TRANSPORT_NUV);
+  s->data = NULL;
 }
 
 static void on_closed(loom_stream *s, int status) {
   event_args a;
-  if (s->st->L == NULL || s->ref == LUA_NOREF)
+  if (LOOM_L(s->st) == NULL || s->data == NULL)
     return; /* Lua is gone or never had this stream. */
   a.s = s;
   a.status = status;
-  if ((s->flags & LOOM_S_HAS_PRODUCER) &&
+  if (loom__stream_has_producer(s) &&
       loom__call(s->st, deliver_stop_producing, &a) != LUA_OK) {
     loom__report_error(s->st, "stopProducing", 0);
-    lua_pop(s->st->L, 1);
+    lua_pop(LOOM_L(s->st), 1);
   }
   if (loom__call(s->st, deliver_lost, &a) != LUA_OK) {
     loom__report_error(s->st, "connectionLost", 0);
-    lua_pop(s->st->L, 1);
+    lua_pop(LOOM_L(s->st), 1);
   }
   detach(s);
 }
 
-typedef struct accept_args {
-  loom_listener *l;
-  loom_stream *s;
-} accept_args;
-
-/* hooks.accept(port, transport): builds and attaches the protocol. */
-static int deliver_accept(lua_State *L) {
-  accept_args *a = lua_touserdata(L, 1);
-  int t;
-  if (loom__push_hook(L, a->l->st, "accept") == LUA_TNIL)
-    return luaL_error(L, "no accept hook installed");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, a->l->ref);
-  lua_getiuservalue(L, -1, 1);
-  lua_remove(L, -2);
-  loom__new_transport(L, a->s);
-  t = lua_gettop(L);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, t, UV_OWNER);
-  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
-    /* The address accept(2) gave: known even if the peer reset since. */
-    loom__push_address(L, a->l->peer);
-    lua_setiuservalue(L, t, UV_PEER);
-  }
-  keep_names(L, t, a->s);
-  lua_call(L, 2, 0);
-  return 0;
-}
-
-/*
-** A listener (TCP or Unix) accepted s: box it, let the Lua Port build and
-** attach the protocol, then start reading. If that raised, the error is
-** logged and only s is aborted, with the error as its reason.
-*/
-void loom__accepted(loom_listener *l, loom_stream *s) {
-  accept_args a;
-  a.l = l;
-  a.s = s;
-  /* Connected from makeConnection on (Twisted's Server is): a hook error
-  ** or a close inside connectionMade (abort, write limit) still delivers
-  ** connectionLost, which may release what connectionMade took. */
-  s->flags |= LOOM_S_CONNECTED | LOOM_S_ACCEPTED;
-  if (loom__call(l->st, deliver_accept, &a) == LUA_OK) {
-    if (!(s->flags & LOOM_S_CLOSING))
-      loom__stream_start(s);
-  } else if (s->ref == LUA_NOREF) { /* No box yet: out of memory. */
-    lua_pop(l->st->L, 1);
-    loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
-  } else {
-    hook_failed(s, "makeConnection");
-  }
-}
-
 const loom_stream_vtable loom__lua_stream_vt = {
-  on_connected, on_data, on_eof, on_writable, on_closed
+  on_connected, on_data, on_eof, on_pause_producer, on_closed
 };
 
 /* ------------------------------------------------------------- methods */
@@ -489,11 +389,11 @@ const loom_stream_vtable loom__lua_stream_vt = {
 */
 static int write_on(lua_State *L, loom_stream *s, const char *data,
                     size_t len) {
-  void *saved = s->st->L;
+  void *saved = LOOM_L(s->st);
   int rc;
-  s->st->L = L;
+  LOOM_L(s->st) = L;
   rc = loom__stream_write(s, data, len);
-  s->st->L = saved;
+  LOOM_L(s->st) = saved;
   return rc;
 }
 
@@ -519,7 +419,7 @@ static int l_transport_write_sequence(lua_State *L) {
     if (data == NULL)
       return luaL_error(L, "writeSequence: item %d is a %s, not a string",
                         (int)i, luaL_typename(L, -1));
-    if (s != NULL && s->ref != LUA_NOREF)
+    if (s != NULL && s->data != NULL)
       write_on(L, s, data, len);
     lua_pop(L, 1);
   }
@@ -533,7 +433,7 @@ static int l_transport_lose_connection(lua_State *L) {
   return 0;
 }
 
-static int l_transport_abort_connection(lua_State *L) {
+int loom__l_transport_abort(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   if (s != NULL)
     loom__stream_close(s, LOOM_CLOSE_ABORTED);
@@ -544,23 +444,6 @@ static int l_transport_lose_write_connection(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   if (s != NULL)
     loom__stream_lose_write(s);
-  return 0;
-}
-
-static int l_transport_set_tcp_no_delay(lua_State *L) {
-  loom_stream *s = check_open(L, 1);
-  int rc = uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
-  if (rc < 0)
-    return luaL_error(L, "setTcpNoDelay: %s", uv_strerror(rc));
-  return 0;
-}
-
-static int l_transport_set_tcp_keep_alive(lua_State *L) {
-  loom_stream *s = check_open(L, 1);
-  int delay = (int)luaL_optinteger(L, 3, 60);
-  int rc = uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), delay);
-  if (rc < 0)
-    return luaL_error(L, "setTcpKeepAlive: %s", uv_strerror(rc));
   return 0;
 }
 
@@ -587,21 +470,18 @@ static int l_transport_register_producer(lua_State *L) {
   loom_stream *s = check_open(L, 1);
   int streaming = lua_toboolean(L, 3);
   luaL_checkany(L, 2);
-  if (lua_getiuservalue(L, 1, UV_PRODUCER) != LUA_TNIL)
+  if (lua_getiuservalue(L, 1, UVAL_PRODUCER) != LUA_TNIL)
     return luaL_error(L, "registerProducer: a producer is already "
                          "registered; call unregisterProducer first");
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, UV_PRODUCER);
-  s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED);
-  s->flags |= LOOM_S_HAS_PRODUCER;
-  if (!streaming) {
-    s->flags |= LOOM_S_PULL_PRODUCER;
-    lua_getfield(L, 2, "resumeProducing");
+  lua_setiuservalue(L, 1, UVAL_PRODUCER);
+  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
+                                             : LOOM_PRODUCER_PULL)) {
+    lua_getfield(L, 2, "pauseProducing");
     lua_pushvalue(L, 2);
     lua_call(L, 1, 0);
-  } else if (loom__stream_buffered(s) > s->high_water) {
-    s->flags |= LOOM_S_PRODUCER_PAUSED;
-    lua_getfield(L, 2, "pauseProducing");
+  } else if (!streaming) {
+    lua_getfield(L, 2, "resumeProducing");
     lua_pushvalue(L, 2);
     lua_call(L, 1, 0);
   }
@@ -611,10 +491,9 @@ static int l_transport_register_producer(lua_State *L) {
 static int l_transport_unregister_producer(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   lua_pushnil(L);
-  lua_setiuservalue(L, 1, UV_PRODUCER);
+  lua_setiuservalue(L, 1, UVAL_PRODUCER);
   if (s != NULL)
-    s->flags &= ~(LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED |
-                  LOOM_S_HAS_PRODUCER);
+    loom__stream_set_producer(s, LOOM_PRODUCER_NONE);
   return 0;
 }
 
@@ -642,19 +521,10 @@ static int l_transport_set_max_write_buffer(lua_State *L) {
 static int l_transport_set_protocol(lua_State *L) {
   check_box(L, 1);
   lua_settop(L, 2);
-  lua_setiuservalue(L, 1, UV_PROTOCOL);
+  lua_setiuservalue(L, 1, UVAL_PROTOCOL);
   return 0;
 }
 
-static int l_transport_tostring(lua_State *L) {
-  transport_box *box = check_box(L, 1);
-  const char *name = luaL_checkstring(L, lua_upvalueindex(1));
-  if (box->p == NULL)
-    lua_pushfstring(L, "%s (closed)", name);
-  else
-    lua_pushfstring(L, "%s (%p)", name, (void *)box->p);
-  return 1;
-}
 
 /*
 ** The box __index was called for. Lua only calls it with a box of this
@@ -663,7 +533,7 @@ static int l_transport_tostring(lua_State *L) {
 */
 static transport_box *index_box(lua_State *L) {
   if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
-    luaL_typeerror(L, 1, TCP_TRANSPORT);
+    luaL_typeerror(L, 1, "transport");
   lua_pop(L, 1);
   return lua_touserdata(L, 1);
 }
@@ -677,8 +547,7 @@ static int l_transport_index(lua_State *L) {
   const char *key;
   if (lua_rawequal(L, 2, lua_upvalueindex(3))) {
     s = index_box(L)->p;
-    lua_pushboolean(L, s == NULL ||
-                       (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)));
+    lua_pushboolean(L, s == NULL || loom__stream_disconnecting(s));
     return 1;
   }
   lua_pushvalue(L, 2);
@@ -689,10 +558,10 @@ static int l_transport_index(lua_State *L) {
   if (key == NULL)
     return 1;
   if (strcmp(key, "connected") == 0)
-    lua_pushboolean(L, s != NULL && (s->flags & LOOM_S_CONNECTED) &&
-                       !(s->flags & LOOM_S_CLOSING));
+    lua_pushboolean(L, s != NULL && loom__stream_was_connected(s) &&
+                       !loom__stream_closing(s));
   else if (strcmp(key, "protocol") == 0)
-    lua_getiuservalue(L, 1, UV_PROTOCOL);
+    lua_getiuservalue(L, 1, UVAL_PROTOCOL);
   else if (strcmp(key, "client") == 0)
     push_client(L, s);
   else
@@ -700,30 +569,21 @@ static int l_transport_index(lua_State *L) {
   return 1;
 }
 
-/*
-** __gc is reached with the box still holding a stream only while the Lua
-** state closes (an open stream is pinned): close it without Lua.
-*/
-static int l_transport_gc(lua_State *L) {
-  transport_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF;
-    loom__stream_close(box->p, LOOM_CLOSE_SHUTDOWN);
-    box->p = NULL;
-  }
-  return 0;
+/* __gc of an open transport: the Lua state closes, close it without Lua. */
+void loom__transport_forget(void *p) {
+  loom_stream *s = p;
+  s->data = NULL;
+  loom__stream_close(s, LOOM_CLOSE_SHUTDOWN);
 }
 
 static const luaL_Reg transport_methods[] = {
   {"write", l_transport_write},
   {"writeSequence", l_transport_write_sequence},
   {"loseConnection", l_transport_lose_connection},
-  {"abortConnection", l_transport_abort_connection},
+  {"abortConnection", loom__l_transport_abort},
   {"loseWriteConnection", l_transport_lose_write_connection},
   {"getPeer", l_transport_get_peer},
   {"getHost", l_transport_get_host},
-  {"setTcpNoDelay", l_transport_set_tcp_no_delay},
-  {"setTcpKeepAlive", l_transport_set_tcp_keep_alive},
   {"pauseProducing", l_transport_pause_producing},
   {"resumeProducing", l_transport_resume_producing},
   {"stopProducing", l_transport_lose_connection},
@@ -735,27 +595,28 @@ static const luaL_Reg transport_methods[] = {
   {NULL, NULL}
 };
 
-static void new_transport_class(lua_State *L, const char *name) {
-  luaL_newmetatable(L, name);
-  luaL_newlib(L, transport_methods);
+/*
+** A transport class: the stream methods every transport has, plus c's own
+** (setTcpNoDelay only on TCP) and c->sockname, which reads the socket's
+** addresses. The file that owns the handle type calls this from its
+** loom__open_*; c must be static.
+*/
+void loom__new_transport_class(lua_State *L, const loom_transport_class *c) {
+  loom__new_class(L, &c->base);
+  luaL_getmetatable(L, c->base.name);
+  lua_getfield(L, -1, "__index"); /* the class's own methods */
+  luaL_setfuncs(L, transport_methods, 0);
   lua_pushvalue(L, -2);
   lua_pushliteral(L, "disconnecting");
   lua_pushcclosure(L, l_transport_index, 3);
   lua_setfield(L, -2, "__index");
-  lua_pushstring(L, name);
-  lua_pushcclosure(L, l_transport_tostring, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_transport_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_transport_abort_connection);
-  lua_setfield(L, -2, "__close");
+  lua_pushlightuserdata(L, (void *)c);
+  lua_setfield(L, -2, LOOM_TRANSPORT_CLASS);
   lua_pop(L, 1);
 }
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_stream(lua_State *L) {
-  new_transport_class(L, TCP_TRANSPORT);
-  new_transport_class(L, UNIX_TRANSPORT);
   lua_pushcfunction(L, l_set_address_class);
   lua_setfield(L, -2, "setAddressClass");
   lua_pushcfunction(L, loom__l_traceback); /* bindings/call.c */

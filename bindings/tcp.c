@@ -1,22 +1,77 @@
 /*
-** tcp.c: core.listenTCP and core.connectTCP, and the listener box. The
-** Lua Port object (user value 1 of the listener) builds protocols through
-** hooks.accept; reactor.lua makes the Twisted API from these.
+** tcp.c: the TCP transport class (loom.TCPTransport: setTcpNoDelay,
+** setTcpKeepAlive, TCP addresses), core.listenTCP and core.connectTCP, and
+** the TCP listener class. The Lua Port object (user value 1 of the
+** listener) builds protocols through hooks.accept; reactor/tcp.lua makes
+** the Twisted API from these. Failures follow bindings/call.c's convention.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "binding.h"
 
+static const loom_class listener_class;
+
 #define LISTENER "loom.Listener"
+
+/* ------------------------------------------------------------ transport */
+
+static int push_tcp_name(lua_State *L, loom_stream *s, int peer) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (peer)
+    rc = uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  else
+    rc = uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
+  return loom__push_address(L, (struct sockaddr *)&ss);
+}
+
+static loom_stream *check_tcp(lua_State *L) {
+  transport_box *box = luaL_checkudata(L, 1, LOOM_TCP_TRANSPORT);
+  if (box->p == NULL)
+    luaL_error(L, "transport is closed");
+  return box->p;
+}
+
+static int l_set_tcp_no_delay(lua_State *L) {
+  loom_stream *s = check_tcp(L);
+  int rc = uv_tcp_nodelay(&s->h.tcp, lua_toboolean(L, 2));
+  if (rc < 0)
+    return luaL_error(L, "setTcpNoDelay: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_set_tcp_keep_alive(lua_State *L) {
+  loom_stream *s = check_tcp(L);
+  int delay = (int)luaL_optinteger(L, 3, 60);
+  int rc = uv_tcp_keepalive(&s->h.tcp, lua_toboolean(L, 2), delay);
+  if (rc < 0)
+    return luaL_error(L, "setTcpKeepAlive: %s", uv_strerror(rc));
+  return 0;
+}
+
+static const luaL_Reg tcp_transport_methods[] = {
+  {"setTcpNoDelay", l_set_tcp_no_delay},
+  {"setTcpKeepAlive", l_set_tcp_keep_alive},
+  {NULL, NULL}
+};
+
+static const loom_transport_class tcp_transport = {
+  LOOM_TRANSPORT_BASE(LOOM_TCP_TRANSPORT, tcp_transport_methods),
+  push_tcp_name
+};
+
+/* ------------------------------------------------------------- listener */
 
 static void on_connection(loom_listener *l, int status) {
   loom__accept_one(l, status, loom__tcp_accept);
 }
 
 /*
-** core.listenTCP(host, port, backlog, portObject) -> listener
-** Raises one actionable line on failure: "127.0.0.1:80: EACCES: ...".
+** core.listenTCP(host, port, backlog, portObject) -> listener, or nil,
+** errname, one actionable line: "127.0.0.1:80: EACCES: ...".
 */
 static int l_listen_tcp(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -26,26 +81,25 @@ static int l_listen_tcp(lua_State *L) {
   listener_box *box;
   loom_listener *l;
   char err[256];
-  int ref;
+  int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  box = loom__new_listener_box(L, LISTENER, 4, &ref);
+  box = loom__new_listener_box(L, &listener_class, 4, &ref);
   l = calloc(1, sizeof(*l));
   if (l == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  l->ref = LUA_NOREF;
+  l->data = NULL;
   l->on_connection = on_connection;
   l->on_closed = loom__listener_closed;
-  if (loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err)) < 0) {
+  rc = loom__tcp_listen(l, st, host, port, backlog, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!l->closing)
       free(l); /* Never initialised; else the close callback frees it. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
-  l->ref = ref;
+  l->data = loom__ref_data(ref);
   box->p = l;
   return 1;
 }
@@ -77,13 +131,9 @@ static int l_connect_tcp(lua_State *L) {
   char err[256];
   int ref, rc;
   luaL_argcheck(L, port > 0 && port <= 65535, 2, "port out of range");
-  box = lua_newuserdatauv(L, sizeof(*box), TRANSPORT_NUV);
-  box->p = NULL;
-  luaL_setmetatable(L, "loom.TCPTransport");
+  box = loom__new_box(L, &tcp_transport.base, sizeof(*box), &ref);
   lua_pushvalue(L, 5);
-  lua_setiuservalue(L, -2, UV_OWNER);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_setiuservalue(L, -2, UVAL_OWNER);
   s = calloc(1, sizeof(*s));
   if (s == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -97,15 +147,17 @@ static int l_connect_tcp(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!uv_is_closing(&s->h.handle))
       free(s);
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, err);
-    return 3;
+    return loom__push_error(L, rc, "%s", err);
   }
-  s->ref = ref;
+  s->data = loom__ref_data(ref);
   box->p = s;
   return 1;
 }
+
+static const loom_class listener_class = {
+  LISTENER, loom__listener_methods, 1, loom__l_listener_close,
+  loom__listener_forget
+};
 
 static const luaL_Reg tcp_functions[] = {
   {"listenTCP", l_listen_tcp},
@@ -115,6 +167,7 @@ static const luaL_Reg tcp_functions[] = {
 
 /* Expects the core module table on the top of the stack. */
 void loom__open_tcp(lua_State *L) {
-  loom__new_listener_class(L, LISTENER, l_listener_get_host);
+  loom__new_transport_class(L, &tcp_transport);
+  loom__new_listener_class(L, &listener_class, l_listener_get_host);
   luaL_setfuncs(L, tcp_functions, 0);
 }

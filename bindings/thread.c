@@ -365,10 +365,10 @@ static int deliver_done(lua_State *L) {
 static void job_done(loom_job *j, int cancelled) {
   thread_job *t = (thread_job *)j;
   loom_state *st = t->st;
-  if (!cancelled && st->L != NULL &&
+  if (!cancelled && LOOM_L(st) != NULL &&
       loom__call(st, deliver_done, t) != LUA_OK) {
     loom__report_error(st, "deferToThread", 0);
-    lua_pop(st->L, 1);
+    lua_pop(LOOM_L(st), 1);
   }
   free_job(t);
 }
@@ -399,11 +399,11 @@ static int deliver_wake(lua_State *L) {
 static void call_done(loom_job *j, int cancelled) {
   thread_job *t = (thread_job *)j;
   loom_state *st = t->st;
-  if (!cancelled && st->L != NULL &&
+  if (!cancelled && LOOM_L(st) != NULL &&
       loom__call(st, t->in.len > 0 ? deliver_call : deliver_wake, t) !=
           LUA_OK) {
     loom__report_error(st, "callFromThread", 0);
-    lua_pop(st->L, 1);
+    lua_pop(LOOM_L(st), 1);
   }
   free_job(t);
 }

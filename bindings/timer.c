@@ -22,7 +22,7 @@ static loom_timer *check_timer(lua_State *L) {
 
 static int deliver_timer(lua_State *L) {
   loom_timer *t = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(t->data));
   lua_getiuservalue(L, -1, 1);
   lua_getiuservalue(L, -2, 2);
   lua_call(L, 1, 0);
@@ -30,32 +30,22 @@ static int deliver_timer(lua_State *L) {
 }
 
 static void on_timer(loom_timer *t) {
-  if (t->st->L == NULL || t->ref == LUA_NOREF)
+  if (LOOM_L(t->st) == NULL || t->data == NULL)
     return;
   if (loom__call(t->st, deliver_timer, t) != LUA_OK) {
     loom__report_error(t->st, "callLater", 0);
-    lua_pop(t->st->L, 1);
+    lua_pop(LOOM_L(t->st), 1);
   }
 }
 
 static void on_timer_closed(loom_timer *t) {
-  lua_State *L = t->st->L;
-  if (L != NULL && t->ref != LUA_NOREF) {
-    timer_box *box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-    box = lua_touserdata(L, -1);
-    if (box != NULL) {
-      box->p = NULL;
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, 1);
-      lua_pushnil(L);
-      lua_setiuservalue(L, -2, 2);
-    }
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
-  }
+  lua_State *L = LOOM_L(t->st);
+  if (L != NULL && t->data != NULL)
+    loom__box_closed(L, loom__ref(t->data), 2);
   free(t);
 }
+
+static const loom_class timer_class;
 
 static int l_timer_new(lua_State *L) {
   loom_state *st = loom__get_state(L);
@@ -63,15 +53,11 @@ static int l_timer_new(lua_State *L) {
   loom_timer *t;
   int ref, rc;
   luaL_checkany(L, 1);
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
-  luaL_setmetatable(L, TIMER);
+  box = loom__new_box(L, &timer_class, sizeof(*box), &ref);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 2);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t = calloc(1, sizeof(*t));
   if (t == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
@@ -84,7 +70,7 @@ static int l_timer_new(lua_State *L) {
     return luaL_error(L, "timer: %s", uv_strerror(rc));
   }
   t->on_closed = on_timer_closed;
-  t->ref = ref;
+  t->data = loom__ref_data(ref);
   box->p = t;
   return 1;
 }
@@ -109,14 +95,10 @@ static int l_timer_close(lua_State *L) {
   return 0;
 }
 
-static int l_timer_gc(lua_State *L) {
-  timer_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__timer_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void timer_forget(void *p) {
+  loom_timer *t = p;
+  t->data = NULL;
+  loom__timer_close(t);
 }
 
 static const luaL_Reg timer_methods[] = {
@@ -126,14 +108,13 @@ static const luaL_Reg timer_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class timer_class = {
+  TIMER, timer_methods, 2, l_timer_close, timer_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_timer(lua_State *L) {
-  luaL_newmetatable(L, TIMER);
-  luaL_newlib(L, timer_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_timer_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &timer_class);
   lua_pushcfunction(L, l_timer_new);
   lua_setfield(L, -2, "timer");
 }

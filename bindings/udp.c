@@ -18,9 +18,11 @@
 #define MAX_DGRAM_V6 65527
 
 typedef struct udp_box {
-  loom_udp *p;
+  loom_udp *p; /* first, as in every box (box.c) */
   int family;
 } udp_box;
+
+static const loom_class udp_class;
 
 static udp_box *check_box(lua_State *L) {
   return luaL_checkudata(L, 1, UDP_SOCKET);
@@ -42,7 +44,7 @@ typedef struct dgram_args {
 
 /* Pushes the protocol's method `name` and the protocol; 0 when missing. */
 static int push_method(lua_State *L, loom_udp *u, const char *name) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PROTOCOL);
   if (lua_isnil(L, -1) || lua_getfield(L, -1, name) == LUA_TNIL)
     return 0;
@@ -64,9 +66,9 @@ static int deliver_datagram(lua_State *L) {
 
 /* Logs the caught error (named after the port's protocol) and pops it. */
 static void call_failed(loom_udp *u, const char *where) {
-  lua_State *L = u->st->L;
+  lua_State *L = LOOM_L(u->st);
   int port;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PORT);
   lua_remove(L, -2);
   lua_insert(L, -2); /* port, caught */
@@ -78,7 +80,7 @@ static void call_failed(loom_udp *u, const char *where) {
 static void on_datagram(loom_udp *u, const char *buf, size_t len,
                         const struct sockaddr *from) {
   dgram_args a;
-  if (u->st->L == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->data == NULL)
     return;
   a.u = u;
   a.buf = buf;
@@ -96,7 +98,7 @@ static int deliver_refused(lua_State *L) {
 }
 
 static void on_refused(loom_udp *u) {
-  if (u->st->L == NULL || u->ref == LUA_NOREF)
+  if (LOOM_L(u->st) == NULL || u->data == NULL)
     return;
   if (loom__call(u->st, deliver_refused, u) != LUA_OK)
     call_failed(u, "connectionRefused");
@@ -107,7 +109,7 @@ static int deliver_closed(lua_State *L) {
   loom_udp *u = lua_touserdata(L, 1);
   if (loom__push_hook(L, u->st, "udpClosed") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(u->data));
   lua_getiuservalue(L, -1, UDP_PORT);
   lua_remove(L, -2);
   lua_call(L, 1, 0);
@@ -116,22 +118,13 @@ static int deliver_closed(lua_State *L) {
 
 /* Tells Lua, then empties the box and releases its one ref. */
 static void on_closed(loom_udp *u) {
-  lua_State *L = u->st->L;
-  udp_box *box;
-  if (L == NULL || u->ref == LUA_NOREF)
+  lua_State *L = LOOM_L(u->st);
+  if (L == NULL || u->data == NULL)
     return;
   if (loom__call(u->st, deliver_closed, u) != LUA_OK)
     call_failed(u, "stopProtocol");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, u->ref);
-  box = lua_touserdata(L, -1);
-  box->p = NULL;
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, UDP_PORT);
-  lua_pushnil(L);
-  lua_setiuservalue(L, -2, UDP_PROTOCOL);
-  lua_pop(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, u->ref);
-  u->ref = LUA_NOREF;
+  loom__box_closed(L, loom__ref(u->data), 2);
+  u->data = NULL;
 }
 
 static const loom_udp_vtable udp_vt = { on_datagram, on_refused, on_closed };
@@ -147,33 +140,28 @@ static int l_listen_udp(lua_State *L) {
   udp_box *box;
   loom_udp *u;
   char err[256];
-  int ref;
+  int ref, rc;
   luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-  box = lua_newuserdatauv(L, sizeof(*box), 2);
-  box->p = NULL;
+  box = loom__new_box(L, &udp_class, sizeof(*box), &ref);
   box->family = strchr(host, ':') != NULL ? AF_INET6 : AF_INET;
-  luaL_setmetatable(L, UDP_SOCKET);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, UDP_PORT);
   lua_pushvalue(L, 4);
   lua_setiuservalue(L, -2, UDP_PROTOCOL);
-  lua_pushvalue(L, -1);
-  ref = luaL_ref(L, LUA_REGISTRYINDEX);
   if ((u = calloc(1, sizeof(*u))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "out of memory");
   }
-  u->ref = LUA_NOREF;
+  u->data = NULL;
   u->vt = &udp_vt;
-  if (loom__udp_bind(u, st, host, port, err, sizeof(err)) < 0) {
+  rc = loom__udp_bind(u, st, host, port, err, sizeof(err));
+  if (rc < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     if (!u->closing)
       free(u); /* Never initialised; else the close callback frees it. */
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+    return loom__push_error(L, rc, "%s", err);
   }
-  u->ref = ref;
+  u->data = loom__ref_data(ref);
   box->p = u;
   return 1;
 }
@@ -213,12 +201,8 @@ static int l_udp_write(lua_State *L) {
     check_addr(L, "write", 3, &ss);
     rc = loom__udp_send(box->p, data, len, (struct sockaddr *)&ss);
   }
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushstring(L, uv_err_name(rc));
-    lua_pushstring(L, uv_strerror(rc));
-    return 3;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s", uv_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -257,12 +241,9 @@ static int l_udp_membership(lua_State *L) {
   int join = lua_toboolean(L, 4);
   int rc = uv_udp_set_membership(&u->h, group, iface,
                                  join ? UV_JOIN_GROUP : UV_LEAVE_GROUP);
-  if (rc < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s: %s", group, uv_err_name(rc),
-                    uv_strerror(rc));
-    return 2;
-  }
+  if (rc < 0)
+    return loom__push_error(L, rc, "%s: %s: %s", group, uv_err_name(rc),
+                            uv_strerror(rc));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -292,14 +273,10 @@ static int l_udp_close(lua_State *L) {
   return 0;
 }
 
-static int l_udp_gc(lua_State *L) {
-  udp_box *box = lua_touserdata(L, 1);
-  if (box->p != NULL) {
-    box->p->ref = LUA_NOREF; /* The Lua state is closing. */
-    loom__udp_close(box->p);
-    box->p = NULL;
-  }
-  return 0;
+static void udp_forget(void *p) {
+  loom_udp *u = p;
+  u->data = NULL;
+  loom__udp_close(u);
 }
 
 static const luaL_Reg udp_methods[] = {
@@ -314,14 +291,13 @@ static const luaL_Reg udp_methods[] = {
   {NULL, NULL}
 };
 
+static const loom_class udp_class = {
+  UDP_SOCKET, udp_methods, 2, l_udp_close, udp_forget
+};
+
 /* Expects the core module table on the top of the stack. */
 void loom__open_udp(lua_State *L) {
-  luaL_newmetatable(L, UDP_SOCKET);
-  luaL_newlib(L, udp_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_udp_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  loom__new_class(L, &udp_class);
   lua_pushcfunction(L, l_listen_udp);
   lua_setfield(L, -2, "listenUDP");
 }

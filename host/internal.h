@@ -36,19 +36,44 @@ typedef struct loom_job loom_job;
 typedef struct loom_resolve loom_resolve;
 typedef struct loom_stdio loom_stdio;
 
-/* One state per host: the loop, the shared read buffer, the Lua side. */
+/*
+** The header every host object (stream, listener, timer, signal, UDP
+** socket, process) has of its own: its kind's operations, and its place in
+** the state's list of open objects, which shutdown and the final close walk
+** (libuv's handle->data is not used). Linked when the object opens,
+** unlinked when its close begins.
+*/
+typedef struct loom_object loom_object;
+
+typedef struct loom_object_ops {
+  const char *kind;
+  /* Shutdown: end gracefully (flush, then close); NULL: stays open. */
+  void (*lose)(loom_object *o);
+  /* The final close, without the owner (its Lua side is gone). */
+  void (*close)(loom_object *o);
+} loom_object_ops;
+
+struct loom_object {
+  const loom_object_ops *ops;
+  loom_object *prev, *next; /* NULL when not linked */
+};
+
+/* The host object whose loom_object member `member` is at o. */
+#define loom__object_of(o, type, member) \
+  ((type *)(void *)((char *)(o) - offsetof(type, member)))
+
+/* One state per host: the loop, the shared read buffer. Its owner (bindings/
+** loom_host) embeds it. */
 struct loom_state {
   uv_loop_t *loop;
   uv_loop_t own_loop;
-  void *L;                 /* the lua_State, NULL once it is closing */
-  int hooks_ref;           /* registry ref of the Lua hook table */
   int stop_requested;
   int running;
   int nstreams;            /* live streams, for the shutdown drain */
   uv_async_t keepalive;    /* keeps run() blocking when nothing is pending */
-  void (*current_fn)(void); /* the trampoline in progress (bindings/call.c) */
   loom_pool *pool;         /* worker threads, made on first use (thread.c) */
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
+  loom_object objects;     /* sentinel of the open host objects' list */
   char readbuf[LOOM_READ_BUFSIZE];
 };
 
@@ -65,8 +90,10 @@ typedef struct loom_stream_vtable {
   void (*data)(loom_stream *s, const char *buf, size_t len);
   /* The peer half-closed; return nonzero to keep the stream open. */
   int (*eof)(loom_stream *s);
-  /* The write buffer crossed the high-water mark (paused=1) or drained. */
-  void (*writable)(loom_stream *s, int paused);
+  /* Tell the registered producer to pause (pause=1: the write queue passed
+  ** the high-water mark) or to resume (pause=0: it drained to half, or for
+  ** a pull producer, emptied). */
+  void (*pause_producer)(loom_stream *s, int pause);
   /* After the handle closed; the stream is freed right after this. */
   void (*closed)(loom_stream *s, int status);
 } loom_stream_vtable;
@@ -87,6 +114,38 @@ enum {
 };
 
 /*
+** The bytes of a stream in and out: every read, write and shutdown goes
+** through its stream's io. loom__socket_io, the plain socket, is the
+** default; a layer between the socket and the protocol (TLS, WebSocket
+** framing) is another implementation set with loom__stream_set_io, which
+** calls loom__socket_io beneath (whose reads come to the layer's received)
+** and reports back through the loom__stream_* functions named below, as
+** the socket does. One indirect call per read or write; no allocation or
+** copy on the plain path.
+*/
+typedef struct loom_stream_io {
+  const char *name;
+  /* Writes what the transport takes now: bytes taken, UV_EAGAIN, or an
+  ** error. Never queues. */
+  int (*try_write)(loom_stream *s, const char *data, size_t len);
+  /* Starts writing data (stable until done; one write in flight), then
+  ** calls loom__stream_written(s, status). 0 or an error. */
+  int (*write)(loom_stream *s, const char *data, size_t len);
+  /* Half-closes the write side after what was written, then calls
+  ** loom__stream_shutdown_done(s, status). 0 or an error. */
+  int (*shutdown)(loom_stream *s);
+  /* Delivers what arrives through loom__stream_received until read_stop. */
+  int (*read_start)(loom_stream *s);
+  void (*read_stop)(loom_stream *s);
+  /* What the socket read (nread bytes, UV_EOF or an error) goes here: a
+  ** layer turns it into what the protocol reads and calls
+  ** loom__stream_received; the socket's own is loom__stream_received. */
+  void (*received)(loom_stream *s, ssize_t nread, const char *data);
+} loom_stream_io;
+
+extern const loom_stream_io loom__socket_io;
+
+/*
 ** A stream transport shared by TCP, Unix sockets and pipes. The libuv
 ** handle comes first so a uv_handle_t* is also a loom_stream*.
 */
@@ -98,8 +157,10 @@ struct loom_stream {
     uv_pipe_t pipe;
   } h;
   loom_state *st;
+  loom_object obj;
   const loom_stream_vtable *vt;
-  int ref;                 /* binding's registry ref (LUA_NOREF: detached) */
+  const loom_stream_io *io; /* loom__socket_io unless a layer is set */
+  void *data;              /* the owner's (NULL: none) */
   unsigned flags;
   int close_status;
   size_t high_water;
@@ -127,10 +188,11 @@ struct loom_listener {
     uv_poll_t poll;
   } h;
   loom_state *st;
+  loom_object obj;
   loom_listener_cb on_connection;
   loom_listener_closed_cb on_closed;
   uv_close_cb close_cb;  /* set by loom__listener_open */
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
   int paused;    /* not accepting: connections wait in the kernel backlog */
   int fd;        /* the listening socket */
@@ -145,9 +207,10 @@ typedef void (*loom_timer_cb)(loom_timer *t);
 struct loom_timer {
   uv_timer_t h;
   loom_state *st;
+  loom_object obj;
   loom_timer_cb cb;
   void (*on_closed)(loom_timer *t);
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
 };
 
@@ -155,10 +218,11 @@ typedef void (*loom_signal_cb)(loom_signal *g);
 
 struct loom_signal {
   uv_signal_t h;
-  loom_state *st;
+  loom_state *st;        /* set once the handle is initialised */
+  loom_object obj;
   loom_signal_cb cb;
   void (*on_closed)(loom_signal *g);
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
 };
 
@@ -181,8 +245,9 @@ typedef struct loom_udp_vtable {
 struct loom_udp {
   uv_udp_t h;
   loom_state *st;
+  loom_object obj;
   const loom_udp_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int closing;
   int connected;
 };
@@ -211,8 +276,9 @@ typedef struct loom_pipe {
 struct loom_process {
   uv_process_t h;
   loom_state *st;
+  loom_object obj;
   const loom_process_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   int pid;
   int failed;         /* uv_spawn failed: tear down without events */
   int exited;
@@ -241,8 +307,8 @@ typedef struct loom_stdio_vtable {
   void (*read_lost)(loom_stdio *io);
   /* Output closed after loom__stdio_lose_write; input is still open. */
   void (*write_lost)(loom_stdio *io);
-  /* The output queue crossed the high-water mark (paused=1) or drained. */
-  void (*writable)(loom_stdio *io, int paused);
+  /* As loom_stream_vtable's: pause (1) or resume (0) the producer. */
+  void (*pause_producer)(loom_stdio *io, int pause);
   /* Both directions closed; io is freed right after this. */
   void (*ended)(loom_stdio *io, int status);
 } loom_stdio_vtable;
@@ -259,7 +325,7 @@ typedef struct loom_stdio_pump loom_stdio_pump;
 struct loom_stdio {
   loom_state *st;
   const loom_stdio_vtable *vt;
-  int ref;
+  void *data;        /* the owner's (NULL: none) */
   unsigned flags;          /* LOOM_IO_* (stdio.c) */
   int status;              /* why it ends: the first close that was not clean */
   loom_stdio_end *in, *out;  /* NULL once closed */
@@ -292,13 +358,16 @@ struct loom_resolve {
   void (*cb)(loom_resolve *r, int status, struct addrinfo *res);
 };
 
-/* reactor.c */
+/* state.c */
 int loom__state_init(loom_state *st, uv_loop_t *loop);
 int loom__state_run(loom_state *st);
 void loom__state_stop(loom_state *st);
 void loom__state_close(loom_state *st);
 void loom__close_all(loom_state *st);
 int loom__open_handles(loom_state *st, int counts[UV_HANDLE_TYPE_MAX]);
+void loom__object_link(loom_state *st, loom_object *o,
+                       const loom_object_ops *ops);
+void loom__object_unlink(loom_object *o);
 double loom__now(loom_state *st);
 
 /* buf.c */
@@ -316,7 +385,35 @@ void loom__stream_close(loom_stream *s, int status);
 void loom__stream_pause(loom_stream *s);
 void loom__stream_resume(loom_stream *s);
 size_t loom__stream_buffered(const loom_stream *s);
-int loom__is_stream_handle(uv_handle_t *h);
+void loom__stream_set_io(loom_stream *s, const loom_stream_io *io);
+/* What an io reports back (the socket's libuv callbacks call these). */
+void loom__stream_received(loom_stream *s, ssize_t nread, const char *data);
+void loom__stream_written(loom_stream *s, int status);
+void loom__stream_shutdown_done(loom_stream *s, int status);
+/* The producer registered on s: LOOM_PRODUCER_*. Returns 1 when a
+** streaming producer must be paused at once (the queue is past the mark). */
+enum { LOOM_PRODUCER_NONE, LOOM_PRODUCER_STREAMING, LOOM_PRODUCER_PULL };
+int loom__stream_set_producer(loom_stream *s, int kind);
+void loom__stream_mark_accepted(loom_stream *s);
+
+/* The stream's state, as its owner may read it (inline: `disconnecting`
+** is read after every line a LineReceiver delivers). */
+static inline int loom__stream_closing(const loom_stream *s) {
+  return (s->flags & LOOM_S_CLOSING) != 0;
+}
+static inline int loom__stream_disconnecting(const loom_stream *s) {
+  return (s->flags & (LOOM_S_DISCONNECTING | LOOM_S_CLOSING)) != 0;
+}
+/* Connected at some point (a connect that succeeded, or an accept). */
+static inline int loom__stream_was_connected(const loom_stream *s) {
+  return (s->flags & LOOM_S_CONNECTED) != 0;
+}
+static inline int loom__stream_is_accepted(const loom_stream *s) {
+  return (s->flags & LOOM_S_ACCEPTED) != 0;
+}
+static inline int loom__stream_has_producer(const loom_stream *s) {
+  return (s->flags & LOOM_S_HAS_PRODUCER) != 0;
+}
 
 /* listener.c (shared by TCP and Unix listeners) */
 int loom__listener_open(loom_listener *l, loom_state *st, int fd, int backlog,
@@ -325,7 +422,6 @@ int loom__listener_sockname(loom_listener *l, struct sockaddr_storage *ss);
 void loom__listener_close(loom_listener *l);
 void loom__listener_pause(loom_listener *l);
 void loom__listener_resume(loom_listener *l);
-int loom__is_listener_handle(uv_handle_t *h);
 
 /* tcp.c */
 int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
@@ -346,13 +442,11 @@ int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb);
 int loom__timer_start(loom_timer *t, double secs);
 void loom__timer_stop(loom_timer *t);
 void loom__timer_close(loom_timer *t);
-int loom__is_timer_handle(uv_handle_t *h);
 
 /* signal.c */
 int loom__signal_start(loom_signal *g, loom_state *st, int signum,
                        loom_signal_cb cb);
 void loom__signal_close(loom_signal *g);
-int loom__is_signal_handle(uv_handle_t *h);
 
 /* unix.c */
 int loom__unix_listen(loom_unix_listener *u, loom_state *st,
@@ -369,7 +463,6 @@ int loom__udp_send(loom_udp *u, const char *data, size_t len,
                    const struct sockaddr *to);
 int loom__udp_connect(loom_udp *u, const struct sockaddr *to);
 void loom__udp_close(loom_udp *u);
-int loom__is_udp_handle(uv_handle_t *h);
 
 /* process.c */
 int loom__process_spawn(loom_process *p, loom_state *st,
@@ -378,7 +471,6 @@ int loom__process_write(loom_process *p, int fd, const char *data,
                         size_t len);
 void loom__process_close_fd(loom_process *p, int fd);
 void loom__process_close(loom_process *p);
-int loom__is_process_handle(uv_handle_t *h);
 
 /* thread.c */
 int loom__pool_start(loom_state *st, const loom_pool_config *cfg);
@@ -386,7 +478,6 @@ int loom__pool_submit(loom_pool *pool, loom_job *j);
 int loom__pool_post(loom_pool *pool, loom_job *j);
 void loom__pool_set_size(loom_pool *pool, int size);
 void loom__pool_shutdown(loom_state *st);
-int loom__is_pool_handle(uv_handle_t *h);
 
 /* resolver.c */
 int loom__resolve_start(loom_resolve *r, loom_state *st, const char *name);

@@ -17,11 +17,13 @@
 /* Connections taken per readable event, so a flood cannot starve the loop. */
 #define ACCEPT_BATCH 256
 
-static const char listener_tag = 'l'; /* handle->data of every listener. */
-
-int loom__is_listener_handle(uv_handle_t *h) {
-  return h->data == &listener_tag;
+static void close_op(loom_object *o) {
+  loom__listener_close(loom__object_of(o, loom_listener, obj));
 }
+
+/* Shutdown closes a listener at once, as the final close does. */
+static const loom_object_ops listener_ops = { "listener", close_op,
+                                              close_op };
 
 static void on_closed(uv_handle_t *h) {
   loom_listener *l = (loom_listener *)h;
@@ -125,7 +127,7 @@ int loom__listener_open(loom_listener *l, loom_state *st, int fd, int backlog,
     l->fd = -1;
     return rc;
   }
-  l->h.handle.data = (void *)&listener_tag;
+  loom__object_link(st, &l->obj, &listener_ops);
   take_reserve(l);
   rc = uv_poll_start(&l->h.poll, UV_READABLE, on_readable);
   if (rc < 0)
@@ -163,6 +165,7 @@ void loom__listener_close(loom_listener *l) {
   if (l->closing)
     return;
   l->closing = 1;
+  loom__object_unlink(&l->obj);
   uv_close(&l->h.handle, l->close_cb);
   close(l->fd);
   if (l->reserve_fd >= 0)

@@ -10,11 +10,6 @@
 
 #include "internal.h"
 
-static const char process_tag = 'p'; /* handle->data of every process. */
-
-int loom__is_process_handle(uv_handle_t *h) {
-  return h->data == &process_tag;
-}
 
 /* The last of exit, handle close and pipe closes ends the process. */
 static void maybe_end(loom_process *p) {
@@ -36,9 +31,9 @@ static int pipe_eof(loom_stream *s) {
   return 0; /* The child closed its end: close ours. */
 }
 
-static void pipe_writable(loom_stream *s, int paused) {
+static void pipe_pause_producer(loom_stream *s, int pause) {
   (void)s;
-  (void)paused;
+  (void)pause;
 }
 
 static void pipe_connected(loom_stream *s, int status) {
@@ -57,7 +52,7 @@ static void pipe_closed(loom_stream *s, int status) {
 }
 
 static const loom_stream_vtable pipe_vt = {
-  pipe_connected, pipe_data, pipe_eof, pipe_writable, pipe_closed
+  pipe_connected, pipe_data, pipe_eof, pipe_pause_producer, pipe_closed
 };
 
 static void on_process_closed(uv_handle_t *h) {
@@ -131,6 +126,13 @@ static void start_pipes(loom_process *p) {
 ** p (calloc'd, vt set) is then freed here or by the close callbacks, with
 ** no events delivered: the caller must not touch it again.
 */
+static void close_op(loom_object *o) {
+  loom__process_close(loom__object_of(o, loom_process, obj)); /* No kill. */
+}
+
+/* Shutdown leaves a child running, as Twisted does. */
+static const loom_object_ops process_ops = { "process", NULL, close_op };
+
 int loom__process_spawn(loom_process *p, loom_state *st,
                         const loom_spawn_opts *o, char *err, size_t errlen) {
   uv_process_options_t opts;
@@ -159,7 +161,6 @@ int loom__process_spawn(loom_process *p, loom_state *st,
     snprintf(err, errlen, "%s: %s: %s", o->file, uv_err_name(rc),
              uv_strerror(rc));
     p->failed = 1;
-    p->h.data = (void *)&process_tag;
     close_pipes(p, rc);
     if (!p->handle_closed)
       uv_close((uv_handle_t *)&p->h, on_process_closed); /* Still inited. */
@@ -167,7 +168,7 @@ int loom__process_spawn(loom_process *p, loom_state *st,
       free(p);
     return rc;
   }
-  p->h.data = (void *)&process_tag;
+  loom__object_link(st, &p->obj, &process_ops);
   p->pid = p->h.pid;
   start_pipes(p);
   return 0;
@@ -190,6 +191,7 @@ void loom__process_close_fd(loom_process *p, int fd) {
 /* Closes the process handle (after exit, or at shutdown: no kill). */
 void loom__process_close(loom_process *p) {
   uv_handle_t *h = (uv_handle_t *)&p->h;
+  loom__object_unlink(&p->obj);
   if (!uv_is_closing(h))
     uv_close(h, on_process_closed);
 }

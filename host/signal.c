@@ -4,11 +4,11 @@
 */
 #include "internal.h"
 
-static const char signal_tag = 'g'; /* handle->data of every loom_signal. */
-
-int loom__is_signal_handle(uv_handle_t *h) {
-  return h->data == &signal_tag;
+static void close_op(loom_object *o) {
+  loom__signal_close(loom__object_of(o, loom_signal, obj));
 }
+
+static const loom_object_ops signal_ops = { "signal", NULL, close_op };
 
 static void on_signal(uv_signal_t *h, int signum) {
   loom_signal *g = (loom_signal *)h;
@@ -21,7 +21,7 @@ int loom__signal_start(loom_signal *g, loom_state *st, int signum,
   int rc = uv_signal_init(st->loop, &g->h);
   if (rc < 0)
     return rc;
-  g->h.data = (void *)&signal_tag;
+  loom__object_link(st, &g->obj, &signal_ops);
   g->st = st;
   g->cb = cb;
   rc = uv_signal_start(&g->h, on_signal, signum);
@@ -38,5 +38,6 @@ void loom__signal_close(loom_signal *g) {
   if (g->closing)
     return;
   g->closing = 1;
+  loom__object_unlink(&g->obj);
   uv_close((uv_handle_t *)&g->h, on_signal_closed);
 }

@@ -176,10 +176,10 @@ static int end_eof(loom_stream *s) {
   return 0; /* Close this direction; the other decides for itself. */
 }
 
-static void end_writable(loom_stream *s, int paused) {
+static void end_pause_producer(loom_stream *s, int pause) {
   loom_stdio *io = ((loom_stdio_end *)s)->io;
   if (!(io->flags & LOOM_IO_FAILED))
-    io->vt->writable(io, paused);
+    io->vt->pause_producer(io, pause);
 }
 
 static void ignore_data(loom_stream *s, const char *buf, size_t len) {
@@ -276,11 +276,11 @@ static void out_closed(loom_stream *s, int status) {
 }
 
 static const loom_stream_vtable in_vt = {
-  never_connects, in_data, end_eof, end_writable, in_closed
+  never_connects, in_data, end_eof, end_pause_producer, in_closed
 };
 
 static const loom_stream_vtable out_vt = {
-  never_connects, ignore_data, end_eof, end_writable, out_closed
+  never_connects, ignore_data, end_eof, end_pause_producer, out_closed
 };
 
 static int fail(int rc, int fd, char *err, size_t errlen) {

@@ -8,21 +8,26 @@
 
 #include "internal.h"
 
-static const char stream_tag = 's'; /* handle->data of every loom_stream. */
-
 static void on_close(uv_handle_t *h);
 static void start_write(loom_stream *s);
 
-int loom__is_stream_handle(uv_handle_t *h) {
-  return h->data == &stream_tag;
+static void lose_op(loom_object *o) {
+  loom__stream_lose(loom__object_of(o, loom_stream, obj));
 }
+
+static void close_op(loom_object *o) {
+  loom__stream_close(loom__object_of(o, loom_stream, obj),
+                     LOOM_CLOSE_SHUTDOWN);
+}
+
+static const loom_object_ops stream_ops = { "stream", lose_op, close_op };
 
 void loom__stream_setup(loom_stream *s, loom_state *st,
                         const loom_stream_vtable *vt) {
-  s->h.handle.data = (void *)&stream_tag;
+  loom__object_link(st, &s->obj, &stream_ops);
   s->st = st;
   s->vt = vt;
-  s->ref = -2;
+  s->io = &loom__socket_io;
   s->high_water = LOOM_HIGH_WATER;
   s->max_write = LOOM_NO_LIMIT;
   st->nstreams++;
@@ -31,6 +36,13 @@ void loom__stream_setup(loom_stream *s, loom_state *st,
 size_t loom__stream_buffered(const loom_stream *s) {
   return s->pending.len + s->inflight.len;
 }
+
+/* A layer between the socket and the protocol; set before reading. */
+void loom__stream_set_io(loom_stream *s, const loom_stream_io *io) {
+  s->io = io;
+}
+
+/* ------------------------------------------------ the plain socket's io */
 
 /*
 ** Every read lands in the one loop-wide buffer: libuv calls alloc_cb and
@@ -46,10 +58,66 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
   loom_stream *s = (loom_stream *)h;
+  s->io->received(s, nread, buf->base);
+}
+
+static int socket_read_start(loom_stream *s) {
+  return uv_read_start(&s->h.stream, on_alloc, on_read);
+}
+
+static void socket_read_stop(loom_stream *s) {
+  uv_read_stop(&s->h.stream);
+}
+
+static int socket_try_write(loom_stream *s, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  return uv_try_write(&s->h.stream, &b, 1);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  loom__stream_written(req->data, status);
+}
+
+/* The write request is allocated when first needed and reused. */
+static int socket_write(loom_stream *s, const char *data, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  if (s->wreq == NULL && (s->wreq = malloc(sizeof(*s->wreq))) == NULL)
+    return UV_ENOMEM;
+  s->wreq->data = s;
+  return uv_write(s->wreq, &s->h.stream, &b, 1, on_write);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  loom_stream *s = req->data;
+  free(req);
+  loom__stream_shutdown_done(s, status);
+}
+
+static int socket_shutdown(loom_stream *s) {
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  int rc;
+  if (req == NULL)
+    return UV_ENOMEM;
+  req->data = s;
+  rc = uv_shutdown(req, &s->h.stream, on_shutdown);
+  if (rc < 0)
+    free(req);
+  return rc;
+}
+
+const loom_stream_io loom__socket_io = {
+  "socket", socket_try_write, socket_write, socket_shutdown,
+  socket_read_start, socket_read_stop, loom__stream_received
+};
+
+/* ------------------------------------------------------------- reading */
+
+/* nread bytes at data, or UV_EOF, or a read error. */
+void loom__stream_received(loom_stream *s, ssize_t nread, const char *data) {
   if (nread > 0) {
-    s->vt->data(s, buf->base, (size_t)nread);
+    s->vt->data(s, data, (size_t)nread);
   } else if (nread == UV_EOF) {
-    uv_read_stop(h);
+    s->io->read_stop(s);
     s->flags &= ~LOOM_S_READING;
     /* A half-close-aware protocol keeps the stream open, unless our own
     ** write side is already shut: then both halves are done (Twisted). */
@@ -68,7 +136,7 @@ static int read_start(loom_stream *s) {
   if (s->flags & (LOOM_S_READING | LOOM_S_PAUSED | LOOM_S_CLOSING |
                   LOOM_S_DISCONNECTING))
     return 0;
-  rc = uv_read_start(&s->h.stream, on_alloc, on_read);
+  rc = s->io->read_start(s);
   if (rc == 0)
     s->flags |= LOOM_S_READING;
   return rc;
@@ -87,7 +155,7 @@ int loom__stream_start(loom_stream *s) {
 void loom__stream_pause(loom_stream *s) {
   s->flags |= LOOM_S_PAUSED;
   if (s->flags & LOOM_S_READING) {
-    uv_read_stop(&s->h.stream);
+    s->io->read_stop(s);
     s->flags &= ~LOOM_S_READING;
   }
 }
@@ -98,9 +166,7 @@ void loom__stream_resume(loom_stream *s) {
     read_start(s);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  loom_stream *s = req->data;
-  free(req);
+void loom__stream_shutdown_done(loom_stream *s, int status) {
   if (status < 0 && status != UV_ECANCELED)
     loom__stream_close(s, status);
 }
@@ -111,17 +177,11 @@ static void flushed(loom_stream *s) {
     loom__stream_close(s, LOOM_CLOSE_CLEAN);
   } else if ((s->flags & LOOM_S_WRITE_SHUT) &&
              !(s->flags & LOOM_S_SHUT_SENT)) {
-    uv_shutdown_t *req = malloc(sizeof(*req));
+    int rc;
     s->flags |= LOOM_S_SHUT_SENT;
-    if (req == NULL) {
-      loom__stream_close(s, UV_ENOMEM);
-      return;
-    }
-    req->data = s;
-    if (uv_shutdown(req, &s->h.stream, on_shutdown) < 0) {
-      free(req);
-      loom__stream_close(s, LOOM_CLOSE_CLEAN);
-    }
+    rc = s->io->shutdown(s);
+    if (rc < 0)
+      loom__stream_close(s, rc == UV_ENOMEM ? rc : LOOM_CLOSE_CLEAN);
   }
 }
 
@@ -129,20 +189,20 @@ static void producer_check(loom_stream *s) {
   size_t n = loom__stream_buffered(s);
   if (s->flags & LOOM_S_PULL_PRODUCER) {
     if (n == 0)
-      s->vt->writable(s, 0);
+      s->vt->pause_producer(s, 0);
     return;
   }
   if (n > s->high_water && !(s->flags & LOOM_S_PRODUCER_PAUSED)) {
     s->flags |= LOOM_S_PRODUCER_PAUSED;
-    s->vt->writable(s, 1);
+    s->vt->pause_producer(s, 1);
   } else if (n <= s->high_water / 2 && (s->flags & LOOM_S_PRODUCER_PAUSED)) {
     s->flags &= ~LOOM_S_PRODUCER_PAUSED;
-    s->vt->writable(s, 0);
+    s->vt->pause_producer(s, 0);
   }
 }
 
-static void on_write(uv_write_t *req, int status) {
-  loom_stream *s = req->data;
+/* The one write in flight finished (status 0 or an error). */
+void loom__stream_written(loom_stream *s, int status) {
   s->inflight.len = 0;
   if (s->flags & LOOM_S_CLOSING)
     return; /* Cancelled by uv_close: the close callback follows. */
@@ -157,23 +217,16 @@ static void on_write(uv_write_t *req, int status) {
     flushed(s);
 }
 
-/* Hands the whole pending queue to libuv as one write; one is in flight. */
+/* Hands the whole pending queue to the io as one write; one is in flight. */
 static void start_write(loom_stream *s) {
   loom_buf tmp;
-  uv_buf_t b;
   int rc;
   if (s->inflight.len > 0 || s->pending.len == 0)
     return;
-  if (s->wreq == NULL && (s->wreq = malloc(sizeof(*s->wreq))) == NULL) {
-    loom__stream_close(s, UV_ENOMEM);
-    return;
-  }
   tmp = s->inflight;
   s->inflight = s->pending;
   s->pending = tmp;
-  b = uv_buf_init(s->inflight.data, (unsigned int)s->inflight.len);
-  s->wreq->data = s;
-  rc = uv_write(s->wreq, &s->h.stream, &b, 1, on_write);
+  rc = s->io->write(s, s->inflight.data, s->inflight.len);
   if (rc < 0) {
     s->inflight.len = 0;
     loom__stream_close(s, rc);
@@ -196,7 +249,7 @@ int loom__stream_write(loom_stream *s, const char *data, size_t len) {
     if ((s->flags & LOOM_S_HAS_PRODUCER) &&
         !(s->flags & (LOOM_S_PULL_PRODUCER | LOOM_S_PRODUCER_PAUSED))) {
       s->flags |= LOOM_S_PRODUCER_PAUSED;
-      s->vt->writable(s, 1);
+      s->vt->pause_producer(s, 1);
     }
     return 0;
   }
@@ -205,8 +258,7 @@ int loom__stream_write(loom_stream *s, const char *data, size_t len) {
   /* A pull producer's writes are queued so that draining asks for more. */
   if (loom__stream_buffered(s) == 0 &&
       !(s->flags & (LOOM_S_CONNECTING | LOOM_S_PULL_PRODUCER))) {
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
-    rc = uv_try_write(&s->h.stream, &b, 1);
+    rc = s->io->try_write(s, data, len);
     if (rc == (int)len)
       return 0;
     if (rc < 0 && rc != UV_EAGAIN) {
@@ -231,6 +283,30 @@ int loom__stream_write(loom_stream *s, const char *data, size_t len) {
     start_write(s);
   producer_check(s);
   return 0;
+}
+
+int loom__stream_set_producer(loom_stream *s, int kind) {
+  s->flags &= ~(LOOM_S_HAS_PRODUCER | LOOM_S_PULL_PRODUCER |
+                LOOM_S_PRODUCER_PAUSED);
+  if (kind == LOOM_PRODUCER_NONE)
+    return 0;
+  s->flags |= LOOM_S_HAS_PRODUCER;
+  if (kind == LOOM_PRODUCER_PULL) {
+    s->flags |= LOOM_S_PULL_PRODUCER;
+    return 0;
+  }
+  if (loom__stream_buffered(s) > s->high_water) {
+    s->flags |= LOOM_S_PRODUCER_PAUSED;
+    return 1;
+  }
+  return 0;
+}
+
+/* From a listener: a server-side stream, connected from makeConnection on
+** (Twisted's Server is), so a close inside it still delivers
+** connectionLost. */
+void loom__stream_mark_accepted(loom_stream *s) {
+  s->flags |= LOOM_S_CONNECTED | LOOM_S_ACCEPTED;
 }
 
 /* loseConnection: close once everything queued has been written. */
@@ -263,8 +339,9 @@ void loom__stream_close(loom_stream *s, int status) {
     return;
   s->flags |= LOOM_S_CLOSING;
   s->close_status = status;
+  loom__object_unlink(&s->obj);
   if (s->flags & LOOM_S_READING) {
-    uv_read_stop(&s->h.stream);
+    s->io->read_stop(s);
     s->flags &= ~LOOM_S_READING;
   }
   uv_close(&s->h.handle, on_close);

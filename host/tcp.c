@@ -70,8 +70,10 @@ int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
   int fd = -1;
   int rc = loom__sockaddr_parse(host, port, &ss);
   if (rc < 0) {
+    /* getaddrinfo's name for it: this name gives no address without a
+    ** lookup, which the caller (reactor.lua) does first. */
     snprintf(err, errlen, "%s: not an IP address", host);
-    return rc;
+    return UV_EAI_NONAME;
   }
   rc = bind_socket(&ss, &fd);
   if (rc == 0)
@@ -105,6 +107,8 @@ static void on_connect(uv_connect_t *req, int status) {
   free(req);
   if (s->flags & LOOM_S_CLOSING)
     return; /* Cancelled: the close callback reports it. */
+  if (status == 0)
+    s->flags |= LOOM_S_CONNECTED;
   s->vt->connected(s, status);
 }
 
@@ -119,8 +123,10 @@ int loom__tcp_connect(loom_stream *s, const char *host, int port,
   loom_state *st = s->st;
   int rc = loom__sockaddr_parse(host, port, &ss);
   if (rc < 0) {
+    /* getaddrinfo's name for it: this name gives no address without a
+    ** lookup, which the caller (reactor.lua) does first. */
     snprintf(err, errlen, "%s: not an IP address", host);
-    return rc;
+    return UV_EAI_NONAME;
   }
   rc = uv_tcp_init(st->loop, &s->h.tcp);
   if (rc < 0) {

@@ -9,8 +9,6 @@
 
 #include "internal.h"
 
-static const char pool_tag = 'w'; /* async->data of the pool. */
-
 struct loom_pool {
   uv_async_t async;
   loom_state *st;
@@ -27,10 +25,6 @@ struct loom_pool {
   int stopping;
   int outstanding; /* submitted and not yet done (loop thread only) */
 };
-
-int loom__is_pool_handle(uv_handle_t *h) {
-  return h->data == &pool_tag;
-}
 
 static void push(loom_job **head, loom_job **tail, loom_job *j) {
   j->next = NULL;
@@ -121,7 +115,6 @@ int loom__pool_start(loom_state *st, const loom_pool_config *cfg) {
     free(pool);
     return rc;
   }
-  pool->async.data = (void *)&pool_tag;
   uv_unref((uv_handle_t *)&pool->async);
   st->pool = pool;
   return 0;

@@ -5,11 +5,11 @@
 
 #include "internal.h"
 
-static const char timer_tag = 't'; /* handle->data of every loom_timer. */
-
-int loom__is_timer_handle(uv_handle_t *h) {
-  return h->data == &timer_tag;
+static void close_op(loom_object *o) {
+  loom__timer_close(loom__object_of(o, loom_timer, obj));
 }
+
+static const loom_object_ops timer_ops = { "timer", NULL, close_op };
 
 static void on_timer(uv_timer_t *h) {
   loom_timer *t = (loom_timer *)h;
@@ -20,7 +20,7 @@ int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb) {
   int rc = uv_timer_init(st->loop, &t->h);
   if (rc < 0)
     return rc;
-  t->h.data = (void *)&timer_tag;
+  loom__object_link(st, &t->obj, &timer_ops);
   t->st = st;
   t->cb = cb;
   return 0;
@@ -50,5 +50,6 @@ void loom__timer_close(loom_timer *t) {
   if (t->closing)
     return;
   t->closing = 1;
+  loom__object_unlink(&t->obj);
   uv_close((uv_handle_t *)&t->h, on_timer_closed);
 }

@@ -9,11 +9,11 @@
 
 #include "internal.h"
 
-static const char udp_tag = 'd'; /* handle->data of every loom_udp. */
-
-int loom__is_udp_handle(uv_handle_t *h) {
-  return h->data == &udp_tag;
+static void close_op(loom_object *o) {
+  loom__udp_close(loom__object_of(o, loom_udp, obj));
 }
+
+static const loom_object_ops udp_ops = { "udp", close_op, close_op };
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   loom_udp *u = (loom_udp *)h;
@@ -51,14 +51,14 @@ int loom__udp_bind(loom_udp *u, loom_state *st, const char *host, int port,
   u->st = st;
   if (rc < 0) {
     snprintf(err, errlen, "%s: not an IP address", host);
-    return rc;
+    return UV_EAI_NONAME; /* as host/tcp.c */
   }
   rc = uv_udp_init_ex(st->loop, &u->h, ss.ss_family);
   if (rc < 0) {
     snprintf(err, errlen, "%s:%d: %s", host, port, uv_strerror(rc));
     return rc;
   }
-  u->h.data = (void *)&udp_tag;
+  loom__object_link(st, &u->obj, &udp_ops);
   rc = uv_udp_bind(&u->h, (struct sockaddr *)&ss,
                    ss.ss_family == AF_INET6 ? UV_UDP_IPV6ONLY : 0);
   if (rc == 0)
@@ -77,10 +77,10 @@ typedef struct send_req {
 } send_req;
 
 static void on_send(uv_udp_send_t *req, int status) {
-  loom_udp *u = req->handle->data == &udp_tag ? (loom_udp *)req->handle
-                                              : NULL;
+  /* libuv runs every send callback before the handle's close callback. */
+  loom_udp *u = (loom_udp *)req->handle;
   free(req);
-  if (u != NULL && status == UV_ECONNREFUSED && !u->closing)
+  if (status == UV_ECONNREFUSED && !u->closing)
     u->vt->refused(u);
 }
 
@@ -135,5 +135,6 @@ void loom__udp_close(loom_udp *u) {
   if (u->closing)
     return;
   u->closing = 1;
+  loom__object_unlink(&u->obj);
   uv_close((uv_handle_t *)&u->h, on_close);
 }

@@ -199,6 +199,8 @@ static void on_connect(uv_connect_t *req, int status) {
   free(req);
   if (s->flags & LOOM_S_CLOSING)
     return; /* Cancelled: the close callback reports it. */
+  if (status == 0)
+    s->flags |= LOOM_S_CONNECTED;
   s->vt->connected(s, status);
 }
 

@@ -151,8 +151,9 @@ describe("core.switchIdentity", function()
     assert.has_error(function() core.switchIdentity() end,
       "switchIdentity: give a user, a group or both")
     assert.has_error(function() core.switchIdentity({}) end)
-    local ok, e = core.switchIdentity("no-such-user-f6")
+    local ok, errname, e = core.switchIdentity("no-such-user-f6")
     assert.is_nil(ok)
+    assert.equal("ENOENT", errname) -- bindings/call.c's one convention
     assert.equal("no such user 'no-such-user-f6'", e)
   end)
 

@@ -78,6 +78,21 @@ describe("json.encode", function()
     assert.matches("json.encode: cannot encode a coroutine", e)
   end)
 
+  -- The tree is attached node by node and built under lua_pcall, so a
+  -- value that fails deep inside frees everything built so far
+  -- (spec/valgrind.sh runs this file under memcheck).
+  it("frees the partial tree when a value deep inside fails", function()
+    local v = { a = { 1, 2.5, { b = "x", [1.5] = { true, json.null } } } }
+    v.a[3].z = { function() end }
+    for _ = 1, 3 do
+      local ok, e = pcall(json.encode, v)
+      assert.is_false(ok)
+      assert.matches("cannot encode a function", e)
+    end
+    v.a[3].z = nil
+    assert.equal(v.a[3].b, json.decode(json.encode(v)).a[3].b)
+  end)
+
   it("raises 'nesting too deep' for a cycle", function()
     local t = {}
     t.self = t

@@ -557,6 +557,41 @@ describe("connectTCP to a host that is not an IP literal", function()
     assert.is_truthy(reason:check(err.DNSLookupError))
     assert.matches("no%-such%-host%.invalid", reason:getErrorMessage())
   end)
+
+  it("picks the class by error name for a malformed IP literal", function()
+    local failed = defer.Deferred()
+    local cf = ClientFactory:new()
+    function cf:clientConnectionFailed(_, reason) failed:callback({ reason }) end
+    reactor.connectTCP("300.1.2.3", 80, cf) -- looks like IPv4, is not
+    local reason = runUntil(failed)[1]
+    assert.is_truthy(reason:check(err.DNSLookupError))
+    assert.equal("EAI_NONAME", reason.value.errno)
+    assert.matches("300%.1%.2%.3: not an IP address", reason:getErrorMessage())
+  end)
+end)
+
+describe("error.fromErrno", function()
+  it("maps error names to classes in one table, with a default", function()
+    local e = err.fromErrno("ECONNREFUSED", "refused", err.ConnectError)
+    assert.is_true(e:isa(err.ConnectionRefusedError))
+    assert.equal("ECONNREFUSED", e.errno)
+    assert.equal("refused", e.message)
+    assert.is_true(err.fromErrno("EAI_NONAME", "x", err.ConnectError)
+      :isa(err.DNSLookupError))
+    local other = err.fromErrno("EMFILE", "too many", err.ConnectError)
+    assert.equal(err.ConnectError, other:class())
+  end)
+
+  it("is what every failed listen's errno comes from", function()
+    local a = reactor.listenTCP(0, Factory.forProtocol(Echo),
+      { interface = "127.0.0.1" })
+    local ok, e = pcall(reactor.listenTCP, a:getHost().port,
+      Factory.forProtocol(Echo), { interface = "127.0.0.1" })
+    assert.is_false(ok)
+    assert.is_true(e:isa(err.CannotListenError))
+    assert.equal("EADDRINUSE", e.errno)
+    runUntil(a:stopListening())
+  end)
 end)
 
 describe("writing to a peer that has gone", function()

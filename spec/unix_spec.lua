@@ -59,6 +59,23 @@ describe("listenUNIX / connectUNIX", function()
     runUntil(port:stopListening())
   end)
 
+  it("has no TCP-only methods: a pipe is never handed to uv_tcp_*", function()
+    local path = dir .. "/notcp.sock"
+    local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))
+    local c = connect(path)
+    runUntil(c.made)
+    -- As in Twisted, a Unix transport has no setTcpNoDelay at all.
+    assert.is_nil(c.transport.setTcpNoDelay)
+    assert.is_nil(c.transport.setTcpKeepAlive)
+    local ok, msg = pcall(function() c.transport:setTcpNoDelay(true) end)
+    assert.is_false(ok)
+    assert.not_matches("not supported", msg)
+    assert.is_true(c.transport.connected) -- nothing happened to the socket
+    c.transport:loseConnection()
+    runUntil(c.lost)
+    runUntil(port:stopListening())
+  end)
+
   it("removes the socket file on stopListening", function()
     local path = dir .. "/gone.sock"
     local port = reactor.listenUNIX(path, Factory.forProtocol(Echo))

@@ -10,7 +10,7 @@
 #include "../host/internal.h"
 #include "check.h"
 
-/* What the test vtable saw; one per stream (in the stream's ref slot). */
+/* What the test vtable saw; one per stream (the stream's data). */
 typedef struct seen {
   loom_buf data;
   int connected;
@@ -26,9 +26,9 @@ static seen slots[16];
 static int nslots;
 static loom_state st;
 
-/* The test keeps a slot index where bindings/ keep a registry ref. */
+/* The test's owner data is its slot, where bindings/ keep a ref. */
 static seen *seen_of(loom_stream *s) {
-  return &slots[s->ref];
+  return s->data;
 }
 
 static void t_connected(loom_stream *s, int status) {
@@ -53,8 +53,8 @@ static int t_eof(loom_stream *s) {
   return 0;
 }
 
-static void t_writable(loom_stream *s, int paused) {
-  if (paused)
+static void t_pause_producer(loom_stream *s, int pause) {
+  if (pause)
     seen_of(s)->pauses++;
   else
     seen_of(s)->resumes++;
@@ -67,17 +67,13 @@ static void t_closed(loom_stream *s, int status) {
 }
 
 static const loom_stream_vtable test_vt = {
-  t_connected, t_data, t_eof, t_writable, t_closed
+  t_connected, t_data, t_eof, t_pause_producer, t_closed
 };
 
 static seen *new_seen(void) {
   seen *w = &slots[nslots++];
   memset(w, 0, sizeof(*w));
   return w;
-}
-
-static int slot_of(seen *w) {
-  return (int)(w - slots);
 }
 
 static loom_stream *new_stream(void) {
@@ -107,7 +103,7 @@ static void on_accept(loom_listener *l, int status) {
     return;
   last_server = new_seen();
   last_server->echo = server_echo;
-  s->ref = slot_of(last_server);
+  s->data = last_server;
   loom__stream_start(s);
   if (server_send != NULL) {
     loom__stream_write(s, server_send, server_send_len);
@@ -141,7 +137,7 @@ static loom_stream *connect_to(int port, seen *w) {
   loom_stream *s = new_stream();
   char err[128];
   int rc = loom__tcp_connect(s, "127.0.0.1", port, NULL, 0, err, sizeof(err));
-  s->ref = slot_of(w);
+  s->data = w;
   CHECK(rc == 0);
   return s;
 }
@@ -307,6 +303,86 @@ static void test_open_handles(void) {
   uv_run(st.loop, UV_RUN_NOWAIT); /* Its close callback. */
 }
 
+/*
+** A layer in the stream's I/O seam (where TLS will go): it counts the
+** bytes written through it and upper-cases what it reads before the
+** protocol sees it, over the plain socket's io.
+*/
+static size_t layer_written;
+
+static int layer_try_write(loom_stream *s, const char *data, size_t len) {
+  int rc = loom__socket_io.try_write(s, data, len);
+  if (rc > 0)
+    layer_written += (size_t)rc;
+  return rc;
+}
+
+static int layer_write(loom_stream *s, const char *data, size_t len) {
+  layer_written += len;
+  return loom__socket_io.write(s, data, len);
+}
+
+static void layer_received(loom_stream *s, ssize_t nread, const char *data) {
+  char up[64];
+  ssize_t i;
+  if (nread <= 0 || nread > (ssize_t)sizeof(up)) {
+    loom__stream_received(s, nread, data);
+    return;
+  }
+  for (i = 0; i < nread; i++)
+    up[i] = (data[i] >= 'a' && data[i] <= 'z') ? data[i] - 32 : data[i];
+  loom__stream_received(s, nread, up);
+}
+
+static const loom_stream_io upper_io = {
+  "upper", layer_try_write, layer_write, NULL, NULL, NULL, layer_received
+}; /* the rest is the socket's: see test_io_layer */
+
+static void test_io_layer(void) {
+  int port;
+  loom_listener *l = listen_any(&port);
+  seen *c = new_seen();
+  loom_stream *s = connect_to(port, c);
+  static loom_stream_io io; /* the socket's, but our two ends; outlives s */
+  int closed = listeners_closed;
+  io = loom__socket_io;
+  io.try_write = upper_io.try_write;
+  io.write = upper_io.write;
+  io.received = upper_io.received;
+  CHECK(s->io == &loom__socket_io);
+  loom__stream_set_io(s, &io);
+  RUN_UNTIL(c->connected);
+  CHECK(loom__stream_write(s, "hello", 5) == 0);
+  RUN_UNTIL(c->data.len == 5);
+  CHECK(c->data.len == 5 && memcmp(c->data.data, "HELLO", 5) == 0);
+  CHECK(layer_written == 5);
+  loom__stream_lose(s);
+  RUN_UNTIL(c->closed && last_server->closed);
+  CHECK(c->close_status == LOOM_CLOSE_CLEAN);
+  loom__listener_close(l);
+  RUN_UNTIL(listeners_closed == closed + 1);
+}
+
+/* Every open host object is in the state's list, by its own header (not
+** libuv's handle->data); closing unlinks it. */
+static void test_object_list(void) {
+  int port;
+  loom_listener *l = listen_any(&port);
+  loom_object *o;
+  int found = 0, closed = listeners_closed;
+  for (o = st.objects.next; o != &st.objects; o = o->next)
+    if (o == &l->obj)
+      found = 1;
+  CHECK(found);
+  CHECK(strcmp(l->obj.ops->kind, "listener") == 0);
+  CHECK(l->h.handle.data == NULL); /* libuv's slot is left alone */
+  loom__listener_close(l);
+  CHECK(l->obj.next == NULL);
+  for (o = st.objects.next; o != &st.objects; o = o->next)
+    CHECK(o != &l->obj);
+  RUN_UNTIL(listeners_closed == closed + 1);
+}
+
 int main(void) {
   CHECK(loom__state_init(&st, NULL) == 0);
   CHECK_EQ(loom__open_handles(&st, (int[UV_HANDLE_TYPE_MAX]){0}), 0);
@@ -319,6 +395,8 @@ int main(void) {
   test_bad_address();
   test_buf_growth();
   test_open_handles();
+  test_object_list();
+  test_io_layer();
   /* A stop before any run (a crash() in a startup trigger) must not keep
   ** the close below from closing what is open. */
   {
@@ -328,6 +406,7 @@ int main(void) {
     loom__state_stop(&st);
     loom__state_close(&st); /* Must leave no handle behind. */
     CHECK(listeners_closed == before + 1);
+    CHECK(st.objects.next == &st.objects); /* nothing left open */
   }
   CHECK(st.nstreams == 0);
   return check_report();

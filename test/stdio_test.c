@@ -36,9 +36,9 @@ static void t_read_lost(loom_stdio *io) {
 static void t_write_lost(loom_stdio *io) {
   (void)io;
 }
-static void t_writable(loom_stdio *io, int paused) {
+static void t_pause_producer(loom_stdio *io, int pause) {
   (void)io;
-  (void)paused;
+  (void)pause;
 }
 static void t_ended(loom_stdio *io, int status) {
   (void)io;
@@ -46,7 +46,7 @@ static void t_ended(loom_stdio *io, int status) {
   end_status = status;
 }
 static const loom_stdio_vtable vt = {
-  t_data, t_read_lost, t_write_lost, t_writable, t_ended
+  t_data, t_read_lost, t_write_lost, t_pause_producer, t_ended
 };
 
 static void reset(void) {

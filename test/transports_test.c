@@ -122,16 +122,16 @@ static int s_eof(loom_stream *s) {
   (void)s;
   return 0;
 }
-static void s_writable(loom_stream *s, int paused) {
+static void s_pause_producer(loom_stream *s, int pause) {
   (void)s;
-  (void)paused;
+  (void)pause;
 }
 static void s_closed(loom_stream *s, int status) {
   (void)s;
   (void)status;
 }
 static const loom_stream_vtable echo_vt = {
-  s_connected, s_data, s_eof, s_writable, s_closed
+  s_connected, s_data, s_eof, s_pause_producer, s_closed
 };
 
 static char client_got[64];
@@ -142,7 +142,7 @@ static void c_data(loom_stream *s, const char *buf, size_t len) {
   client_done = 1;
 }
 static const loom_stream_vtable client_vt = {
-  s_connected, c_data, s_eof, s_writable, s_closed
+  s_connected, c_data, s_eof, s_pause_producer, s_closed
 };
 
 static void on_unix_connection(loom_listener *l, int status) {

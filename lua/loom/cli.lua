@@ -1,4 +1,4 @@
--- loom.cli: the `loom` command. host/main.c calls main(argv) and exits
+-- loom.cli: the `loom` command. cli/main.c calls main(argv) and exits
 -- with what it returns. Every start-up error is one line on stderr and
 -- status 1.
 --
@@ -161,7 +161,7 @@ end
 -- bindings/pidfile.c), so two hosts started together cannot both take it;
 -- a stale pid file (its process is gone) is replaced.
 local function takePidfile(path)
-  local held, e = require("loom.core").takePidfile(path)
+  local held, _, e = require("loom.core").takePidfile(path)
   if not held then
     error(e, 0)
   end
@@ -209,9 +209,9 @@ local function shedPrivileges(svc, flags)
     return
   end
   flags.identitySet = true
-  local ok, e = require("loom.core").switchIdentity(uid, gid)
+  local ok, e, msg = require("loom.core").switchIdentity(uid, gid)
   if not ok then
-    error(e, 0)
+    error(msg, 0)
   end
   require("loom.log").info("set %s", e)
 end

@@ -103,6 +103,26 @@ error_.UnknownHostError = new("UnknownHostError", error_.DNSLookupError)
 -- Standalone, as in Twisted where TimeoutError is not a ConnectError.
 error_.TimeoutError = new("TimeoutError")
 
+-- The class of a failure by its error name (libuv's: "ECONNREFUSED",
+-- "EAI_NONAME", ...), the one place that maps names to classes: C calls
+-- that fail return nil, errname, message (bindings/call.c's
+-- loom__push_error) and Lua never reads the message to pick a class.
+error_.byErrno = {
+  ECONNREFUSED = error_.ConnectionRefusedError,
+  -- A name that is no address: not an IP literal, or getaddrinfo's answer.
+  EAI_NONAME = error_.DNSLookupError,
+  EAI_AGAIN = error_.DNSLookupError,
+  EAI_FAIL = error_.DNSLookupError,
+  EAI_NODATA = error_.DNSLookupError,
+}
+
+-- error.fromErrno(errname, message, default): an error value of
+-- byErrno[errname] or else default (Error), with errno = errname.
+function error_.fromErrno(errname, message, default)
+  local cls = error_.byErrno[errname] or default or Error
+  return cls(message, { errno = errname })
+end
+
 -- Deferreds and delayed calls.
 error_.CancelledError = new("CancelledError")
 error_.AlreadyCalledError = new("AlreadyCalledError")

@@ -44,7 +44,7 @@ function M.StandardIO(proto, opts)
   local stdin, stdout = opts.stdin or 0, opts.stdout or 1
   checkFd("stdin", stdin)
   checkFd("stdout", stdout)
-  local transport, msg = core.standardIO(proto, stdin, stdout)
+  local transport, _, msg = core.standardIO(proto, stdin, stdout)
   if not transport then
     error("StandardIO: " .. msg, 2)
   end

@@ -112,7 +112,7 @@ function M.spawnProcess(proto, executable, args, opts)
   if opts.usePTY then
     error("spawnProcess: usePTY is not supported", 2)
   end
-  local t, msg = core.spawnProcess(proto, executable, args, envList(opts.env),
+  local t, _, msg = core.spawnProcess(proto, executable, args, envList(opts.env),
     opts.path, opts.uid, opts.gid, fdPlans(opts.childFDs))
   if not t then
     error("spawnProcess: " .. msg, 2)

@@ -81,10 +81,10 @@ function Port:init(port, factory, opts)
 end
 
 function Port:startListening()
-  local listener, msg = core.listenTCP(self.interface, self.port,
+  local listener, errname, msg = core.listenTCP(self.interface, self.port,
     self.backlog, self)
   if not listener then
-    error(err.CannotListenError("listenTCP: " .. msg), 3)
+    error(err.CannotListenError("listenTCP: " .. msg, { errno = errname }), 3)
   end
   self.listener = listener
   self.connected = true
@@ -317,9 +317,7 @@ function Connector:_connectTo(addr)
   if not t then
     -- Known at once (no socket left, an address family the host lacks…);
     -- reported like any failed attempt, on the next loop turn.
-    local cls = msg:find("not an IP address", 1, true) and err.DNSLookupError
-      or err.ConnectError
-    self:_failSoon(Failure(cls(msg, { errno = errname }), ""))
+    self:_failSoon(Failure(err.fromErrno(errname, msg, err.ConnectError), ""))
     return
   end
   self.transport = t
@@ -340,10 +338,8 @@ function Connector:_connected(transport, errname, message)
   end
   self.timeoutCall = nil
   if errname then
-    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
-      or err.ConnectError
-    self._failReason = Failure(cls(string.format("%s:%s: %s", self.host,
-      self.port, message), { errno = errname }))
+    self._failReason = Failure(err.fromErrno(errname, string.format(
+      "%s:%s: %s", self.host, self.port, message), err.ConnectError))
     return -- C closes the transport; _connectFailed reports it.
   end
   self.state = "connected"

@@ -33,10 +33,10 @@ function UDPPort:init(port, proto, opts)
 end
 
 function UDPPort:startListening()
-  local sock, msg = core.listenUDP(self.interface, self.port, self,
+  local sock, errname, msg = core.listenUDP(self.interface, self.port, self,
     self.protocol)
   if not sock then
-    error(err.CannotListenError("listenUDP: " .. msg), 3)
+    error(err.CannotListenError("listenUDP: " .. msg, { errno = errname }), 3)
   end
   self.socket = sock
   self.connected = true
@@ -129,12 +129,12 @@ end
 -- return Deferreds, as in Twisted.
 local function membership(self, addr, iface, join)
   local sock = checkOpen(self, join and "joinGroup" or "leaveGroup")
-  local ok, msg = sock:membership(addr, iface, join)
+  local ok, errname, msg = sock:membership(addr, iface, join)
   if ok then
     return defer.succeed(true)
   end
   return defer.fail(Failure(MulticastJoinError((join and "joinGroup: "
-    or "leaveGroup: ") .. msg), ""))
+    or "leaveGroup: ") .. msg, { errno = errname }), ""))
 end
 
 function UDPPort:joinGroup(addr, iface)

@@ -34,10 +34,11 @@ function UNIXPort:init(path, factory, opts)
 end
 
 function UNIXPort:startListening()
-  local listener, msg = core.listenUNIX(self.path, self.backlog, self.mode,
-    self.wantPID, self)
+  local listener, errname, msg = core.listenUNIX(self.path, self.backlog,
+    self.mode, self.wantPID, self)
   if not listener then
-    error(err.CannotListenError("listenUNIX: " .. msg), 3)
+    error(err.CannotListenError("listenUNIX: " .. msg, { errno = errname }),
+      3)
   end
   self.listener = listener
   self.connected = true
@@ -124,7 +125,7 @@ function UNIXConnector:_attempt()
   end
   local t, errname, msg = core.connectUNIX(self.path, self)
   if not t then
-    self:_failSoon(Failure(err.ConnectError(msg, { errno = errname }), ""))
+    self:_failSoon(Failure(err.fromErrno(errname, msg, err.ConnectError), ""))
     return
   end
   self.transport = t
@@ -141,14 +142,12 @@ end
 function UNIXConnector:_connected(transport, errname, message)
   if errname then
     self.port = nil
-    local cls = errname == "ECONNREFUSED" and err.ConnectionRefusedError
-      or err.ConnectError
     if self.timeoutCall and self.timeoutCall:active() then
       self.timeoutCall:cancel()
     end
     self.timeoutCall = nil
-    self._failReason = Failure(cls(string.format("%s: %s: %s", self.path,
-      errname, message), { errno = errname }))
+    self._failReason = Failure(err.fromErrno(errname, string.format(
+      "%s: %s: %s", self.path, errname, message), err.ConnectError))
     return
   end
   return Connector._connected(self, transport)

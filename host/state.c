@@ -1,6 +1,7 @@
 /*
-** reactor.c: the loop's lifecycle: init, run until stopped, close-all for
-** shutdown, and the final close that leaves no handle behind.
+** state.c: loom_state (loom__state_*): the loop's lifecycle: init, run
+** until stopped, close-all for shutdown, and the final close that leaves no
+** handle behind.
 */
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +38,7 @@ int loom__state_init(loom_state *st, uv_loop_t *loop) {
   int rc;
   ignore_write_signals();
   memset(st, 0, sizeof(*st));
-  st->hooks_ref = -2; /* LUA_NOREF, without including lua.h here. */
+  st->objects.next = st->objects.prev = &st->objects;
   if (loop == NULL) {
     rc = uv_loop_init(&st->own_loop);
     if (rc < 0)
@@ -83,21 +84,55 @@ double loom__now(loom_state *st) {
   return (double)uv_hrtime() / 1e9;
 }
 
-static void lose_handle(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (uv_is_closing(h))
+/* o goes last in the list whose sentinel is head. */
+static void link_before(loom_object *head, loom_object *o) {
+  o->next = head;
+  o->prev = head->prev;
+  o->prev->next = o;
+  head->prev = o;
+}
+
+void loom__object_link(loom_state *st, loom_object *o,
+                       const loom_object_ops *ops) {
+  o->ops = ops;
+  link_before(&st->objects, o);
+}
+
+void loom__object_unlink(loom_object *o) {
+  if (o->next == NULL)
     return;
-  if (loom__is_stream_handle(h))
-    loom__stream_lose((loom_stream *)h);
-  else if (loom__is_listener_handle(h))
-    loom__listener_close((loom_listener *)h);
-  else if (loom__is_udp_handle(h))
-    loom__udp_close((loom_udp *)h);
+  o->prev->next = o->next;
+  o->next->prev = o->prev;
+  o->next = o->prev = NULL;
+}
+
+/*
+** Calls lose (final = 0) or close on every open object. As uv_walk does,
+** the list is moved aside first: an operation may close others (they
+** unlink from wherever they are) or open new ones (not visited).
+*/
+static void walk_objects(loom_state *st, int final) {
+  loom_object pending;
+  if (st->objects.next == &st->objects)
+    return;
+  pending.next = st->objects.next;
+  pending.prev = st->objects.prev;
+  pending.next->prev = pending.prev->next = &pending;
+  st->objects.next = st->objects.prev = &st->objects;
+  while (pending.next != &pending) {
+    loom_object *o = pending.next;
+    loom__object_unlink(o);
+    link_before(&st->objects, o);
+    if (final)
+      o->ops->close(o);
+    else if (o->ops->lose != NULL)
+      o->ops->lose(o);
+  }
 }
 
 /* Shutdown: listeners close, connections flush and close. */
 void loom__close_all(loom_state *st) {
-  uv_walk(st->loop, lose_handle, NULL);
+  walk_objects(st, 0);
 }
 
 static void count_open(uv_handle_t *h, void *arg) {
@@ -126,36 +161,26 @@ static void on_straggler_closed(uv_handle_t *h) {
   (void)h;
 }
 
-static void close_handle(uv_handle_t *h, void *arg) {
+/* What is left once every object closed: our keepalive, and on our own
+** loop any handle not closed yet. On an embedder's loop, the other
+** handles are its own: not ours to close. */
+static void close_straggler(uv_handle_t *h, void *arg) {
   loom_state *st = arg;
-  if (uv_is_closing(h))
-    return;
-  if (loom__is_stream_handle(h))
-    loom__stream_close((loom_stream *)h, LOOM_CLOSE_SHUTDOWN);
-  else if (loom__is_listener_handle(h))
-    loom__listener_close((loom_listener *)h);
-  else if (loom__is_timer_handle(h))
-    loom__timer_close((loom_timer *)h);
-  else if (loom__is_signal_handle(h))
-    loom__signal_close((loom_signal *)h);
-  else if (loom__is_udp_handle(h))
-    loom__udp_close((loom_udp *)h);
-  else if (loom__is_process_handle(h))
-    loom__process_close((loom_process *)h); /* The child lives on. */
-  else if (h == (uv_handle_t *)&st->keepalive || st->loop == &st->own_loop)
+  if (!uv_is_closing(h) && (h == (uv_handle_t *)&st->keepalive ||
+                            st->loop == &st->own_loop))
     uv_close(h, on_straggler_closed);
-  /* Otherwise the handle is an embedder's own, on its loop: not ours. */
 }
 
 /*
-** The last step: Lua is gone (st->L is NULL), so close callbacks only free.
+** The last step: the owner is gone (bindings/ cleared its Lua state first),
+** so close callbacks only free.
 ** Runs the loop until every close callback ran, then closes our own loop.
 */
 void loom__state_close(loom_state *st) {
-  st->L = NULL;
   loom__pool_shutdown(st);      /* Joins the workers, closes its async. */
   loom__resolve_cancel_all(st); /* Lookups still queued never start. */
-  uv_walk(st->loop, close_handle, st);
+  walk_objects(st, 1);
+  uv_walk(st->loop, close_straggler, st);
   uv_run(st->loop, UV_RUN_DEFAULT);
   if (st->loop == &st->own_loop && uv_loop_close(st->loop) != 0)
     fprintf(stderr, "loom: loop closed with handles still open\n");

@@ -1,0 +1,91 @@
+/*
+** main.c: the loom executable, a program on top of the library as Lua's
+** lua.c is. It makes a Lua state set up by bindings/embed.c (loom's C
+** modules preloaded, its Lua modules on package.path from the build tree
+** or the install prefix), then hands argv to loom.cli. Errors end as one
+** line on stderr and status 1 (LOOM_DEBUG=1 adds the traceback).
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "../bindings/embed.h"
+
+/*
+** An error that escaped loom.cli (a bug, or out of memory): its first
+** line, as every start-up error; the traceback with LOOM_DEBUG=1.
+*/
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1), *debug = getenv("LOOM_DEBUG");
+  if (msg == NULL)
+    msg = luaL_tolstring(L, 1, NULL);
+  if (debug != NULL && debug[0] != '\0' && strcmp(debug, "0") != 0)
+    luaL_traceback(L, L, msg, 1);
+  else
+    lua_pushlstring(L, msg, strcspn(msg, "\n"));
+  return 1;
+}
+
+/* Protected main, as lua.c's pmain: everything that can raise is here. */
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  char root[8192];
+  int i;
+  luaL_openlibs(L);
+  loom_embed_find_root(root, sizeof(root));
+  loom_embed_setup(L, root);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "loom.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  lua_createtable(L, argc, 0);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+/*
+** Exiting now: closing the signal watchers gives SIGINT/SIGTERM back their
+** default action, and a second signal (timeout(1) also sends one to the
+** whole process group) must not kill a clean shutdown. Blocked, it stays
+** pending and dies with the process.
+*/
+static void block_stop_signals(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  int status, code = 1;
+  if (L == NULL) {
+    fprintf(stderr, "loom: cannot create a Lua state: out of memory\n");
+    return 1;
+  }
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, 1);
+  if (status != LUA_OK) {
+    fprintf(stderr, "loom: %s\n", lua_tostring(L, -1));
+  } else {
+    code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  }
+  fflush(stdout);
+  block_stop_signals();
+  lua_close(L); /* Closes every handle and the loop (core.c's __gc). */
+  return code;
+}
