@@ -212,18 +212,12 @@ local function clockCall(clock, name, ...)
 end
 defer._clockCall = clockCall
 
-local function clockOrReactor(clock)
-  if clock == nil then
-    return require("loom.reactor")
-  end
-  return clock
-end
-defer._clockOrReactor = clockOrReactor
-
 -- d:addTimeout(secs, clock?): cancel d after secs; a cancellation caused by
 -- the timeout reaches later callbacks as error.TimeoutError.
 function Deferred:addTimeout(secs, clock)
-  clock = clockOrReactor(clock)
+  if clock == nil then
+    clock = require "loom.reactor"
+  end
   local timedOut = false
   local call = clockCall(clock, "callLater", secs, function()
     timedOut = true
@@ -375,30 +369,37 @@ end
 
 -- inlineCallbacks -------------------------------------------------------------
 --
--- Each call of an inlineCallbacks function runs its body in a coroutine,
--- whose state lives in the Deferred the call returns. Resuming a
--- coroutine from inside another (a nested call, or a result that arrives
--- inside a callback chain) nests C calls, and Lua allows only ~200 of them.
--- So past MAX_NEST nested resumes the resume is queued instead, and the
--- outermost driver runs the queue before it returns: shallow code keeps
--- Twisted's synchronous behaviour, deep code runs in bounded C stack.
+-- Each call of an inlineCallbacks function runs its body in a coroutine.
+-- Resuming a coroutine from inside another (a nested call, or a result that
+-- arrives inside a callback chain) nests C calls, and Lua allows only ~200
+-- of them. So past MAX_NEST nested resumes the resume is queued instead,
+-- and the outermost driver runs the queue before it returns: shallow code
+-- keeps Twisted's synchronous behaviour, deep code runs in bounded C stack.
 
 local MAX_NEST = 16
 local DONE = {}
--- Coroutines whose body returned wait here for the next call (making one
--- costs more than the rest of a short call); returned is the value the last
--- body returned, handed over outside the coroutine's stack.
-local POOL_MAX = 32
-local pool, pooled, returned = {}, 0, nil
 local resolve, raiseOnResume = chain.resolve, chain.raiseOnResume
 local nest, draining = 0, false
 local queue, qhead, qtail = {}, 1, 0
 
--- The state of a call lives in its own Deferred d: d._co (the coroutine),
--- d._waitingOn (the Deferred it awaits), d._yielded (it waits in a plain
--- coroutine.yield, not in await), and, while a result is on its way,
--- d._adding/_syncOk/_syncValue or d._qok/_qval (queued), d._start (queued
--- start).
+-- The state of one call lives in one table of its own (a "call"), not on
+-- the Deferred the call returns, which belongs to the user:
+--   co          the coroutine that runs the body
+--   d           the Deferred the call returns (nil once the body is done)
+--   args        { call, n = 1 }: gotResult's argument list, made once
+--   waitingOn   the Deferred the body waits on
+--   yielded     it waits in a plain coroutine.yield, not in await
+--   adding      waitFor is adding gotResult to the awaited Deferred; a
+--               result that arrives meanwhile waits in syncOk/syncValue
+--   qok, qval   a result queued for it (deep nesting); start: a queued
+--               start, f and its arguments packed
+-- d._call names it until the body is done (d:cancel() reads waitingOn).
+-- A call whose body returned goes back to a pool with its coroutine, for a
+-- later call (making a coroutine costs more than the rest of a short call);
+-- returned is the value the last body returned, handed over outside the
+-- coroutine's stack.
+local POOL_MAX = 32
+local pool, pooled, returned = {}, 0, nil
 
 local drive
 
@@ -420,57 +421,74 @@ worker = function(f, ...)
   return finished(f(...))
 end
 
-local function enqueue(d)
+-- A call's table, sized once for every field it may hold.
+local function newCall()
+  return { co = cocreate(worker), d = nil, args = nil, waitingOn = nil,
+    yielded = false, adding = false, syncOk = nil, syncValue = nil,
+    qok = nil, qval = nil, start = nil }
+end
+
+local function enqueue(call)
   qtail = qtail + 1
-  queue[qtail] = d
+  queue[qtail] = call
 end
 
 local function drain()
   draining = true
   while qhead <= qtail do
-    local d = queue[qhead]
+    local call = queue[qhead]
     queue[qhead] = nil
     qhead = qhead + 1
-    local start = d._start
+    local start = call.start
     if start then
-      d._start = nil
-      drive(d, unpack(start, 1, start.n))
+      call.start = nil
+      drive(call, unpack(start, 1, start.n))
     else
-      local ok, v = d._qok, d._qval
-      d._qval = nil
-      drive(d, ok, v)
+      local ok, v = call.qok, call.qval
+      call.qval = nil
+      drive(call, ok, v)
     end
   end
   qhead, qtail = 1, 0
   draining = false
 end
 
--- A result for a waiting coroutine: resume it now, or queue it when deep.
-local function gotResult(result, d)
-  d._waitingOn = nil
+-- A result for a waiting body: resume it now, or queue it when deep.
+local function gotResult(result, call)
+  call.waitingOn = nil
   local ok = not isFailure(result)
-  if d._adding then
-    -- Arrived while we were still adding the callback: drive loops.
-    d._adding = false
-    d._syncOk, d._syncValue = ok, result
+  if call.adding then
+    -- Arrived while waitFor was still adding this callback: it loops.
+    call.adding = false
+    call.syncOk, call.syncValue = ok, result
   elseif nest >= MAX_NEST then
-    d._qok, d._qval = ok, result
-    enqueue(d)
+    call.qok, call.qval = ok, result
+    enqueue(call)
   else
-    drive(d, ok, result)
+    drive(call, ok, result)
   end
   return nil
 end
 
-local function finish(d, ok, value)
+-- The body of the call that returns d has ended (co: its coroutine):
+-- with a value (ok) or an error.
+local function finish(d, co, ok, value)
   if not ok then
     if not d.called then -- (else fired by hand meanwhile: dropped)
       d:errback(Failure(value == nil and failure.NIL_ERROR or value,
-        debug.traceback(d._co)))
+        debug.traceback(co)))
     end
   elseif not resolve(d, value) then
     value:chainDeferred(d)
   end
+end
+
+-- The body is done: d forgets the call, and the call forgets d.
+local function release(call)
+  local d = call.d
+  call.d = nil
+  d._call = nil
+  return d
 end
 
 -- Resume co from outside (outer: the coroutine being run there) with a, b.
@@ -493,36 +511,36 @@ end
 
 -- Wait for the Deferred w (yielded plainly when plain): returns nil when
 -- the result will come later, else whether it succeeded and the result.
-local function waitFor(d, w, plain)
-  d._waitingOn = w
-  d._adding = true
-  local args = d._args
+local function waitFor(call, w, plain)
+  call.waitingOn = w
+  call.adding = true
+  local args = call.args
   if not args then
-    args = { d, n = 1 }
-    d._args = args
+    args = { call, n = 1 }
+    call.args = args
   end
   w:addCallbacks(gotResult, gotResult, args, args)
-  if d._adding then
-    d._adding = false
+  if call.adding then
+    call.adding = false
     if plain then
-      d._yielded = true
+      call.yielded = true
     end
     return nil
   end
-  local sv = d._syncValue
-  d._syncValue = nil
-  return d._syncOk, sv
+  local sv = call.syncValue
+  call.syncValue = nil
+  return call.syncOk, sv
 end
 
--- Resume d's coroutine with ... and follow it until it waits or ends;
--- inline[1] names the coroutine being run. It waits when it yields a
+-- Resume the call's coroutine with ... and follow it until it waits or
+-- ends; inline[1] names the coroutine being run. It waits when it yields a
 -- Deferred, through await (AWAIT, d) or a plain coroutine.yield(d).
-drive = function(d, ...)
+drive = function(call, ...)
   nest = nest + 1
-  local co, outer = d._co, inline[1]
+  local co, outer = call.co, inline[1]
   local ok, a, b
-  if d._yielded then
-    d._yielded = false
+  if call.yielded then
+    call.yielded = false
     ok, a, b = resumeYield(co, outer, ...)
   else
     inline[1] = co
@@ -531,27 +549,27 @@ drive = function(d, ...)
   end
   while true do
     if not ok then
-      finish(d, false, a)
+      finish(release(call), co, false, a)
       break
     elseif a == DONE then
-      local r = returned
-      returned = nil
-      d._co = nil
+      local r, d = returned, call.d
+      returned, call.d, d._call = nil, nil, nil
+      -- Pooled before d fires: d's callbacks may make calls that reuse it.
       if pooled < POOL_MAX then
         pooled = pooled + 1
-        pool[pooled] = co
+        pool[pooled] = call
       end
-      finish(d, true, r)
+      finish(d, co, true, r)
       break
     elseif a == AWAIT then
-      local sok, sv = waitFor(d, b, false)
+      local sok, sv = waitFor(call, b, false)
       if sok == nil then
         break
       end
       ok, a, b = resumeIn(co, outer, sok, sv)
     elseif isDeferred(a) then
       -- coroutine.yield(d): Twisted's `result = yield d`.
-      local sok, sv = waitFor(d, a, true)
+      local sok, sv = waitFor(call, a, true)
       if sok == nil then
         break
       end
@@ -573,13 +591,13 @@ end
 -- CancelledError where it waits, and may catch it and go on; the Deferred
 -- fires with whatever the body then does.
 InlineDeferred = Deferred:extend({ __name = "Deferred" })
-InlineDeferred._yielded = false -- waiting in a plain coroutine.yield
 
 function InlineDeferred:cancel()
   if self.called then
     return Deferred.cancel(self)
   end
-  local awaited = self._waitingOn or self._chainedTo
+  local call = self._call
+  local awaited = call and call.waitingOn or self._chainedTo
   if awaited then
     awaited:cancel()
   end
@@ -593,19 +611,20 @@ function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
   return function(...)
     local d = newDeferred(InlineDeferred)
-    local co = pool[pooled]
-    if co then
+    local call = pool[pooled]
+    if call then
       pool[pooled] = nil
       pooled = pooled - 1
     else
-      co = cocreate(worker)
+      call = newCall()
     end
-    d._co = co
+    call.d = d
+    d._call = call
     if nest >= MAX_NEST then
-      d._start = pack(f, ...)
-      enqueue(d)
+      call.start = pack(f, ...)
+      enqueue(call)
     else
-      drive(d, f, ...)
+      drive(call, f, ...)
     end
     return d
   end
