@@ -380,24 +380,23 @@ local MAX_NEST = 16
 local DONE = {}
 local resolve, raiseOnResume = chain.resolve, chain.raiseOnResume
 local nest, draining = 0, false
-local queue, qhead, qtail = {}, 1, 0
+local queue, qhead, qtail = {}, 1, 0 -- Deferreds of calls to resume
 
 -- The state of one call lives in one table of its own (a "call"), not on
--- the Deferred the call returns, which belongs to the user:
+-- the Deferred d the call returns, which belongs to the user; d._call
+-- names it until the body is done, and is the Deferred's only extra field.
 --   co          the coroutine that runs the body
---   d           the Deferred the call returns (nil once the body is done)
---   args        { call, n = 1 }: gotResult's argument list, made once
---   waitingOn   the Deferred the body waits on
+--   args        { d, n = 1 }: gotResult's argument list while it waits
+--   waitingOn   the Deferred the body waits on (d:cancel() cancels it)
 --   yielded     it waits in a plain coroutine.yield, not in await
 --   adding      waitFor is adding gotResult to the awaited Deferred; a
 --               result that arrives meanwhile waits in syncOk/syncValue
 --   qok, qval   a result queued for it (deep nesting); start: a queued
 --               start, f and its arguments packed
--- d._call names it until the body is done (d:cancel() reads waitingOn).
--- A call whose body returned goes back to a pool with its coroutine, for a
--- later call (making a coroutine costs more than the rest of a short call);
--- returned is the value the last body returned, handed over outside the
--- coroutine's stack.
+-- A call whose body returned goes back to a pool with its coroutine and its
+-- args table, for a later call (making a coroutine costs more than the rest
+-- of a short call); returned is the value the last body returned, handed
+-- over outside the coroutine's stack.
 local POOL_MAX = 32
 local pool, pooled, returned = {}, 0, nil
 
@@ -423,39 +422,43 @@ end
 
 -- A call's table, sized once for every field it may hold.
 local function newCall()
-  return { co = cocreate(worker), d = nil, args = nil, waitingOn = nil,
+  return { co = cocreate(worker), args = nil, waitingOn = nil,
     yielded = false, adding = false, syncOk = nil, syncValue = nil,
     qok = nil, qval = nil, start = nil }
 end
 
-local function enqueue(call)
+local function enqueue(d)
   qtail = qtail + 1
-  queue[qtail] = call
+  queue[qtail] = d
 end
 
 local function drain()
   draining = true
   while qhead <= qtail do
-    local call = queue[qhead]
+    local d = queue[qhead]
     queue[qhead] = nil
     qhead = qhead + 1
+    local call = d._call
     local start = call.start
     if start then
       call.start = nil
-      drive(call, unpack(start, 1, start.n))
+      drive(d, unpack(start, 1, start.n))
     else
       local ok, v = call.qok, call.qval
       call.qval = nil
-      drive(call, ok, v)
+      drive(d, ok, v)
     end
   end
   qhead, qtail = 1, 0
   draining = false
 end
 
--- A result for a waiting body: resume it now, or queue it when deep.
-local function gotResult(result, call)
+-- A result for the body of the call that returned d: resume it now, or
+-- queue it when deep.
+local function gotResult(result, d)
+  local call = d._call
   call.waitingOn = nil
+  call.args[1] = false -- (a pooled call must not keep d alive)
   local ok = not isFailure(result)
   if call.adding then
     -- Arrived while waitFor was still adding this callback: it loops.
@@ -463,14 +466,14 @@ local function gotResult(result, call)
     call.syncOk, call.syncValue = ok, result
   elseif nest >= MAX_NEST then
     call.qok, call.qval = ok, result
-    enqueue(call)
+    enqueue(d)
   else
-    drive(call, ok, result)
+    drive(d, ok, result)
   end
   return nil
 end
 
--- The body of the call that returns d has ended (co: its coroutine):
+-- The body of the call that returned d has ended (co: its coroutine),
 -- with a value (ok) or an error.
 local function finish(d, co, ok, value)
   if not ok then
@@ -481,14 +484,6 @@ local function finish(d, co, ok, value)
   elseif not resolve(d, value) then
     value:chainDeferred(d)
   end
-end
-
--- The body is done: d forgets the call, and the call forgets d.
-local function release(call)
-  local d = call.d
-  call.d = nil
-  d._call = nil
-  return d
 end
 
 -- Resume co from outside (outer: the coroutine being run there) with a, b.
@@ -511,13 +506,15 @@ end
 
 -- Wait for the Deferred w (yielded plainly when plain): returns nil when
 -- the result will come later, else whether it succeeded and the result.
-local function waitFor(call, w, plain)
+local function waitFor(d, call, w, plain)
   call.waitingOn = w
   call.adding = true
   local args = call.args
   if not args then
-    args = { call, n = 1 }
+    args = { d, n = 1 }
     call.args = args
+  else
+    args[1] = d -- (a pooled call's list, from an earlier call)
   end
   w:addCallbacks(gotResult, gotResult, args, args)
   if call.adding then
@@ -532,12 +529,14 @@ local function waitFor(call, w, plain)
   return call.syncOk, sv
 end
 
--- Resume the call's coroutine with ... and follow it until it waits or
--- ends; inline[1] names the coroutine being run. It waits when it yields a
--- Deferred, through await (AWAIT, d) or a plain coroutine.yield(d).
-drive = function(call, ...)
+-- Resume the body of the call that returned d with ... and follow it until
+-- it waits or ends; inline[1] names the coroutine being run. It waits when
+-- it yields a Deferred, through await (AWAIT, d) or a plain
+-- coroutine.yield(d).
+drive = function(d, ...)
   nest = nest + 1
-  local co, outer = call.co, inline[1]
+  local call, outer = d._call, inline[1]
+  local co = call.co
   local ok, a, b
   if call.yielded then
     call.yielded = false
@@ -549,11 +548,12 @@ drive = function(call, ...)
   end
   while true do
     if not ok then
-      finish(release(call), co, false, a)
+      d._call = nil
+      finish(d, co, false, a)
       break
     elseif a == DONE then
-      local r, d = returned, call.d
-      returned, call.d, d._call = nil, nil, nil
+      local r = returned
+      returned, d._call = nil, nil
       -- Pooled before d fires: d's callbacks may make calls that reuse it.
       if pooled < POOL_MAX then
         pooled = pooled + 1
@@ -562,14 +562,14 @@ drive = function(call, ...)
       finish(d, co, true, r)
       break
     elseif a == AWAIT then
-      local sok, sv = waitFor(call, b, false)
+      local sok, sv = waitFor(d, call, b, false)
       if sok == nil then
         break
       end
       ok, a, b = resumeIn(co, outer, sok, sv)
     elseif isDeferred(a) then
       -- coroutine.yield(d): Twisted's `result = yield d`.
-      local sok, sv = waitFor(call, a, true)
+      local sok, sv = waitFor(d, call, a, true)
       if sok == nil then
         break
       end
@@ -618,13 +618,12 @@ function defer.inlineCallbacks(f)
     else
       call = newCall()
     end
-    call.d = d
     d._call = call
     if nest >= MAX_NEST then
       call.start = pack(f, ...)
-      enqueue(call)
+      enqueue(d)
     else
-      drive(call, f, ...)
+      drive(d, f, ...)
     end
     return d
   end
