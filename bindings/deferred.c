@@ -6,7 +6,8 @@
 ** its fields raw, a missing field meaning the class default (called=false,
 ** paused=0, ...). defer.lua keeps the rest (errback's Failure, pause,
 ** cancel, DeferredList, inlineCallbacks) and hands in what this file needs
-** through bind().
+** through bind(). At the end, loom_deferred_new/callback/errback make and
+** fire a Deferred from C (binding.h; docs/defer.md).
 **
 ** Why C: in Lua every chain step paid for a C call just to look at the
 ** result's type (getmetatable), and addCallback(f, ...) for a vararg frame
