@@ -26,7 +26,7 @@
 #include "binding.h"
 
 /*
-** The upvalues every function bind() makes shares, in upvalue order: the
+** The upvalues shared by every function bind() makes, in upvalue order: the
 ** field names it reads and writes (made into strings once), the markers of
 ** chain entries (empty tables, told apart by identity), and what defer.lua
 ** hands in (by field name of bind's argument). One list, so that an
@@ -58,7 +58,7 @@
   OBJECT(O_INLINE, "inline")                                             \
   OBJECT(O_AWAIT, "AWAIT")
 
-#define UPVALUE_NAME(name, ...) name,
+#define UPVALUE_NAME(name, string) name,
 #define MARKER_NAME(name) name,
 
 enum {
