@@ -960,13 +960,13 @@ static int p_errback(lua_State *L) {
 }
 
 /* Fires the Deferred at idx with the value on top, which it pops. */
-static int fire_from_c(lua_State *L, int idx, lua_CFunction fire) {
+static int fire_from_c(lua_State *L, int idx, lua_CFunction method) {
   if (!lua_checkstack(L, 4))
     return -LUA_ERRMEM;
   idx = lua_absindex(L, idx);
   lua_pushvalue(L, idx);
   lua_insert(L, -2);
-  return call_protected(L, fire, 2, 0);
+  return call_protected(L, method, 2, 0);
 }
 
 int loom_deferred_new(lua_State *L) {
