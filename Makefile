@@ -60,7 +60,7 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
-            $(BUILD)/test/stdio_test
+            $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries
@@ -85,6 +85,12 @@ $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SR
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
+
+# The C entry points of bindings/ (with Lua; loom's Lua modules in lua/).
+$(BUILD)/test/deferred_test: test/deferred_test.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)

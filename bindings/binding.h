@@ -152,4 +152,11 @@ int luaopen_loom_core(lua_State *L);
 int luaopen_loom_json(lua_State *L);
 int luaopen_loom_defer_core(lua_State *L);
 
+/* deferred.c: a Deferred made and fired from C (docs/defer.md). They never
+   raise: 0, or minus a Lua status with the error message in place of the
+   result (-LUA_ERRMEM, stack untouched, when the stack cannot grow). */
+int loom_deferred_new(lua_State *L);             /* pushes a new Deferred */
+int loom_deferred_callback(lua_State *L, int d); /* pops the result */
+int loom_deferred_errback(lua_State *L, int d);  /* pops the error */
+
 #endif

@@ -6,7 +6,8 @@
 ** its fields raw, a missing field meaning the class default (called=false,
 ** paused=0, ...). defer.lua keeps the rest (errback's Failure, pause,
 ** cancel, DeferredList, inlineCallbacks) and hands in what this file needs
-** through bind().
+** through bind(). At the end, loom_deferred_new/callback/errback make and
+** fire a Deferred from C (binding.h; docs/defer.md).
 **
 ** Why C: in Lua every chain step paid for a C call just to look at the
 ** result's type (getmetatable), and addCallback(f, ...) for a vararg frame
@@ -24,28 +25,50 @@
 */
 #include "binding.h"
 
-/* Upvalues shared by every function bind() makes. */
+/*
+** The upvalues shared by every function bind() makes, in upvalue order: the
+** field names it reads and writes (made into strings once), the markers of
+** chain entries (empty tables, told apart by identity), and what defer.lua
+** hands in (by field name of bind's argument). One list, so that an
+** upvalue's index and the value bind() puts there cannot drift apart.
+*/
+#define DEFERRED_UPVALUES(KEY, MARKER, OBJECT)                           \
+  KEY(K_I, "_i")                                                         \
+  KEY(K_CALLED, "called")                                                \
+  KEY(K_RESULT, "result")                                                \
+  KEY(K_RUNNING, "_running")                                             \
+  KEY(K_PAUSED, "paused")                                                \
+  KEY(K_CHAINEDTO, "_chainedTo")                                         \
+  KEY(K_DEBUGINFO, "_debugInfo")                                         \
+  KEY(K_FAILRESULT, "failResult")                                        \
+  KEY(K_CANCELLER, "_canceller")                                         \
+  KEY(K_SUPER, "super")                                                  \
+  KEY(K_INIT, "init")                                                    \
+  KEY(K_ARGN, "n")                                                       \
+  MARKER(M_ERRBACK)                                                      \
+  MARKER(M_BOTH)                                                         \
+  MARKER(M_FULL)                                                         \
+  MARKER(M_CONTINUE)                                                     \
+  OBJECT(O_DEFERRED, "Deferred")                                         \
+  OBJECT(O_FAILURE, "Failure")                                           \
+  OBJECT(O_DEBUGINFO, "DebugInfo")                                       \
+  OBJECT(O_PASSTHRU, "passthru")                                         \
+  OBJECT(O_HANDLER, "handler")                                           \
+  OBJECT(O_ALREADY, "alreadyCalled")                                     \
+  OBJECT(O_INLINE, "inline")                                             \
+  OBJECT(O_AWAIT, "AWAIT")
+
+#define UPVALUE_NAME(name, string) name,
+#define MARKER_NAME(name) name,
+
 enum {
-  K_I = 1, K_CALLED, K_RESULT, K_RUNNING, K_PAUSED, K_CHAINEDTO,
-  K_DEBUGINFO, K_FAILRESULT, K_CANCELLER, K_SUPER, K_INIT, K_ARGN,
-  M_ERRBACK, M_BOTH, M_FULL, M_CONTINUE,
-  O_DEFERRED, O_FAILURE, O_DEBUGINFO, O_PASSTHRU, O_HANDLER, O_ALREADY,
-  O_INLINE, O_AWAIT,
-  NUPVALUES = O_AWAIT
+  UPVALUE_NONE, /* upvalues count from 1 */
+  DEFERRED_UPVALUES(UPVALUE_NAME, MARKER_NAME, UPVALUE_NAME)
+  NUPVALUES_END
 };
+#define NUPVALUES (NUPVALUES_END - 1)
 
-static const char *const keys[] = {
-  "_i", "called", "result", "_running", "paused", "_chainedTo",
-  "_debugInfo", "failResult", "_canceller", "super", "init", "n"
-};
-
-/* What bind() takes from defer.lua, in upvalue order. */
-static const char *const objects[] = {
-  "Deferred", "Failure", "DebugInfo", "passthru", "handler", "alreadyCalled",
-  "inline", "AWAIT"
-};
-
-#define UV(k) lua_upvalueindex(k)
+#define UP(k) lua_upvalueindex(k)
 
 enum { ENTRY_CALLBACK, ENTRY_ERRBACK, ENTRY_BOTH, ENTRY_FULL, ENTRY_CONTINUE };
 enum { PLAIN, FAILURE, DEFERRED };
@@ -53,14 +76,14 @@ enum { PLAIN, FAILURE, DEFERRED };
 /* Raw field access; t is an absolute index -------------------------------- */
 
 static void push_field(lua_State *L, int t, int key) {
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   lua_rawget(L, t);
 }
 
 /* A missing field is the common case: it costs no conversion. */
 static lua_Integer get_int(lua_State *L, int t, int key, lua_Integer def) {
   lua_Integer v = def;
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   if (lua_rawget(L, t) == LUA_TNUMBER) {
     int isnum;
     v = lua_tointegerx(L, -1, &isnum);
@@ -73,33 +96,33 @@ static lua_Integer get_int(lua_State *L, int t, int key, lua_Integer def) {
 
 static int get_bool(lua_State *L, int t, int key) {
   int b;
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   b = lua_rawget(L, t) != LUA_TNIL && lua_toboolean(L, -1);
   lua_pop(L, 1);
   return b;
 }
 
 static void set_int(lua_State *L, int t, int key, lua_Integer v) {
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   lua_pushinteger(L, v);
   lua_rawset(L, t);
 }
 
 static void set_bool(lua_State *L, int t, int key, int b) {
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   lua_pushboolean(L, b);
   lua_rawset(L, t);
 }
 
 static void set_nil(lua_State *L, int t, int key) {
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   lua_pushnil(L);
   lua_rawset(L, t);
 }
 
 /* t[key] = the value at idx. */
 static void set_value(lua_State *L, int t, int key, int idx) {
-  lua_pushvalue(L, UV(key));
+  lua_pushvalue(L, UP(key));
   lua_pushvalue(L, idx);
   lua_rawset(L, t);
 }
@@ -107,7 +130,7 @@ static void set_value(lua_State *L, int t, int key, int idx) {
 /* d._chainedTo = nil; reading first is cheaper than a raw set of an
    absent key, and the key is almost always absent. */
 static void clear_chained_to(lua_State *L, int d) {
-  lua_pushvalue(L, UV(K_CHAINEDTO));
+  lua_pushvalue(L, UP(K_CHAINEDTO));
   if (lua_rawget(L, d) != LUA_TNIL)
     set_nil(L, d, K_CHAINEDTO);
   lua_pop(L, 1);
@@ -123,11 +146,11 @@ static int classify(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
     return PLAIN;
   for (depth = 0; depth < MAX_CLASS_DEPTH; depth++) {
-    if (lua_rawequal(L, -1, UV(O_FAILURE))) {
+    if (lua_rawequal(L, -1, UP(O_FAILURE))) {
       kind = FAILURE;
       break;
     }
-    if (lua_rawequal(L, -1, UV(O_DEFERRED))) {
+    if (lua_rawequal(L, -1, UP(O_DEFERRED))) {
       kind = DEFERRED;
       break;
     }
@@ -156,7 +179,7 @@ static int error_at_caller(lua_State *L, const char *msg) {
 static void clear_fail_result(lua_State *L, int d) {
   push_field(L, d, K_DEBUGINFO);
   if (lua_type(L, -1) == LUA_TTABLE) {
-    lua_pushvalue(L, UV(K_FAILRESULT));
+    lua_pushvalue(L, UP(K_FAILRESULT));
     lua_pushnil(L);
     lua_rawset(L, -3);
   }
@@ -168,11 +191,11 @@ static void note_fail_result(lua_State *L, int d, int failure) {
   if (lua_type(L, -1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);
-    lua_pushvalue(L, UV(O_DEBUGINFO));
+    lua_pushvalue(L, UP(O_DEBUGINFO));
     lua_setmetatable(L, -2);
     set_value(L, d, K_DEBUGINFO, lua_gettop(L));
   }
-  lua_pushvalue(L, UV(K_FAILRESULT));
+  lua_pushvalue(L, UP(K_FAILRESULT));
   lua_pushvalue(L, failure);
   lua_rawset(L, -3);
   lua_pop(L, 1);
@@ -211,13 +234,13 @@ static lua_Integer next_entry(lua_State *L, int d) {
 static int entry_kind(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TTABLE)
     return ENTRY_CALLBACK;
-  if (lua_rawequal(L, idx, UV(M_ERRBACK)))
+  if (lua_rawequal(L, idx, UP(M_ERRBACK)))
     return ENTRY_ERRBACK;
-  if (lua_rawequal(L, idx, UV(M_BOTH)))
+  if (lua_rawequal(L, idx, UP(M_BOTH)))
     return ENTRY_BOTH;
-  if (lua_rawequal(L, idx, UV(M_FULL)))
+  if (lua_rawequal(L, idx, UP(M_FULL)))
     return ENTRY_FULL;
-  if (lua_rawequal(L, idx, UV(M_CONTINUE)))
+  if (lua_rawequal(L, idx, UP(M_CONTINUE)))
     return ENTRY_CONTINUE;
   return ENTRY_CALLBACK; /* a callable table */
 }
@@ -236,7 +259,7 @@ static int push_full_function(lua_State *L, int failed) {
   if (lua_type(L, -1) != LUA_TTABLE)
     return corrupt(L);
   lua_rawgeti(L, -1, slot);
-  if (lua_rawequal(L, -1, UV(O_PASSTHRU))) {
+  if (lua_rawequal(L, -1, UP(O_PASSTHRU))) {
     lua_pop(L, 2);
     return 0;
   }
@@ -257,7 +280,7 @@ static int push_full_function(lua_State *L, int failed) {
 static int arg_count(lua_State *L, int args) {
   lua_Integer count = -1;
   int isnum = 0;
-  lua_pushvalue(L, UV(K_ARGN));
+  lua_pushvalue(L, UP(K_ARGN));
   if (lua_rawget(L, args) == LUA_TNUMBER)
     count = lua_tointegerx(L, -1, &isnum);
   if (!isnum)
@@ -326,7 +349,7 @@ static int adopt(lua_State *L, int current, int r) {
   set_int(L, current, K_PAUSED, get_int(L, current, K_PAUSED, 0) + 1);
   set_value(L, current, K_CHAINEDTO, r);
   n = (lua_Integer)lua_rawlen(L, r);
-  lua_pushvalue(L, UV(M_CONTINUE));
+  lua_pushvalue(L, UP(M_CONTINUE));
   lua_rawseti(L, r, n + 1);
   lua_pushvalue(L, current);
   lua_rawseti(L, r, n + 2);
@@ -439,7 +462,7 @@ static void run_callbacks(lua_State *L, int self) {
     return;
   }
   luaL_checkstack(L, LUA_MINSTACK, "Deferred chain");
-  lua_pushvalue(L, UV(O_HANDLER));
+  lua_pushvalue(L, UP(O_HANDLER));
   lua_pushnil(L); /* the chain stack, made when first needed */
   lua_pushvalue(L, self);
   for (;;) {
@@ -481,7 +504,7 @@ static int append(lua_State *L, int count) {
   int k;
   for (k = count; k >= 1; k--)
     lua_rawseti(L, 1, n + k);
-  lua_pushvalue(L, UV(K_CALLED));
+  lua_pushvalue(L, UP(K_CALLED));
   if (lua_rawget(L, 1) != LUA_TNIL && lua_toboolean(L, -1)) {
     lua_settop(L, 1);
     run_callbacks(L, 1);
@@ -505,7 +528,7 @@ static void pack_args(lua_State *L, int from, int to) {
 static void push_full(lua_State *L, int cb, int eb, int cbArgs, int ebArgs) {
   int idx[4], k;
   idx[0] = cb, idx[1] = eb, idx[2] = cbArgs, idx[3] = ebArgs;
-  lua_pushvalue(L, UV(M_FULL));
+  lua_pushvalue(L, UP(M_FULL));
   lua_createtable(L, 4, 0);
   for (k = 0; k < 4; k++) {
     if (idx[k] == 0)
@@ -542,7 +565,7 @@ static int add(lua_State *L, const char *name, int marker, int onSuccess,
     return append(L, 2);
   }
   pack_args(L, 3, top);
-  push_full(L, onSuccess ? 2 : UV(O_PASSTHRU), onFailure ? 2 : UV(O_PASSTHRU),
+  push_full(L, onSuccess ? 2 : UP(O_PASSTHRU), onFailure ? 2 : UP(O_PASSTHRU),
             onSuccess ? top + 1 : 0, onFailure ? top + 1 : 0);
   return append(L, 2);
 }
@@ -552,11 +575,11 @@ static int l_add_callback(lua_State *L) {
 }
 
 static int l_add_errback(lua_State *L) {
-  return add(L, "addErrback", UV(M_ERRBACK), 0, 1);
+  return add(L, "addErrback", UP(M_ERRBACK), 0, 1);
 }
 
 static int l_add_both(lua_State *L) {
-  return add(L, "addBoth", UV(M_BOTH), 1, 1);
+  return add(L, "addBoth", UP(M_BOTH), 1, 1);
 }
 
 /* An argument list is a table (a list, with an optional n) or nil. */
@@ -573,8 +596,8 @@ static int l_add_callbacks(lua_State *L) {
   int cb, eb;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 5);
-  cb = lua_toboolean(L, 2) ? 2 : UV(O_PASSTHRU);
-  eb = lua_toboolean(L, 3) ? 3 : UV(O_PASSTHRU);
+  cb = lua_toboolean(L, 2) ? 2 : UP(O_PASSTHRU);
+  eb = lua_toboolean(L, 3) ? 3 : UP(O_PASSTHRU);
   push_full(L, cb, eb, args_at(L, 4), args_at(L, 5));
   return append(L, 2);
 }
@@ -591,7 +614,7 @@ static int l_callback(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   if (get_bool(L, 1, K_CALLED)) {
-    lua_pushvalue(L, UV(O_ALREADY));
+    lua_pushvalue(L, UP(O_ALREADY));
     lua_pushvalue(L, 1);
     lua_call(L, 1, 0);
     return 0;
@@ -651,7 +674,7 @@ static int l_new(lua_State *L) {
   lua_setmetatable(L, d);
   if (cancellable)
     set_value(L, d, K_CANCELLER, 2);
-  lua_pushvalue(L, UV(K_INIT));
+  lua_pushvalue(L, UP(K_INIT));
   if (lua_gettable(L, 1) == LUA_TNIL) {
     lua_settop(L, d);
     return 1;
@@ -672,7 +695,7 @@ static int l_succeed(lua_State *L) {
     return error_at_caller(L, "Deferred:callback: the result cannot be a "
                               "Deferred (return it from a callback instead)");
   lua_createtable(L, 0, NEW_FIELDS);
-  lua_pushvalue(L, UV(O_DEFERRED));
+  lua_pushvalue(L, UP(O_DEFERRED));
   lua_setmetatable(L, 2);
   set_bool(L, 2, K_CALLED, 1);
   set_value(L, 2, K_RESULT, 1);
@@ -701,7 +724,7 @@ static int await_resumed(lua_State *L, int status, lua_KContext ctx) {
 */
 static int l_await(lua_State *L) {
   lua_settop(L, 1);
-  lua_rawgeti(L, UV(O_INLINE), 1);
+  lua_rawgeti(L, UP(O_INLINE), 1);
   if (!lua_pushthread(L) && lua_rawequal(L, 2, 3)) {
     lua_settop(L, 1);
   } else {
@@ -725,7 +748,7 @@ static int l_await(lua_State *L) {
                               "callback (or another C call) running in this "
                               "coroutine; make that callback an "
                               "inlineCallbacks function");
-  lua_pushvalue(L, UV(O_AWAIT));
+  lua_pushvalue(L, UP(O_AWAIT));
   lua_pushvalue(L, 1);
   return lua_yieldk(L, 2, 0, await_resumed);
 }
@@ -806,8 +829,11 @@ static int l_raise_on_resume(lua_State *L) {
   return 0;
 }
 
-/* bind{Deferred=, Failure=, DebugInfo=, passthru=, handler=,
-   alreadyCalled=} -> {new=, addCallback=, ..., succeed=}. */
+/* Registry key of the bound Deferred class, for the C entry points. */
+static const char BOUND_CLASS = 0;
+
+/* bind{Deferred=, Failure=, DebugInfo=, passthru=, handler=, alreadyCalled=,
+   inline=, AWAIT=} -> {new=, addCallback=, ..., succeed=}. */
 static int l_bind(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"new", l_new},
@@ -822,22 +848,139 @@ static int l_bind(lua_State *L) {
     {"resolve", l_resolve},
     {NULL, NULL}
   };
-  size_t k;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checkstack(L, 2 * NUPVALUES + 4, "bind");
   lua_newtable(L);
   lua_pushcfunction(L, l_raise_on_resume);
   lua_setfield(L, -2, "raiseOnResume");
-  for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-    lua_pushstring(L, keys[k]);
-  for (k = M_ERRBACK; k <= M_CONTINUE; k++)
-    lua_newtable(L);
-  for (k = 0; k < sizeof(objects) / sizeof(objects[0]); k++) {
-    if (lua_getfield(L, 1, objects[k]) == LUA_TNIL)
-      return luaL_error(L, "bind: %s is required", objects[k]);
-  }
+#define PUSH_KEY(name, key) lua_pushliteral(L, key);
+#define PUSH_MARKER(name) lua_newtable(L);
+#define PUSH_OBJECT(name, field)                                           \
+  if (lua_getfield(L, 1, field) == LUA_TNIL)                               \
+    return luaL_error(L, "bind: %s is required", field);
+  DEFERRED_UPVALUES(PUSH_KEY, PUSH_MARKER, PUSH_OBJECT)
+#undef PUSH_KEY
+#undef PUSH_MARKER
+#undef PUSH_OBJECT
+  lua_pushvalue(L, 2 + O_DEFERRED); /* (upvalue k is at 2 + k) */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &BOUND_CLASS);
   luaL_setfuncs(L, methods, NUPVALUES);
   return 1;
+}
+
+/* The C entry points ---------------------------------------------------------
+** Making and firing a Deferred from C (F8's public loom.h builds on them).
+** Each runs in protected mode and never raises: it returns 0, or minus a Lua
+** status (LUA_ERRRUN, LUA_ERRMEM, LUA_ERRERR) with the error message, a
+** string, in place of its result. When the stack cannot grow by the few
+** slots they need, they return -LUA_ERRMEM and leave the stack as it was.
+*/
+
+/* The message handler: the error as a one-line string (an error value's
+   __tostring gives "AlreadyCalledError: ..."). */
+static int error_message(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* Calls f with the nargs values on top, protected; 0 or -status. */
+static int call_protected(lua_State *L, lua_CFunction f, int nargs,
+                          int nresults) {
+  int handler = lua_gettop(L) - nargs + 1, status;
+  lua_pushcfunction(L, error_message);
+  lua_pushcfunction(L, f);
+  lua_rotate(L, handler, 2);
+  status = lua_pcall(L, nargs, nresults, handler);
+  lua_remove(L, handler);
+  return status == LUA_OK ? 0 : -status;
+}
+
+/* Pushes the Deferred class, loading loom.defer (whose bind() records it)
+   the first time. */
+static void push_deferred_class(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BOUND_CLASS) == LUA_TTABLE)
+    return;
+  lua_pop(L, 1);
+  if (lua_getglobal(L, "require") != LUA_TFUNCTION)
+    luaL_error(L, "loom.defer is not loaded and there is no require");
+  lua_pushliteral(L, "loom.defer");
+  lua_call(L, 1, 0);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &BOUND_CLASS) != LUA_TTABLE)
+    luaL_error(L, "loom.defer did not bind its C core");
+}
+
+static int p_new(lua_State *L) {
+  push_deferred_class(L);
+  lua_call(L, 0, 1); /* Deferred() */
+  return 1;
+}
+
+/* Whether the value at idx is an instance of the class on top (or of a
+   subclass), which it pops. */
+static int is_instance_of_top(lua_State *L, int idx) {
+  int depth, found = 0, cls = lua_gettop(L);
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  for (depth = 0; depth < MAX_CLASS_DEPTH && !found; depth++) {
+    if (lua_rawequal(L, -1, cls))
+      found = 1;
+    else if (lua_type(L, -1) != LUA_TTABLE)
+      break;
+    else {
+      lua_pushliteral(L, "super");
+      lua_rawget(L, -2);
+      lua_remove(L, -2);
+    }
+  }
+  lua_settop(L, cls - 1);
+  return found;
+}
+
+/* d (1), value (2): d:callback(value) or d:errback(value), as the method
+   of d's class (a subclass may override it). */
+static int fire_protected(lua_State *L, const char *method) {
+  push_deferred_class(L);
+  if (!is_instance_of_top(L, 1))
+    return luaL_error(L, "loom_deferred_%s: not a Deferred (a %s)", method,
+                      luaL_typename(L, 1));
+  lua_getfield(L, 1, method);
+  lua_insert(L, 1);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static int p_callback(lua_State *L) {
+  return fire_protected(L, "callback");
+}
+
+static int p_errback(lua_State *L) {
+  return fire_protected(L, "errback");
+}
+
+/* Fires the Deferred at idx with the value on top, which it pops. */
+static int fire_from_c(lua_State *L, int idx, lua_CFunction method) {
+  if (!lua_checkstack(L, 4))
+    return -LUA_ERRMEM;
+  idx = lua_absindex(L, idx);
+  lua_pushvalue(L, idx);
+  lua_insert(L, -2);
+  return call_protected(L, method, 2, 0);
+}
+
+int loom_deferred_new(lua_State *L) {
+  if (!lua_checkstack(L, 3))
+    return -LUA_ERRMEM;
+  return call_protected(L, p_new, 0, 1);
+}
+
+int loom_deferred_callback(lua_State *L, int idx) {
+  return fire_from_c(L, idx, p_callback);
+}
+
+int loom_deferred_errback(lua_State *L, int idx) {
+  return fire_from_c(L, idx, p_errback);
 }
 
 int luaopen_loom_defer_core(lua_State *L) {

@@ -64,6 +64,70 @@ describe("inlineCallbacks", function()
     assert.is_nil(next(weak))
   end)
 
+  -- Fields a Deferred itself may hold; the rest would be inlineCallbacks'.
+  local deferredFields = { called = true, result = true, _running = true,
+    _i = true, paused = true, _chainedTo = true, _debugInfo = true }
+
+  local function otherFields(d)
+    local names = {}
+    for k in pairs(d) do
+      if type(k) ~= "number" and not deferredFields[k] then
+        names[#names + 1] = k
+      end
+    end
+    table.sort(names)
+    return names
+  end
+
+  it("keeps a call's state in one table, off the Deferred it returns",
+    function()
+      local w1, w2 = Deferred(), Deferred()
+      local d = inline(function()
+        local a = await(w1)
+        return a + coroutine.yield(w2)
+      end)()
+      assert.same({ "_call" }, otherFields(d))
+      w1:callback(1)
+      assert.same({ "_call" }, otherFields(d))
+      w2:callback(2)
+      assert.same({}, otherFields(d))
+      assert.same({ ok = true, value = 3 }, outcome(d))
+    end)
+
+  it("gives a call made from a finished call's callbacks its own state",
+    function()
+      -- The first call's state is pooled before its Deferred fires, so the
+      -- second call, made from that Deferred's callback, reuses it.
+      local pending = { Deferred(), Deferred() }
+      local f = inline(function(k) return k * await(pending[k]) end)
+      local d1, o2 = f(1), nil
+      d1:addCallback(function(v)
+        o2 = outcome(f(2))
+        return v
+      end)
+      pending[1]:callback(5)
+      assert.same({ ok = true, value = 5 }, outcome(d1))
+      d1:cancel() -- fired: leaves the second call's wait alone
+      assert.is_false(pending[2].called)
+      assert.is_nil(o2.ok)
+      pending[2]:callback(10)
+      assert.same({ ok = true, value = 20 }, o2)
+    end)
+
+  it("keeps no finished call's Deferred alive after it waited", function()
+    local weak = setmetatable({}, { __mode = "k" })
+    local f = inline(function(w) return await(w) end)
+    do
+      local w = Deferred()
+      local d = f(w)
+      weak[d] = "deferred"
+      w:callback(1)
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+  end)
+
   it("runs the next call on a fresh coroutine after a body raised",
     function()
       local seen = {}

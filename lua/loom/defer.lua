@@ -212,18 +212,12 @@ local function clockCall(clock, name, ...)
 end
 defer._clockCall = clockCall
 
-local function clockOrReactor(clock)
-  if clock == nil then
-    return require("loom.reactor")
-  end
-  return clock
-end
-defer._clockOrReactor = clockOrReactor
-
 -- d:addTimeout(secs, clock?): cancel d after secs; a cancellation caused by
 -- the timeout reaches later callbacks as error.TimeoutError.
 function Deferred:addTimeout(secs, clock)
-  clock = clockOrReactor(clock)
+  if clock == nil then
+    clock = require "loom.reactor"
+  end
   local timedOut = false
   local call = clockCall(clock, "callLater", secs, function()
     timedOut = true
@@ -375,30 +369,36 @@ end
 
 -- inlineCallbacks -------------------------------------------------------------
 --
--- Each call of an inlineCallbacks function runs its body in a coroutine,
--- whose state lives in the Deferred the call returns. Resuming a
--- coroutine from inside another (a nested call, or a result that arrives
--- inside a callback chain) nests C calls, and Lua allows only ~200 of them.
--- So past MAX_NEST nested resumes the resume is queued instead, and the
--- outermost driver runs the queue before it returns: shallow code keeps
--- Twisted's synchronous behaviour, deep code runs in bounded C stack.
+-- Each call of an inlineCallbacks function runs its body in a coroutine.
+-- Resuming a coroutine from inside another (a nested call, or a result that
+-- arrives inside a callback chain) nests C calls, and Lua allows only ~200
+-- of them. So past MAX_NEST nested resumes the resume is queued instead,
+-- and the outermost driver runs the queue before it returns: shallow code
+-- keeps Twisted's synchronous behaviour, deep code runs in bounded C stack.
 
 local MAX_NEST = 16
 local DONE = {}
--- Coroutines whose body returned wait here for the next call (making one
--- costs more than the rest of a short call); returned is the value the last
--- body returned, handed over outside the coroutine's stack.
-local POOL_MAX = 32
-local pool, pooled, returned = {}, 0, nil
 local resolve, raiseOnResume = chain.resolve, chain.raiseOnResume
 local nest, draining = 0, false
-local queue, qhead, qtail = {}, 1, 0
+local queue, qhead, qtail = {}, 1, 0 -- Deferreds of calls to resume
 
--- The state of a call lives in its own Deferred d: d._co (the coroutine),
--- d._waitingOn (the Deferred it awaits), d._yielded (it waits in a plain
--- coroutine.yield, not in await), and, while a result is on its way,
--- d._adding/_syncOk/_syncValue or d._qok/_qval (queued), d._start (queued
--- start).
+-- The state of one call lives in one table of its own (a "call"), not on
+-- the Deferred d the call returns, which belongs to the user; d._call
+-- names it until the body is done, and is the Deferred's only extra field.
+--   co          the coroutine that runs the body
+--   args        { d, n = 1 }: gotResult's argument list while it waits
+--   waitingOn   the Deferred the body waits on (d:cancel() cancels it)
+--   yielded     it waits in a plain coroutine.yield, not in await
+--   adding      waitFor is adding gotResult to the awaited Deferred; a
+--               result that arrives meanwhile waits in syncOk/syncValue
+--   qok, qval   a result queued for it (deep nesting); start: a queued
+--               start, f and its arguments packed
+-- A call whose body returned goes back to a pool with its coroutine and its
+-- args table, for a later call (making a coroutine costs more than the rest
+-- of a short call); returned is the value the last body returned, handed
+-- over outside the coroutine's stack.
+local POOL_MAX = 32
+local pool, pooled, returned = {}, 0, nil
 
 local drive
 
@@ -420,6 +420,13 @@ worker = function(f, ...)
   return finished(f(...))
 end
 
+-- A call's table, sized once for every field it may hold.
+local function newCall()
+  return { co = cocreate(worker), args = nil, waitingOn = nil,
+    yielded = false, adding = false, syncOk = nil, syncValue = nil,
+    qok = nil, qval = nil, start = nil }
+end
+
 local function enqueue(d)
   qtail = qtail + 1
   queue[qtail] = d
@@ -431,13 +438,14 @@ local function drain()
     local d = queue[qhead]
     queue[qhead] = nil
     qhead = qhead + 1
-    local start = d._start
+    local call = d._call
+    local start = call.start
     if start then
-      d._start = nil
+      call.start = nil
       drive(d, unpack(start, 1, start.n))
     else
-      local ok, v = d._qok, d._qval
-      d._qval = nil
+      local ok, v = call.qok, call.qval
+      call.qval = nil
       drive(d, ok, v)
     end
   end
@@ -445,16 +453,19 @@ local function drain()
   draining = false
 end
 
--- A result for a waiting coroutine: resume it now, or queue it when deep.
+-- A result for the body of the call that returned d: resume it now, or
+-- queue it when deep.
 local function gotResult(result, d)
-  d._waitingOn = nil
+  local call = d._call
+  call.waitingOn = nil
+  call.args[1] = false -- (a pooled call must not keep d alive)
   local ok = not isFailure(result)
-  if d._adding then
-    -- Arrived while we were still adding the callback: drive loops.
-    d._adding = false
-    d._syncOk, d._syncValue = ok, result
+  if call.adding then
+    -- Arrived while waitFor was still adding this callback: it loops.
+    call.adding = false
+    call.syncOk, call.syncValue = ok, result
   elseif nest >= MAX_NEST then
-    d._qok, d._qval = ok, result
+    call.qok, call.qval = ok, result
     enqueue(d)
   else
     drive(d, ok, result)
@@ -462,11 +473,13 @@ local function gotResult(result, d)
   return nil
 end
 
-local function finish(d, ok, value)
+-- The body of the call that returned d has ended (co: its coroutine),
+-- with a value (ok) or an error.
+local function finish(d, co, ok, value)
   if not ok then
     if not d.called then -- (else fired by hand meanwhile: dropped)
       d:errback(Failure(value == nil and failure.NIL_ERROR or value,
-        debug.traceback(d._co)))
+        debug.traceback(co)))
     end
   elseif not resolve(d, value) then
     value:chainDeferred(d)
@@ -493,36 +506,40 @@ end
 
 -- Wait for the Deferred w (yielded plainly when plain): returns nil when
 -- the result will come later, else whether it succeeded and the result.
-local function waitFor(d, w, plain)
-  d._waitingOn = w
-  d._adding = true
-  local args = d._args
+local function waitFor(d, call, w, plain)
+  call.waitingOn = w
+  call.adding = true
+  local args = call.args
   if not args then
     args = { d, n = 1 }
-    d._args = args
+    call.args = args
+  else
+    args[1] = d -- (a pooled call's list, from an earlier call)
   end
   w:addCallbacks(gotResult, gotResult, args, args)
-  if d._adding then
-    d._adding = false
+  if call.adding then
+    call.adding = false
     if plain then
-      d._yielded = true
+      call.yielded = true
     end
     return nil
   end
-  local sv = d._syncValue
-  d._syncValue = nil
-  return d._syncOk, sv
+  local sv = call.syncValue
+  call.syncValue = nil
+  return call.syncOk, sv
 end
 
--- Resume d's coroutine with ... and follow it until it waits or ends;
--- inline[1] names the coroutine being run. It waits when it yields a
--- Deferred, through await (AWAIT, d) or a plain coroutine.yield(d).
+-- Resume the body of the call that returned d with ... and follow it until
+-- it waits or ends; inline[1] names the coroutine being run. It waits when
+-- it yields a Deferred, through await (AWAIT, d) or a plain
+-- coroutine.yield(d).
 drive = function(d, ...)
   nest = nest + 1
-  local co, outer = d._co, inline[1]
+  local call, outer = d._call, inline[1]
+  local co = call.co
   local ok, a, b
-  if d._yielded then
-    d._yielded = false
+  if call.yielded then
+    call.yielded = false
     ok, a, b = resumeYield(co, outer, ...)
   else
     inline[1] = co
@@ -531,27 +548,28 @@ drive = function(d, ...)
   end
   while true do
     if not ok then
-      finish(d, false, a)
+      d._call = nil
+      finish(d, co, false, a)
       break
     elseif a == DONE then
       local r = returned
-      returned = nil
-      d._co = nil
+      returned, d._call = nil, nil
+      -- Pooled before d fires: d's callbacks may make calls that reuse it.
       if pooled < POOL_MAX then
         pooled = pooled + 1
-        pool[pooled] = co
+        pool[pooled] = call
       end
-      finish(d, true, r)
+      finish(d, co, true, r)
       break
     elseif a == AWAIT then
-      local sok, sv = waitFor(d, b, false)
+      local sok, sv = waitFor(d, call, b, false)
       if sok == nil then
         break
       end
       ok, a, b = resumeIn(co, outer, sok, sv)
     elseif isDeferred(a) then
       -- coroutine.yield(d): Twisted's `result = yield d`.
-      local sok, sv = waitFor(d, a, true)
+      local sok, sv = waitFor(d, call, a, true)
       if sok == nil then
         break
       end
@@ -573,13 +591,13 @@ end
 -- CancelledError where it waits, and may catch it and go on; the Deferred
 -- fires with whatever the body then does.
 InlineDeferred = Deferred:extend({ __name = "Deferred" })
-InlineDeferred._yielded = false -- waiting in a plain coroutine.yield
 
 function InlineDeferred:cancel()
   if self.called then
     return Deferred.cancel(self)
   end
-  local awaited = self._waitingOn or self._chainedTo
+  local call = self._call
+  local awaited = call and call.waitingOn or self._chainedTo
   if awaited then
     awaited:cancel()
   end
@@ -593,16 +611,16 @@ function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
   return function(...)
     local d = newDeferred(InlineDeferred)
-    local co = pool[pooled]
-    if co then
+    local call = pool[pooled]
+    if call then
       pool[pooled] = nil
       pooled = pooled - 1
     else
-      co = cocreate(worker)
+      call = newCall()
     end
-    d._co = co
+    d._call = call
     if nest >= MAX_NEST then
-      d._start = pack(f, ...)
+      call.start = pack(f, ...)
       enqueue(d)
     else
       drive(d, f, ...)
