@@ -87,10 +87,10 @@ $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SR
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
 
 # The C entry points of bindings/ (with Lua; loom's Lua modules in lua/).
-$(BUILD)/test/deferred_test: test/deferred_test.c $(LIB_OBJ)
+$(BUILD)/test/deferred_test: test/deferred_test.c test/check.h $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FINAL_LIBS)
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)

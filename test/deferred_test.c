@@ -13,18 +13,7 @@
 
 #include "../bindings/binding.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (cond) {                                                            \
-      passed++;                                                            \
-    } else {                                                               \
-      failed++;                                                            \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                      \
-    }                                                                      \
-  } while (0)
+#include "check.h"
 
 /* The error message on top contains text. */
 static int message_has(lua_State *L, const char *text) {
@@ -232,6 +221,5 @@ int main(void) {
   CHECK(lua_gettop(L) == 0);
   lua_close(L);
   test_without_loom();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_report();
 }
