@@ -36,7 +36,7 @@ WARN       := -Wall -Wextra -Werror -Wpedantic -Wmissing-prototypes \
               -Wmissing-declarations -Wstrict-prototypes -Wold-style-definition \
               -Wshadow -Wpointer-arith -Wwrite-strings -Wformat=2 -Wundef \
               -Wvla -Wredundant-decls -Wnested-externs -Wdouble-promotion \
-              -Winit-self
+              -Winit-self -Wcast-qual
 FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC $(PKG_CFLAGS) \
                 -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"' $(CFLAGS)
 FINAL_LDFLAGS = $(LDFLAGS)

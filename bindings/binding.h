@@ -13,6 +13,12 @@
 
 #include "../host/internal.h"
 
+/*
+** Lua's light userdata and libuv's spawn options take non-const pointers
+** to what they only keep or read; this says so where the const must go.
+*/
+#define LOOM_UNCONST(p) ((void *)(uintptr_t)(p))
+
 #define LOOM_STATE_KEY "loom.state"
 
 /*

@@ -86,10 +86,10 @@ void loom__new_class(lua_State *L, const loom_class *c) {
   if (c->methods != NULL)
     luaL_setfuncs(L, c->methods, 0);
   lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, (void *)c);
+  lua_pushlightuserdata(L, LOOM_UNCONST(c));
   lua_pushcclosure(L, box_gc, 1);
   lua_setfield(L, -2, "__gc");
-  lua_pushlightuserdata(L, (void *)c);
+  lua_pushlightuserdata(L, LOOM_UNCONST(c));
   lua_pushcclosure(L, box_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pushcfunction(L, c->close);

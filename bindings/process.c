@@ -145,7 +145,7 @@ static char **string_array(lua_State *L, int idx, const char *what) {
     if (lua_geti(L, idx, i) != LUA_TSTRING)
       luaL_error(L, "spawnProcess: %s[%d] is a %s, not a string", what,
                  (int)i, luaL_typename(L, -1));
-    v[i - 1] = (char *)lua_tostring(L, -1); /* Kept alive by the table. */
+    v[i - 1] = LOOM_UNCONST(lua_tostring(L, -1)); /* Kept alive by the table. */
     lua_pop(L, 1);
   }
   v[n] = NULL;

@@ -610,7 +610,7 @@ void loom__new_transport_class(lua_State *L, const loom_transport_class *c) {
   lua_pushliteral(L, "disconnecting");
   lua_pushcclosure(L, l_transport_index, 3);
   lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, (void *)c);
+  lua_pushlightuserdata(L, LOOM_UNCONST(c));
   lua_setfield(L, -2, LOOM_TRANSPORT_CLASS);
   lua_pop(L, 1);
 }

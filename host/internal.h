@@ -9,6 +9,7 @@
 #define LOOM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define LOOM_READ_BUFSIZE 65536
@@ -369,6 +370,14 @@ void loom__object_link(loom_state *st, loom_object *o,
                        const loom_object_ops *ops);
 void loom__object_unlink(loom_object *o);
 double loom__now(loom_state *st);
+
+/*
+** uv_buf_t's base is not const, though libuv's writes and sends only read
+** it; going through uintptr_t says so once instead of casting const away.
+*/
+static inline uv_buf_t loom__write_buf(const char *data, size_t len) {
+  return uv_buf_init((char *)(uintptr_t)data, (unsigned int)len);
+}
 
 /* buf.c */
 int loom__buf_append(loom_buf *b, const char *data, size_t len);

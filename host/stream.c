@@ -70,7 +70,7 @@ static void socket_read_stop(loom_stream *s) {
 }
 
 static int socket_try_write(loom_stream *s, const char *data, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  uv_buf_t b = loom__write_buf(data, len);
   return uv_try_write(&s->h.stream, &b, 1);
 }
 
@@ -80,7 +80,7 @@ static void on_write(uv_write_t *req, int status) {
 
 /* The write request is allocated when first needed and reused. */
 static int socket_write(loom_stream *s, const char *data, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  uv_buf_t b = loom__write_buf(data, len);
   if (s->wreq == NULL && (s->wreq = malloc(sizeof(*s->wreq))) == NULL)
     return UV_ENOMEM;
   s->wreq->data = s;

@@ -90,7 +90,7 @@ static void on_send(uv_udp_send_t *req, int status) {
 */
 int loom__udp_send(loom_udp *u, const char *data, size_t len,
                    const struct sockaddr *to) {
-  uv_buf_t b = uv_buf_init((char *)data, (unsigned int)len);
+  uv_buf_t b = loom__write_buf(data, len);
   send_req *r;
   int rc = uv_udp_try_send(&u->h, &b, 1, to);
   if (rc >= 0)
