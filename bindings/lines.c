@@ -94,6 +94,19 @@ static int l_split_lines(lua_State *L) {
 }
 
 /*
+** nextLine's arguments are read without luaL_check*, one call each
+** instead of two (it runs once per line); on a bad one, this raises the
+** error luaL_check* would have.
+*/
+static int next_line_error(lua_State *L) {
+  luaL_checkstring(L, 1);
+  luaL_checkinteger(L, 2);
+  luaL_checkinteger(L, 3);
+  luaL_checkstring(L, 4);
+  return 0;
+}
+
+/*
 ** core.nextLine(buf, pos, search, delim) -> line, next: the line of buf
 ** from pos (1-based) to the first delimiter at or after search, and the
 ** position after that delimiter; nothing when no delimiter follows. For
@@ -104,11 +117,14 @@ static int l_split_lines(lua_State *L) {
 */
 static int l_next_line(lua_State *L) {
   size_t blen, dlen, len;
-  const char *buf = luaL_checklstring(L, 1, &blen);
-  lua_Integer pos = luaL_checkinteger(L, 2);
-  lua_Integer search = luaL_checkinteger(L, 3);
-  const char *delim = luaL_checklstring(L, 4, &dlen);
+  int ok1, ok2;
+  const char *buf = lua_tolstring(L, 1, &blen);
+  lua_Integer pos = lua_tointegerx(L, 2, &ok1);
+  lua_Integer search = lua_tointegerx(L, 3, &ok2);
+  const char *delim = lua_tolstring(L, 4, &dlen);
   const char *line;
+  if (buf == NULL || !ok1 || !ok2 || delim == NULL)
+    return next_line_error(L);
   loom_lines c;
   luaL_argcheck(L, pos >= 1 && (lua_Unsigned)pos - 1 <= blen, 2,
                 "out of range");
