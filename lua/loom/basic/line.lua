@@ -18,21 +18,23 @@ local NO_TRANSPORT = receiver.NO_TRANSPORT
 
 local M = {}
 
--- Two delivery paths, both in deliverLines below:
+-- Two delivery paths (deliverLines chooses):
 --
--- * One line at a time: a Lua loop that cuts each line with one call (the
---   C cutter asked for one line, or string.find without the loom core)
---   and sets _pos before each lineReceived, so a hook sees the input as it
---   stands. The only path without the loom core.
--- * Batches: the C cutter returns up to 1,024 lines as results, collected
---   by one table constructor, and a Lua loop delivers them without
---   writing _pos per line (see Line batches).
+-- * One line at a time (deliverEach): a Lua loop cutting each line with one
+--   call (core.nextLine, or string.find without the loom core) and setting
+--   _pos before each lineReceived, so a hook sees the input as it stands.
+--   The only path without the loom core.
+-- * Batches (deliverBatches): core.splitLines returns up to 1,024 lines as
+--   results, collected by one table constructor, and a Lua loop delivers
+--   them writing nothing per line (see Line batches).
 --
--- Batches gain on large reads: 10 KB chunks of 10-byte lines take 743
--- instructions per line (callgrind) against 1,0xx one line at a time.
--- One line at a time gains on small reads, where a batch's table costs
--- more than it saves: BATCH_BYTES is where the two cost the same.
-local BATCH_BYTES = 128
+-- What each gains (callgrind instructions, GC stopped, medians of three;
+-- bench/lines_bench.lua and bench/reads_bench.lua): 10 KB reads of
+-- 10-byte lines take 827 per line as batches against 1,616 one at a time;
+-- a 40-byte read of 4 lines takes 9,841 one at a time against 13,968 as a
+-- batch, whose table, closure and longer entry cost more than they save on
+-- a few lines. Up to SMALL_READ pending bytes go one at a time.
+local SMALL_READ = 128
 
 -- Line batches -------------------------------------------------------------
 --
@@ -263,7 +265,7 @@ local function deliverLines(self, t)
   self._dirty = false
   if #delim == 0 then
     error("LineReceiver.delimiter is empty", 0) -- Twisted loops forever
-  elseif splitLines and #buf - pos >= BATCH_BYTES then
+  elseif splitLines and #buf - pos >= SMALL_READ then
     return deliverBatches(self, t, buf, pos, search, delim, self.MAX_LENGTH)
   end
   return deliverEach(self, t, buf, pos, search, delim, self.MAX_LENGTH)
@@ -308,11 +310,13 @@ function LineReceiver:dataReceived(data)
   end
   self._busyReceiving = true
   local _ <close> = self._guard or newGuard(self)
-  if #data < BATCH_BYTES and self._pos > #self._buffer and not self._parts
+  if #data <= SMALL_READ and self._pos > #self._buffer and not self._parts
       and self.line_mode and not self.paused then
     -- Nothing pending and a small read, the usual case on a live
     -- connection: straight to the line-at-a-time loop on data, skipping
-    -- what appendInput, receive and deliverLines read and check (GAIN).
+    -- what appendInput, receive and deliverLines read and check: a
+    -- one-line read takes 5,100 instructions this way, 6,800 through
+    -- receive.
     local delim = self.delimiter
     if #delim > 0 then
       self._buffer, self._pos, self._searchFrom = data, 1, 1
