@@ -52,7 +52,10 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c
-LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC))
+# Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
+PARSER_SRC := parsers/lines.c
+PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC)) $(PARSER_OBJ)
 MAIN_OBJ := $(BUILD)/obj/cli/main.o
 
 LUA      := lua5.4
@@ -60,7 +63,8 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
             LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
-            $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test
+            $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test \
+            $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries
@@ -91,6 +95,22 @@ $(BUILD)/test/deferred_test: test/deferred_test.c test/check.h $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FINAL_LIBS)
+
+# The parsers' tests: test/lines_test.c, and each fuzz harness replaying
+# its checked-in corpus (fuzz/corpus/NAME) through fuzz/replay.c.
+$(PARSER_OBJ) $(BUILD)/obj/bindings/lines.o: parsers/lines.h
+
+$(BUILD)/test/lines_test: test/lines_test.c test/check.h $(PARSER_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+$(BUILD)/test/%_fuzz_replay: fuzz/%_fuzz.c fuzz/replay.c fuzz/fuzz.h $(PARSER_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) \
+	  -DLOOM_FUZZ_CORPUS='"$(CURDIR)/fuzz/corpus/$*"' -o $@ \
+	  $(filter %.c %.o,$^) $(LDLIBS)
 
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
@@ -154,6 +174,27 @@ sanitize: all
 bench: all bench-deps
 	@sh bench/run.sh
 
+# libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
+# from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
+FUZZERS      := lines
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+
+fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="clang libclang-rt-14-dev"
+	@mkdir -p build-fuzz
+	@set -e; for f in $(FUZZERS); do \
+	  echo "  FUZZ    $$f ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_CC) $(FUZZ_CFLAGS) -o build-fuzz/$${f}_fuzz fuzz/$${f}_fuzz.c \
+	    fuzz/libfuzzer.c $(PARSER_SRC); \
+	  mkdir -p build-fuzz/corpus/$$f; \
+	  cp fuzz/corpus/$$f/* build-fuzz/corpus/$$f/; \
+	  build-fuzz/$${f}_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
+	done
+
 print-lua-paths:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
@@ -185,7 +226,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LUADIR)/loom $(DESTDIR)$(DATADIR)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 .PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
-        uninstall clean
+        uninstall clean fuzz

@@ -262,6 +262,19 @@ describe("loom.basic.LineReceiver", function()
       "LineReceiver.rawDataReceived must be overridden by a subclass")
   end)
 
+  -- Hostile configuration: Twisted (and the pure-Lua loop before) would
+  -- deliver empty lines forever.
+  it("raises a clear error when the delimiter is empty, and recovers",
+    function()
+      local p = connect(Collector(basic.LineReceiver, { delimiter = "" }))
+      assert.has_error(function() p:dataReceived("a\r\nb") end,
+        "LineReceiver.delimiter is empty")
+      assert.same({}, p.received)
+      p.delimiter = "\r\n"
+      p:dataReceived("\r\n")
+      assert.same({ "a", "b" }, p.received)
+    end)
+
   it("delivers no lines once the transport is disconnecting", function()
     local P = Collector(basic.LineReceiver)
     function P:lineReceived(line)

@@ -69,6 +69,13 @@ describe("loom.basic.LineOnlyReceiver", function()
       "LineOnlyReceiver.lineReceived must be overridden by a subclass")
   end)
 
+  it("raises a clear error when the delimiter is empty", function()
+    local p = connect(Collector(basic.LineOnlyReceiver, { delimiter = "" }))
+    assert.has_error(function() p:dataReceived("a\r\nb") end,
+      "LineOnlyReceiver.delimiter is empty")
+    assert.same({}, p.received)
+  end)
+
   it("sendLine writes the line and the delimiter with writeSequence",
     function()
       local seq
