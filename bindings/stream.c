@@ -3,7 +3,8 @@
 ** register theirs with loom__new_transport_class): the common transport
 ** methods, and the vtable that turns host events into protocol hooks. The
 ** protocol is user value UVAL_PROTOCOL of the box, so a class patched in
-** place is seen at the next event.
+** place is seen at the next event. stdio.c's box has the same user values
+** and uses the hook deliveries and producer methods defined here.
 */
 #include <stddef.h>
 #include <string.h>
