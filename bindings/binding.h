@@ -123,6 +123,35 @@ void loom__set_address_class(lua_State *L);
 void loom__keep_names(lua_State *L, int box, loom_stream *s);
 void loom__transport_hook_failed(loom_stream *s, const char *where);
 
+/*
+** A hook's arguments, handed through loom__call to the delivery functions
+** that every transport with the UVAL_* box layout shares (a stream's and
+** standard IO's): the box is found by data, its owner slot.
+*/
+typedef struct loom_event {
+  loom_state *st;
+  void *data;       /* the owner slot: the box's registry ref */
+  const char *buf;  /* loom__deliver_data: what arrived */
+  size_t len;
+  const char *hook; /* loom__deliver_optional: the protocol method */
+  int status;       /* pause (1) or resume (0); or why the transport ended */
+  int result;       /* loom__deliver_optional: 1 if the method was there */
+  loom_stream *s;   /* stream.c's own */
+  size_t max_write; /* loom__deliver_ended: the write limit a write passed */
+  int connected;    /* loom__deliver_ended: connected at some point */
+} loom_event;
+
+int loom__deliver_data(lua_State *L);
+int loom__deliver_optional(lua_State *L);
+int loom__deliver_pause_producer(lua_State *L);
+void loom__deliver_ended(loom_event *a, int may_have_producer);
+void loom__keep_hook_error(loom_state *st, void *data, const char *where);
+int loom__write_sequence(lua_State *L,
+                         void (*write_item)(lua_State *L, const char *data,
+                                            size_t len));
+int loom__register_producer(lua_State *L, loom_stream *out);
+int loom__unregister_producer(lua_State *L, loom_stream *out);
+
 /* listener.c */
 typedef struct listener_box {
   loom_listener *p;

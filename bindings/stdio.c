@@ -2,8 +2,9 @@
 ** stdio.c: core.standardIO and the "loom.StandardIO" box: standard input
 ** and output as the transport of one protocol (Twisted's
 ** stdio.StandardIO). The box is pinned from creation until connectionLost
-** was delivered, once both directions closed. User value 1 is the
-** protocol, as on a stream transport, so a read is one Lua call.
+** was delivered, once both directions closed. Its user values are a
+** stream transport's (UVAL_*), so the hook deliveries and producer methods
+** of bindings/stream.c serve it too, and a read is one Lua call.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,6 @@
 
 #define STDIO "loom.StandardIO"
 #define PIPE_ADDRESS "loom.PipeAddress"
-
-/* User values of the box. */
-#define IO_PROTOCOL 1
-#define IO_PRODUCER 2
-#define IO_REASON 3
-#define IO_NUV 3
 
 static const loom_class stdio_class;
 
@@ -40,72 +35,41 @@ static int alive(loom_stdio *io) {
 
 /* ---------------------------------------------------------------- hooks */
 
-typedef struct io_args {
-  loom_stdio *io;
-  const char *buf;
-  size_t len;
-  int status;
-  int result;
-} io_args;
-
-/* Pushes the box and its protocol; leaves the box at -2. */
-static void push_box_protocol(lua_State *L, loom_stdio *io) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
-  lua_getiuservalue(L, -1, IO_PROTOCOL);
+/* An event of io for the delivery functions of bindings/stream.c. */
+static void event_of(loom_event *a, loom_stdio *io) {
+  a->st = io->st;
+  a->data = io->data;
 }
 
 /* A hook raised: log it, keep its Failure for connectionLost, abort. */
 static void hook_failed(loom_stdio *io, const char *where) {
-  lua_State *L = LOOM_L(io->st);
-  int t;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(io->data));
-  lua_insert(L, -2); /* transport, caught */
-  t = lua_gettop(L) - 1;
-  loom__report_error(io->st, where, t); /* transport, Failure */
-  if (lua_type(L, t) == LUA_TUSERDATA)
-    lua_setiuservalue(L, t, IO_REASON);
-  else
-    lua_pop(L, 1);
-  lua_pop(L, 1);
+  loom__keep_hook_error(io->st, io->data, where);
   loom__stdio_close(io, LOOM_CLOSE_HOOK_ERROR);
 }
 
-/* Calls protocol[name](protocol) when present; a->result says whether. */
-static int deliver_optional(lua_State *L, const char *name) {
-  io_args *a = lua_touserdata(L, 1);
-  push_box_protocol(L, a->io);
-  a->result = lua_getfield(L, -1, name) != LUA_TNIL;
-  if (a->result) {
-    lua_insert(L, -2);
-    lua_call(L, 1, 0);
-  }
-  return 0;
-}
-
-static int deliver_data(lua_State *L) {
-  io_args *a = lua_touserdata(L, 1);
-  push_box_protocol(L, a->io);
-  if (lua_getfield(L, -1, "dataReceived") != LUA_TNIL) {
-    lua_insert(L, -2);
-    lua_pushlstring(L, a->buf, a->len);
-    lua_call(L, 2, 0);
-  }
-  return 0;
-}
-
 static void on_data(loom_stdio *io, const char *buf, size_t len) {
-  io_args a;
+  loom_event a;
   if (!alive(io))
     return;
-  a.io = io;
+  event_of(&a, io);
   a.buf = buf;
   a.len = len;
-  if (loom__call(io->st, deliver_data, &a) != LUA_OK)
+  if (loom__call(io->st, loom__deliver_data, &a) != LUA_OK)
     hook_failed(io, "dataReceived");
 }
 
-static int deliver_read_lost(lua_State *L) {
-  return deliver_optional(L, "readConnectionLost");
+/* Calls the protocol's hook, when it has one: 1 if it had (or it raised,
+** and io is aborted). */
+static int call_optional(loom_stdio *io, const char *hook) {
+  loom_event a;
+  event_of(&a, io);
+  a.hook = hook;
+  a.result = 0;
+  if (loom__call(io->st, loom__deliver_optional, &a) != LUA_OK) {
+    hook_failed(io, hook);
+    return 1;
+  }
+  return a.result;
 }
 
 /*
@@ -114,114 +78,36 @@ static int deliver_read_lost(lua_State *L) {
 ** disconnected as by loseConnection: the output is flushed first.
 */
 static void on_read_lost(loom_stdio *io) {
-  io_args a;
-  a.io = io;
-  a.result = 0;
-  if (alive(io) && loom__call(io->st, deliver_read_lost, &a) != LUA_OK)
-    hook_failed(io, "readConnectionLost");
-  else if (!a.result)
+  if (!alive(io) || !call_optional(io, "readConnectionLost"))
     loom__stdio_lose(io);
 }
 
-static int deliver_write_lost(lua_State *L) {
-  return deliver_optional(L, "writeConnectionLost");
-}
-
 static void on_write_lost(loom_stdio *io) {
-  io_args a;
-  a.io = io;
-  if (alive(io) && loom__call(io->st, deliver_write_lost, &a) != LUA_OK)
-    hook_failed(io, "writeConnectionLost");
-}
-
-static int deliver_pause_producer(lua_State *L) {
-  io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
-  if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
-    return 0;
-  lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
-  lua_insert(L, -2);
-  lua_call(L, 1, 0);
-  return 0;
+  if (alive(io))
+    call_optional(io, "writeConnectionLost");
 }
 
 static void on_pause_producer(loom_stdio *io, int pause) {
-  io_args a;
+  loom_event a;
   if (!alive(io))
     return;
-  a.io = io;
+  event_of(&a, io);
   a.status = pause;
-  if (loom__call(io->st, deliver_pause_producer, &a) != LUA_OK)
+  if (loom__call(io->st, loom__deliver_pause_producer, &a) != LUA_OK)
     hook_failed(io, pause ? "pauseProducing" : "resumeProducing");
 }
 
-/* As Twisted's connectionLost: a registered producer is told to stop. */
-static int deliver_stop_producing(lua_State *L) {
-  io_args *a = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
-  if (lua_getiuservalue(L, -1, IO_PRODUCER) == LUA_TNIL)
-    return 0;
-  lua_pushnil(L);
-  lua_setiuservalue(L, -3, IO_PRODUCER);
-  if (lua_getfield(L, -1, "stopProducing") != LUA_TNIL) {
-    lua_insert(L, -2);
-    lua_call(L, 1, 0);
-  }
-  return 0;
-}
-
-static const char *close_reason(int status) {
-  switch (status) {
-  case LOOM_CLOSE_CLEAN: return "done";
-  case LOOM_CLOSE_ABORTED: return "aborted";
-  case LOOM_CLOSE_HOOK_ERROR: return "error";
-  case LOOM_CLOSE_SHUTDOWN: return "shutdown";
-  default: return uv_err_name(status);
-  }
-}
-
 /* hooks.lost(transport, protocol, nil, kind, message, reason, true) */
-static int deliver_lost(lua_State *L) {
-  io_args *a = lua_touserdata(L, 1);
-  int t;
-  if (loom__push_hook(L, a->io->st, "lost") == LUA_TNIL)
-    return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->io->data));
-  t = lua_gettop(L);
-  lua_getiuservalue(L, t, IO_PROTOCOL);
-  lua_pushnil(L);
-  lua_pushstring(L, close_reason(a->status));
-  if (a->status < 0)
-    lua_pushstring(L, uv_strerror(a->status));
-  else
-    lua_pushnil(L);
-  lua_getiuservalue(L, t, IO_REASON);
-  lua_pushboolean(L, 1);
-  lua_call(L, 7, 0);
-  return 0;
-}
-
-/* Empties the box and releases its one ref: it is plain garbage now. */
-static void detach(loom_stdio *io) {
-  loom__box_closed(LOOM_L(io->st), loom__ref(io->data), IO_NUV);
-  io->data = NULL;
-}
-
 static void on_ended(loom_stdio *io, int status) {
-  io_args a;
+  loom_event a;
   if (!alive(io))
     return;
-  a.io = io;
+  event_of(&a, io);
   a.status = status;
-  if (loom__call(io->st, deliver_stop_producing, &a) != LUA_OK) {
-    loom__report_error(io->st, "stopProducing", 0);
-    lua_pop(LOOM_L(io->st), 1);
-  }
-  if (loom__call(io->st, deliver_lost, &a) != LUA_OK) {
-    loom__report_error(io->st, "connectionLost", 0);
-    lua_pop(LOOM_L(io->st), 1);
-  }
-  detach(io);
+  a.max_write = LOOM_NO_LIMIT;
+  a.connected = 1;
+  loom__deliver_ended(&a, 1);
+  io->data = NULL;
 }
 
 static const loom_stdio_vtable stdio_vt = {
@@ -231,8 +117,9 @@ static const loom_stdio_vtable stdio_vt = {
 /* proto:makeConnection(transport), or for a plain table of hooks:
 ** proto.transport = transport and proto:connectionMade(). */
 static int deliver_make(lua_State *L) {
-  io_args *a = lua_touserdata(L, 1);
-  push_box_protocol(L, a->io); /* box, proto */
+  loom_event *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
+  lua_getiuservalue(L, -1, UVAL_PROTOCOL); /* box, proto */
   if (lua_getfield(L, -1, "makeConnection") != LUA_TNIL) {
     lua_pushvalue(L, -2);
     lua_pushvalue(L, -4);
@@ -253,8 +140,8 @@ static int deliver_make(lua_State *L) {
 ** reads; a raising makeConnection is logged and aborts the transport. */
 static void connect_protocol(lua_State *L, loom_stdio *io) {
   void *saved = LOOM_L(io->st);
-  io_args a;
-  a.io = io;
+  loom_event a;
+  event_of(&a, io);
   LOOM_L(io->st) = L;
   if (loom__call(io->st, deliver_make, &a) != LUA_OK)
     hook_failed(io, "makeConnection");
@@ -281,7 +168,7 @@ static int l_standard_io(lua_State *L) {
   box = loom__new_box(L, &stdio_class, sizeof(*box), &ref);
   b = lua_gettop(L);
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, b, IO_PROTOCOL);
+  lua_setiuservalue(L, b, UVAL_PROTOCOL);
   if ((io = calloc(1, sizeof(*io))) == NULL) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return luaL_error(L, "StandardIO: out of memory");
@@ -320,25 +207,16 @@ static int l_stdio_write(lua_State *L) {
   return 0;
 }
 
+/* The box at 1 was checked by l_stdio_write_sequence. */
+static void write_item(lua_State *L, const char *data, size_t len) {
+  loom_stdio *io = ((stdio_box *)lua_touserdata(L, 1))->p;
+  if (io != NULL)
+    write_on(L, io, data, len);
+}
+
 static int l_stdio_write_sequence(lua_State *L) {
-  loom_stdio *io = to_io(L);
-  lua_Integer i, n;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  n = luaL_len(L, 2);
-  for (i = 1; i <= n; i++) {
-    size_t len;
-    const char *data;
-    lua_geti(L, 2, i);
-    data = lua_tolstring(L, -1, &len);
-    if (data == NULL)
-      return luaL_error(L, "writeSequence: item %d is a %s, not a string",
-                        (int)i, luaL_typename(L, -1));
-    io = to_io(L); /* A producer's callback may have ended it. */
-    if (io != NULL)
-      write_on(L, io, data, len);
-    lua_pop(L, 1);
-  }
-  return 0;
+  check_box(L);
+  return loom__write_sequence(L, write_item);
 }
 
 static int l_stdio_lose_connection(lua_State *L) {
@@ -391,52 +269,20 @@ static int l_stdio_resume_producing(lua_State *L) {
   return 0;
 }
 
-/* Calls producer[name](producer) at index idx, when it has one. */
-static void call_producer(lua_State *L, int idx, const char *name) {
-  if (lua_getfield(L, idx, name) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 0);
+/* The stream that writes standard output, or NULL once it closed. */
+static loom_stream *output_of(lua_State *L) {
+  loom_stdio *io = to_io(L);
+  return io != NULL && io->out != NULL ? &io->out->s : NULL;
 }
 
-/*
-** registerProducer(producer, streaming), as on a stream transport: a
-** streaming producer is paused above the high-water mark and resumed at
-** half; a pull producer is asked for more whenever the output drains. With
-** the output gone the producer is stopped at once (Twisted).
-*/
+/* As on a stream transport; with the output gone the producer is stopped
+** at once (Twisted). */
 static int l_stdio_register_producer(lua_State *L) {
-  loom_stdio *io = to_io(L);
-  int streaming = lua_toboolean(L, 3);
-  loom_stream *s;
-  luaL_checkany(L, 2);
-  if (lua_getiuservalue(L, 1, IO_PRODUCER) != LUA_TNIL)
-    return luaL_error(L, "registerProducer: a producer is already "
-                         "registered; call unregisterProducer first");
-  if (io == NULL || io->out == NULL) {
-    call_producer(L, 2, "stopProducing");
-    return 0;
-  }
-  s = &io->out->s;
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, IO_PRODUCER);
-  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
-                                             : LOOM_PRODUCER_PULL))
-    call_producer(L, 2, "pauseProducing");
-  else if (!streaming)
-    call_producer(L, 2, "resumeProducing");
-  return 0;
+  return loom__register_producer(L, output_of(L));
 }
 
 static int l_stdio_unregister_producer(lua_State *L) {
-  loom_stdio *io = to_io(L);
-  lua_pushnil(L);
-  lua_setiuservalue(L, 1, IO_PRODUCER);
-  if (io != NULL && io->out != NULL)
-    loom__stream_set_producer(&io->out->s, LOOM_PRODUCER_NONE);
-  return 0;
+  return loom__unregister_producer(L, output_of(L));
 }
 
 /* Output bytes written but not yet taken by the kernel. */
@@ -465,7 +311,7 @@ static int l_stdio_index(lua_State *L) {
   else if (strcmp(key, "connected") == 0)
     lua_pushboolean(L, io != NULL && !loom__stdio_disconnecting(io));
   else if (strcmp(key, "protocol") == 0)
-    lua_getiuservalue(L, 1, IO_PROTOCOL);
+    lua_getiuservalue(L, 1, UVAL_PROTOCOL);
   else
     lua_pushnil(L);
   return 1;
@@ -497,7 +343,7 @@ static const luaL_Reg stdio_methods[] = {
 };
 
 static const loom_class stdio_class = {
-  STDIO, stdio_methods, IO_NUV, l_stdio_abort_connection, stdio_forget
+  STDIO, stdio_methods, TRANSPORT_NUV, l_stdio_abort_connection, stdio_forget
 };
 
 void loom__open_stdio(lua_State *L) {

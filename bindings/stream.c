@@ -3,7 +3,8 @@
 ** register theirs with loom__new_transport_class): the common transport
 ** methods, and the vtable that turns host events into protocol hooks. The
 ** protocol is user value UVAL_PROTOCOL of the box, so a class patched in
-** place is seen at the next event.
+** place is seen at the next event. stdio.c's box has the same user values
+** and uses the hook deliveries and producer methods defined here.
 */
 #include <stddef.h>
 #include <string.h>
@@ -173,23 +174,21 @@ static void push_client(lua_State *L, loom_stream *s) {
 
 /* ---------------------------------------------------------------- hooks */
 
-typedef struct event_args {
-  loom_stream *s;
-  const char *buf;
-  size_t len;
-  int status;
-  int result;
-} event_args;
+/*
+** The delivery functions below serve every transport whose box has the
+** UVAL_* layout: a stream's (this file) and standard IO's (stdio.c). They
+** find the box by a->data, the owner slot that holds its ref.
+*/
 
 /* Pushes the box and its protocol; leaves the box at -2. */
-static void push_box_protocol(lua_State *L, loom_stream *s) {
-  loom__push_transport(L, s);
+static void push_box_protocol(lua_State *L, const loom_event *a) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
   lua_getiuservalue(L, -1, UVAL_PROTOCOL);
 }
 
-static int deliver_data(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
-  push_box_protocol(L, a->s);
+int loom__deliver_data(lua_State *L) {
+  loom_event *a = lua_touserdata(L, 1);
+  push_box_protocol(L, a);
   if (lua_getfield(L, -1, "dataReceived") != LUA_TNIL) {
     lua_insert(L, -2);
     lua_pushlstring(L, a->buf, a->len);
@@ -198,35 +197,68 @@ static int deliver_data(lua_State *L) {
   return 0;
 }
 
-/* A hook raised: log it, keep its Failure for connectionLost, abort. */
-void loom__transport_hook_failed(loom_stream *s, const char *where) {
-  lua_State *L = LOOM_L(s->st);
+/* Calls protocol[a->hook](protocol) when present; a->result says whether. */
+int loom__deliver_optional(lua_State *L) {
+  loom_event *a = lua_touserdata(L, 1);
+  push_box_protocol(L, a);
+  a->result = lua_getfield(L, -1, a->hook) != LUA_TNIL;
+  if (a->result) {
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+  }
+  return 0;
+}
+
+/* The registered producer's pauseProducing (a->status 1) or
+** resumeProducing (0). */
+int loom__deliver_pause_producer(lua_State *L) {
+  loom_event *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
+    return 0;
+  lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/*
+** A hook raised (its error on the top of the stack, popped): log it and
+** keep its Failure for connectionLost. The caller then aborts.
+*/
+void loom__keep_hook_error(loom_state *st, void *data, const char *where) {
+  lua_State *L = LOOM_L(st);
   int t;
-  loom__push_transport(L, s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(data));
   lua_insert(L, -2); /* transport, caught */
   t = lua_gettop(L) - 1;
-  loom__report_error(s->st, where, t); /* transport, Failure */
+  loom__report_error(st, where, t); /* transport, Failure */
   if (lua_type(L, t) == LUA_TUSERDATA)
     lua_setiuservalue(L, t, UVAL_REASON);
   else
     lua_pop(L, 1);
   lua_pop(L, 1);
+}
+
+void loom__transport_hook_failed(loom_stream *s, const char *where) {
+  loom__keep_hook_error(s->st, s->data, where);
   loom__stream_close(s, LOOM_CLOSE_HOOK_ERROR);
 }
 
 static void on_data(loom_stream *s, const char *buf, size_t len) {
-  event_args a;
-  a.s = s;
+  loom_event a;
+  a.st = s->st;
+  a.data = s->data;
   a.buf = buf;
   a.len = len;
-  if (loom__call(s->st, deliver_data, &a) != LUA_OK)
+  if (loom__call(s->st, loom__deliver_data, &a) != LUA_OK)
     loom__transport_hook_failed(s, "dataReceived");
 }
 
 /* hooks.connected(transport, owner, errname, errmsg) */
 static int deliver_connected(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
-  if (loom__push_hook(L, a->s->st, "connected") == LUA_TNIL)
+  loom_event *a = lua_touserdata(L, 1);
+  if (loom__push_hook(L, a->st, "connected") == LUA_TNIL)
     return 0;
   loom__push_transport(L, a->s);
   if (a->status == 0)
@@ -244,7 +276,8 @@ static int deliver_connected(lua_State *L) {
 }
 
 static void on_connected(loom_stream *s, int status) {
-  event_args a;
+  loom_event a;
+  a.st = s->st;
   a.s = s;
   a.status = status;
   if (loom__call(s->st, deliver_connected, &a) != LUA_OK) {
@@ -259,44 +292,25 @@ static void on_connected(loom_stream *s, int status) {
 
 /* A protocol with readConnectionLost handles half-closes (Twisted's
 ** IHalfCloseableProtocol); any other is closed cleanly on EOF. */
-static int deliver_eof(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
-  push_box_protocol(L, a->s);
-  if (lua_getfield(L, -1, "readConnectionLost") != LUA_TNIL) {
-    lua_insert(L, -2);
-    lua_call(L, 1, 0);
-    a->result = 1;
-  }
-  return 0;
-}
-
 static int on_eof(loom_stream *s) {
-  event_args a;
-  a.s = s;
+  loom_event a;
+  a.st = s->st;
+  a.data = s->data;
+  a.hook = "readConnectionLost";
   a.result = 0;
-  if (loom__call(s->st, deliver_eof, &a) != LUA_OK) {
+  if (loom__call(s->st, loom__deliver_optional, &a) != LUA_OK) {
     loom__transport_hook_failed(s, "readConnectionLost");
     return 1;
   }
   return a.result;
 }
 
-static int deliver_pause_producer(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
-  loom__push_transport(L, a->s);
-  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
-    return 0;
-  lua_getfield(L, -1, a->status ? "pauseProducing" : "resumeProducing");
-  lua_insert(L, -2);
-  lua_call(L, 1, 0);
-  return 0;
-}
-
 static void on_pause_producer(loom_stream *s, int pause) {
-  event_args a;
-  a.s = s;
+  loom_event a;
+  a.st = s->st;
+  a.data = s->data;
   a.status = pause;
-  if (loom__call(s->st, deliver_pause_producer, &a) != LUA_OK)
+  if (loom__call(s->st, loom__deliver_pause_producer, &a) != LUA_OK)
     loom__transport_hook_failed(s, pause ? "pauseProducing"
                                          : "resumeProducing");
 }
@@ -314,8 +328,8 @@ static const char *close_reason(int status) {
 
 /* As Twisted's connectionLost: a registered producer is told to stop. */
 static int deliver_stop_producing(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
-  loom__push_transport(L, a->s);
+  loom_event *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
   if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
     return 0;
   lua_pushnil(L);
@@ -329,11 +343,11 @@ static int deliver_stop_producing(lua_State *L) {
 
 /* hooks.lost(transport, protocol, owner, kind, message, reason, connected) */
 static int deliver_lost(lua_State *L) {
-  event_args *a = lua_touserdata(L, 1);
+  loom_event *a = lua_touserdata(L, 1);
   int t;
-  if (loom__push_hook(L, a->s->st, "lost") == LUA_TNIL)
+  if (loom__push_hook(L, a->st, "lost") == LUA_TNIL)
     return 0;
-  loom__push_transport(L, a->s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
   t = lua_gettop(L);
   lua_getiuservalue(L, t, UVAL_PROTOCOL);
   lua_getiuservalue(L, t, UVAL_OWNER);
@@ -343,37 +357,45 @@ static int deliver_lost(lua_State *L) {
   else if (a->status == LOOM_CLOSE_WRITE_FULL)
     lua_pushfstring(L, "write buffer limit exceeded: the peer left more than"
                     " %I bytes unread (maxWriteBuffer)",
-                    (lua_Integer)a->s->max_write);
+                    (lua_Integer)a->max_write);
   else
     lua_pushnil(L);
   lua_getiuservalue(L, t, UVAL_REASON);
-  lua_pushboolean(L, loom__stream_was_connected(a->s));
+  lua_pushboolean(L, a->connected);
   lua_call(L, 7, 0);
   return 0;
 }
 
-/* Empties the box and releases its one ref: it is plain garbage now. */
-static void detach(loom_stream *s) {
-  loom__box_closed(LOOM_L(s->st), loom__ref(s->data), TRANSPORT_NUV);
-  s->data = NULL;
+/*
+** The transport ended (a->status why): a registered producer is stopped
+** (asked only when may_have_producer), connectionLost delivered, then the
+** box emptied and its one ref released; the caller forgets a->data.
+*/
+void loom__deliver_ended(loom_event *a, int may_have_producer) {
+  lua_State *L = LOOM_L(a->st);
+  if (may_have_producer &&
+      loom__call(a->st, deliver_stop_producing, a) != LUA_OK) {
+    loom__report_error(a->st, "stopProducing", 0);
+    lua_pop(L, 1);
+  }
+  if (loom__call(a->st, deliver_lost, a) != LUA_OK) {
+    loom__report_error(a->st, "connectionLost", 0);
+    lua_pop(L, 1);
+  }
+  loom__box_closed(L, loom__ref(a->data), TRANSPORT_NUV);
 }
 
 static void on_closed(loom_stream *s, int status) {
-  event_args a;
+  loom_event a;
   if (LOOM_L(s->st) == NULL || s->data == NULL)
     return; /* Lua is gone or never had this stream. */
-  a.s = s;
+  a.st = s->st;
+  a.data = s->data;
   a.status = status;
-  if (loom__stream_has_producer(s) &&
-      loom__call(s->st, deliver_stop_producing, &a) != LUA_OK) {
-    loom__report_error(s->st, "stopProducing", 0);
-    lua_pop(LOOM_L(s->st), 1);
-  }
-  if (loom__call(s->st, deliver_lost, &a) != LUA_OK) {
-    loom__report_error(s->st, "connectionLost", 0);
-    lua_pop(LOOM_L(s->st), 1);
-  }
-  detach(s);
+  a.max_write = s->max_write;
+  a.connected = loom__stream_was_connected(s);
+  loom__deliver_ended(&a, loom__stream_has_producer(s));
+  s->data = NULL;
 }
 
 const loom_stream_vtable loom__lua_stream_vt = {
@@ -406,8 +428,14 @@ static int l_transport_write(lua_State *L) {
   return 0;
 }
 
-static int l_transport_write_sequence(lua_State *L) {
-  loom_stream *s = to_stream(L, 1);
+/*
+** writeSequence(items) on the box at 1: each item, a string, goes through
+** write_item, which finds the transport anew (a producer called back by a
+** write may have closed it).
+*/
+int loom__write_sequence(lua_State *L,
+                         void (*write_item)(lua_State *L, const char *data,
+                                            size_t len)) {
   lua_Integer i, n;
   luaL_checktype(L, 2, LUA_TTABLE);
   n = luaL_len(L, 2);
@@ -419,11 +447,22 @@ static int l_transport_write_sequence(lua_State *L) {
     if (data == NULL)
       return luaL_error(L, "writeSequence: item %d is a %s, not a string",
                         (int)i, luaL_typename(L, -1));
-    if (s != NULL && s->data != NULL)
-      write_on(L, s, data, len);
+    write_item(L, data, len);
     lua_pop(L, 1);
   }
   return 0;
+}
+
+/* The box at 1 was checked by l_transport_write_sequence. */
+static void write_item(lua_State *L, const char *data, size_t len) {
+  loom_stream *s = ((transport_box *)lua_touserdata(L, 1))->p;
+  if (s != NULL && s->data != NULL)
+    write_on(L, s, data, len);
+}
+
+static int l_transport_write_sequence(lua_State *L) {
+  to_stream(L, 1);
+  return loom__write_sequence(L, write_item);
 }
 
 static int l_transport_lose_connection(lua_State *L) {
@@ -461,40 +500,58 @@ static int l_transport_resume_producing(lua_State *L) {
   return 0;
 }
 
+/* Calls producer[name](producer) at index idx, when it has one. */
+static void call_producer(lua_State *L, int idx, const char *name) {
+  if (lua_getfield(L, idx, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 0);
+}
+
 /*
-** registerProducer(producer, streaming). A streaming producer is paused
-** above the high-water mark and resumed once the queue drains to half; a
-** pull producer is asked for more each time the queue is empty.
+** registerProducer(producer, streaming) on the box at 1, whose writes go
+** to out (NULL: the output is gone, so the producer is stopped at once, as
+** in Twisted). A streaming producer is paused above the high-water mark
+** and resumed once the queue drains to half; a pull producer is asked for
+** more each time the queue is empty.
 */
-static int l_transport_register_producer(lua_State *L) {
-  loom_stream *s = check_open(L, 1);
+int loom__register_producer(lua_State *L, loom_stream *out) {
   int streaming = lua_toboolean(L, 3);
   luaL_checkany(L, 2);
   if (lua_getiuservalue(L, 1, UVAL_PRODUCER) != LUA_TNIL)
     return luaL_error(L, "registerProducer: a producer is already "
                          "registered; call unregisterProducer first");
+  if (out == NULL) {
+    call_producer(L, 2, "stopProducing");
+    return 0;
+  }
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, UVAL_PRODUCER);
-  if (loom__stream_set_producer(s, streaming ? LOOM_PRODUCER_STREAMING
-                                             : LOOM_PRODUCER_PULL)) {
-    lua_getfield(L, 2, "pauseProducing");
-    lua_pushvalue(L, 2);
-    lua_call(L, 1, 0);
-  } else if (!streaming) {
-    lua_getfield(L, 2, "resumeProducing");
-    lua_pushvalue(L, 2);
-    lua_call(L, 1, 0);
-  }
+  if (loom__stream_set_producer(out, streaming ? LOOM_PRODUCER_STREAMING
+                                               : LOOM_PRODUCER_PULL))
+    call_producer(L, 2, "pauseProducing");
+  else if (!streaming)
+    call_producer(L, 2, "resumeProducing");
   return 0;
 }
 
-static int l_transport_unregister_producer(lua_State *L) {
-  loom_stream *s = to_stream(L, 1);
+/* unregisterProducer() on the box at 1, whose writes go to out (or NULL). */
+int loom__unregister_producer(lua_State *L, loom_stream *out) {
   lua_pushnil(L);
   lua_setiuservalue(L, 1, UVAL_PRODUCER);
-  if (s != NULL)
-    loom__stream_set_producer(s, LOOM_PRODUCER_NONE);
+  if (out != NULL)
+    loom__stream_set_producer(out, LOOM_PRODUCER_NONE);
   return 0;
+}
+
+static int l_transport_register_producer(lua_State *L) {
+  return loom__register_producer(L, check_open(L, 1));
+}
+
+static int l_transport_unregister_producer(lua_State *L) {
+  return loom__unregister_producer(L, to_stream(L, 1));
 }
 
 /* Bytes written but not yet taken by the kernel. */

@@ -404,6 +404,10 @@ void loom__stream_shutdown_done(loom_stream *s, int status);
 enum { LOOM_PRODUCER_NONE, LOOM_PRODUCER_STREAMING, LOOM_PRODUCER_PULL };
 int loom__stream_set_producer(loom_stream *s, int kind);
 void loom__stream_mark_accepted(loom_stream *s);
+int loom__stream_accept(loom_listener *l, loom_stream *s,
+                        int (*init)(uv_loop_t *loop, loom_stream *s),
+                        int (*open_fd)(loom_stream *s, int fd));
+void loom__stream_on_connect(uv_connect_t *req, int status);
 
 /* The stream's state, as its owner may read it (inline: `disconnecting`
 ** is read after every line a LineReceiver delivers). */

@@ -309,6 +309,39 @@ void loom__stream_mark_accepted(loom_stream *s) {
   s->flags |= LOOM_S_CONNECTED | LOOM_S_ACCEPTED;
 }
 
+/*
+** Takes the connection a listener accepted (l->accepted_fd) into s, whose
+** vt the caller set: init and open_fd are the kind's (TCP, Unix socket)
+** libuv calls. On failure the descriptor stays the listener's, which
+** closes it.
+*/
+int loom__stream_accept(loom_listener *l, loom_stream *s,
+                        int (*init)(uv_loop_t *loop, loom_stream *s),
+                        int (*open_fd)(loom_stream *s, int fd)) {
+  int rc = init(l->st->loop, s);
+  if (rc < 0)
+    return rc;
+  loom__stream_setup(s, l->st, s->vt);
+  rc = open_fd(s, l->accepted_fd);
+  if (rc < 0) {
+    loom__stream_close(s, rc);
+    return rc;
+  }
+  l->accepted_fd = -1;
+  return 0;
+}
+
+/* The connect callback of every stream kind; req was malloc'd for it. */
+void loom__stream_on_connect(uv_connect_t *req, int status) {
+  loom_stream *s = req->data;
+  free(req);
+  if (s->flags & LOOM_S_CLOSING)
+    return; /* Cancelled: the close callback reports it. */
+  if (status == 0)
+    s->flags |= LOOM_S_CONNECTED;
+  s->vt->connected(s, status);
+}
+
 /* loseConnection: close once everything queued has been written. */
 void loom__stream_lose(loom_stream *s) {
   if (s->flags & LOOM_S_CLOSING)

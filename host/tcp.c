@@ -84,32 +84,17 @@ int loom__tcp_listen(loom_listener *l, loom_state *st, const char *host,
   return rc;
 }
 
-/*
-** Takes the connection the listener accepted (l->accepted_fd) into s,
-** whose vt is set by the caller.
-*/
-int loom__tcp_accept(loom_listener *l, loom_stream *s) {
-  int rc = uv_tcp_init(l->st->loop, &s->h.tcp);
-  if (rc < 0)
-    return rc;
-  loom__stream_setup(s, l->st, s->vt);
-  rc = uv_tcp_open(&s->h.tcp, l->accepted_fd);
-  if (rc < 0) {
-    loom__stream_close(s, rc);
-    return rc;
-  }
-  l->accepted_fd = -1;
-  return 0;
+static int tcp_init(uv_loop_t *loop, loom_stream *s) {
+  return uv_tcp_init(loop, &s->h.tcp);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  loom_stream *s = req->data;
-  free(req);
-  if (s->flags & LOOM_S_CLOSING)
-    return; /* Cancelled: the close callback reports it. */
-  if (status == 0)
-    s->flags |= LOOM_S_CONNECTED;
-  s->vt->connected(s, status);
+static int tcp_open(loom_stream *s, int fd) {
+  return uv_tcp_open(&s->h.tcp, fd);
+}
+
+/* The listener's accepted connection into s, whose vt the caller set. */
+int loom__tcp_accept(loom_listener *l, loom_stream *s) {
+  return loom__stream_accept(l, s, tcp_init, tcp_open);
 }
 
 /*
@@ -146,7 +131,8 @@ int loom__tcp_connect(loom_stream *s, const char *host, int port,
       rc = UV_ENOMEM;
     } else {
       req->data = s;
-      rc = uv_tcp_connect(req, &s->h.tcp, (struct sockaddr *)&ss, on_connect);
+      rc = uv_tcp_connect(req, &s->h.tcp, (struct sockaddr *)&ss,
+                          loom__stream_on_connect);
       if (rc < 0)
         free(req);
     }

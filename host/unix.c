@@ -176,32 +176,17 @@ int loom__unix_listen(loom_unix_listener *u, loom_state *st,
   return rc;
 }
 
-/*
-** Takes the connection the listener accepted (l->accepted_fd) into s,
-** whose vt is set by the caller.
-*/
-int loom__unix_accept(loom_listener *l, loom_stream *s) {
-  int rc = uv_pipe_init(l->st->loop, &s->h.pipe, 0);
-  if (rc < 0)
-    return rc;
-  loom__stream_setup(s, l->st, s->vt);
-  rc = uv_pipe_open(&s->h.pipe, l->accepted_fd);
-  if (rc < 0) {
-    loom__stream_close(s, rc);
-    return rc;
-  }
-  l->accepted_fd = -1;
-  return 0;
+static int unix_init(uv_loop_t *loop, loom_stream *s) {
+  return uv_pipe_init(loop, &s->h.pipe, 0);
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  loom_stream *s = req->data;
-  free(req);
-  if (s->flags & LOOM_S_CLOSING)
-    return; /* Cancelled: the close callback reports it. */
-  if (status == 0)
-    s->flags |= LOOM_S_CONNECTED;
-  s->vt->connected(s, status);
+static int unix_open(loom_stream *s, int fd) {
+  return uv_pipe_open(&s->h.pipe, fd);
+}
+
+/* The listener's accepted connection into s, whose vt the caller set. */
+int loom__unix_accept(loom_listener *l, loom_stream *s) {
+  return loom__stream_accept(l, s, unix_init, unix_open);
 }
 
 /*
@@ -220,7 +205,7 @@ int loom__unix_connect(loom_stream *s, const char *path) {
     return UV_ENOMEM;
   }
   req->data = s;
-  uv_pipe_connect(req, &s->h.pipe, path, on_connect);
+  uv_pipe_connect(req, &s->h.pipe, path, loom__stream_on_connect);
   return 0;
 }
 
