@@ -120,6 +120,8 @@ transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__set_address_class(lua_State *L);
+int loom__keep_sockaddr(lua_State *L, int box, int slot,
+                        const struct sockaddr *sa);
 void loom__keep_names(lua_State *L, int box, loom_stream *s);
 void loom__transport_hook_failed(loom_stream *s, const char *where);
 

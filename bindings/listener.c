@@ -91,11 +91,9 @@ static int deliver_accept(lua_State *L) {
   t = lua_gettop(L);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, t, UVAL_OWNER);
-  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP) {
-    /* The address accept(2) gave: known even if the peer reset since. */
-    loom__push_address(L, a->l->peer);
-    lua_setiuservalue(L, t, UVAL_PEER);
-  }
+  /* The address accept(2) gave: known even if the peer reset since. */
+  if (a->l->peer != NULL && a->s->h.handle.type == UV_TCP)
+    loom__keep_sockaddr(L, t, UVAL_PEER, a->l->peer);
   loom__keep_names(L, t, a->s);
   lua_call(L, 2, 0);
   return 0;

@@ -118,15 +118,52 @@ static int push_socket_name(lua_State *L, int box, loom_stream *s,
   return c->sockname(L, s, peer);
 }
 
+/* The bytes of a TCP socket address, or 0 for another family. */
+static size_t sockaddr_size(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return sizeof(struct sockaddr_in);
+  if (sa->sa_family == AF_INET6)
+    return sizeof(struct sockaddr_in6);
+  return 0;
+}
+
 /*
-** The address in user value slot (UVAL_PEER or UVAL_HOST) of the box at index
-** box, asked of the socket and kept the first time: it stays known after
-** the socket closed (in connectionLost, as in Twisted) and getPeer costs no
-** system call. Returns 1 (the address) or 3 (nil, errname, message).
+** Keeps sa in user value slot of the box at index box as its raw bytes: a
+** short string costs a third of the address table, which is made only when
+** asked for (10,000 idle connections hold 2 addresses each). Returns 0, or
+** -1 for a family kept otherwise.
+*/
+int loom__keep_sockaddr(lua_State *L, int box, int slot,
+                        const struct sockaddr *sa) {
+  size_t n = sockaddr_size(sa);
+  if (n == 0)
+    return -1;
+  lua_pushlstring(L, (const char *)sa, n);
+  lua_setiuservalue(L, box, slot);
+  return 0;
+}
+
+/*
+** The address in user value slot (UVAL_PEER or UVAL_HOST) of the box at
+** index box: kept when the stream connected or was accepted, so it stays
+** known after the socket closed (in connectionLost, as in Twisted) and
+** getPeer costs no system call; a TCP address is kept as its raw bytes and
+** a new table made from them at each call. s may be NULL (closed): then
+** only what was kept is known. Returns 1 (the address or, closed and never
+** kept, nil) or 3 (nil, errname, message).
 */
 static int push_kept_name(lua_State *L, int box, loom_stream *s, int slot) {
-  int n;
-  if (lua_getiuservalue(L, box, slot) != LUA_TNIL)
+  int n, t = lua_getiuservalue(L, box, slot);
+  if (t == LUA_TSTRING) {
+    struct sockaddr_storage ss;
+    size_t len;
+    const char *raw = lua_tolstring(L, -1, &len);
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, raw, len < sizeof(ss) ? len : sizeof(ss));
+    lua_pop(L, 1);
+    return loom__push_address(L, (const struct sockaddr *)&ss);
+  }
+  if (t != LUA_TNIL || s == NULL)
     return 1;
   lua_pop(L, 1);
   n = push_socket_name(L, box, s, slot == UVAL_PEER);
@@ -142,10 +179,30 @@ static int push_kept_name(lua_State *L, int box, loom_stream *s, int slot) {
   return 1;
 }
 
+/* Keeps one address of a stream: a TCP one as raw bytes, else the table. */
+static void keep_name(lua_State *L, int box, loom_stream *s, int slot) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss), rc;
+  if (lua_getiuservalue(L, box, slot) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  if (s->h.handle.type == UV_TCP) {
+    rc = slot == UVAL_PEER
+             ? uv_tcp_getpeername(&s->h.tcp, (struct sockaddr *)&ss, &len)
+             : uv_tcp_getsockname(&s->h.tcp, (struct sockaddr *)&ss, &len);
+    if (rc == 0 && loom__keep_sockaddr(L, box, slot,
+                                       (struct sockaddr *)&ss) == 0)
+      return;
+  }
+  lua_pop(L, push_kept_name(L, box, s, slot));
+}
+
 /* Keeps both addresses of a stream that just connected or was accepted. */
 void loom__keep_names(lua_State *L, int box, loom_stream *s) {
-  lua_pop(L, push_kept_name(L, box, s, UVAL_PEER));
-  lua_pop(L, push_kept_name(L, box, s, UVAL_HOST));
+  keep_name(L, box, s, UVAL_PEER);
+  keep_name(L, box, s, UVAL_HOST);
 }
 
 static int l_transport_get_peer(lua_State *L) {
@@ -159,9 +216,15 @@ static int l_transport_get_host(lua_State *L) {
 /* transport.client: the peer as {host, port} on a server-side TCP
 ** transport (Twisted's Server.client), else nil. */
 static void push_client(lua_State *L, loom_stream *s) {
+  int n;
   if (s == NULL || !loom__stream_is_accepted(s) ||
-      s->h.handle.type != UV_TCP ||
-      lua_getiuservalue(L, 1, UVAL_PEER) != LUA_TTABLE) {
+      s->h.handle.type != UV_TCP) {
+    lua_pushnil(L);
+    return;
+  }
+  n = push_kept_name(L, 1, s, UVAL_PEER);
+  if (n != 1 || !lua_istable(L, -1)) {
+    lua_pop(L, n);
     lua_pushnil(L);
     return;
   }
