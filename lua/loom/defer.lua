@@ -33,8 +33,6 @@ local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
   coroutine.yield
 
 local defer = {}
--- Registered now: loom.defer.sync, loaded at the end, requires it back.
-package.loaded["loom.defer"] = defer
 
 local Deferred = class.Object:extend({ __name = "Deferred" })
 defer.Deferred = Deferred
@@ -199,13 +197,12 @@ function Deferred:cancel()
   end
 end
 
--- Call clock.callLater whether clock is a module (reactor.callLater(...)) or
--- an object whose class provides the method (obj:callLater(...)). A
--- task.Clock binds its methods, so both forms work with it.
+-- Call clock.callLater whether clock is a module holding the function
+-- itself (reactor.callLater(...)) or an object whose class provides the
+-- method (obj:callLater(...)). A task.Clock binds its methods, so both
+-- forms work with it.
 local function clockCall(clock, name, ...)
-  local reactor = package.loaded["loom.reactor"]
-  if clock == reactor or type(clock) ~= "table"
-    or rawget(clock, name) ~= nil then
+  if type(clock) ~= "table" or rawget(clock, name) ~= nil then
     return clock[name](...)
   end
   return clock[name](clock, ...)
@@ -634,7 +631,19 @@ end
 -- Deferred is returned as is; a fired Deferred returns without waiting.
 defer.await = chain.await
 
--- DeferredLock, DeferredSemaphore and DeferredQueue live in their own file.
-require "loom.defer.sync"
+-- DeferredLock, DeferredSemaphore and DeferredQueue live in loom.defer.sync,
+-- which is built on this module: it is loaded on their first use, so the
+-- two never require each other while loading.
+local SYNC = { DeferredLock = true, DeferredSemaphore = true,
+  DeferredQueue = true }
+setmetatable(defer, { __index = function(t, k)
+  if SYNC[k] then
+    local sync = require "loom.defer.sync"
+    for name in pairs(SYNC) do
+      rawset(t, name, sync[name])
+    end
+    return sync[k]
+  end
+end })
 
 return defer

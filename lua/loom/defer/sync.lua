@@ -1,5 +1,6 @@
 -- loom.defer.sync: DeferredLock, DeferredSemaphore and DeferredQueue, as in
--- twisted.internet.defer. Part of loom.defer (defer.DeferredLock, …).
+-- twisted.internet.defer. Seen as part of loom.defer (defer.DeferredLock,
+-- …), which loads this module on their first use.
 
 local class = require "loom.class"
 local err = require "loom.error"
@@ -7,6 +8,8 @@ local defer = require "loom.defer"
 
 local Deferred = defer.Deferred
 local pack, unpack = table.pack, table.unpack
+
+local sync = {}
 
 local function removeValue(list, v)
   for i = 1, #list do
@@ -29,7 +32,7 @@ local function run(self, f, ...)
 end
 
 local DeferredLock = class.Object:extend({ __name = "DeferredLock" })
-defer.DeferredLock = DeferredLock
+sync.DeferredLock = DeferredLock
 DeferredLock.run = run
 
 function DeferredLock:init()
@@ -60,7 +63,7 @@ function DeferredLock:release()
 end
 
 local DeferredSemaphore = class.Object:extend({ __name = "DeferredSemaphore" })
-defer.DeferredSemaphore = DeferredSemaphore
+sync.DeferredSemaphore = DeferredSemaphore
 DeferredSemaphore.run = run
 
 function DeferredSemaphore:init(tokens)
@@ -96,7 +99,7 @@ function DeferredSemaphore:release()
 end
 
 local DeferredQueue = class.Object:extend({ __name = "DeferredQueue" })
-defer.DeferredQueue = DeferredQueue
+sync.DeferredQueue = DeferredQueue
 
 -- DeferredQueue(size?, backlog?): at most size pending values and backlog
 -- waiting gets (nil: no limit). nil is a value like any other, so pending
@@ -139,4 +142,4 @@ function DeferredQueue:get()
   error(err.QueueUnderflow("too many gets are already waiting"), 2)
 end
 
-return defer
+return sync
