@@ -125,15 +125,26 @@ describe("Application {uid=, gid=}", function()
 
   it("without root the switch is refused in one line, exit 1", function()
     local path = app("{ uid = 0, gid = 0 }")
-    local prefix = ""
+    local prefix, script, loom, stage = "", "examples/echo.lua", sub.LOOM, nil
     if isRoot then
-      -- setpriv(1) runs the host as nobody: the branch a user hits.
+      -- setpriv(1) runs the host as nobody: the branch a user hits. nobody
+      -- may not read this checkout (a clone under /root), so the host, its
+      -- Lua files and the script run from a copy anyone can read.
       prefix = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+      stage = sub.tmpdir()
+      assert(os.execute(string.format("mkdir %s/build && cp %s %s/build/loom"
+        .. " && cp -R lua %s/lua && cp %s %s/echo.lua && chmod -R a+rX %s",
+        stage, sub.LOOM, stage, stage, script, stage, stage)))
+      sub.LOOM, script = stage .. "/build/loom", stage .. "/echo.lua"
     end
     local out, err, status = sub.loom("run " .. path, prefix)
     -- A plain script: the switch fails when it runs the reactor.
-    local out2, err2, status2 = sub.loom("--uid 0 run examples/echo.lua 0",
+    local out2, err2, status2 = sub.loom("--uid 0 run " .. script .. " 0",
       prefix)
+    sub.LOOM = loom
+    if stage then
+      os.execute("rm -rf " .. stage)
+    end
     os.remove(path)
     assert.equal(1, status)
     assert.equal("", out)
