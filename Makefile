@@ -48,7 +48,8 @@ HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c hos
 BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
-            bindings/lines.c bindings/deferred.c bindings/unix.c \
+            bindings/lines.c bindings/deferred.c bindings/deferred_api.c \
+            bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c

@@ -189,7 +189,14 @@ int luaopen_loom_core(lua_State *L);
 int luaopen_loom_json(lua_State *L);
 int luaopen_loom_defer_core(lua_State *L);
 
-/* deferred.c: a Deferred made and fired from C (docs/defer.md). They never
+/* A walk up "super" fields longer than this is a cycle, not a class chain
+   (class.isinstance stops the same way). */
+#define LOOM_MAX_CLASS_DEPTH 100
+
+/* deferred.c: the Deferred class loom.defer bound (nil before); its type. */
+int loom__push_deferred_class(lua_State *L);
+
+/* deferred_api.c: a Deferred made and fired from C (docs/defer.md). They never
    raise: 0, or minus a Lua status with the error message in place of the
    result (-LUA_ERRMEM, stack untouched, when the stack cannot grow). */
 int loom_deferred_new(lua_State *L);             /* pushes a new Deferred */
