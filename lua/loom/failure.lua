@@ -14,6 +14,7 @@
 
 local class = require "loom.class"
 local err = require "loom.error"
+local log = require "loom.log"
 
 local failure = {}
 
@@ -46,15 +47,8 @@ local function isFailure(x)
 end
 failure.isFailure = isFailure
 
--- tostring that cannot raise: a value whose __tostring fails is described
--- by its type, so reporting it never breaks the reporter.
-local function safeString(value)
-  local ok, text = pcall(tostring, value)
-  if ok then
-    return text
-  end
-  return "(a " .. type(value) .. " value that tostring cannot show)"
-end
+-- tostring that cannot raise (log's: reporting never breaks the reporter).
+local safeString = log.safeString
 failure.safeString = safeString
 
 -- failure.fromError(value, traceback): a Failure for any caught error

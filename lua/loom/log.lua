@@ -56,7 +56,8 @@ function log.emit(level, prefix, text)
   return ev
 end
 
--- tostring that cannot raise (a value whose __tostring fails).
+-- tostring that cannot raise: a value whose __tostring fails is described
+-- by its type, so reporting it never breaks the reporter.
 local function safeString(value)
   local ok, text = pcall(tostring, value)
   if ok then
@@ -64,6 +65,7 @@ local function safeString(value)
   end
   return "(a " .. type(value) .. " value that tostring cannot show)"
 end
+log.safeString = safeString
 
 local function formatted(fmt, ...)
   if select("#", ...) == 0 then

@@ -4,6 +4,7 @@
 -- accept, connected). loom.reactor re-exports the public names.
 
 local core = require "loom.core"
+local defer = require "loom.defer"
 local delayedcall = require "loom.delayedcall"
 local err = require "loom.error"
 local failure = require "loom.failure"
@@ -30,6 +31,24 @@ function M.safeCall(obj, name, ...)
     log.prefixed(log.prefixOf(obj)).err(e, "error in " .. name)
   end
   return ok, e
+end
+
+-- A Deferred that fires when owner (a port) has closed: M.closeWaiter(owner)
+-- adds one; M.fireCloseWaiters(owner), from the close callback, fires them
+-- all (stopListening called several times while it closes).
+function M.closeWaiter(owner)
+  local d = defer.Deferred()
+  owner._waiters = owner._waiters or {}
+  table.insert(owner._waiters, d)
+  return d
+end
+
+function M.fireCloseWaiters(owner)
+  local waiters = owner._waiters or {}
+  owner._waiters = nil
+  for _, d in ipairs(waiters) do
+    d:callback(nil)
+  end
 end
 
 function M.checkFactory(fn, factory)

@@ -174,13 +174,10 @@ end
 
 -- A Deferred firing once the socket closed and stopProtocol ran.
 function UDPPort:stopListening()
-  local d = defer.Deferred()
   if not self.socket then
-    d:callback(nil)
-    return d
+    return defer.succeed(nil)
   end
-  self._waiters = self._waiters or {}
-  table.insert(self._waiters, d)
+  local d = base.closeWaiter(self)
   self.socket:close()
   return d
 end
@@ -196,11 +193,7 @@ function UDPPort:_closed()
     proto.transport = nil
     safeCall(proto, "stopProtocol")
   end
-  local waiters = self._waiters or {}
-  self._waiters = nil
-  for _, d in ipairs(waiters) do
-    d:callback(nil)
-  end
+  base.fireCloseWaiters(self)
 end
 
 function UDPPort:logPrefix()

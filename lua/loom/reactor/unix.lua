@@ -49,13 +49,10 @@ end
 -- wantPID lock released (Twisted's connectionLost), so the path can be
 -- listened on again as soon as it fires. The factory stops just before.
 function UNIXPort:stopListening()
-  local d = defer.Deferred()
   if not self.connected and not self._closing then
-    d:callback(nil)
-    return d
+    return defer.succeed(nil)
   end
-  self._waiters = self._waiters or {}
-  table.insert(self._waiters, d)
+  local d = base.closeWaiter(self)
   if self.connected then
     self.connected = false
     self._closing = true
@@ -73,11 +70,7 @@ function UNIXPort:_closed()
   if stopping then
     safeCall(self.factory, "doStop")
   end
-  local waiters = self._waiters or {}
-  self._waiters = nil
-  for _, d in ipairs(waiters) do
-    d:callback(nil)
-  end
+  base.fireCloseWaiters(self)
 end
 
 function hooks.unixListenerClosed(port)
