@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "../bindings/binding.h"
+#include "../bindings/embed.h"
 
 #include "check.h"
 
@@ -26,31 +27,18 @@ static int message_has(lua_State *L, const char *text) {
   return 1;
 }
 
-/* A state with loom's Lua modules on package.path (from <exe>/../../lua)
-   and its C modules preloaded, as the loom executable sets them up. */
+/* A state set up as the loom executable sets its own (bindings/embed.c),
+   from the source tree: this program is build/test/deferred_test. */
 static lua_State *new_state(void) {
-  char exe[4096];
+  char exe[4096], root[4200];
   size_t n = sizeof(exe);
   lua_State *L = luaL_newstate();
   luaL_openlibs(L);
   if (uv_exepath(exe, &n) == 0 && strrchr(exe, '/') != NULL) {
     *strrchr(exe, '/') = '\0';
-    lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/../../lua/?.lua;%s/../../lua/?/init.lua;", exe,
-                    exe);
-    lua_getfield(L, -2, "path");
-    lua_concat(L, 2);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
+    snprintf(root, sizeof(root), "%s/../..", exe);
+    loom_embed_setup(L, root);
   }
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, luaopen_loom_core);
-  lua_setfield(L, -2, "loom.core");
-  lua_pushcfunction(L, luaopen_loom_json);
-  lua_setfield(L, -2, "loom.json");
-  lua_pushcfunction(L, luaopen_loom_defer_core);
-  lua_setfield(L, -2, "loom.defer.core");
-  lua_pop(L, 1);
   return L;
 }
 
