@@ -23,6 +23,29 @@ int loom__sockaddr_parse(const char *host, int port,
   return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
 }
 
+/*
+** Dotted decimal by hand: uv_ip4_name goes through snprintf, which cost
+** more than the rest of building a peer's address on every accept.
+*/
+static int format_ip4(const struct in_addr *in, char *host, size_t hostlen) {
+  const unsigned char *b = (const unsigned char *)&in->s_addr;
+  char buf[16], *p = buf;
+  int i;
+  for (i = 0; i < 4; i++) {
+    unsigned v = b[i];
+    if (v >= 100)
+      *p++ = (char)('0' + v / 100);
+    if (v >= 10)
+      *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    *p++ = i < 3 ? '.' : '\0';
+  }
+  if ((size_t)(p - buf) > hostlen)
+    return UV_ENOSPC;
+  memcpy(host, buf, (size_t)(p - buf));
+  return 0;
+}
+
 int loom__sockaddr_format(const struct sockaddr *sa, char *host,
                           size_t hostlen, int *port) {
   if (sa->sa_family == AF_INET6) {
@@ -33,7 +56,7 @@ int loom__sockaddr_format(const struct sockaddr *sa, char *host,
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
     *port = ntohs(a4->sin_port);
-    return uv_ip4_name(a4, host, hostlen);
+    return format_ip4(&a4->sin_addr, host, hostlen);
   }
   return UV_EAFNOSUPPORT;
 }

@@ -256,6 +256,26 @@ static void test_accept_gives_peer_address(void) {
   CHECK(l->fd == -1); /* closed at once: a new connect is refused */
 }
 
+/* IPv4 addresses format as inet_ntop does; a short buffer is refused. */
+static void test_format_ip4(void) {
+  static const char *const cases[] = {
+    "0.0.0.0", "127.0.0.1", "255.255.255.255", "10.20.3.100", "1.2.3.4",
+    "192.168.100.9"
+  };
+  size_t i;
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct sockaddr_in a;
+    char host[64];
+    int port = 0;
+    CHECK(uv_ip4_addr(cases[i], 8080, &a) == 0);
+    CHECK(loom__sockaddr_format((struct sockaddr *)&a, host, sizeof(host),
+                                &port) == 0);
+    CHECK(strcmp(host, cases[i]) == 0 && port == 8080);
+    CHECK(loom__sockaddr_format((struct sockaddr *)&a, host,
+                                strlen(cases[i]), &port) == UV_ENOSPC);
+  }
+}
+
 static void test_connection_refused(void) {
   int port;
   loom_listener *l = listen_any(&port);
@@ -392,6 +412,7 @@ int main(void) {
   test_write_limit();
   test_accept_gives_peer_address();
   test_connection_refused();
+  test_format_ip4();
   test_bad_address();
   test_buf_growth();
   test_open_handles();

@@ -109,7 +109,10 @@ end
 
 -- Hooks every connection goes through ------------------------------------------
 
-local CONNECTION_DONE = "Connection was closed cleanly."
+-- One ConnectionDone value shared by every clean close, as Twisted's
+-- main.CONNECTION_DONE: each close still gets a Failure of its own, and
+-- making the error value anew cost as much as the rest of the close.
+local CONNECTION_DONE = err.ConnectionDone("Connection was closed cleanly.")
 
 function hooks.lost(transport, proto, owner, kind, message, reason, connected)
   if not connected then
@@ -121,7 +124,7 @@ function hooks.lost(transport, proto, owner, kind, message, reason, connected)
   if reason == nil then
     -- No traceback: nothing raised, and capturing one per close is costly.
     if kind == "done" then
-      reason = Failure(err.ConnectionDone(CONNECTION_DONE), "")
+      reason = Failure(CONNECTION_DONE, "")
     elseif kind == "aborted" then
       reason = Failure(err.ConnectionAborted(
         "Connection was aborted locally."), "")
