@@ -416,10 +416,10 @@ local function runUserChunk(file, chunk, args, flags)
   -- Recorded for hot reload: the classes it makes, and the file (an
   -- application file only: a plain script's top level serves, it is not
   -- run twice; the modules it requires are reloaded).
-  local made, ok, e = reload.recordClasses(xpcall, chunk, startupError,
+  local classes, ok, e = reload.recordClasses(xpcall, chunk, startupError,
     table.unpack(args, 1, #args))
   if ok and not reactorRan then
-    reload.track(file, "app", { classes = made,
+    reload.track(file, "app", { classes = classes,
       args = table.pack(table.unpack(args, 1, #args)) })
   end
   if switchFailed then

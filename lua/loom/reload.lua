@@ -226,7 +226,12 @@ end
 -- recording the classes it makes and its path.
 local function trackingSearcher(inner)
   return function(name, ...)
-    local loader, path = inner(name, ...)
+    -- Called through pcall, so that an error the searcher raises at level
+    -- 2 is placed as before (no position of ours), and raised again as is.
+    local ok, loader, path = pcall(inner, name, ...)
+    if not ok then
+      error(loader, 0)
+    end
     if type(loader) ~= "function" or type(path) ~= "string" then
       return loader, path
     end
