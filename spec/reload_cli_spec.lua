@@ -169,6 +169,48 @@ return { name = "hi", description = "says hi",
   end)
 end)
 
+describe("loom chat --reload", function()
+  it("keeps every member and nickname across a good edit and a broken"
+    .. " one", function()
+    local src = sub.readFile("plugins/chat.lua")
+    sub.writeFile(dir .. "/chat.lua", src)
+    local server = sub.start("chat --port tcp:0:interface=127.0.0.1 --reload",
+      1, "LOOM_PLUGIN_PATH=" .. dir)
+    local alice, bob = sub.connect(server.port), sub.connect(server.port)
+    alice:waitFor("nickname?", true)
+    alice.transport:write("alice\n")
+    alice:waitFor("hello alice", true)
+    bob:waitFor("nickname?", true)
+    bob.transport:write("bob\n")
+    bob:waitFor("hello bob", true)
+
+    local edited = src:gsub('"%* here: "', '"* present: "')
+    assert.are_not.equal(src, edited)
+    sub.writeFile(dir .. "/chat.lua", edited)
+    logSays(server, "reload: 1 file reloaded")
+    alice.transport:write("/who\n")
+    alice:waitFor("* present: alice, bob\r\n", true)
+
+    sub.writeFile(dir .. "/chat.lua", edited .. "\nthis is not Lua\n")
+    logSays(server, "reload failed: 1 error, nothing swapped")
+    bob.transport:write("/who\n")
+    bob:waitFor("* present: alice, bob\r\n", true)
+    bob.transport:write("still here\n")
+    alice:waitFor("<bob> still here\r\n", true)
+    -- A newcomer is served by the new code too.
+    local carol = sub.connect(server.port)
+    carol:waitFor("nickname?", true)
+    carol.transport:write("carol\n/who\n")
+    carol:waitFor("* present: alice, bob, carol\r\n", true)
+    for _, c in ipairs({ alice, bob, carol }) do
+      assert.is_nil(c.reason)
+      c.transport:loseConnection()
+    end
+    local log = stop(server)
+    assert.truthy(log:find(dir .. "/chat.lua:", 1, true), log)
+  end)
+end)
+
 describe("loom reload PIDFILE refuses", function()
   it("a missing pid file, in one line", function()
     local out, err, status = sub.loom("reload " .. dir .. "/none.pid")
