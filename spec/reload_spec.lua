@@ -340,6 +340,42 @@ return M
     port:stopListening()
   end)
 
+  it("merges a module's plain tables key by key: new functions, old"
+    .. " state, and the same tables", function()
+    local name = newName()
+    write(name, [[
+local M = { counters = { seen = 0 }, commands = {}, VERSION = 1 }
+function M.commands.help() return "help v1" end
+function M.commands.quit() return "quit v1" end
+function M.run(cmd)
+  M.counters.seen = M.counters.seen + 1
+  return M.commands[cmd]()
+end
+return M
+]])
+    local m = load(name)
+    local commands, counters = m.commands, m.counters
+    assert.equal("help v1", m.run("help"))
+    write(name, [[
+local M = { counters = { seen = 0, failed = 0 }, commands = {}, VERSION = 2 }
+function M.commands.help() return "help v2" end
+function M.commands.who() return "who v2 " .. M.counters.seen end
+function M.run(cmd)
+  M.counters.seen = M.counters.seen + 1
+  return M.commands[cmd]()
+end
+return M
+]])
+    assert.matches("1 file reloaded", (reload.reloadNow()))
+    assert.equal(commands, m.commands)
+    assert.equal(counters, m.counters)
+    assert.equal("help v2", m.run("help"))
+    assert.equal("who v2 3", m.run("who"))
+    assert.is_nil(m.commands.quit)
+    assert.equal(0, m.counters.failed) -- a key only the new one has
+    assert.equal(1, m.VERSION) -- state: the running value stays
+  end)
+
   it("reloads nothing when no file changed, or one was only touched",
     function()
     local name = newName()

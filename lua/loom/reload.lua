@@ -348,20 +348,18 @@ end
 -- Pairs new tables of the module value with old ones, key by key: classes
 -- the load made with the old classes under the same key, nested plain
 -- tables with nested plain tables.
-local function matchByKeys(new, old, map, targets, madeSet, depth, seen)
-  if depth > MAX_MERGE_DEPTH or seen[new] then
-    return
-  end
-  seen[new] = true
+local function matchByKeys(new, old, unit, map, targets, madeSet, depth)
   for k, nv in next, new do
     local ov = rawget(old, k)
     if nv ~= ov and type(nv) == "table" and type(ov) == "table"
         and not map[nv] and not targets[ov] then
       if isClass(nv) and isClass(ov) and madeSet[nv] then
         map[nv], targets[ov] = ov, true
-      elseif isPlainTable(nv) and isPlainTable(ov) then
+      elseif isPlainTable(nv) and isPlainTable(ov)
+          and depth < MAX_MERGE_DEPTH then
         map[nv], targets[ov] = ov, true
-        matchByKeys(nv, ov, map, targets, madeSet, depth + 1, seen)
+        unit.plain[#unit.plain + 1] = { nv, ov }
+        matchByKeys(nv, ov, unit, map, targets, madeSet, depth + 1)
       end
     end
   end
@@ -373,11 +371,13 @@ local function matchUnit(unit, map, targets)
     madeSet[c] = true
   end
   local new, old = unit.value, unit.old
+  unit.plain = {}
   if isClass(new) and isClass(old) and madeSet[new] and not targets[old] then
     map[new], targets[old] = old, true -- a module that returns its class
-  elseif isPlainTable(new) and isPlainTable(old) then
+  elseif isPlainTable(new) and isPlainTable(old) and not targets[old] then
     map[new], targets[old] = old, true
-    matchByKeys(new, old, map, targets, madeSet, 1, {})
+    unit.plain[1] = { new, old }
+    matchByKeys(new, old, unit, map, targets, madeSet, 1)
   end
   -- The rest by __name, among the classes this file made last time (a
   -- name two of them share matches neither).
@@ -406,7 +406,7 @@ end
 -- fields and keys, metatables. Walks from roots through the new code
 -- (functions of the batch's files, and the tables they reach), not into
 -- what already existed (loaded modules, _G, instances of older classes).
-local function repoint(roots, map, targets, sources, madeSet)
+local function repoint(roots, map, targets, sources)
   local skip = { [_G] = true }
   for _, v in pairs(package.loaded) do
     if type(v) == "table" then
@@ -452,9 +452,7 @@ local function repoint(roots, map, targets, sources, madeSet)
         if type(mt) == "table" and map[mt] ~= nil then
           setmetatable(v, map[mt])
         end
-        -- An instance of a class that existed before is state: not ours.
-        local cls = getmetatable(v)
-        if not (isClass(cls) and not madeSet[cls] and not map[cls]) then
+        do
           local moves = {}
           local selfIndex = isClass(v) -- a class's __index stays itself
           for k, x in next, v do
@@ -538,33 +536,25 @@ end
 
 -- Merges the new module table N into the old one O, in place, so that
 -- every reference other code holds to O stays valid:
---  * functions: the new ones replace the old, and a function the new
---    module no longer has is removed;
---  * classes were patched in place already (the field is the old class);
---  * a plain table in both is merged by these same rules, key by key;
+--  * functions and classes: the new ones replace the old, and one the new
+--    module no longer has is removed (a class the file made was patched
+--    in place already: the field is the old class);
+--  * a plain table (no metatable) in both is merged by these same rules,
+--    key by key (it is one of the pairs commit merges);
 --  * any other value (numbers, strings, booleans, instances, userdata):
 --    the old one stays (module state: counters, tables of users);
 --  * a key only the new module has is added.
 -- With migrate (newWins), the new module decides: every value of N
 -- replaces O's, and a key N does not have is removed.
-local function mergeModule(O, N, newWins, depth, seen, stats)
-  if seen[N] then
-    return
-  end
-  seen[N] = true
+local function mergeModule(O, N, newWins, stats)
   for k, v in next, N do
     local ov = rawget(O, k)
     if ov == nil then
       rawset(O, k, v)
       stats.added = stats.added + 1
-    elseif v ~= ov then
-      if isPlainTable(v) and isPlainTable(ov) and depth < MAX_MERGE_DEPTH
-          and not newWins then
-        mergeModule(ov, v, newWins, depth + 1, seen, stats)
-      elseif type(v) == "function" or newWins then
-        rawset(O, k, v)
-        stats.replaced = stats.replaced + 1
-      end
+    elseif v ~= ov and (newWins or type(v) == "function" or isClass(v)) then
+      rawset(O, k, v)
+      stats.replaced = stats.replaced + 1
     end
   end
   local gone = {}
@@ -736,7 +726,7 @@ local function commit(units)
   for _, unit in ipairs(units) do
     matchUnit(unit, map, targets)
   end
-  local roots, sources, madeSet = {}, {}, {}
+  local roots, sources = {}, {}
   for _, unit in ipairs(units) do
     sources["@" .. unit.rec.path] = true
     roots[#roots + 1] = unit.chunk
@@ -746,10 +736,9 @@ local function commit(units)
     end
     for _, c in ipairs(unit.made) do
       roots[#roots + 1] = c
-      madeSet[c] = true
     end
   end
-  repoint(roots, map, targets, sources, madeSet)
+  repoint(roots, map, targets, sources)
   local stats = { classes = 0, replaced = 0, added = 0, removed = 0,
     rebased = 0 }
   local patched = {}
@@ -762,9 +751,10 @@ local function commit(units)
   for _, unit in ipairs(units) do
     local rec = unit.rec
     local new, old = map[unit.value] or unit.value, unit.old
-    if isPlainTable(unit.value) and old == new then
-      mergeModule(old, unit.value, unit.migrated, 1, {}, stats)
-    elseif rec.kind == "module" and old ~= new then
+    for _, pair in ipairs(unit.plain) do
+      mergeModule(pair[2], pair[1], unit.migrated, stats)
+    end
+    if rec.kind == "module" and old ~= new then
       package.loaded[rec.name] = new -- nothing to merge into: replaced
     end
     if rec.kind ~= "module" and rec.value ~= new and isPlainTable(new) then
