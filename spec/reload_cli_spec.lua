@@ -211,6 +211,42 @@ describe("loom chat --reload", function()
   end)
 end)
 
+describe("examples/reload", function()
+  it("serves the edited greeting and commands to the members already"
+    .. " there", function()
+    local room = sub.readFile("examples/reload/room.lua")
+    sub.writeFile(dir .. "/room.lua", room)
+    sub.writeFile(dir .. "/server.lua",
+      sub.readFile("examples/reload/server.lua"))
+    local server = sub.start("run " .. dir .. "/server.lua --reload 0")
+    local alice = sub.connect(server.port)
+    alice:waitFor("Welcome to the live room. Your nickname?\r\n", true)
+    alice.transport:write("alice\n")
+    alice:waitFor("* hello alice", true)
+
+    local edited = room:gsub("Welcome to the live room%. Your nickname%?",
+      "Hi, who are you?"):gsub('"%* here: "', '"* in the room: "')
+      :gsub("\nfunction M%.commands%.quit", [[
+
+function M.commands.lines(member)
+  member:say("* lines so far: " .. M.stats.lines)
+end
+%0]])
+    sub.writeFile(dir .. "/room.lua", edited)
+    logSays(server, "reload: 1 file reloaded")
+    alice.transport:write("/who\n/lines\n/help\n")
+    alice:waitFor("* in the room: alice\r\n* lines so far: 2\r\n"
+      .. "* commands: /help /lines /me /quit /who\r\n", true)
+    local bob = sub.connect(server.port)
+    bob:waitFor("Hi, who are you?\r\n", true)
+    bob.transport:write("bob\n")
+    alice:waitFor("* bob joined", true)
+    alice.transport:loseConnection()
+    bob.transport:loseConnection()
+    stop(server)
+  end)
+end)
+
 describe("loom reload PIDFILE refuses", function()
   it("a missing pid file, in one line", function()
     local out, err, status = sub.loom("reload " .. dir .. "/none.pid")
