@@ -678,8 +678,35 @@ local function liveObjects()
   return out
 end
 
+-- Whether a patched class, or one of its subclasses, has upgrade.
+local function anyUpgrade(patched)
+  local seen = {}
+  local function has(c)
+    if seen[c] then
+      return false
+    end
+    seen[c] = true
+    if type(rawget(c, "upgrade")) == "function" or (patched[c]
+        and type(c.upgrade) == "function") then
+      return true
+    end
+    for _, sub in ipairs(class.subclasses(c)) do
+      if has(sub) then
+        return true
+      end
+    end
+    return false
+  end
+  for c in pairs(patched) do
+    if has(c) then
+      return true
+    end
+  end
+  return false
+end
+
 local function scheduleUpgrades(patched)
-  if next(patched) == nil then
+  if not anyUpgrade(patched) then
     return 0
   end
   local n = 0
