@@ -323,9 +323,7 @@ local function loadNew(rec, source)
   end
   local value = r[2]
   if value == nil and rec.kind == "module" then
-    -- As require: a module that returns nothing is `true`, unless it set
-    -- package.loaded itself (then that value is the new one).
-    value = true
+    value = true -- as require: a module that returns nothing is `true`
   end
   local old = currentValue(rec)
   local unit = { rec = rec, chunk = chunk, staging = staging,
@@ -401,11 +399,58 @@ local function isFrom(f, sources)
   return info.what ~= "C" and sources[info.source] == true
 end
 
+-- The upvalues of f that hold a new table now hold the old one; the others
+-- are pushed to visit when f is new code (own).
+local function repointFunction(f, map, push, own)
+  for i = 1, math.huge do
+    local name, up = debug.getupvalue(f, i)
+    if name == nil then
+      return
+    elseif map[up] ~= nil then
+      debug.setupvalue(f, i, map[up])
+    elseif own then
+      push(up)
+    end
+  end
+end
+
+-- The same for a table: its metatable, its fields and keys (a class's own
+-- __index stays itself), and a class's base (its metatable's __index).
+local function repointTable(t, map, push)
+  local mt = getmetatable(t)
+  if type(mt) == "table" and map[mt] ~= nil then
+    setmetatable(t, map[mt])
+  end
+  local isCls = isClass(t)
+  local moves = {}
+  for k, x in next, t do
+    if map[k] ~= nil then
+      moves[#moves + 1] = k
+    end
+    if map[x] ~= nil and not (isCls and k == "__index") then
+      rawset(t, k, map[x])
+    else
+      push(x)
+    end
+    push(k)
+  end
+  for _, k in ipairs(moves) do
+    local x = rawget(t, k)
+    rawset(t, k, nil)
+    rawset(t, map[k], x)
+  end
+  if isCls and type(mt) == "table" and map[rawget(mt, "__index")] ~= nil then
+    -- A new class that was not matched, whose base was.
+    rawset(mt, "__index", map[rawget(mt, "__index")])
+  end
+end
+
 -- Points every reference the new code holds to a new table that was
 -- matched (map: new -> old) at the old one: functions' upvalues, table
 -- fields and keys, metatables. Walks from roots through the new code
 -- (functions of the batch's files, and the tables they reach), not into
--- what already existed (loaded modules, _G, instances of older classes).
+-- loaded modules or _G, nor into the upvalues of functions of other files
+-- (those it re-points only where they hold a new table).
 local function repoint(roots, map, targets, sources)
   local skip = { [_G] = true }
   for _, v in pairs(package.loaded) do
@@ -413,10 +458,7 @@ local function repoint(roots, map, targets, sources)
       skip[v] = true
     end
   end
-  local seen, visits, stack = {}, 0, {}
-  for i = 1, #roots do
-    stack[i] = roots[i]
-  end
+  local seen, stack = {}, {}
   local function push(v)
     local t = type(v)
     if (t == "table" or t == "function") and not seen[v] and not skip[v]
@@ -424,6 +466,10 @@ local function repoint(roots, map, targets, sources)
       stack[#stack + 1] = v
     end
   end
+  for _, root in ipairs(roots) do
+    push(root)
+  end
+  local visits = 0
   while #stack > 0 do
     local v = table.remove(stack)
     if not seen[v] then
@@ -435,52 +481,9 @@ local function repoint(roots, map, targets, sources)
         return
       end
       if type(v) == "function" then
-        local own = isFrom(v, sources)
-        for i = 1, math.huge do
-          local name, up = debug.getupvalue(v, i)
-          if name == nil then
-            break
-          end
-          if map[up] ~= nil then
-            debug.setupvalue(v, i, map[up])
-          elseif own then
-            push(up)
-          end
-        end
+        repointFunction(v, map, push, isFrom(v, sources))
       else
-        local mt = getmetatable(v)
-        if type(mt) == "table" and map[mt] ~= nil then
-          setmetatable(v, map[mt])
-        end
-        do
-          local moves = {}
-          local selfIndex = isClass(v) -- a class's __index stays itself
-          for k, x in next, v do
-            if map[k] ~= nil then
-              moves[#moves + 1] = k
-            end
-            if selfIndex and k == "__index" then -- luacheck: ignore
-            elseif map[x] ~= nil then
-              rawset(v, k, map[x])
-            else
-              push(x)
-            end
-            push(k)
-          end
-          for _, k in ipairs(moves) do
-            local x = rawget(v, k)
-            rawset(v, k, nil)
-            rawset(v, map[k], x)
-          end
-          if isClass(v) and type(mt) == "table" then
-            -- A new class the load made, not matched: its base may be a
-            -- new class that was (its class metatable's __index).
-            local base = rawget(mt, "__index")
-            if map[base] ~= nil then
-              rawset(mt, "__index", map[base])
-            end
-          end
-        end
+        repointTable(v, map, push)
       end
     end
   end
