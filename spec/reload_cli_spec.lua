@@ -102,6 +102,44 @@ describe("loom run app.lua --reload", function()
   end)
 end)
 
+describe("loom run app.lua --reload, one file", function()
+  it("reloads the application file itself: its class, matched by name,"
+    .. " is patched; the service tree it makes again is not started",
+    function()
+    local function app(word)
+      return [[
+local service = require "loom.application"
+local protocol = require "loom.protocol"
+local strports = require "loom.strports"
+local nargs = select("#", ...)
+local Echo = protocol.Protocol:extend({ __name = "Echo" })
+function Echo:dataReceived(data)
+  self.transport:write("]] .. word .. [[ " .. data .. " " .. nargs .. "\n")
+end
+application = service.Application("one file")
+strports.service("tcp:0:interface=127.0.0.1",
+  protocol.Factory.forProtocol(Echo)):setServiceParent(application)
+]]
+    end
+    sub.writeFile(dir .. "/app.lua", app("one"))
+    local server = sub.start("run " .. dir .. "/app.lua --reload a b")
+    local c = sub.connect(server.port)
+    c.transport:write("x")
+    c:waitFor("one x 2\n", true)
+    sub.writeFile(dir .. "/app.lua", app("two"))
+    logSays(server, "reload: 1 file reloaded")
+    c.transport:write("y")
+    c:waitFor("two y 2\n", true) -- the arguments given again
+    c.transport:loseConnection()
+    -- One listening port: the tree made again was never started.
+    local status, rest, err = sub.stop(server)
+    assert.equal(0, status, err)
+    assert.equal("", rest)
+    assert.matches("listening on 127%.0%.0%.1:%d+$",
+      table.concat(server.lines, "\n"))
+  end)
+end)
+
 describe("reloading by hand, without --reload", function()
   it("SIGHUP reloads the changed files", function()
     writeApp()
