@@ -306,6 +306,15 @@ describe("loom reload PIDFILE refuses", function()
       .. pid .. " does not hold it (not a running loom)\n", err)
   end)
 
+  it("a pid file that holds no pid, in one line", function()
+    sub.writeFile(dir .. "/junk.pid", "not a pid\n")
+    local out, err, status = sub.loom("reload " .. dir .. "/junk.pid")
+    assert.equal(1, status)
+    assert.equal("", out)
+    assert.equal("loom: reload: " .. dir .. "/junk.pid holds no pid and no"
+      .. " running loom holds it\n", err)
+  end)
+
   it("no PIDFILE", function()
     local _, err, status = sub.loom("reload")
     assert.equal(1, status)
