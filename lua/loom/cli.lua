@@ -47,7 +47,8 @@ Flags (before the command or the file):
   --uid USER        switch to USER (name or number) once the service
   --gid GROUP       tree has opened its ports (as root; as twistd does)
   --reload          reload the application's Lua files when one is saved
-                    (SIGHUP reloads them with or without it; docs/reload.md)
+                    (also after `run FILE`; SIGHUP reloads them with or
+                    without it; docs/reload.md)
   --allow-binary    also load precompiled (luac) chunks: a corrupted
                     one can crash the host, so only trusted ones
   -h, --help        show this help
