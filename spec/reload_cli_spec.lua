@@ -249,6 +249,45 @@ describe("loom chat --reload", function()
   end)
 end)
 
+describe("loom chat --reload with many members", function()
+  it("drops none of 200 members across a good and a broken edit", function()
+    local N = 200
+    local src = sub.readFile("plugins/chat.lua")
+    sub.writeFile(dir .. "/chat.lua", src)
+    local server = sub.start("chat --port tcp:0:interface=127.0.0.1 --reload",
+      1, "LOOM_PLUGIN_PATH=" .. dir)
+    local members = {}
+    for i = 1, N do
+      local c = sub.connect(server.port)
+      c.transport:write("u" .. i .. "\n")
+      members[i] = c
+    end
+    for i, c in ipairs(members) do
+      c:waitFor("hello u" .. i .. "!", true)
+    end
+    local edited = src:gsub('"%* here: "', '"* present: "')
+    sub.writeFile(dir .. "/chat.lua", edited)
+    logSays(server, "reload: 1 file reloaded")
+    sub.writeFile(dir .. "/chat.lua", edited .. "\nbroken(\n")
+    logSays(server, "reload failed")
+    for _, c in ipairs(members) do
+      c.transport:write("/who\n")
+    end
+    for _, c in ipairs(members) do
+      c:waitFor("* present: u1, u10, u100,", true)
+    end
+    members[1].transport:write("bye all\n")
+    for i = 2, N do
+      members[i]:waitFor("<u1> bye all\r\n", true)
+    end
+    for _, c in ipairs(members) do
+      assert.is_nil(c.reason)
+      c.transport:loseConnection()
+    end
+    stop(server)
+  end)
+end)
+
 describe("examples/reload", function()
   it("serves the edited greeting and commands to the members already"
     .. " there", function()
