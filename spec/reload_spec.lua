@@ -376,6 +376,34 @@ return M
     assert.equal(1, m.VERSION) -- state: the running value stays
   end)
 
+  it("says which classes are new and which are gone", function()
+    local name = newName()
+    write(name, [[
+local class = require "loom.class"
+local A = class.Object:extend({ __name = "A" })
+function A:f() return "a1" end
+local B = class.Object:extend({ __name = "B" })
+return { A = A, B = B }
+]])
+    local m = load(name)
+    local a = m.A()
+    write(name, [[
+local class = require "loom.class"
+local A = class.Object:extend({ __name = "A" })
+function A:f() return "a2" end
+local C = class.Object:extend({ __name = "C" })
+return { A = A, C = C }
+]])
+    local summary
+    local events = logged(function() summary = reload.reloadNow() end)
+    assert.matches("1 class patched; .*, 1 new, 1 gone;", summary)
+    assert.truthy(find(events, "info", "class C is new"))
+    assert.truthy(find(events, "info", "class B is gone from the file"))
+    assert.equal("a2", a:f())
+    assert.is_nil(m.B)
+    assert.equal("C", rawget(m.C, "__name"))
+  end)
+
   it("reloads nothing when no file changed, or one was only touched",
     function()
     local name = newName()

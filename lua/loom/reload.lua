@@ -770,7 +770,7 @@ local function commit(units)
   end
   repoint(roots, map, targets, sources)
   local stats = { classes = 0, replaced = 0, added = 0, removed = 0,
-    rebased = 0 }
+    rebased = 0, fresh = 0, gone = 0 }
   local patched = {}
   for new, old in pairs(map) do
     if isClass(new) then
@@ -795,9 +795,26 @@ local function commit(units)
       setEnv(unit.chunk, _G)
     end
     -- The file's classes now: the old ones kept, the new ones not matched.
-    local classes = {}
+    local classes, kept = {}, {}
     for _, c in ipairs(unit.made) do
       classes[#classes + 1] = map[c] or c
+      if map[c] then
+        kept[map[c]] = true
+      else
+        -- Live instances of an old class it did not match keep the old
+        -- code: say so, with what would have matched it.
+        stats.fresh = stats.fresh + 1
+        log.info("reload: %s: class %s is new (no old class under its key"
+          .. " or __name)", rec.path, tostring(rawget(c, "__name") or "?"))
+      end
+    end
+    for _, c in ipairs(rec.classes) do
+      if not kept[c] then
+        stats.gone = stats.gone + 1
+        log.info("reload: %s: class %s is gone from the file; its live"
+          .. " instances keep its old code", rec.path,
+          tostring(rawget(c, "__name") or "?"))
+      end
     end
     rec.classes = classes
     claim(rec.path, classes)
@@ -858,11 +875,13 @@ function M.reloadNow()
       reloaded[#reloaded + 1] = unit.rec.path
     end
     local s = string.format("reload: %s reloaded (%s); %d class%s patched;"
-      .. " %d replaced, %d added, %d removed%s; %s to upgrade%s",
+      .. " %d replaced, %d added, %d removed%s%s%s; %s to upgrade%s",
       plural(#units, "file"), shortPaths(units), stats.classes,
       stats.classes == 1 and "" or "es",
       stats.replaced, stats.added, stats.removed,
       stats.rebased > 0 and (", " .. stats.rebased .. " rebased") or "",
+      stats.fresh > 0 and (", " .. stats.fresh .. " new") or "",
+      stats.gone > 0 and (", " .. stats.gone .. " gone") or "",
       plural(stats.upgrades, "instance"), note)
     log.info("%s", s)
     return s, { ok = true, reloaded = reloaded, errors = {} }
