@@ -176,6 +176,7 @@ void loom__listener_closed(loom_listener *l);
 void loom__open_tcp(lua_State *L);
 void loom__open_timer(lua_State *L);
 void loom__open_signal(lua_State *L);
+void loom__open_fsevent(lua_State *L);
 void loom__open_lines(lua_State *L);
 void loom__open_unix(lua_State *L);
 void loom__open_udp(lua_State *L);

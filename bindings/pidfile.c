@@ -9,6 +9,9 @@
 ** and a holder that died leaves the file free again. As in Twisted, a file
 ** that names another live process (a pidfile written without the lock)
 ** is refused too.
+** core.pidfileHolder(path) -> the pid of the loom process holding the
+** file's lock, or false and the pid written in it (0: none): a stale file;
+** nil, errname, message when it cannot be opened (`loom reload PIDFILE`).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -172,6 +175,31 @@ static int l_pidfile_release(lua_State *L) {
   return 0;
 }
 
+static int l_pidfile_holder(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct flock fl;
+  long pid;
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    return loom__push_error(L, uv_translate_sys_error(e), "%s: %s", path,
+                            strerror(e));
+  }
+  memset(&fl, 0, sizeof(fl));
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK && fl.l_pid > 0) {
+    close(fd);
+    lua_pushinteger(L, (lua_Integer)fl.l_pid);
+    return 1;
+  }
+  pid = read_pid(fd);
+  close(fd);
+  lua_pushboolean(L, 0);
+  lua_pushinteger(L, (lua_Integer)pid);
+  return 2;
+}
+
 /* A safety net: the lock goes, the file stays (its holder is gone). */
 static int l_pidfile_gc(lua_State *L) {
   close_box(luaL_checkudata(L, 1, PIDFILE));
@@ -197,4 +225,6 @@ void loom__open_pidfile(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_take_pidfile);
   lua_setfield(L, -2, "takePidfile");
+  lua_pushcfunction(L, l_pidfile_holder);
+  lua_setfield(L, -2, "pidfileHolder");
 }

@@ -1,7 +1,10 @@
 /*
 ** signal.c: core.onSignal(name, fn) -> watcher with close(). fn(name) runs
 ** on the loop, not in the signal handler, so it may do anything.
+** core.sendSignal(pid, name) -> true, or nil, errname, message (`loom
+** reload PIDFILE` sends HUP).
 */
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +91,24 @@ static int l_on_signal(lua_State *L) {
   return 1;
 }
 
+static int l_send_signal(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  int i, rc;
+  for (i = 0; signal_names[i].name != NULL; i++)
+    if (strcmp(signal_names[i].name, name) == 0)
+      break;
+  if (signal_names[i].name == NULL)
+    return luaL_argerror(L, 2, "unknown signal name");
+  luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "not a process id");
+  rc = uv_kill((int)pid, signal_names[i].num);
+  if (rc < 0)
+    return loom__push_error(L, rc, "cannot signal process %I: %s", pid,
+                            uv_strerror(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_signal_close(lua_State *L) {
   signal_box *box = luaL_checkudata(L, 1, SIGNAL);
   if (box->p != NULL)
@@ -114,4 +135,6 @@ void loom__open_signal(lua_State *L) {
   loom__new_class(L, &signal_class);
   lua_pushcfunction(L, l_on_signal);
   lua_setfield(L, -2, "onSignal");
+  lua_pushcfunction(L, l_send_signal);
+  lua_setfield(L, -2, "sendSignal");
 }

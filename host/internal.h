@@ -36,6 +36,7 @@ typedef struct loom_pool loom_pool;
 typedef struct loom_job loom_job;
 typedef struct loom_resolve loom_resolve;
 typedef struct loom_stdio loom_stdio;
+typedef struct loom_fsevent loom_fsevent;
 
 /*
 ** The header every host object (stream, listener, timer, signal, UDP
@@ -223,6 +224,20 @@ struct loom_signal {
   loom_object obj;
   loom_signal_cb cb;
   void (*on_closed)(loom_signal *g);
+  void *data;        /* the owner's (NULL: none) */
+  int closing;
+};
+
+/* A file-system watcher: cb(w, filename, UV_RENAME|UV_CHANGE, status). */
+typedef void (*loom_fsevent_cb)(loom_fsevent *w, const char *filename,
+                                int events, int status);
+
+struct loom_fsevent {
+  uv_fs_event_t h;
+  loom_state *st;        /* set once the handle is initialised */
+  loom_object obj;
+  loom_fsevent_cb cb;
+  void (*on_closed)(loom_fsevent *w);
   void *data;        /* the owner's (NULL: none) */
   int closing;
 };
@@ -460,6 +475,11 @@ void loom__timer_close(loom_timer *t);
 int loom__signal_start(loom_signal *g, loom_state *st, int signum,
                        loom_signal_cb cb);
 void loom__signal_close(loom_signal *g);
+
+/* fsevent.c */
+int loom__fsevent_start(loom_fsevent *w, loom_state *st, const char *path,
+                        loom_fsevent_cb cb);
+void loom__fsevent_close(loom_fsevent *w);
 
 /* unix.c */
 int loom__unix_listen(loom_unix_listener *u, loom_state *st,

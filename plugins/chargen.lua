@@ -26,6 +26,10 @@ local CHUNK = CYCLE:rep(4) -- about 28 KB per turn of the loop
 local Chargen = protocol.Protocol:extend({ __name = "Chargen" })
 Chargen.CYCLE = CYCLE
 
+local function produce(self)
+  return self:_produce()
+end
+
 function Chargen:connectionMade()
   self.paused = false
   self.scheduled = false
@@ -36,7 +40,9 @@ end
 function Chargen:_schedule()
   if not self.scheduled and not self.paused and self.connected then
     self.scheduled = true
-    reactor.callLater(0, self._produce, self)
+    -- By name, when the call runs: a hot reload in between is seen
+    -- (docs/reload.md), where self._produce would be the method of now.
+    reactor.callLater(0, produce, self)
   end
 end
 

@@ -6,6 +6,12 @@
 -- than --max-queue bytes unread is disconnected (logged), one silent for
 -- --timeout seconds (no complete line) is disconnected, and a member's own
 -- input is not read while the answers to it are still queued.
+--
+-- Reloads cleanly (`loom chat --reload`, docs/reload.md): the room's state
+-- (users) is on the factory instance, which a reload keeps; the classes
+-- are returned under keys of their own; methods are looked up on self at
+-- each call, and the timeout's pending call calls self:timeoutConnection()
+-- when it fires, so an edit of any method reaches every member at once.
 local basic = require "loom.basic"
 local log = require "loom.log"
 local policies = require "loom.policies"

@@ -107,6 +107,11 @@ return {
     { "port", "p", "tcp:8080:interface=127.0.0.1", "where to listen" },
     { "dest", "d", nil, "where to connect, e.g. tcp:host=10.0.0.1:port=80" },
   },
+  -- Every class under a key of its own: a hot reload matches each with
+  -- its new version by key (docs/reload.md).
+  Proxy = Proxy,
+  ProxyServer = ProxyServer,
+  ProxyClient = ProxyClient,
   ProxyFactory = ProxyFactory,
   makeService = function(opts)
     if opts.dest == nil then

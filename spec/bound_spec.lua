@@ -59,6 +59,9 @@ end
 local classes = {
   ["loom.Timer"] = function() return core.timer(function() end) end,
   ["loom.Signal"] = function() return core.onSignal("USR2", function() end) end,
+  ["loom.FsEvent"] = function()
+    return assert(core.watchPath(dir, function() end))
+  end,
   ["loom.Listener"] = function()
     return reactor.listenTCP(0, protocol.Factory.forProtocol(net.Echo),
       { interface = "127.0.0.1" }).listener

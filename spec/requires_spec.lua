@@ -47,7 +47,10 @@ describe("loom's Lua modules", function()
         .. "/init.lua")
       local text = f:read("a")
       f:close()
-      if text:find("package%.loaded%[[^%]]+%]%s*=") then
+      -- loom.reload sets a reloaded module's new value once its load has
+      -- ended (a module that returned no table): not a cycle broken by hand.
+      if text:find("package%.loaded%[[^%]]+%]%s*=")
+          and name ~= "loom.reload" then
         offenders[#offenders + 1] = name
       end
     end

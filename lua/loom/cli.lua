@@ -10,10 +10,15 @@
 -- Application's {uid=, gid=}, then startService), runs the reactor, and on
 -- SIGINT/SIGTERM stops it in reverse order, waiting (bounded) for its
 -- stopService Deferreds, then exits 0. SIGHUP and SIGUSR1 reopen the
--- --logfile; SIGHUP never kills the host. User code loads as source only
--- unless --allow-binary. A start-up error's traceback: LOOM_DEBUG=1.
+-- --logfile; SIGHUP never kills the host, and reloads the Lua files that
+-- changed (loom.reload; --reload also reloads on save). User code loads
+-- as source only unless --allow-binary. A start-up error's traceback:
+-- LOOM_DEBUG=1.
+--
+--   loom reload PIDFILE              SIGHUP to the loom process of PIDFILE
 
 local plugin = require "loom.plugin"
+local reload = require "loom.reload"
 
 local cli = {}
 
@@ -28,6 +33,8 @@ Commands:
                     returns or sets `application`) until SIGINT/SIGTERM
                     (the file gets arg and ... as lua5.4 gives them)
   PLUGIN [OPTIONS]  run a plugin's service (loom PLUGIN --help)
+  reload PIDFILE    reload the changed Lua files of the running loom whose
+                    --pidfile is PIDFILE (sends it SIGHUP)
   test [ARGS]       run busted (default: the specs in spec/) inside loom;
                     exit 0 only if every spec passes and none left a
                     handle open (busted --help for ARGS)
@@ -39,6 +46,9 @@ Flags (before the command or the file):
                     process holds it; removed on exit
   --uid USER        switch to USER (name or number) once the service
   --gid GROUP       tree has opened its ports (as root; as twistd does)
+  --reload          reload the application's Lua files when one is saved
+                    (also after `run FILE`; SIGHUP reloads them with or
+                    without it; docs/reload.md)
   --allow-binary    also load precompiled (luac) chunks: a corrupted
                     one can crash the host, so only trusted ones
   -h, --help        show this help
@@ -129,6 +139,7 @@ local FLAGS = {
   uid = { value = "USER" },
   gid = { value = "GROUP" },
   ["allow-binary"] = { value = false, key = "allowBinary" },
+  reload = { value = false },
 }
 
 -- Consumes a common flag at argv[i] into flags; returns how many arguments
@@ -241,7 +252,7 @@ end
 
 -- Reopens the log file (SIGUSR1, SIGHUP); without one there is nothing to
 -- reopen. Either way a SIGHUP no longer kills the host (its default
--- action), and says what it did. (F9 will make SIGHUP reload modules.)
+-- action), says what it did, and reloads the Lua files that changed.
 local function watchLogSignals(flags)
   local core = require "loom.core"
   local log = require "loom.log"
@@ -256,7 +267,10 @@ local function watchLogSignals(flags)
           flags.logfile)
       end
     elseif name == "HUP" then
-      log.info("received SIGHUP, no log file to reopen; ignored")
+      log.info("received SIGHUP, no log file to reopen")
+    end
+    if name == "HUP" then
+      reload.reloadNow()
     end
   end
   local watchers = { core.onSignal("HUP", reopen) }
@@ -292,7 +306,12 @@ local function withFlags(flags, body)
     end
     me = e
   end
+  reload.install()
+  if flags.reload then
+    reload.watch()
+  end
   local ok, code = pcall(body)
+  reload.stopWatching()
   closeAll(watchers)
   releasePidfile(flags.pidfile, me)
   if flags.logfile then
@@ -395,7 +414,15 @@ local function runUserChunk(file, chunk, args, flags)
     end
   end)
   _G.arg = args
-  local ok, e = xpcall(chunk, startupError, table.unpack(args, 1, #args))
+  -- Recorded for hot reload: the classes it makes, and the file (an
+  -- application file only: a plain script's top level serves, it is not
+  -- run twice; the modules it requires are reloaded).
+  local classes, ok, e = reload.recordClasses(xpcall, chunk, startupError,
+    table.unpack(args, 1, #args))
+  if ok and not reactorRan then
+    reload.track(file, "app", { classes = classes,
+      args = table.pack(table.unpack(args, 1, #args)) })
+  end
   if switchFailed then
     error(switchFailed, 0)
   elseif not ok then
@@ -442,8 +469,16 @@ local function run(argv, first, flags)
     return fail("%s", msg)
   end
   local args = { [0] = file, [-1] = argv[0] }
+  local verbatim = false
   for j = i + 1, #argv do
-    args[#args + 1] = argv[j]
+    -- `loom run app.lua --reload` (docs/reload.md): loom's, not the
+    -- file's, unless after a `--`.
+    if argv[j] == "--reload" and not verbatim then
+      flags.reload = true
+    else
+      verbatim = verbatim or argv[j] == "--"
+      args[#args + 1] = argv[j]
+    end
   end
   return withFlags(flags, function()
     local ok, app = pcall(runUserChunk, file, chunk, args, flags)
@@ -458,7 +493,10 @@ end
 
 -- loom PLUGIN [OPTIONS]: plugin files are loaded as text only (loom.plugin).
 local function runPlugin(name, file, argv, first, flags)
-  local p, msg = plugin.load(file, name)
+  -- Modules the plugin requires as it loads are tracked for hot reload
+  -- (installed again, over the text-only searcher, in withFlags).
+  reload.install()
+  local p, msg = reload.loadTracked(file, "plugin", plugin.load, file, name)
   if not p then
     return fail("plugin %s", msg)
   end
@@ -504,6 +542,7 @@ local HANDLE_KINDS = {
   poll = "listener", tcp = "TCP connection", pipe = "Unix connection",
   timer = "timer", udp = "UDP port", process = "process",
   signal = "signal watcher", tty = "stdio", async = "thread pool",
+  fs_event = "file watcher",
 }
 
 -- What the specs left open, as "listener 1, timer 2", or nil. A garbage
@@ -554,6 +593,34 @@ local function test(argv, i, flags)
   return 0
 end
 
+-- loom reload PIDFILE: SIGHUP to the loom process holding PIDFILE (the
+-- lock loom keeps on its --pidfile says it is one, and still running).
+local function reloadCommand(pidfile)
+  if pidfile == nil or pidfile == "" then
+    return fail("reload: missing PIDFILE (usage: loom reload PIDFILE)")
+  end
+  local core = require "loom.core"
+  local pid, written, msg = core.pidfileHolder(pidfile)
+  if pid == nil then
+    return fail("reload: %s (is loom running with --pidfile %s?)",
+      msg, pidfile)
+  elseif pid == false then
+    if written > 0 then
+      return fail("reload: %s is stale: process %d does not hold it (not a"
+        .. " running loom)", pidfile, written)
+    end
+    return fail("reload: %s holds no pid and no running loom holds it",
+      pidfile)
+  end
+  local ok, _, e = core.sendSignal(pid, "HUP")
+  if not ok then
+    return fail("reload: %s", e)
+  end
+  print(string.format("sent SIGHUP to loom process %d: it reloads its"
+    .. " changed Lua files (see its log)", pid))
+  return 0
+end
+
 function cli.main(argv)
   local flags = {}
   local i = 1
@@ -586,6 +653,8 @@ function cli.main(argv)
     return run(argv, i + 1, flags)
   elseif a == "test" then
     return test(argv, i + 1, flags)
+  elseif a == "reload" then
+    return reloadCommand(argv[i + 1])
   elseif a:sub(1, 1) == "-" then
     return fail("unknown option '%s' (see loom --help)", a)
   end

@@ -71,7 +71,20 @@ M.METHODS = {
     .. " fd 1 and errReceived(data) for fd 2",
   ["timer function"] = "(arg)  timer.c: core.timer(fn, arg) fires",
   ["signal function"] = "(name)  signal.c: core.onSignal(name, fn)",
+  ["watchPath function"] = "(filename, what)  fsevent.c:"
+    .. " core.watchPath(path, fn) saw a change (loom.reload's watcher)",
 }
+
+-- What the reactor delivers to a protocol (METHODS, and connectionLost
+-- through hooks.lost) or to a factory: a live instance whose class a hot
+-- reload patched runs its class's `upgrade(self)` before the first of
+-- these it receives (loom.reload shadows them on the instance until then,
+-- so no event pays anything once it has, or when none is pending).
+M.EVENTS = { "dataReceived", "makeConnection", "connectionMade",
+  "connectionLost", "readConnectionLost", "pauseProducing",
+  "resumeProducing", "stopProducing", "datagramReceived",
+  "connectionRefused", "childDataReceived", "childConnectionLost",
+  "processExited", "processEnded", "buildProtocol", "doStart", "doStop" }
 
 -- The table C holds; assigning a name not in HOOKS raises.
 local hooks = setmetatable({}, {
