@@ -51,6 +51,31 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
+/*
+** core.iterate(delay): one turn of the loop, waiting at most delay seconds
+** (reactor.iterate). As run, its callbacks run on the calling thread. A
+** turn from inside the loop (a callback, or while run runs) raises: libuv
+** cannot run a loop inside itself.
+*/
+static int l_iterate(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  lua_Number delay = luaL_optnumber(L, 1, 0);
+  void *saved = LOOM_L(st);
+  int rc;
+  luaL_argcheck(L, delay >= 0 && delay <= 1e9, 1,
+                "delay must be a number of seconds from 0 to 1e9");
+  if (LOOM_HOST(st)->current_fn != NULL)
+    return luaL_error(L, "reactor.iterate called from inside the reactor "
+                         "(a callback); it runs the loop, which is running");
+  LOOM_L(st) = L;
+  rc = loom__state_turn(st, (uint64_t)(delay * 1000.0 + 0.5));
+  LOOM_L(st) = saved;
+  if (rc == UV_EBUSY)
+    return luaL_error(L, "reactor.iterate called while the reactor runs; "
+                         "it runs the loop, which is running");
+  return 0;
+}
+
 static int l_stop(lua_State *L) {
   loom__state_stop(loom__get_state(L));
   return 0;
@@ -131,6 +156,7 @@ static int l_list_dir(lua_State *L) {
 static const luaL_Reg core_functions[] = {
   {"listDir", l_list_dir},
   {"run", l_run},
+  {"iterate", l_iterate},
   {"stop", l_stop},
   {"walltime", l_walltime},
   {"monotonic", l_monotonic},
