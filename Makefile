@@ -196,6 +196,13 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
 	done
 
+# examples/embed's C game servers, built as a user would: loom installed
+# into a scratch prefix ($(BUILD)/embed/prefix), then pkg-config.
+embed-examples: all
+	@$(MAKE) --no-print-directory -C examples/embed BUILD=$(BUILD)
+
+.PHONY: embed-examples
+
 print-lua-paths:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
