@@ -19,12 +19,17 @@ static int l_state_gc(lua_State *L) {
   return 0;
 }
 
-static loom_state *new_state(lua_State *L) {
-  loom_host *h = lua_newuserdatauv(L, sizeof(*h), 0);
+/*
+** The state of L, made on loop (NULL: a loop of its own); kept in the
+** registry. luaopen_loom_core makes it on first use; an embedder (api.c)
+** makes it first to give it the caller's loop. May raise.
+*/
+loom_state *loom__new_state(lua_State *L, uv_loop_t *loop) {
+  loom_lua_host *h = lua_newuserdatauv(L, sizeof(*h), 0);
   loom_state *st = &h->st;
   int rc;
   memset(h, 0, sizeof(*h));
-  rc = loom__state_init(st, NULL);
+  rc = loom__state_init(st, loop);
   if (rc < 0)
     luaL_error(L, "loom: cannot create the event loop: %s", uv_strerror(rc));
   luaL_newmetatable(L, STATE);
@@ -174,7 +179,7 @@ int luaopen_loom_core(lua_State *L) {
   st = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (st == NULL)
-    st = new_state(L);
+    st = loom__new_state(L, NULL);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main = lua_tothread(L, -1);
   lua_pop(L, 1);

@@ -13,7 +13,8 @@
 /*
 ** Sets root to the directory holding lua/ and plugins/: the source tree
 ** when the executable runs from build/, else PREFIX/share/loom next to
-** PREFIX/bin (so an installed tree can be moved), else LOOM_DATADIR.
+** PREFIX/bin (so an installed tree can be moved), else share/loom next to
+** the lib/ of the libloom.so the program loaded, else LOOM_DATADIR.
 */
 void loom_embed_find_root(char *root, size_t len);
 

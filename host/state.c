@@ -87,7 +87,11 @@ int loom__state_turn(loom_state *st, uint64_t timeout_ms) {
     return UV_EBUSY;
   st->turning = 1;
   if (timeout_ms == 0) {
+    /* uv_run does nothing on a loop with no referenced handle: the
+       keepalive makes it poll, for a thread's wake-up (unreferenced). */
+    uv_ref((uv_handle_t *)&st->keepalive);
     uv_run(st->loop, UV_RUN_NOWAIT);
+    uv_unref((uv_handle_t *)&st->keepalive);
   } else {
     uv_update_time(st->loop);
     uv_ref((uv_handle_t *)&st->turn_timer);
@@ -205,16 +209,29 @@ static void close_straggler(uv_handle_t *h, void *arg) {
 }
 
 /*
-** The last step: the owner is gone (bindings/ cleared its Lua state first),
-** so close callbacks only free.
+** The last step: usually the owner is gone (bindings/ cleared its Lua state
+** first), so close callbacks only free; an embedder keeping its Lua state
+** closes with it set, and they empty the boxes too.
 ** Runs the loop until every close callback ran, then closes our own loop.
+** An embedder's loop runs with the embedder's handles in it, which must
+** not keep us here: every uv_close above is pending, and one non-blocking
+** turn runs all pending close callbacks; only a name lookup already on
+** libuv's thread pool (it cannot be cancelled) is waited for.
 */
 void loom__state_close(loom_state *st) {
   loom__pool_shutdown(st);      /* Joins the workers, closes its async. */
   loom__resolve_cancel_all(st); /* Lookups still queued never start. */
   walk_objects(st, 1);
   uv_walk(st->loop, close_straggler, st);
-  uv_run(st->loop, UV_RUN_DEFAULT);
-  if (st->loop == &st->own_loop && uv_loop_close(st->loop) != 0)
-    fprintf(stderr, "loom: loop closed with handles still open\n");
+  if (st->loop == &st->own_loop) {
+    uv_run(st->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(st->loop) != 0)
+      fprintf(stderr, "loom: loop closed with handles still open\n");
+    return;
+  }
+  uv_run(st->loop, UV_RUN_NOWAIT);
+  while (st->resolving != NULL)
+    uv_run(st->loop, UV_RUN_ONCE);
+  /* A close a close callback started (none today) would be pending now. */
+  uv_run(st->loop, UV_RUN_NOWAIT);
 }
