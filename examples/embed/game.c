@@ -18,7 +18,8 @@
 
 #include "game_server.h"
 
-/* Set by the Makefile: where players.lua and loom's Lua files are. */
+/* Where players.lua is (the Makefile sets it). loom finds its own Lua
+   files (cfg.root NULL): next to libloom, in PREFIX/share/loom. */
 #ifndef GAME_SCRIPT_DIR
 #define GAME_SCRIPT_DIR "."
 #endif
@@ -41,9 +42,6 @@ int main(int argc, char **argv) {
   if (game_parse_args(argc, argv, &o) != 0)
     return 2;
   memset(&cfg, 0, sizeof(cfg));
-#ifdef GAME_LOOM_ROOT
-  cfg.root = GAME_LOOM_ROOT;
-#endif
   /* SIGINT and SIGTERM stop loom_run (reactor.stop()). */
   cfg.install_signal_handlers = 1;
   rc = loom_new(&cfg, &h);

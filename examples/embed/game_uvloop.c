@@ -117,9 +117,6 @@ int main(int argc, char **argv) {
   }
   memset(&cfg, 0, sizeof(cfg));
   cfg.loop = &p.loop;      /* loom runs on this loop and never closes it */
-#ifdef GAME_LOOM_ROOT
-  cfg.root = GAME_LOOM_ROOT;
-#endif
   rc = loom_new(&cfg, &p.h);
   if (rc != LOOM_OK) {
     fprintf(stderr, "game_uvloop: loom_new: %s: %s\n", loom_strerror(rc),
