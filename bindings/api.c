@@ -128,6 +128,11 @@ static int p_setup(lua_State *L) {
                          "(a host, or require \"loom\"); one host per state");
   }
   lua_pop(L, 1);
+  if (lua_getglobal(L, "package") != LUA_TTABLE ||
+      lua_getglobal(L, "require") != LUA_TFUNCTION)
+    return luaL_error(L, "loom_new: the Lua state has no package library "
+                         "(open it with luaL_openlibs or luaL_requiref)");
+  lua_pop(L, 2);
   loom_embed_setup(L, a->root);
   a->code = LOOM_EUV;
   a->h->st = loom__new_state(L, a->loop);

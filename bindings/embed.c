@@ -39,15 +39,18 @@ void loom_embed_find_root(char *root, size_t len) {
       }
     }
   }
-  /* A program linked with an installed libloom.so: PREFIX/lib's
-     ../share/loom, wherever the tree was installed or moved. */
+  /* A program linked with libloom.so: the build tree's (build/..), or an
+     installed one's PREFIX/lib/../share/loom, wherever the tree was
+     installed or moved. */
   if (dladdr(&library_anchor, &info) != 0 && info.dli_fname != NULL &&
       (slash = strrchr(info.dli_fname, '/')) != NULL) {
     snprintf(exe, sizeof(exe), "%.*s", (int)(slash - info.dli_fname),
              info.dli_fname);
-    if (readable(exe, rels[1], probe, sizeof(probe))) {
-      snprintf(root, len, "%.4000s/%s", exe, rels[1]);
-      return;
+    for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
+      if (readable(exe, rels[i], probe, sizeof(probe))) {
+        snprintf(root, len, "%.4000s/%s", exe, rels[i]);
+        return;
+      }
     }
   }
   snprintf(root, len, "%s", LOOM_DATADIR);

@@ -138,6 +138,13 @@ static void test_new_errors(void) {
   CHECK_EQ(loom_new(&cfg, &h), LOOM_ENOENT);
   CHECK(h == NULL);
   CHECK(has(loom_errmsg(NULL), "/nonexistent/loom"));
+  /* The caller's state without the package library. */
+  cfg.root = root;
+  cfg.L = luaL_newstate();
+  CHECK_EQ(loom_new(&cfg, &h), LOOM_ELUA);
+  CHECK(h == NULL);
+  CHECK(has(loom_errmsg(NULL), "no package library"));
+  lua_close(cfg.L);
 }
 
 /* Loading Lua -------------------------------------------------------------- */
