@@ -339,6 +339,14 @@ for _, v in ipairs(variants) do
           out, status = sh("timeout 10 " .. v.cmd("70000"))
           assert.equal(2, status, out)
         end)
+
+        it("exits 1 saying why when its port is taken", function()
+          server = start(v.cmd("0"))
+          local out, status = sh("timeout 10 " .. v.cmd(server.port))
+          assert.equal(1, status, out)
+          assert.matches("cannot listen on 127%.0%.0%.1:" .. server.port, out)
+          assert.matches("EADDRINUSE", out)
+        end)
       end
     end)
   end
