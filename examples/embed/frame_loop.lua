@@ -225,7 +225,8 @@ do
   end
 end
 
-local reactor = require("loom").reactor
+local loom = require "loom"
+local log, reactor = loom.log, loom.reactor
 local players = require "players"
 
 local lobby = players.Lobby:new({ idleTimeout = idle })
@@ -253,7 +254,12 @@ while reactor.running do
   reactor.iterate(0) -- the network's turn: lines in, writes out, timers
   local updates = tick()
   if updates ~= "" then
-    lobby:broadcast(updates)
+    -- As loom_call_method does for the C servers: an error is logged with
+    -- its traceback and costs this tick's updates only.
+    local ok, e = xpcall(lobby.broadcast, debug.traceback, lobby, updates)
+    if not ok then
+      log.error("error in Lobby.broadcast\n%s", e)
+    end
   end
   -- The rest of the frame: an engine would render, then sleep. Plain Lua
   -- has no sleep; reactor.iterate(delay) is one that also takes a
