@@ -17,6 +17,8 @@ LUADIR      = $(PREFIX)/share/lua/5.4
 LUACDIR     = $(PREFIX)/lib/lua/5.4
 PKGCONFDIR  = $(PREFIX)/lib/pkgconfig
 VERSION  := 0.1.0
+# libloom.so's soname: its major version (the ABI of include/loom.h).
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
@@ -52,7 +54,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
-            bindings/identity.c bindings/stdio.c bindings/fsevent.c
+            bindings/identity.c bindings/stdio.c bindings/fsevent.c \
+            bindings/api.c bindings/api_lua.c bindings/api_thread.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
@@ -65,23 +68,27 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
             $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test \
+            $(BUILD)/test/embed_test \
             $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries
 
-binaries: $(BUILD)/loom $(BUILD)/loom.so $(BUILD)/libloom.a $(TESTS)
+binaries: $(BUILD)/loom $(BUILD)/loom.so $(BUILD)/libloom.a $(BUILD)/libloom.so $(TESTS)
 
-$(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
+$(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h include/loom.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(FINAL_CFLAGS) -c -o $@ $<
 
 # The executable (cli/) is a program on top of the library: it sees only
-# bindings/embed.h.
-$(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
+# include/loom.h, and links libloom.a (statically: the executable does not
+# depend on where libloom.so is installed).
+$(BUILD)/obj/bindings/embed.o $(BUILD)/obj/bindings/api.o: bindings/embed.h
+$(MAIN_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,bindings/api.c bindings/api_lua.c bindings/api_thread.c): \
+  include/loom.h bindings/api.h
 
-$(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
+$(BUILD)/loom: $(MAIN_OBJ) $(BUILD)/libloom.a
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
 
@@ -92,7 +99,7 @@ $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SR
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
 
 # The C entry points of bindings/ (with Lua; loom's Lua modules in lua/).
-$(BUILD)/test/deferred_test: test/deferred_test.c test/check.h $(LIB_OBJ)
+$(BUILD)/test/deferred_test $(BUILD)/test/embed_test: $(BUILD)/test/%: test/%.c test/check.h $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FINAL_LIBS)
@@ -119,11 +126,21 @@ $(BUILD)/loom.so: $(LIB_OBJ)
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm $(LDLIBS)
 
 # libloom for a C program that embeds loom (include/loom.h, loom.pc): the
-# same objects as loom.so.
+# same objects as loom.so, as an archive and as a shared library whose
+# soname carries the major version (libloom.so.0 -> libloom.so.0.1.0).
 $(BUILD)/libloom.a: $(LIB_OBJ)
 	@echo "  AR      $@"
 	@rm -f $@
 	@$(AR) rcs $@ $^
+
+$(BUILD)/libloom.so.$(VERSION): $(LIB_OBJ)
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -Wl,-soname,libloom.so.$(SOMAJOR) \
+	  -o $@ $^ $(FINAL_LIBS)
+
+$(BUILD)/libloom.so: $(BUILD)/libloom.so.$(VERSION)
+	@ln -sf libloom.so.$(VERSION) $(BUILD)/libloom.so.$(SOMAJOR)
+	@ln -sf libloom.so.$(SOMAJOR) $@
 
 # Installs missing Debian packages as root; otherwise says what to run.
 deps:
@@ -196,6 +213,13 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
 	done
 
+# examples/embed's C game servers, built as a user would: loom installed
+# into a scratch prefix ($(BUILD)/embed/prefix), then pkg-config.
+embed-examples: all
+	@$(MAKE) --no-print-directory -C examples/embed BUILD=$(BUILD)
+
+.PHONY: embed-examples
+
 print-lua-paths:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
@@ -210,6 +234,9 @@ install: all
 	  $(DESTDIR)$(DATADIR)/plugins
 	install -m 755 $(BUILD)/loom $(DESTDIR)$(BINDIR)/loom
 	install -m 644 $(BUILD)/libloom.a $(DESTDIR)$(LIBDIR)/libloom.a
+	install -m 755 $(BUILD)/libloom.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libloom.so.$(VERSION)
+	ln -sf libloom.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libloom.so.$(SOMAJOR)
+	ln -sf libloom.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libloom.so
 	install -m 644 include/loom.h $(DESTDIR)$(INCLUDEDIR)/loom.h
 	install -m 755 $(BUILD)/loom.so $(DESTDIR)$(LUACDIR)/loom.so
 	rm -rf $(DESTDIR)$(LUADIR)/loom
@@ -223,6 +250,8 @@ install: all
 # Removes what install put there (the directories loom owns, whole).
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/loom $(DESTDIR)$(LIBDIR)/libloom.a \
+	  $(DESTDIR)$(LIBDIR)/libloom.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libloom.so.$(SOMAJOR) \
+	  $(DESTDIR)$(LIBDIR)/libloom.so \
 	  $(DESTDIR)$(LUACDIR)/loom.so $(DESTDIR)$(PKGCONFDIR)/loom.pc
 	rm -rf $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LUADIR)/loom $(DESTDIR)$(DATADIR)
 

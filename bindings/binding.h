@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "../host/internal.h"
+#include "../include/loom.h" /* the luaopen_loom_* functions */
 
 /*
 ** Lua's light userdata and libuv's spawn options take non-const pointers
@@ -24,16 +25,18 @@
 /*
 ** The Lua side of a host, which owns its loom_state: host/ knows nothing
 ** of Lua. The loom_state comes first, so the loom_state* the host hands to
-** every callback is a loom_host* (core.c makes every state this way).
+** every callback is a loom_lua_host* (core.c makes every state this way).
+** (loom.h's public loom_host, api.c, is the embedder's handle on one.)
 */
-typedef struct loom_host {
+typedef struct loom_lua_host {
   loom_state st;
   lua_State *L;             /* the thread running the loop; NULL at close */
   int hooks_ref;            /* registry ref of the Lua hook table */
   lua_CFunction current_fn; /* the trampoline in progress (call.c) */
-} loom_host;
+  int closed;               /* closed with its Lua state alive (api.c) */
+} loom_lua_host;
 
-#define LOOM_HOST(st) ((loom_host *)(void *)(st))
+#define LOOM_HOST(st) ((loom_lua_host *)(void *)(st))
 
 /*
 ** A host object's data (its owner's slot) holds the registry ref of its
@@ -186,9 +189,7 @@ void loom__open_resolver(lua_State *L);
 void loom__open_pidfile(lua_State *L);
 void loom__open_identity(lua_State *L);
 void loom__open_stdio(lua_State *L);
-int luaopen_loom_core(lua_State *L);
-int luaopen_loom_json(lua_State *L);
-int luaopen_loom_defer_core(lua_State *L);
+loom_state *loom__new_state(lua_State *L, uv_loop_t *loop);
 
 /* A walk up "super" fields longer than this is a cycle, not a class chain
    (class.isinstance stops the same way). */
@@ -197,11 +198,12 @@ int luaopen_loom_defer_core(lua_State *L);
 /* deferred.c: the Deferred class loom.defer bound (nil before); its type. */
 int loom__push_deferred_class(lua_State *L);
 
-/* deferred_api.c: a Deferred made and fired from C (docs/defer.md). They never
-   raise: 0, or minus a Lua status with the error message in place of the
-   result (-LUA_ERRMEM, stack untouched, when the stack cannot grow). */
-int loom_deferred_new(lua_State *L);             /* pushes a new Deferred */
-int loom_deferred_callback(lua_State *L, int d); /* pops the result */
-int loom_deferred_errback(lua_State *L, int d);  /* pops the error */
+/* deferred_api.c: a Deferred made and fired from C, under loom.h's
+   loom_deferred_* (api.c). They never raise: 0, or minus a Lua status with
+   the error message in place of the result (-LUA_ERRMEM, stack untouched,
+   when the stack cannot grow). */
+int loom__deferred_new(lua_State *L);             /* pushes a new Deferred */
+int loom__deferred_callback(lua_State *L, int d); /* pops the result */
+int loom__deferred_errback(lua_State *L, int d);  /* pops the error */
 
 #endif

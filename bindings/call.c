@@ -39,6 +39,9 @@ loom_state *loom__get_state(lua_State *L) {
     if (*slot == NULL)
       luaL_error(L, "loom is not initialised in this Lua state");
   }
+  /* An embedder closed the host and kept its Lua state (api.c). */
+  if (LOOM_HOST(*slot)->closed)
+    luaL_error(L, "the loom host of this Lua state is closed");
   return *slot;
 }
 

@@ -19,12 +19,17 @@ static int l_state_gc(lua_State *L) {
   return 0;
 }
 
-static loom_state *new_state(lua_State *L) {
-  loom_host *h = lua_newuserdatauv(L, sizeof(*h), 0);
+/*
+** The state of L, made on loop (NULL: a loop of its own); kept in the
+** registry. luaopen_loom_core makes it on first use; an embedder (api.c)
+** makes it first to give it the caller's loop. May raise.
+*/
+loom_state *loom__new_state(lua_State *L, uv_loop_t *loop) {
+  loom_lua_host *h = lua_newuserdatauv(L, sizeof(*h), 0);
   loom_state *st = &h->st;
   int rc;
   memset(h, 0, sizeof(*h));
-  rc = loom__state_init(st, NULL);
+  rc = loom__state_init(st, loop);
   if (rc < 0)
     luaL_error(L, "loom: cannot create the event loop: %s", uv_strerror(rc));
   luaL_newmetatable(L, STATE);
@@ -48,6 +53,31 @@ static int l_run(lua_State *L) {
   LOOM_L(st) = L;
   loom__state_run(st);
   LOOM_L(st) = saved;
+  return 0;
+}
+
+/*
+** core.iterate(delay): one turn of the loop, waiting at most delay seconds
+** (reactor.iterate). As run, its callbacks run on the calling thread. A
+** turn from inside the loop (a callback, or while run runs) raises: libuv
+** cannot run a loop inside itself.
+*/
+static int l_iterate(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  lua_Number delay = luaL_optnumber(L, 1, 0);
+  void *saved = LOOM_L(st);
+  int rc;
+  luaL_argcheck(L, delay >= 0 && delay <= 1e9, 1,
+                "delay must be a number of seconds from 0 to 1e9");
+  if (LOOM_HOST(st)->current_fn != NULL)
+    return luaL_error(L, "reactor.iterate called from inside the reactor "
+                         "(a callback); it runs the loop, which is running");
+  LOOM_L(st) = L;
+  rc = loom__state_turn(st, (uint64_t)(delay * 1000.0 + 0.5));
+  LOOM_L(st) = saved;
+  if (rc == UV_EBUSY)
+    return luaL_error(L, "reactor.iterate called while the reactor runs; "
+                         "it runs the loop, which is running");
   return 0;
 }
 
@@ -131,6 +161,7 @@ static int l_list_dir(lua_State *L) {
 static const luaL_Reg core_functions[] = {
   {"listDir", l_list_dir},
   {"run", l_run},
+  {"iterate", l_iterate},
   {"stop", l_stop},
   {"walltime", l_walltime},
   {"monotonic", l_monotonic},
@@ -148,7 +179,7 @@ int luaopen_loom_core(lua_State *L) {
   st = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (st == NULL)
-    st = new_state(L);
+    st = loom__new_state(L, NULL);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   main = lua_tothread(L, -1);
   lua_pop(L, 1);

@@ -1,6 +1,6 @@
 /*
-** deferred_api.c: making and firing a Deferred from C (F8's public loom.h
-** builds on them), over the class loom.defer bound in deferred.c.
+** deferred_api.c: making and firing a Deferred from C (loom.h's
+** loom_deferred_new/callback/errback, api.c, build on them), over the class loom.defer bound in deferred.c.
 ** Each runs in protected mode and never raises: it returns 0, or minus a Lua
 ** status (LUA_ERRRUN, LUA_ERRMEM, LUA_ERRERR) with the error message, a
 ** string, in place of its result. When the stack cannot grow by the few
@@ -75,7 +75,7 @@ static int is_instance_of_top(lua_State *L, int idx) {
 static int fire_protected(lua_State *L, const char *method) {
   push_deferred_class(L);
   if (!is_instance_of_top(L, 1))
-    return luaL_error(L, "loom_deferred_%s: not a Deferred (a %s)", method,
+    return luaL_error(L, "cannot %s: not a Deferred (a %s)", method,
                       luaL_typename(L, 1));
   lua_getfield(L, 1, method);
   lua_insert(L, 1);
@@ -101,16 +101,16 @@ static int fire_from_c(lua_State *L, int idx, lua_CFunction method) {
   return call_protected(L, method, 2, 0);
 }
 
-int loom_deferred_new(lua_State *L) {
+int loom__deferred_new(lua_State *L) {
   if (!lua_checkstack(L, 3))
     return -LUA_ERRMEM;
   return call_protected(L, p_new, 0, 1);
 }
 
-int loom_deferred_callback(lua_State *L, int idx) {
+int loom__deferred_callback(lua_State *L, int idx) {
   return fire_from_c(L, idx, p_callback);
 }
 
-int loom_deferred_errback(lua_State *L, int idx) {
+int loom__deferred_errback(lua_State *L, int idx) {
   return fire_from_c(L, idx, p_errback);
 }

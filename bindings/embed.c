@@ -2,6 +2,8 @@
 ** embed.c: finding loom's Lua files and preparing a Lua state to run
 ** them, for the executable (cli/main.c) and any other embedder.
 */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,13 +21,31 @@ static int readable(const char *dir, const char *rel, char *probe,
   return access(probe, R_OK) == 0;
 }
 
+/* Any address in this library: dladdr names the file it was loaded from. */
+static const char library_anchor = 0;
+
 void loom_embed_find_root(char *root, size_t len) {
   static const char *const rels[] = { "..", "../share/loom" };
   char exe[4096], probe[4200];
   size_t n = sizeof(exe), i;
   char *slash;
+  Dl_info info;
   if (uv_exepath(exe, &n) == 0 && (slash = strrchr(exe, '/')) != NULL) {
     *slash = '\0';
+    for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
+      if (readable(exe, rels[i], probe, sizeof(probe))) {
+        snprintf(root, len, "%.4000s/%s", exe, rels[i]);
+        return;
+      }
+    }
+  }
+  /* A program linked with libloom.so: the build tree's (build/..), or an
+     installed one's PREFIX/lib/../share/loom, wherever the tree was
+     installed or moved. */
+  if (dladdr(&library_anchor, &info) != 0 && info.dli_fname != NULL &&
+      (slash = strrchr(info.dli_fname, '/')) != NULL) {
+    snprintf(exe, sizeof(exe), "%.*s", (int)(slash - info.dli_fname),
+             info.dli_fname);
     for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
       if (readable(exe, rels[i], probe, sizeof(probe))) {
         snprintf(root, len, "%.4000s/%s", exe, rels[i]);

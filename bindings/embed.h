@@ -13,7 +13,9 @@
 /*
 ** Sets root to the directory holding lua/ and plugins/: the source tree
 ** when the executable runs from build/, else PREFIX/share/loom next to
-** PREFIX/bin (so an installed tree can be moved), else LOOM_DATADIR.
+** PREFIX/bin (so an installed tree can be moved), else the same two
+** places next to the libloom.so the program loaded (build/.., or
+** PREFIX/lib/../share/loom), else LOOM_DATADIR.
 */
 void loom_embed_find_root(char *root, size_t len);
 

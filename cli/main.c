@@ -1,20 +1,16 @@
 /*
 ** main.c: the loom executable, a program on top of the library as Lua's
-** lua.c is. It makes a Lua state set up by bindings/embed.c (loom's C
-** modules preloaded, its Lua modules on package.path from the build tree
-** or the install prefix), then hands argv to loom.cli. Errors end as one
-** line on stderr and status 1 (LOOM_DEBUG=1 adds the traceback).
+** lua.c is, through its public API (include/loom.h): a host with its own
+** loop and Lua state (loom's Lua modules found in the build tree or the
+** install prefix), whose Lua state gets argv through loom.cli. Errors end
+** as one line on stderr and status 1 (LOOM_DEBUG=1 adds the traceback).
 */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <lua.h>
-#include <lauxlib.h>
-#include <lualib.h>
-
-#include "../bindings/embed.h"
+#include "../include/loom.h"
 
 /*
 ** An error that escaped loom.cli (a bug, or out of memory): its first
@@ -35,11 +31,7 @@ static int msgh(lua_State *L) {
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
-  char root[8192];
   int i;
-  luaL_openlibs(L);
-  loom_embed_find_root(root, sizeof(root));
-  loom_embed_setup(L, root);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "loom.cli");
   lua_call(L, 1, 1);
@@ -68,12 +60,14 @@ static void block_stop_signals(void) {
 }
 
 int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  loom_host *h;
+  lua_State *L;
   int status, code = 1;
-  if (L == NULL) {
-    fprintf(stderr, "loom: cannot create a Lua state: out of memory\n");
+  if (loom_new(NULL, &h) != LOOM_OK) {
+    fprintf(stderr, "loom: %s\n", loom_errmsg(NULL));
     return 1;
   }
+  L = loom_lua(h);
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
@@ -86,6 +80,6 @@ int main(int argc, char **argv) {
   }
   fflush(stdout);
   block_stop_signals();
-  lua_close(L); /* Closes every handle and the loop (core.c's __gc). */
+  loom_free(h); /* Closes every handle, the loop and the Lua state. */
   return code;
 }

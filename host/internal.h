@@ -73,6 +73,8 @@ struct loom_state {
   int running;
   int nstreams;            /* live streams, for the shutdown drain */
   uv_async_t keepalive;    /* keeps run() blocking when nothing is pending */
+  uv_timer_t turn_timer;   /* bounds the wait of one turn (loom__state_turn) */
+  int turning;             /* inside loom__state_turn */
   loom_pool *pool;         /* worker threads, made on first use (thread.c) */
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
   loom_object objects;     /* sentinel of the open host objects' list */
@@ -377,6 +379,7 @@ struct loom_resolve {
 /* state.c */
 int loom__state_init(loom_state *st, uv_loop_t *loop);
 int loom__state_run(loom_state *st);
+int loom__state_turn(loom_state *st, uint64_t timeout_ms);
 void loom__state_stop(loom_state *st);
 void loom__state_close(loom_state *st);
 void loom__close_all(loom_state *st);

@@ -50,7 +50,10 @@ int loom__state_init(loom_state *st, uv_loop_t *loop) {
   if (rc < 0)
     return rc;
   uv_unref((uv_handle_t *)&st->keepalive);
-  return 0;
+  rc = uv_timer_init(loop, &st->turn_timer);
+  if (rc == 0)
+    uv_unref((uv_handle_t *)&st->turn_timer); /* Referenced in a turn only. */
+  return rc;
 }
 
 /*
@@ -65,6 +68,39 @@ int loom__state_run(loom_state *st) {
     uv_run(st->loop, UV_RUN_DEFAULT);
   uv_unref((uv_handle_t *)&st->keepalive);
   st->running = 0;
+  return 0;
+}
+
+static void on_turn_timeout(uv_timer_t *t) {
+  (void)t; /* Only ends the wait: uv_run(UV_RUN_ONCE) returns after it. */
+}
+
+/*
+** One turn of the loop for a host that drives it from its own frame loop
+** (reactor.iterate, loom_step): what is due runs, then at most timeout_ms
+** of waiting for I/O, cut short by the first event or due timer. libuv's
+** uv_run is not reentrant, so a turn from inside the loop (a callback, or
+** while loom__state_run runs) is refused with UV_EBUSY. Returns 0 or that.
+*/
+int loom__state_turn(loom_state *st, uint64_t timeout_ms) {
+  if (st->running || st->turning)
+    return UV_EBUSY;
+  st->turning = 1;
+  if (timeout_ms == 0) {
+    /* uv_run does nothing on a loop with no referenced handle: the
+       keepalive makes it poll, for a thread's wake-up (unreferenced). */
+    uv_ref((uv_handle_t *)&st->keepalive);
+    uv_run(st->loop, UV_RUN_NOWAIT);
+    uv_unref((uv_handle_t *)&st->keepalive);
+  } else {
+    uv_update_time(st->loop);
+    uv_ref((uv_handle_t *)&st->turn_timer);
+    uv_timer_start(&st->turn_timer, on_turn_timeout, timeout_ms, 0);
+    uv_run(st->loop, UV_RUN_ONCE);
+    uv_timer_stop(&st->turn_timer);
+    uv_unref((uv_handle_t *)&st->turn_timer);
+  }
+  st->turning = 0;
   return 0;
 }
 
@@ -161,27 +197,41 @@ static void on_straggler_closed(uv_handle_t *h) {
   (void)h;
 }
 
-/* What is left once every object closed: our keepalive, and on our own
-** loop any handle not closed yet. On an embedder's loop, the other
-** handles are its own: not ours to close. */
+/* What is left once every object closed: our keepalive and turn timer,
+** and on our own loop any handle not closed yet. On an embedder's loop,
+** the other handles are its own: not ours to close. */
 static void close_straggler(uv_handle_t *h, void *arg) {
   loom_state *st = arg;
   if (!uv_is_closing(h) && (h == (uv_handle_t *)&st->keepalive ||
+                            h == (uv_handle_t *)&st->turn_timer ||
                             st->loop == &st->own_loop))
     uv_close(h, on_straggler_closed);
 }
 
 /*
-** The last step: the owner is gone (bindings/ cleared its Lua state first),
-** so close callbacks only free.
+** The last step: usually the owner is gone (bindings/ cleared its Lua state
+** first), so close callbacks only free; an embedder keeping its Lua state
+** closes with it set, and they empty the boxes too.
 ** Runs the loop until every close callback ran, then closes our own loop.
+** An embedder's loop runs with the embedder's handles in it, which must
+** not keep us here: every uv_close above is pending, and one non-blocking
+** turn runs all pending close callbacks; only a name lookup already on
+** libuv's thread pool (it cannot be cancelled) is waited for.
 */
 void loom__state_close(loom_state *st) {
   loom__pool_shutdown(st);      /* Joins the workers, closes its async. */
   loom__resolve_cancel_all(st); /* Lookups still queued never start. */
   walk_objects(st, 1);
   uv_walk(st->loop, close_straggler, st);
-  uv_run(st->loop, UV_RUN_DEFAULT);
-  if (st->loop == &st->own_loop && uv_loop_close(st->loop) != 0)
-    fprintf(stderr, "loom: loop closed with handles still open\n");
+  if (st->loop == &st->own_loop) {
+    uv_run(st->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(st->loop) != 0)
+      fprintf(stderr, "loom: loop closed with handles still open\n");
+    return;
+  }
+  uv_run(st->loop, UV_RUN_NOWAIT);
+  while (st->resolving != NULL)
+    uv_run(st->loop, UV_RUN_ONCE);
+  /* A close a close callback started (none today) would be pending now. */
+  uv_run(st->loop, UV_RUN_NOWAIT);
 }

@@ -48,8 +48,9 @@ describe("make install", function()
   it("copies each file once", function()
     local sources = #lines((sh("find lua/loom plugins -type f -name '*.lua'")))
     local files = lines((sh("cd " .. prefix .. " && find . -type f | sort")))
-    -- loom, libloom.a, loom.h, loom.so, loom.pc, the modules, the plugins
-    assert.equal(sources + 5, #files, table.concat(files, "\n"))
+    -- loom, libloom.a, libloom.so.VERSION, loom.h, loom.so, loom.pc, the
+    -- modules, the plugins
+    assert.equal(sources + 6, #files, table.concat(files, "\n"))
     local reactors = 0
     for _, f in ipairs(files) do
       if f:find("/loom/reactor.lua", 1, true) then
@@ -91,6 +92,23 @@ describe("make install", function()
     assert.equal(prefix .. "/lib/lua/5.4/loom.so\n", out)
   end)
 
+  it("installs libloom.so with its soname and links", function()
+    local lib = prefix .. "/lib/"
+    local version = (sh("sed -n 's/^VERSION *:= *//p' Makefile")):gsub("%s+$", "")
+    local major = version:match("^(%d+)%.")
+    assert.equal("libloom.so." .. major .. "\n", (sh("readlink " .. lib .. "libloom.so")))
+    assert.equal("libloom.so." .. version .. "\n",
+      (sh("readlink " .. lib .. "libloom.so." .. major)))
+    local dyn = sh("readelf -d " .. lib .. "libloom.so." .. version)
+    assert.matches("Library soname: [libloom.so." .. major .. "]", dyn, 1, true)
+    -- The header's version is the library's.
+    local header = sh("grep '#define LOOM_VERSION \"' " .. prefix .. "/include/loom/loom.h")
+    assert.matches('"' .. version .. '"', header, 1, true)
+    -- The executable has libloom linked in (static), not loaded.
+    local needed = sh("readelf -d " .. prefix .. "/bin/loom")
+    assert.is_nil(needed:find("libloom", 1, true), needed)
+  end)
+
   it("writes a loom.pc that builds a C program against libloom", function()
     local pc = "PKG_CONFIG_PATH=" .. prefix .. "/lib/pkgconfig "
     local flags, status = sh(pc .. "pkg-config --cflags --libs loom")
@@ -103,19 +121,35 @@ describe("make install", function()
     local san = os.getenv("LOOM_SANITIZE") and "-fsanitize=address,undefined " or ""
     local out
     out, status = sh(string.format(
-      "cc -std=c11 -Wall -Wextra -Werror %s-o %s spec/fixtures/embed.c $(%s pkg-config --cflags --libs loom)",
+      -- uv.h needs POSIX's types, which strict ISO C (-std=c11) hides.
+      "cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror %s-o %s spec/fixtures/embed.c $(%s pkg-config --cflags --libs loom)",
       san, exe, pc))
     assert.equal(0, status, out)
-    out, status = sh(string.format("%s LUA_PATH='%s/share/lua/5.4/?.lua;;' %s %q",
-      CLEAN_ENV, prefix, exe, [[
+    -- Found at run time through LD_LIBRARY_PATH (docs/embedding.md); its
+    -- Lua files next to the library (no LUA_PATH, run from elsewhere).
+    local lua = [[
       local reactor = require "loom.reactor"
       reactor.callLater(0, function()
-        print(require("loom.json").encode({ ran = true }))
+        print(require("loom.json").encode({ ran = true }),
+          package.searchpath("loom.reactor", package.path))
         reactor.stop()
       end)
-      reactor.run()]]))
+      reactor.run()]]
+    out, status = sh(string.format("cd / && %s LD_LIBRARY_PATH=%s/lib %s %q",
+      CLEAN_ENV, prefix, exe, lua))
     assert.equal(0, status, out)
-    assert.equal('{"ran":true}\n', out)
+    assert.equal('{"ran":true}\t' .. prefix .. "/lib/../share/loom/lua/loom/reactor.lua\n", out)
+    -- Or with the library's directory as the program's rpath.
+    out, status = sh(string.format(
+      "cc %s-o %s.rpath spec/fixtures/embed.c $(%s pkg-config --cflags --libs loom)"
+        .. " -Wl,-rpath,$(%s pkg-config --variable=libdir loom)", san, exe, pc, pc))
+    assert.equal(0, status, out)
+    out, status = sh(string.format("cd / && %s %s.rpath %q", CLEAN_ENV, exe,
+      "print(require('loom').version)"))
+    os.remove(exe)
+    os.remove(exe .. ".rpath")
+    assert.equal(0, status, out)
+    assert.equal(require("loom").version .. "\n", out)
   end)
 
   it("stages under DESTDIR a tree that names PREFIX", function()

@@ -26,5 +26,10 @@ if [ "$rc" -ne 0 ]; then
   fail=1
 fi
 rm -f /tmp/loom-valgrind.$$
+# The embed examples' C programs (examples/embed/game, game_uvloop) under
+# valgrind, played by their spec.
+LOOM_EMBED_VALGRIND=1 "$LOOM" test spec/embed_examples_spec.lua >/tmp/loom-valgrind-embed.$$ 2>&1 \
+  || { tail -40 /tmp/loom-valgrind-embed.$$; echo "valgrind: embed examples failed"; fail=1; }
+rm -f /tmp/loom-valgrind-embed.$$
 [ "$fail" -eq 0 ] && echo "valgrind: clean"
 exit $fail

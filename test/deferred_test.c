@@ -82,21 +82,21 @@ static int lua_true(lua_State *L, const char *expr) {
 
 static void test_new_then_callback(lua_State *L) {
   int top = lua_gettop(L);
-  CHECK(loom_deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
   CHECK(lua_gettop(L) == top + 1);
   CHECK(run_lua(L, -1, "d1 = ...\n"
                        "d1:addCallback(function(v) seen = v + 1; "
                        "return seen end)"));
   CHECK(lua_true(L, "d1.called == false"));
   lua_pushinteger(L, 41);
-  CHECK(loom_deferred_callback(L, top + 1) == 0);
+  CHECK(loom__deferred_callback(L, top + 1) == 0);
   CHECK(lua_gettop(L) == top + 1); /* the value is popped */
   CHECK(lua_int(L, "seen") == 42);
   CHECK(lua_true(L, "d1.called and d1.result == 42"));
 
   /* Firing twice is an error, returned with its message, not raised. */
   lua_pushinteger(L, 1);
-  CHECK(loom_deferred_callback(L, -2) == -LUA_ERRRUN);
+  CHECK(loom__deferred_callback(L, -2) == -LUA_ERRRUN);
   CHECK(lua_gettop(L) == top + 2);
   CHECK(message_has(L, "AlreadyCalledError"));
   lua_settop(L, top);
@@ -104,22 +104,22 @@ static void test_new_then_callback(lua_State *L) {
 
 static void test_errback(lua_State *L) {
   int top = lua_gettop(L);
-  CHECK(loom_deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
   CHECK(run_lua(L, -1, "d2 = ...\n"
                        "d2:addErrback(function(f) got = f.value; "
                        "return 'handled' end)"));
   lua_pushliteral(L, "boom");
-  CHECK(loom_deferred_errback(L, -2) == 0);
+  CHECK(loom__deferred_errback(L, -2) == 0);
   CHECK(lua_gettop(L) == top + 1);
   CHECK(lua_true(L, "got == 'boom' and d2.result == 'handled'"));
 
   /* A callback that raises: its error is the chain's Failure, as when
      fired from Lua; the C caller sees success. */
-  CHECK(loom_deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
   CHECK(run_lua(L, -1, "d3 = ...\n"
                        "d3:addCallback(function() error('in callback') end)"));
   lua_pushboolean(L, 1);
-  CHECK(loom_deferred_callback(L, -2) == 0);
+  CHECK(loom__deferred_callback(L, -2) == 0);
   CHECK(lua_true(L, "require('loom.failure').isFailure(d3.result) and "
                     "d3.result:getErrorMessage():find('in callback')"));
   CHECK(run_lua(L, -1, "(...):addErrback(function() end)"));
@@ -131,18 +131,18 @@ static void test_bad_arguments(lua_State *L) {
   int top = lua_gettop(L);
   lua_pushinteger(L, 5);
   lua_pushinteger(L, 6);
-  CHECK(loom_deferred_callback(L, top + 1) == -LUA_ERRRUN);
+  CHECK(loom__deferred_callback(L, top + 1) == -LUA_ERRRUN);
   CHECK(lua_gettop(L) == top + 2);
-  CHECK(message_has(L, "loom_deferred_callback: not a Deferred"));
+  CHECK(message_has(L, "cannot callback: not a Deferred"));
   lua_pop(L, 1);
   lua_newtable(L);
-  CHECK(loom_deferred_errback(L, -2) == -LUA_ERRRUN);
-  CHECK(message_has(L, "loom_deferred_errback: not a Deferred"));
+  CHECK(loom__deferred_errback(L, -2) == -LUA_ERRRUN);
+  CHECK(message_has(L, "cannot errback: not a Deferred"));
   lua_settop(L, top);
 
-  CHECK(loom_deferred_new(L) == 0);
-  CHECK(loom_deferred_new(L) == 0);
-  CHECK(loom_deferred_callback(L, top + 1) == -LUA_ERRRUN);
+  CHECK(loom__deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
+  CHECK(loom__deferred_callback(L, top + 1) == -LUA_ERRRUN);
   CHECK(lua_gettop(L) == top + 2);
   CHECK(message_has(L, "the result cannot be a Deferred"));
   lua_settop(L, top);
@@ -151,7 +151,7 @@ static void test_bad_arguments(lua_State *L) {
 /* An inlineCallbacks body waiting on a Deferred fired from C resumes. */
 static void test_resumes_inline(lua_State *L) {
   int top = lua_gettop(L);
-  CHECK(loom_deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
   CHECK(run_lua(L, -1,
                 "local d = ...\n"
                 "local defer = require 'loom.defer'\n"
@@ -160,7 +160,7 @@ static void test_resumes_inline(lua_State *L) {
                 "end)()"));
   CHECK(lua_true(L, "r4.called == false"));
   lua_pushinteger(L, 21);
-  CHECK(loom_deferred_callback(L, top + 1) == 0);
+  CHECK(loom__deferred_callback(L, top + 1) == 0);
   CHECK(lua_true(L, "r4.called and r4.result == 42"));
   lua_settop(L, top);
 }
@@ -168,14 +168,14 @@ static void test_resumes_inline(lua_State *L) {
 /* With no room left on the stack: -LUA_ERRMEM, the stack as it was. */
 static void test_full_stack(lua_State *L) {
   int top = lua_gettop(L), full;
-  CHECK(loom_deferred_new(L) == 0);
+  CHECK(loom__deferred_new(L) == 0);
   while (lua_checkstack(L, 3))
     lua_pushnil(L);
   full = lua_gettop(L);
   CHECK(full > top + 1000);
-  CHECK(loom_deferred_new(L) == -LUA_ERRMEM);
+  CHECK(loom__deferred_new(L) == -LUA_ERRMEM);
   CHECK(lua_gettop(L) == full);
-  CHECK(loom_deferred_callback(L, top + 1) == -LUA_ERRMEM);
+  CHECK(loom__deferred_callback(L, top + 1) == -LUA_ERRMEM);
   CHECK(lua_gettop(L) == full);
   lua_settop(L, top + 1);
   CHECK(lua_true(L, "true")); /* the state still works */
@@ -185,7 +185,7 @@ static void test_full_stack(lua_State *L) {
 /* Without loom's Lua modules (or any require): a clear error. */
 static void test_without_loom(void) {
   lua_State *L = luaL_newstate();
-  CHECK(loom_deferred_new(L) == -LUA_ERRRUN);
+  CHECK(loom__deferred_new(L) == -LUA_ERRRUN);
   CHECK(lua_gettop(L) == 1);
   CHECK(message_has(L, "loom.defer is not loaded and there is no require"));
   lua_close(L);
@@ -193,7 +193,7 @@ static void test_without_loom(void) {
   L = luaL_newstate();
   luaL_openlibs(L);
   CHECK(luaL_dostring(L, "package.path = ''; package.cpath = ''") == 0);
-  CHECK(loom_deferred_new(L) == -LUA_ERRRUN);
+  CHECK(loom__deferred_new(L) == -LUA_ERRRUN);
   CHECK(lua_gettop(L) == 1);
   CHECK(message_has(L, "module 'loom.defer' not found"));
   lua_close(L);

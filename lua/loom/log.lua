@@ -35,8 +35,16 @@ function log.format(ev)
     ev.text)
 end
 
+-- Where the default observer's lines go instead of the output, when set:
+-- sink(level, line) (log.setSink; an embedder's C log function, loom.h).
+local sink = nil
+
 local function default_observer(ev)
   if LEVELS[ev.level] < LEVELS[log.level] then
+    return
+  end
+  if sink ~= nil then
+    sink(ev.level, log.format(ev))
     return
   end
   out:write(log.format(ev), "\n")
@@ -140,6 +148,13 @@ function log.removeObserver(f)
       table.remove(observers, i)
     end
   end
+end
+
+-- Replace where the default observer writes: sink(level, line) gets each
+-- line it would have written (without the newline; a traceback is one line
+-- with newlines in it) at or above log.level. nil: back to the output.
+function log.setSink(f)
+  sink = f
 end
 
 -- Send the default output to a file (nil: back to stderr). Used by --logfile.

@@ -164,10 +164,11 @@ function duringFirst.startup()
   reactor.running = reactor._started
 end
 
-function reactor.run(opts)
-  if reactor._started then
-    error("reactor is already running", 2)
-  end
+-- Twisted's startRunning: what run() does before its loop (startup
+-- triggers, signal handlers unless opts.installSignalHandlers is false),
+-- for a program that drives the loop itself with iterate(); reactor.stop()
+-- then works as under run().
+local function startRunning(opts)
   reactor._started = true
   if not (opts and opts.installSignalHandlers == false) then
     installSignals()
@@ -175,6 +176,18 @@ function reactor.run(opts)
   -- Startup fires inside run(), before the loop: "before" triggers see
   -- running false, "during" and "after" ones (callWhenRunning) true.
   reactor.fireSystemEvent("startup")
+end
+
+function reactor.startRunning(opts)
+  if reactor._started then
+    error("reactor is already running", 2)
+  end
+  startRunning(opts)
+end
+
+-- Twisted's mainLoop: runs the loop until the reactor stops (run() is
+-- startRunning then mainLoop).
+function reactor.mainLoop()
   local ok, e = true, nil
   if reactor._started then -- a startup trigger may have crashed it
     ok, e = pcall(core.run)
@@ -185,6 +198,23 @@ function reactor.run(opts)
   if not ok then
     error(e, 0)
   end
+end
+
+function reactor.run(opts)
+  if reactor._started then
+    error("reactor is already running", 2)
+  end
+  startRunning(opts)
+  reactor.mainLoop()
+end
+
+-- Twisted's iterate: one turn of the loop, doing what is due and waiting
+-- at most delay seconds (default 0: no wait) for I/O or a timer, for a
+-- program whose own frame loop drives the reactor instead of run(). It
+-- works whether or not the reactor was started (startRunning); it raises
+-- when called from inside the loop (a callback, or while run() runs).
+function reactor.iterate(delay)
+  core.iterate(delay)
 end
 
 -- Stops the loop at once: no shutdown triggers (Twisted's crash); used by
@@ -202,6 +232,8 @@ local function drainThenStop(deadline)
     reactor._stopping = false
     reactor._started = false
     core.stop()
+    -- Driven by iterate() there is no mainLoop to do it.
+    uninstallSignals()
     return
   end
   reactor.callLater(0.01, drainThenStop, deadline)
