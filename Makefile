@@ -20,7 +20,7 @@ VERSION  := 0.1.0
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted
+            lua-busted libedit-dev
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -57,7 +57,10 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC)) $(PARSER_OBJ)
-MAIN_OBJ := $(BUILD)/obj/cli/main.o
+MAIN_OBJ := $(BUILD)/obj/cli/main.o $(BUILD)/obj/cli/lineedit.o
+# libedit (line editing for `loom console`): the executable only.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null)
 
 LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -80,10 +83,12 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 # The executable (cli/) is a program on top of the library: it sees only
 # bindings/embed.h.
 $(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
+$(MAIN_OBJ): cli/lineedit.h
+$(BUILD)/obj/cli/lineedit.o: FINAL_CFLAGS += $(EDIT_CFLAGS)
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS) $(EDIT_LIBS)
 
 # C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
 $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
@@ -144,8 +149,8 @@ deps:
 deps-check:
 	@(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done) \
 	  || $(MAKE) --no-print-directory deps
-	@if ! pkg-config --exists $(PKGS); then \
-	  echo "make: pkg-config cannot find $(PKGS) (run: make deps)"; exit 1; fi
+	@if ! pkg-config --exists $(PKGS) libedit; then \
+	  echo "make: pkg-config cannot find $(PKGS) libedit (run: make deps)"; exit 1; fi
 
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:

@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 #include "../bindings/embed.h"
+#include "lineedit.h"
 
 /*
 ** An error that escaped loom.cli (a bug, or out of memory): its first
@@ -31,6 +32,14 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
+/* The executable's own module: `loom console`'s line editing. */
+static void preload_lineedit(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_loom_lineedit);
+  lua_setfield(L, -2, "loom.lineedit");
+  lua_pop(L, 1);
+}
+
 /* Protected main, as lua.c's pmain: everything that can raise is here. */
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
@@ -40,6 +49,7 @@ static int pmain(lua_State *L) {
   luaL_openlibs(L);
   loom_embed_find_root(root, sizeof(root));
   loom_embed_setup(L, root);
+  preload_lineedit(L);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "loom.cli");
   lua_call(L, 1, 1);
