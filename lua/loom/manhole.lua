@@ -292,14 +292,20 @@ local function keepLocals(source)
   return source
 end
 
--- The chunk of source: an expression's, else the statements', or nil and
+-- The chunk of source and whether it is an expression list, or nil and
 -- the syntax error (ending in "<eof>" when the chunk is only unfinished).
+-- An expression list is compiled as an argument list of table.pack (given
+-- as the chunk's argument), so a call in it is no tail call and keeps its
+-- line in a traceback.
 function Session:compile(source)
-  local chunk = load("return " .. source, "=console", "t", self.env)
+  local chunk = load("local pack = ... return pack(" .. source .. "\n)",
+    "=console", "t", self.env)
   if chunk then
-    return chunk
+    return chunk, true
   end
-  return load(keepLocals(source), "=console", "t", self.env)
+  local e
+  chunk, e = load(keepLocals(source), "=console", "t", self.env)
+  return chunk, e
 end
 
 -- An interrupt for code that runs too long without waiting: a count hook
@@ -322,25 +328,28 @@ local function runGuard(limit)
   end
 end
 
--- Runs chunk in a coroutine (so it may await); fires with its results.
-local evaluate = defer.inlineCallbacks(function(chunk, limit)
+-- Runs chunk in a coroutine (so it may await); fires with the values it
+-- gives (a table.pack).
+local evaluate = defer.inlineCallbacks(function(chunk, isExpression, limit)
   debug.sethook(runGuard(limit), "", HOOK_EVERY)
-  local results = table.pack(xpcall(chunk, failure.handler))
+  local results = table.pack(xpcall(chunk, failure.handler, table.pack))
   debug.sethook()
   if not results[1] then
     error(results[2], 0)
+  elseif isExpression then
+    return results[2]
   end
-  return results
+  return table.pack(table.unpack(results, 2, results.n))
 end)
 
-function Session:showResults(results)
-  if results.n < 2 then
+function Session:showResults(values)
+  if values.n == 0 then
     return
   end
-  self.env._ = results[2]
+  self.env._ = values[1]
   local parts = {}
-  for i = 2, results.n do
-    parts[#parts + 1] = pretty.format(results[i])
+  for i = 1, values.n do
+    parts[i] = pretty.format(values[i])
   end
   self.output.write(table.concat(parts, ", ") .. "\n")
 end
@@ -359,8 +368,9 @@ function Session:push(line)
   if self.buffer == nil and source:match("^%s*$") then
     return nil
   end
-  local chunk, e = self:compile(source)
+  local chunk, isExpression = self:compile(source)
   if not chunk then
+    local e = isExpression
     if e:sub(-5) == "<eof>" then
       self.buffer = source
     else
@@ -370,13 +380,13 @@ function Session:push(line)
     return nil
   end
   self.buffer = nil
-  return self:run(chunk)
+  return self:run(chunk, isExpression)
 end
 
-function Session:run(chunk)
+function Session:run(chunk, isExpression)
   local output = newOutput(self.write, self.maxOutput)
   self.output = output
-  local d = evaluate(chunk, self.maxRunTime)
+  local d = evaluate(chunk, isExpression, self.maxRunTime)
   local done = false
   d:addCallbacks(function(results)
     self:showResults(results)
