@@ -298,7 +298,10 @@ end
 -- as the chunk's argument), so a call in it is no tail call and keeps its
 -- line in a traceback.
 function Session:compile(source)
-  local chunk = load("local pack = ... return pack(" .. source .. "\n)",
+  -- The ")" on the same line keeps the last line's number right; after a
+  -- comment it must go on a line of its own.
+  local close = source:find("--", 1, true) and "\n)" or " )"
+  local chunk = load("local pack = ... return pack(" .. source .. close,
     "=console", "t", self.env)
   if chunk then
     return chunk, true
