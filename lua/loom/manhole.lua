@@ -610,7 +610,10 @@ function M.endpointFor(description, reactor)
     return endpoints.UNIXServerEndpoint:new(reactor, where, { mode = 384,
       wantPID = true, backlog = opts.backlog }), false -- mode 0600
   elseif kind == "tcp" or kind == "tcp6" then
-    local host = opts.interface or (kind == "tcp" and "127.0.0.1" or "::1")
+    -- Without interface= a manhole stays on loopback (tcp6's parser
+    -- fills in "::", every interface).
+    local host = description:find("interface=", 1, true) and opts.interface
+      or (kind == "tcp" and "127.0.0.1" or "::1")
     if not isLoopback(host) then
       fail("refusing %s: a tcp manhole listens on loopback only"
         .. " (interface=127.0.0.1 or ::1), not %s", description, host)
