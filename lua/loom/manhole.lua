@@ -316,9 +316,15 @@ end
 -- waited, or C code ran) starts the measure again.
 local HOOK_EVERY = 1000000
 
-local function runGuard(limit)
+local function runGuard(limit, evaluation)
   local start, last = os.clock(), os.clock()
   return function()
+    if coroutine.running() ~= evaluation then
+      -- A coroutine made by the evaluation inherits the hook (Lua copies
+      -- it to a new thread): it is the server's code, leave it alone.
+      debug.sethook()
+      return
+    end
     local now = os.clock()
     if now - last > 0.25 then
       start = now
@@ -334,7 +340,7 @@ end
 -- Runs chunk in a coroutine (so it may await); fires with the values it
 -- gives (a table.pack).
 local evaluate = defer.inlineCallbacks(function(chunk, isExpression, limit)
-  debug.sethook(runGuard(limit), "", HOOK_EVERY)
+  debug.sethook(runGuard(limit, coroutine.running()), "", HOOK_EVERY)
   local results = table.pack(xpcall(chunk, failure.handler, table.pack))
   debug.sethook()
   if not results[1] then
