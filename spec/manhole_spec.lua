@@ -20,7 +20,7 @@ local function newSession(opts)
   opts.write = function(s)
     out[#out + 1] = s
   end
-  local session = manhole.Session.new(opts)
+  local session = manhole.Session(opts)
   local function feed(line)
     local d = session:push(line)
     local text = table.concat(out)

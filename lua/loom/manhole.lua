@@ -22,6 +22,7 @@
 -- interrupted. See docs/manhole.md.
 
 local basic = require "loom.basic"
+local class = require "loom.class"
 local core = require "loom.core"
 local defer = require "loom.defer"
 local endpoints = require "loom.endpoints"
@@ -210,16 +211,15 @@ end
 
 -- Session --------------------------------------------------------------------
 
-local Session = {}
-Session.__index = Session
+local Session = class.Object:extend({ __name = "ManholeSession" })
 M.Session = Session
 
--- Session.new(opts): write(s) sends text to the console; root (a service,
--- or a function returning one), transport (the console's own), namespace
+-- Session(opts): write(s) sends text to the console; root (a service, or
+-- a function returning one), transport (the console's own), namespace
 -- (names to add), and the bounds of M.defaults.
-function Session.new(opts)
-  local self = setmetatable({ write = opts.write, buffer = nil,
-    transport = opts.transport }, Session)
+function Session:init(opts)
+  self.write = opts.write
+  self.transport = opts.transport
   for k, v in pairs(M.defaults) do
     self[k] = opts[k] or v
   end
@@ -232,7 +232,6 @@ function Session.new(opts)
   for k, v in pairs(opts.namespace or {}) do
     self.env[k] = v
   end
-  return self
 end
 
 function Session:say(text)
@@ -453,7 +452,7 @@ end
 function Manhole:startSession()
   local f = self.factory
   self.state = "session"
-  self.session = Session.new({
+  self.session = Session:new({
     write = function(s)
       self.transport:write(s)
     end,
