@@ -49,9 +49,17 @@ if manholePath == "-" or not core.stat(manholePath:match("^(.*)/")
   or ".") then
   manholePath = nil
 end
+-- A directory others may write to is refused (docs/manhole.md): the demo
+-- then runs without one and says why.
+local manholeRefused
 if manholePath then
-  manhole.service("unix:" .. manholePath, { root = app })
-    :setServiceParent(app)
+  local ok, svc = pcall(manhole.service, "unix:" .. manholePath,
+    { root = app })
+  if ok then
+    svc:setServiceParent(app)
+  else
+    manholePath, manholeRefused = nil, svc
+  end
 end
 
 -- After loom's own "listening on" lines (printed once the reactor runs).
@@ -70,6 +78,8 @@ The same services run alone as plugins: build/loom echo --port tcp:9000
   if manholePath then
     print("A Lua console into this server: build/loom console "
       .. manholePath .. "\n  then connections(), services(), help()")
+  elseif manholeRefused then
+    print("(no Lua console: " .. manholeRefused .. ")")
   end
   io.stdout:flush()
 end)

@@ -565,7 +565,7 @@ local function checkSocketDirectory(path)
   elseif st.type ~= "directory" then
     fail("%s is not a directory", dir)
   elseif st.mode & 18 ~= 0 then -- 0022: group or others may write
-    fail("refusing unix:%s: its directory %s is writable by others (mode"
+    fail("refusing unix:%s: its directory %s is writable by its group or others (mode"
       .. " %03o); use a directory only you can write to", path, dir, st.mode)
   end
 end
