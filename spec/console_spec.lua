@@ -126,7 +126,8 @@ describe("loom console", function()
     os.execute("mkdir -m 777 " .. dir .. "/open")
     local cases = {
       { "--manhole unix:" .. dir .. "/open/m.sock",
-        "^loom: manhole: refusing unix:.* is writable by its group or others %(mode 777%)" },
+        "^loom: manhole: refusing unix:.* is writable by its group or others"
+        .. " %(mode 777%)" },
       { "--manhole tcp:0:interface=0.0.0.0",
         "^loom: manhole: refusing .*loopback only" },
       { "--manhole tcp:0", "^loom: manhole: a tcp manhole needs"

@@ -45,7 +45,8 @@ Flags (before the command or the file):
                     one can crash the host, so only trusted ones
   --manhole DESC    a live Lua console into the server (loom console):
                     unix:PATH (socket 0600; its directory must not be
-                    writable by its group or others) or tcp:PORT:interface=127.0.0.1
+                    writable by its group or others) or
+                    tcp:PORT:interface=127.0.0.1
   --manhole-passwd FILE  the tcp manhole's password (FILE's first line;
                     FILE must not be readable by everyone)
   -h, --help        show this help

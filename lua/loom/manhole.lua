@@ -2,7 +2,7 @@
 -- conch.manhole), line-based, over a Unix socket (mode 0600) or loopback
 -- TCP with a password.
 --
---   loom run app.lua --manhole unix:build/app.manhole
+--   loom run --manhole unix:build/app.manhole app.lua
 --   loom console build/app.manhole
 --   >>> connections()
 --   >>> d = fetch("x")
@@ -565,8 +565,9 @@ local function checkSocketDirectory(path)
   elseif st.type ~= "directory" then
     fail("%s is not a directory", dir)
   elseif st.mode & 18 ~= 0 then -- 0022: group or others may write
-    fail("refusing unix:%s: its directory %s is writable by its group or others (mode"
-      .. " %03o); use a directory only you can write to", path, dir, st.mode)
+    fail("refusing unix:%s: its directory %s is writable by its group or"
+      .. " others (mode %03o); use a directory only you can write to", path,
+      dir, st.mode)
   end
 end
 
