@@ -6,7 +6,7 @@
 --   loom console build/dev.manhole
 --
 -- Alone it is a scratch loom to try the framework in; with --app it serves
--- that application (as `loom run app.lua --manhole ...` does) and the
+-- that application (as `loom run --manhole ... app.lua` does) and the
 -- console's services() shows the application's tree.
 local application = require "loom.application"
 local manhole = require "loom.manhole"
