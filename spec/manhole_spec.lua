@@ -310,6 +310,10 @@ describe("manhole over a Unix socket", function()
     assert.is_false(ok)
     assert.matches("writable by its group or others %(mode 720%)", e)
     assert.is_not_true(os.execute("test -e " .. dir .. "/m.sock"))
+    ok, e = pcall(manhole.service, "unix:" .. dir .. "/none/m.sock")
+    assert.is_false(ok)
+    assert.equal("manhole: cannot use unix:" .. dir .. "/none/m.sock: " .. dir
+      .. "/none: no such file or directory", e)
   end)
 
   it("lists live connections with their peer, protocol and buffer, and"

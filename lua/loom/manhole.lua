@@ -559,11 +559,11 @@ end
 -- (or its directory entry moved): refuse, as ssh refuses loose key files.
 local function checkSocketDirectory(path)
   local dir = dirname(path)
-  local st, e = core.stat(dir)
+  local st, _, msg = core.stat(dir)
   if st == nil then
-    fail("cannot use %s: %s", path, select(2, core.stat(dir)) or e)
+    fail("cannot use unix:%s: %s", path, msg)
   elseif st.type ~= "directory" then
-    fail("%s is not a directory", dir)
+    fail("cannot use unix:%s: %s is not a directory", path, dir)
   elseif st.mode & 18 ~= 0 then -- 0022: group or others may write
     fail("refusing unix:%s: its directory %s is writable by its group or"
       .. " others (mode %03o); use a directory only you can write to", path,
