@@ -22,7 +22,7 @@ SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted
+            lua-busted libedit-dev
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -60,7 +60,10 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC)) $(PARSER_OBJ)
-MAIN_OBJ := $(BUILD)/obj/cli/main.o
+MAIN_OBJ := $(BUILD)/obj/cli/main.o $(BUILD)/obj/cli/lineedit.o
+# libedit (line editing for `loom console`): the executable only.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null)
 
 LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -87,10 +90,12 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h include/loom.h
 $(BUILD)/obj/bindings/embed.o $(BUILD)/obj/bindings/api.o: bindings/embed.h
 $(MAIN_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,bindings/api.c bindings/api_lua.c bindings/api_thread.c): \
   include/loom.h bindings/api.h
+$(MAIN_OBJ): cli/lineedit.h
+$(BUILD)/obj/cli/lineedit.o: FINAL_CFLAGS += $(EDIT_CFLAGS)
 
 $(BUILD)/loom: $(MAIN_OBJ) $(BUILD)/libloom.a
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS) $(EDIT_LIBS)
 
 # C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
 $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
@@ -161,8 +166,8 @@ deps:
 deps-check:
 	@(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done) \
 	  || $(MAKE) --no-print-directory deps
-	@if ! pkg-config --exists $(PKGS); then \
-	  echo "make: pkg-config cannot find $(PKGS) (run: make deps)"; exit 1; fi
+	@if ! pkg-config --exists $(PKGS) libedit; then \
+	  echo "make: pkg-config cannot find $(PKGS) libedit (run: make deps)"; exit 1; fi
 
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:

@@ -4,6 +4,7 @@
 ** and the loop, so a plain lua5.4 that did require "loom" exits clean.
 */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "binding.h"
 
@@ -158,6 +159,65 @@ static int l_list_dir(lua_State *L) {
   return 1;
 }
 
+/*
+** core.transports() -> the open connections' transports (TCP and Unix
+** streams with a Lua box, connected and not closing), oldest first: the
+** manhole's connections(). Walks the state's list of open host objects.
+*/
+static int l_transports(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  loom_object *o;
+  lua_Integer n = 0;
+  lua_newtable(L);
+  for (o = st->objects.next; o != &st->objects; o = o->next) {
+    loom_stream *s;
+    if (strcmp(o->ops->kind, "stream") != 0)
+      continue;
+    s = loom__object_of(o, loom_stream, obj);
+    if (s->vt != &loom__lua_stream_vt || s->data == NULL
+        || !(s->flags & LOOM_S_CONNECTED) || (s->flags & LOOM_S_CLOSING))
+      continue;
+    loom__push_transport(L, s);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/*
+** core.stat(path) -> {type=, mode=, uid=}, not following a last symlink
+** (type "link"); or nil, message. mode: the permission bits.
+*/
+static int l_stat(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  const char *path = luaL_checkstring(L, 1);
+  uv_fs_t req;
+  uint64_t mode;
+  const char *type = "other";
+  int rc = uv_fs_lstat(st->loop, &req, path, NULL);
+  if (rc < 0) {
+    uv_fs_req_cleanup(&req);
+    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
+  }
+  mode = req.statbuf.st_mode;
+  if ((mode & S_IFMT) == S_IFDIR)
+    type = "directory";
+  else if ((mode & S_IFMT) == S_IFREG)
+    type = "file";
+  else if ((mode & S_IFMT) == S_IFSOCK)
+    type = "socket";
+  else if ((mode & S_IFMT) == S_IFLNK)
+    type = "link";
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, (lua_Integer)(mode & 07777));
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, (lua_Integer)req.statbuf.st_uid);
+  lua_setfield(L, -2, "uid");
+  uv_fs_req_cleanup(&req);
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
   {"listDir", l_list_dir},
   {"run", l_run},
@@ -169,6 +229,8 @@ static const luaL_Reg core_functions[] = {
   {"closeAll", l_close_all},
   {"streamCount", l_stream_count},
   {"openHandles", l_open_handles},
+  {"transports", l_transports},
+  {"stat", l_stat},
   {NULL, NULL}
 };
 

@@ -249,6 +249,22 @@ function Deferred:__tostring()
     or "Deferred", self, extra)
 end
 
+-- defer.serial(d): d's number (1, 2, ...), given the first time it is
+-- asked for and the same ever after, so that a console or a log can tell
+-- Deferreds apart (the manhole prints `<Deferred #12 waiting>`). Kept in a
+-- weak table, so making a Deferred costs nothing more.
+local serials, lastSerial = setmetatable({}, { __mode = "k" }), 0
+
+function defer.serial(d)
+  local n = serials[d]
+  if n == nil then
+    lastSerial = lastSerial + 1
+    n = lastSerial
+    serials[d] = n
+  end
+  return n
+end
+
 -- Helpers -------------------------------------------------------------------
 
 -- succeed(v): a Deferred already fired with v.
