@@ -52,6 +52,7 @@ function Pool:init(reactor, opts)
   self.cachedConnectionTimeout = opts.cachedConnectionTimeout
   self._connections = {} -- key -> list of idle connections, oldest first
   self._timeouts = {}    -- connection -> its idle DelayedCall
+  self._open = {}        -- every connection made and not yet closed
 end
 
 -- A Deferred of a connection for one request: an idle one from the pool,
@@ -73,12 +74,17 @@ function Pool:_newConnection(key, connect)
   local pool = self
   local factory = protocol.Factory:new()
   function factory.buildProtocol()
-    return Connection:new({
+    local conn = Connection:new({
       reactor = pool.reactor,
       limits = pool.limits,
       onQuiescent = function(conn) pool:_putConnection(key, conn) end,
-      onLost = function(conn) pool:_removeConnection(key, conn) end,
+      onLost = function(conn)
+        pool._open[conn] = nil
+        pool:_removeConnection(key, conn)
+      end,
     })
+    pool._open[conn] = true
+    return conn
   end
   return connect(factory)
 end
@@ -210,12 +216,20 @@ local function headerList(headers)
         error(string.format("request: header %s: CR, LF or NUL in its value",
           name), 3)
       end
-      list[#list + 1] = { name, v }
+      list[#list + 1] = { name, v, #list }
     end
   end
+  -- Sorted by name for a stable order; one name's values keep theirs.
   table.sort(list, function(a, b)
-    return a[1]:lower() < b[1]:lower()
+    local x, y = a[1]:lower(), b[1]:lower()
+    if x ~= y then
+      return x < y
+    end
+    return a[3] < b[3]
   end)
+  for _, h in ipairs(list) do
+    h[3] = nil
+  end
   return list
 end
 
@@ -328,8 +342,8 @@ function M.readBody(response, opts)
     self.size = self.size + #data
     if self.size > maxSize then
       self.parts = nil
-      self.transport:abortConnection()
       d:errback(tooLarge(response, maxSize))
+      self.transport:abortConnection()
       return
     end
     self.parts[#self.parts + 1] = data
@@ -347,10 +361,11 @@ function M.readBody(response, opts)
     end
   end
   if response.length and response.length > maxSize then
-    proto.connectionLost = function() end
-    response:deliverBody(proto)
-    proto.transport:abortConnection()
+    -- Known too large from its head: not one byte is kept.
     d:errback(tooLarge(response, maxSize))
+    local drop = {}
+    response:deliverBody(drop)
+    drop.transport:abortConnection()
     return d
   end
   response:deliverBody(proto)

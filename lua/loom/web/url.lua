@@ -25,7 +25,11 @@ local FORBIDDEN = "[%z\1-\32\127]"
 
 local function bad(s, why)
   local shown = #s > 80 and (s:sub(1, 77) .. "...") or s
-  return nil, string.format("invalid URL %q: %s", shown, why)
+  -- One line whatever the URL holds: controls shown as \ddd.
+  shown = shown:gsub("[%c\\\"]", function(c)
+    return string.format("\\%d", c:byte())
+  end)
+  return nil, string.format("invalid URL \"%s\": %s", shown, why)
 end
 
 -- "[::1]:8080", "example.org", "h:80" -> host, port string or nil.
