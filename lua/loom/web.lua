@@ -1,0 +1,29 @@
+-- loom.web: HTTP/1.1 (twisted.web's names). A thin index: the server is
+-- loom.web.server (Site, HTTPChannel), loom.web.server_request (Request),
+-- loom.web.resource (Resource, NoResource, ErrorPage, NOT_DONE_YET) and
+-- loom.web.static (File); docs/web.md.
+--
+--   local web = require "loom.web"
+--   local Hello = web.Resource:extend({ isLeaf = true })
+--   function Hello:render_GET(request) return "hello\n" end
+--   reactor.listenTCP(8080, web.Site(Hello()), { interface = "127.0.0.1" })
+
+local resource = require "loom.web.resource"
+local server = require "loom.web.server"
+local request = require "loom.web.server_request"
+
+local web = {}
+
+-- Server.
+web.Resource = resource.Resource
+web.NoResource = resource.NoResource
+web.ForbiddenResource = resource.ForbiddenResource
+web.ErrorPage = resource.ErrorPage
+web.NOT_DONE_YET = resource.NOT_DONE_YET
+web.escapeHTML = resource.escapeHTML
+web.Site = server.Site
+web.HTTPChannel = server.HTTPChannel
+web.Request = request.Request
+web.RESPONSES = request.PHRASES
+
+return web
