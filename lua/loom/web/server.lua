@@ -261,6 +261,9 @@ function Channel:resumeProducing()
       self:_pullMore()
     end
   end
+  if not self.processing and not self._feeding and #self.buffer > 0 then
+    self:_feed("")
+  end
   self:_checkReading()
 end
 
@@ -329,7 +332,9 @@ function Channel:_feed(data)
   self._feeding = true
   local buf = #self.buffer > 0 and self.buffer .. data or data
   self.buffer = ""
-  while #buf > 0 and not self.processing and not self.dead do
+  -- A peer that does not read its answers gets no more of them.
+  while #buf > 0 and not self.processing and not self.dead
+      and not self._writePaused do
     if self.state == "idle" then
       self.state = "head"
       self:_arm(self.site.headerTimeout)
