@@ -972,3 +972,24 @@ describe("Agent against hostile servers", function()
     net.waitFor(function() return server.lost == 1 end)
   end)
 end)
+
+-- The example -----------------------------------------------------------------------
+
+describe("examples/web/getpage.lua", function()
+  it("fetches several pages at once from a loom Site and stops when all "
+    .. "are done", function()
+    local out, errout, status = sub.loom("run examples/web/getpage.lua")
+    assert.equal(0, status, errout)
+    assert.matches('/slow%s+"the slow page"\n', out)
+    assert.matches('/fast%s+"the fast page"\n', out)
+    assert.matches('/moved%s+"the fast page"\n', out)
+    assert.matches("/missing%s+failed: web.Error: 404 Not Found\n", out)
+    assert.matches("failed: ConnectionRefusedError: ", out)
+    assert.matches("5 pages in [%d.]+s", out)
+    -- At once: the server finished /fast (asked after /slow) before /slow.
+    local fast = errout:find('"GET /fast HTTP/1.1" 200', 1, true)
+    local slow = errout:find('"GET /slow HTTP/1.1" 200', 1, true)
+    assert.is_truthy(fast and slow, errout)
+    assert.is_true(fast < slow)
+  end)
+end)

@@ -28,23 +28,6 @@ local Response = clientresponse.Response
 
 local M = {}
 
--- Reason phrases of the statuses a server commonly sends, for a parser
--- that gives none (the phrase is only informative; RFC 9112 4).
-local PHRASES = {
-  [100] = "Continue", [101] = "Switching Protocols", [200] = "OK",
-  [201] = "Created", [202] = "Accepted", [204] = "No Content",
-  [206] = "Partial Content", [301] = "Moved Permanently", [302] = "Found",
-  [303] = "See Other", [304] = "Not Modified", [307] = "Temporary Redirect",
-  [308] = "Permanent Redirect", [400] = "Bad Request",
-  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout",
-  [413] = "Content Too Large", [414] = "URI Too Long",
-  [500] = "Internal Server Error", [501] = "Not Implemented",
-  [502] = "Bad Gateway", [503] = "Service Unavailable",
-  [504] = "Gateway Timeout",
-}
-M.PHRASES = PHRASES
-
 local Connection = protocol.Protocol:extend({
   __name = "HTTP11ClientProtocol" })
 M.HTTP11ClientProtocol = Connection
@@ -328,7 +311,7 @@ function Connection:onHeaders(info)
   end
   local req = self._req
   local skip = req.method == "HEAD" or code == 204 or code == 304
-  local response = Response:new(info, info.phrase or PHRASES[code] or "",
+  local response = Response:new(info, info.phrase or "",
     { method = req.method, url = req.url, headers = req.headers }, self)
   if skip then
     response.length = 0
