@@ -16,7 +16,7 @@ local runUntil = testing.runUntil
 local net = dofile("spec/support/net.lua")
 local sub = dofile("spec/support/subprocess.lua")
 
--- Subprocess servers -----------------------------------------------------------
+-- Subprocess servers ----------------------------------------------------------
 
 -- Python's http.server, HTTP/1.1 with keep-alive; each path is one case.
 local PY_SERVER = [=[
@@ -177,7 +177,8 @@ local function startPython(script)
   sub.writeFile(path, script)
   local errfile = os.tmpname()
   local h = assert(io.popen(string.format(
-    "sh -c 'echo $$; exec timeout 120 /usr/bin/python3 -u %s' 2>%s", path, errfile)))
+    "sh -c 'echo $$; exec timeout 120 /usr/bin/python3 -u %s' 2>%s",
+    path, errfile)))
   local pid = assert(tonumber(h:read("l")), "no pid from sh")
   local port = tonumber(h:read("l"))
   if not port then
@@ -195,7 +196,7 @@ local function stopPython(server)
   os.remove(server.errfile)
 end
 
--- Hostile servers written with loom's TCP --------------------------------------
+-- Hostile servers written with loom's TCP -------------------------------------
 
 -- A server whose connections run onData(proto, data) for each read and
 -- onMade(proto) when made; `connections` counts the connections it got,
@@ -244,7 +245,7 @@ local function ok(body, extra)
     .. (extra or "") .. "\r\n" .. body
 end
 
--- Helpers ---------------------------------------------------------------------------
+-- Helpers ---------------------------------------------------------------------
 
 local agents = {}
 local function newAgent(opts)
@@ -290,7 +291,7 @@ after_each(function()
   net.sleep(0.02) -- closes started by the specs complete
 end)
 
--- URLs ------------------------------------------------------------------------------
+-- URLs ------------------------------------------------------------------------
 
 describe("web.url", function()
   it("parses scheme, host, port, path, query and drops the fragment in "
@@ -344,7 +345,7 @@ describe("web.url", function()
   end)
 end)
 
--- Against Python's http.server ---------------------------------------------------
+-- Against Python's http.server ------------------------------------------------
 
 describe("Agent against Python's http.server", function()
   local py, base
@@ -618,7 +619,7 @@ describe("RedirectAgent against Python's http.server", function()
   end)
 end)
 
--- Against Twisted's web server ------------------------------------------------------
+-- Against Twisted's web server ------------------------------------------------
 
 describe("Agent against Twisted's twisted.web", function()
   local tw, base
@@ -698,7 +699,7 @@ describe("Agent against Twisted's twisted.web", function()
   end)
 end)
 
--- Connection failures -------------------------------------------------------------
+-- Connection failures ---------------------------------------------------------
 
 describe("Agent connection failures", function()
   it("errbacks with ConnectionRefusedError for a closed port", function()
@@ -742,7 +743,7 @@ describe("Agent connection failures", function()
   end)
 end)
 
--- Hostile servers ------------------------------------------------------------------
+-- Hostile servers -------------------------------------------------------------
 
 describe("Agent against hostile servers", function()
   it("fails a garbage status line with ResponseFailed", function()
@@ -973,7 +974,7 @@ describe("Agent against hostile servers", function()
   end)
 end)
 
--- The example -----------------------------------------------------------------------
+-- The example -----------------------------------------------------------------
 
 describe("examples/web/getpage.lua", function()
   it("fetches several pages at once from a loom Site and stops when all "

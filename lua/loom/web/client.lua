@@ -314,7 +314,7 @@ function Agent:request(method, uri, headers, body)
   end)
 end
 
--- Reading a body ---------------------------------------------------------------
+-- Reading a body --------------------------------------------------------------
 
 -- The largest body readBody (and getPage) collects by default: 16 MiB.
 M.MAX_BODY_SIZE = 16 * 1024 * 1024
@@ -386,7 +386,7 @@ local function discardBody(response, limit)
   })
 end
 
--- Redirects ----------------------------------------------------------------------
+-- Redirects -------------------------------------------------------------------
 
 -- Headers that never follow a redirect to another origin (Twisted's
 -- _defaultSensitiveHeaders).
@@ -481,7 +481,7 @@ function RedirectAgent._handleResponse(response, self, method, uri, headers,
   return response
 end
 
--- getPage ----------------------------------------------------------------------
+-- getPage ---------------------------------------------------------------------
 
 -- web.getPage(url, opts) -> Deferred of the body, as old Twisted's getPage:
 -- opts.method ("GET"), headers, body (a string), timeout (seconds for the

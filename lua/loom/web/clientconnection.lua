@@ -219,7 +219,7 @@ function Connection:_bodyFailed(reason)
   self:abort(reason)
 end
 
--- Timing out -------------------------------------------------------------------
+-- Timing out ------------------------------------------------------------------
 
 -- The response must make progress: no byte for `secs` while it is awaited
 -- (or read) aborts the connection with error.TimeoutError. A body nobody
@@ -394,7 +394,7 @@ function Connection:_bodyProtocolReady()
   self:_setReadPaused(false)
 end
 
--- Ending ------------------------------------------------------------------------
+-- Ending ----------------------------------------------------------------------
 
 -- abort(reason?): close now; what is in flight fails with reason (a
 -- Failure), or with what connectionLost finds when reason is nil.

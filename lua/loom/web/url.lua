@@ -4,7 +4,8 @@
 --
 --   local url = require "loom.web.url"
 --   local u, why = url.parse("http://example.org:8080/a/b?x=1#top")
---   u.scheme, u.host, u.port, u.path, u.query  -- "http", "example.org", 8080, "/a/b", "x=1"
+--   u.scheme, u.host, u.port  --> "http", "example.org", 8080
+--   u.path, u.query           --> "/a/b", "x=1"
 --   url.target(u)      --> "/a/b?x=1"   (the request line's origin form)
 --   url.hostHeader(u)  --> "example.org:8080"
 --   url.join("http://h/a/b", "../c")  --> "http://h/c"
@@ -101,7 +102,8 @@ function M.parse(s)
     return bad(s, "credentials in the URL are not supported")
   end
   local host, portText = splitAuthority(authority)
-  if not host and authority:match(":[^:]*$") and not authority:find("[", 1, true) then
+  if not host and authority:match(":[^:]*$")
+      and not authority:find("[", 1, true) then
     return bad(s, "the port must be a number")
   elseif not host or not validHost(host) then
     return bad(s, "bad host " .. string.format("%q", authority))
