@@ -729,6 +729,30 @@ describe("Agent connection failures", function()
       assert.matches("https needs TLS %(F11%)", tostring(g.value))
     end)
 
+  it("connects with connectTimeout and bindAddress", function()
+    local seen
+    local fake = { callLater = reactor.callLater, seconds = reactor.seconds,
+      connectTCP = function(host, port, _, opts)
+        seen = { host, port, opts.timeout, opts.bindAddress }
+        error("recorded")
+      end }
+    local bind = { "127.0.0.1", 0 }
+    local agent = web.Agent(fake, { connectTimeout = 7, bindAddress = bind })
+    local f = failureOf(agent:request("GET", "http://example.test:8081/"))
+    assert.matches("recorded", tostring(f.value))
+    assert.same({ "example.test", 8081, 7, bind }, seen)
+  end)
+
+  it("leaves the caller's headers table as it was", function()
+    local server = track(respondingServer(function(self)
+      self.transport:write(ok("fine"))
+    end))
+    local headers = { ["X-One"] = "1", Accept = { "a", "b" } }
+    get(newAgent(), server.url .. "/", headers)
+    assert.same({ ["X-One"] = "1", Accept = { "a", "b" } }, headers)
+    assert.matches("\r\nHost: 127%.0%.0%.1:%d+\r\n", server.requests[1])
+  end)
+
   it("raises for a bad method, header or body", function()
     local agent = newAgent()
     assert.has_error(function() agent:request("GE T", "http://h/") end,
@@ -808,6 +832,24 @@ describe("Agent against hostile servers", function()
       { maxSize = 1024 * 1024 }))
     assert.is_truthy(f:check(web.BodyTooLarge))
     net.waitFor(function() return server.lost == 1 end)
+  end)
+
+  it("reads no more than one buffer of a body before deliverBody, and "
+    .. "does not time out while it waits", function()
+    local size = 4 * 1024 * 1024
+    local answer = "HTTP/1.1 200 OK\r\nContent-Length: " .. size
+      .. "\r\n\r\n" .. ("b"):rep(size)
+    local server = track(respondingServer(function(self)
+      self.transport:write(answer)
+    end))
+    local agent = newAgent({ responseTimeout = 0.2 })
+    local response = runUntil(agent:request("GET", server.url .. "/"))
+    net.sleep(0.5)
+    local held = 0
+    for _, piece in ipairs(response._buffer) do held = held + #piece end
+    assert.is_true(held <= 64 * 1024, "held " .. held)
+    local body = runUntil(web.readBody(response))
+    assert.equal(size, #body)
   end)
 
   it("fails at once a Content-Length larger than maxSize", function()

@@ -229,7 +229,7 @@ function Connection:_startTimer(secs)
   if not secs or secs <= 0 then
     return
   end
-  self._timeoutSecs = secs
+  self._timeoutSecs, self._graced = secs, false
   self._lastActivity = self._reactor.seconds()
   self._timer = self._reactor.callLater(secs, self._checkTimeout, self)
 end
@@ -242,6 +242,11 @@ function Connection:_stopTimer()
   end
 end
 
+-- A check that finds the deadline passed looks once more a moment later:
+-- when the loop was busy (a long callback), the bytes that would have
+-- reset it may be waiting to be read, and I/O runs only after timers.
+local GRACE = 0.01
+
 function Connection:_checkTimeout()
   self._timer = nil
   local now, secs = self._reactor.seconds(), self._timeoutSecs
@@ -249,9 +254,10 @@ function Connection:_checkTimeout()
   if self._readPaused or self._userPaused then
     self._lastActivity, waited = now, 0
   end
-  if waited < secs then
-    self._timer = self._reactor.callLater(secs - waited, self._checkTimeout,
-      self)
+  if waited < secs or not self._graced then
+    self._graced = waited >= secs
+    self._timer = self._reactor.callLater(
+      self._graced and GRACE or secs - waited, self._checkTimeout, self)
     return
   end
   local req = self._req
