@@ -764,6 +764,14 @@ describe("Agent connection failures", function()
       agent:request("GET", "http://h/", { ["Bad Name"] = "1" })
     end, "request: bad header name \"Bad Name\"")
     assert.has_error(function() agent:request("GET", "http://h/", nil, 42) end)
+    assert.has_error(function()
+      agent:request("POST", "http://h/", { ["Content-Length"] = "0" }, "x")
+    end, "request: Content-Length is set from the body, not by a header")
+    assert.has_error(function()
+      agent:request("POST", "http://h/", nil,
+        { length = 1.5, startProducing = function() end })
+    end, "request: the body producer's length must be a non-negative "
+      .. "integer or nil, got 1.5")
   end)
 end)
 

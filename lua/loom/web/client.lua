@@ -171,6 +171,10 @@ local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
 -- Never CR, LF or NUL in a header value (no header injection).
 local BAD_VALUE = "[%z\r\n]"
 
+-- Headers that frame the message: the agent sets them from the body, so
+-- a second, different one cannot make the request mean two things.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true }
+
 local Agent = class.Object:extend({ __name = "Agent" })
 M.Agent = Agent
 
@@ -204,6 +208,10 @@ local function headerList(headers)
     if type(name) ~= "string" or not name:match(TOKEN) then
       error(string.format("request: bad header name %q",
         tostring(name)), 3)
+    end
+    if FRAMING[name:lower()] then
+      error(string.format("request: %s is set from the body, not by a "
+        .. "header", name), 3)
     end
     local values = type(value) == "table" and value or { value }
     for _, v in ipairs(values) do
@@ -254,6 +262,11 @@ local function checkArguments(method, uri, body)
       or type(body.startProducing) ~= "function") then
     error("request: body must be a string or a producer (with "
       .. "startProducing), got " .. type(body), 3)
+  end
+  local length = type(body) == "table" and body.length
+  if length and (math.type(length) ~= "integer" or length < 0) then
+    error("request: the body producer's length must be a non-negative "
+      .. "integer or nil, got " .. tostring(length), 3)
   end
 end
 

@@ -145,13 +145,11 @@ function Consumer:write(data)
   end
 end
 
-function Consumer:registerProducer(p, streaming)
-  self.connection.transport:registerProducer(p, streaming)
-end
+-- The connection registered the body producer with its transport before
+-- startProducing (as Twisted's encoder does), so these have nothing to do.
+function Consumer.registerProducer() end
 
-function Consumer:unregisterProducer()
-  self.connection.transport:unregisterProducer()
-end
+function Consumer.unregisterProducer() end
 
 function Connection:_produceBody(producer)
   local consumer = setmetatable({ connection = self, written = 0,
@@ -274,8 +272,9 @@ function Connection:dataReceived(data)
     -- Nothing was asked: a server talking out of turn is not reused.
     self.transport:abortConnection()
     return
-  elseif state ~= "TRANSMITTING" and state ~= "WAITING" then
-    return
+  elseif state ~= "TRANSMITTING" and state ~= "WAITING"
+      or self._failReason then
+    return -- done with, or being closed
   end
   self._received = true
   self._lastActivity = self._reactor.seconds()
