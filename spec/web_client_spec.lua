@@ -775,6 +775,24 @@ describe("Agent connection failures", function()
   end)
 end)
 
+describe("Agent over IPv6", function()
+  it("connects to a bracketed IPv6 literal and sends Host with brackets",
+    function()
+      local P = protocol.Protocol:extend()
+      local seen = {}
+      function P:dataReceived(data)
+        seen[#seen + 1] = data
+        self.transport:write(ok("six"))
+      end
+      local port = net.listen(protocol.Factory.forProtocol(P), "::1")
+      track({ port = port })
+      local _, body = get(newAgent(), "http://[::1]:" .. port:getHost().port
+        .. "/v6")
+      assert.equal("six", body)
+      assert.matches("\r\nHost: %[::1%]:%d+\r\n", table.concat(seen))
+    end)
+end)
+
 -- Hostile servers -------------------------------------------------------------
 
 describe("Agent against hostile servers", function()
