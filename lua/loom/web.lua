@@ -11,6 +11,7 @@
 local resource = require "loom.web.resource"
 local server = require "loom.web.server"
 local request = require "loom.web.server_request"
+local static = require "loom.web.static"
 
 local web = {}
 
@@ -25,5 +26,6 @@ web.Site = server.Site
 web.HTTPChannel = server.HTTPChannel
 web.Request = request.Request
 web.RESPONSES = request.PHRASES
+web.File = static.File
 
 return web
