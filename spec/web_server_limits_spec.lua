@@ -176,6 +176,16 @@ describe("web.Site limits", function()
     assert.equals(408, W.responses(c:text(), nil, true)[1].status)
   end)
 
+  it("does not time out a body that keeps arriving slowly", function()
+    local server = serve(echoRoot(), { idleTimeout = 0.3 })
+    local c = W.raw(server, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+    for _ = 1, 8 do
+      sleep(0.1)
+      c.transport:write("b")
+    end
+    assert.equals("len 8", W.waitResponses(c, 1)[1].body)
+  end)
+
   it("holds at most about maxPipelineBuffer of pipelined requests", function()
     local server = serve(W.leaf({
       render_GET = function() return require("loom.web").NOT_DONE_YET end,
