@@ -4,8 +4,8 @@ local W = dofile("spec/support/web_server.lua")
 local sub = dofile("spec/support/subprocess.lua")
 local json = require "loom.json"
 
-local function start(args)
-  local server = sub.start("run " .. args)
+local function start(args, n)
+  local server = sub.start("run " .. args, n)
   W.atEnd(function()
     if not server.stopped then sub.stop(server) end
   end, finally)
@@ -26,6 +26,20 @@ describe("examples/web", function()
     assert.matches("Content%-Type: application/json", out)
     out = W.curl("-i", "-d", "not json", base .. "/notes")
     assert.matches("^HTTP/1.1 400", out)
+  end)
+
+  it("finger_web: the finger service over finger and the web", function()
+    local server = start("examples/web/finger_web.lua 0 0", 2)
+    local base = "http://127.0.0.1:" .. server.ports[2]
+    local out = W.curl(base .. "/")
+    assert.equals('<h1>Users</h1><ul><li><a href="ann">ann</a></li>'
+      .. '<li><a href="glyph">glyph</a></li><li><a href="moshez">moshez</a></li></ul>\n', out)
+    assert.equals("<h1>moshez</h1><p>Happy and well</p>\n", (W.curl(base .. "/moshez")))
+    assert.equals("<h1>&lt;x&gt;</h1><p>No such user</p>\n", (W.curl(base .. "/%3Cx%3E")))
+    local c = sub.connect(server.ports[1])
+    c.transport:write("glyph\r\n")
+    require("loom.testing").runUntil(c.lost, 5)
+    assert.equals("Busy writing Twisted\r\n", c:text())
   end)
 
   it("static: serves its directory, nothing above it", function()
