@@ -55,7 +55,7 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c \
-            bindings/http.c
+            bindings/http.c bindings/fs.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))

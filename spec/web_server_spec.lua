@@ -361,6 +361,17 @@ describe("web.Site on raw sockets", function()
       for i = 1, 500 do assert.equals("/" .. i, list[i].body) end
     end)
 
+  it("reads the path of an absolute-form target", function()
+    local server = serve(W.leaf({
+      render_GET = function(_, r) return r.path .. " " .. r.args.q[1] end,
+    }), { accessLog = false })
+    local c = W.raw(server, "GET http://example.com:80/a/b?q=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET http://example.com HTTP/1.1\r\nHost: x\r\n\r\n")
+    local list = W.waitResponses(c, 2)
+    assert.equals("/a/b 1", list[1].body)
+    assert.equals(500, list[2].status) -- no q: the render raised
+  end)
+
   it("HTTP/1.0: no chunking, the body ends at the close", function()
     local server = serve(W.leaf({
       render_GET = function(_, request)

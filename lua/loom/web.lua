@@ -13,6 +13,7 @@
 local resource = require "loom.web.resource"
 local server = require "loom.web.server"
 local request = require "loom.web.server_request"
+local static = require "loom.web.static"
 
 local web = {}
 
@@ -27,6 +28,7 @@ web.Site = server.Site
 web.HTTPChannel = server.HTTPChannel
 web.Request = request.Request
 web.RESPONSES = request.PHRASES
+web.File = static.File
 
 -- Client.
 local client = require "loom.web.client"

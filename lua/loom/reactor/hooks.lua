@@ -71,6 +71,10 @@ M.METHODS = {
     .. " fd 1 and errReceived(data) for fd 2",
   ["timer function"] = "(arg)  timer.c: core.timer(fn, arg) fires",
   ["signal function"] = "(name)  signal.c: core.onSignal(name, fn)",
+  onHeaders = "(info) -> skipBody  http.c: on a core.httpParser's handler,"
+    .. " from execute, when a message's head is complete (docs/web.md)",
+  onBody = "(chunk)  http.c: body bytes, from execute",
+  onMessageComplete = "()  http.c: a message ended, from execute/finish",
 }
 
 -- The table C holds; assigning a name not in HOOKS raises.

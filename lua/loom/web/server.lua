@@ -104,6 +104,14 @@ function Site:buildProtocol(addr) -- luacheck: ignore addr
   return p
 end
 
+function Site:seconds()
+  local clock = self.clock
+  if clock then
+    return clock.seconds()
+  end
+  return base.seconds()
+end
+
 function Site:callLater(secs, f)
   local clock = self.clock
   if clock then
@@ -213,6 +221,10 @@ function Channel:_timedOut()
   end
   if self.state == "idle" then
     self:_close() -- an idle keep-alive connection: nothing to say
+  elseif self.state == "body" and self._lastBody
+      and self.site:seconds() - self._lastBody < self.site.idleTimeout then
+    -- The body still arrives: wait for silence from its last piece.
+    self:_arm(self.site.idleTimeout - (self.site:seconds() - self._lastBody))
   elseif self.state == "head" or self.state == "body" then
     log.prefixed(self:logPrefix()).info("request timed out (%s)",
       self.state == "head" and "headerTimeout" or "idleTimeout")
@@ -394,7 +406,7 @@ function Channel:onHeaders(info)
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
   self:_arm(site.idleTimeout)
-  self._bodyLen, self._bodyParts, self._bodyMem, self._bodyFile = 0, {}, 0, nil
+  self._bodyLen, self._bodyParts, self._bodyFile, self._lastBody = 0, {}, nil, nil
   if info.versionMinor >= 1 and countHeader(info.headers, "host") ~= 1 then
     self:_reject(400, "an HTTP/1.1 request needs exactly one Host header")
   end
@@ -422,10 +434,7 @@ function Channel:onBody(chunk)
   if len > site.maxBodySize then
     self:_reject(413, "body over maxBodySize " .. site.maxBodySize)
   end
-  self._bodyChunks = (self._bodyChunks or 0) + 1
-  if self._bodyChunks % 8 == 0 then
-    self:_arm(site.idleTimeout) -- activity: the body still arrives
-  end
+  self._lastBody = site:seconds() -- _timedOut re-arms from here
   local f = self._bodyFile
   if f then
     f:write(chunk)

@@ -109,7 +109,12 @@ function Request:init(channel, info)
     headers[k] = old and (old .. (k == "cookie" and "; " or ", ") .. h[2]) or h[2]
   end
   self.headers = headers
-  local path, query = self.uri:match("^([^?]*)%??(.*)$")
+  -- An absolute-form target (a proxy's) is read for its path.
+  local target = self.uri:match("^%a[%w+.%-]*://[^/?]*(.*)$") or self.uri
+  local path, query = target:match("^([^?]*)%??(.*)$")
+  if path == "" then
+    path = "/"
+  end
   self.path = path
   self.args = parseQuery(query, {})
   self.prepath = {}
