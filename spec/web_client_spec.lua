@@ -775,6 +775,30 @@ describe("Agent connection failures", function()
   end)
 end)
 
+describe("Agent writing requests", function()
+  it("sends a request whole: no Nagle stall on a kept-alive POST",
+    function()
+      -- With the head and body in two segments and Nagle on, each request
+      -- waits for the server's delayed ACK (40 ms): 25 would take 1 s.
+      local server = track(rawServer({
+        onData = function(self, _, srv)
+          if srv.requests[self.index]:sub(-5) == "body!" then
+            srv.requests[self.index] = ""
+            self.transport:write(ok("fine"))
+          end
+        end,
+      }))
+      local agent = newAgent()
+      get(agent, server.url .. "/", nil, "POST", "body!")
+      local started = reactor.seconds()
+      for _ = 1, 25 do
+        get(agent, server.url .. "/", nil, "POST", "body!")
+      end
+      assert.is_true(reactor.seconds() - started < 0.8)
+      assert.equal(1, server.connections)
+    end)
+end)
+
 describe("Agent over IPv6", function()
   it("connects to a bracketed IPv6 literal and sends Host with brackets",
     function()
