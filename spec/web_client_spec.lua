@@ -1055,6 +1055,41 @@ describe("Agent against hostile servers", function()
       assert.equal("boom", body)
     end)
 
+  it("answers random bytes with a Failure, never a raise or a hang",
+    function()
+      math.randomseed(20261201)
+      local prefixes = { "", "HTTP/1.1 200 OK\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n" }
+      local answers = {}
+      for i = 1, 40 do
+        local bytes = {}
+        for j = 1, math.random(1, 300) do
+          bytes[j] = string.char(math.random(0, 255))
+        end
+        answers[i] = prefixes[i % #prefixes + 1] .. table.concat(bytes)
+      end
+      local served = 0
+      local server = track(respondingServer(function(self)
+        served = served + 1
+        self.transport:write(answers[served])
+        self.transport:loseConnection()
+      end))
+      local agent = newAgent({ responseTimeout = 2 })
+      for _ = 1, #answers do
+        local d = agent:request("GET", server.url .. "/")
+          :addCallback(web.readBody)
+        local good, result = pcall(runUntil, d, 5)
+        if not good then
+          assert.is_truthy(result.check and result:check(web.ResponseFailed,
+            err.TimeoutError), tostring(result))
+        else
+          assert.equal("string", type(result))
+        end
+      end
+      assert.equal(#answers, served)
+    end)
+
   it("cancelling a request closes its connection", function()
     local server = track(rawServer({}))
     local d = newAgent():request("GET", server.url .. "/")
