@@ -22,7 +22,7 @@ SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted libedit-dev
+            lua-busted libedit-dev libhttp-parser-dev python3-twisted
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -31,6 +31,8 @@ BUILD    ?= build
 # on a bare machine sees the packages deps-check has just installed.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libhttp-parser-dev ships no .pc file (bindings/http.c is its only user).
+HTTP_LIBS  := -lhttp_parser
 OPT        ?= -O2 -g
 # Every warning here passes with gcc and clang; docs/architecture.md says
 # why the others (-Wconversion, -Wcast-qual, ...) are not on yet.
@@ -42,7 +44,7 @@ WARN       := -Wall -Wextra -Werror -Wpedantic -Wmissing-prototypes \
 FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC $(PKG_CFLAGS) \
                 -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"' $(CFLAGS)
 FINAL_LDFLAGS = $(LDFLAGS)
-FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
+FINAL_LIBS    = $(PKG_LIBS) $(HTTP_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
@@ -55,7 +57,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
-            bindings/api.c bindings/api_lua.c bindings/api_thread.c
+            bindings/api.c bindings/api_lua.c bindings/api_thread.c \
+            bindings/http.c bindings/fs.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
@@ -128,7 +131,7 @@ $(BUILD)/test/%_fuzz_replay: fuzz/%_fuzz.c fuzz/replay.c fuzz/fuzz.h $(PARSER_OB
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) $(HTTP_LIBS) -lm $(LDLIBS)
 
 # libloom for a C program that embeds loom (include/loom.h, loom.pc): the
 # same objects as loom.so, as an archive and as a shared library whose

@@ -183,41 +183,6 @@ static int l_transports(lua_State *L) {
   return 1;
 }
 
-/*
-** core.stat(path) -> {type=, mode=, uid=}, not following a last symlink
-** (type "link"); or nil, message. mode: the permission bits.
-*/
-static int l_stat(lua_State *L) {
-  loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
-  uv_fs_t req;
-  uint64_t mode;
-  const char *type = "other";
-  int rc = uv_fs_lstat(st->loop, &req, path, NULL);
-  if (rc < 0) {
-    uv_fs_req_cleanup(&req);
-    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
-  }
-  mode = req.statbuf.st_mode;
-  if ((mode & S_IFMT) == S_IFDIR)
-    type = "directory";
-  else if ((mode & S_IFMT) == S_IFREG)
-    type = "file";
-  else if ((mode & S_IFMT) == S_IFSOCK)
-    type = "socket";
-  else if ((mode & S_IFMT) == S_IFLNK)
-    type = "link";
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, type);
-  lua_setfield(L, -2, "type");
-  lua_pushinteger(L, (lua_Integer)(mode & 07777));
-  lua_setfield(L, -2, "mode");
-  lua_pushinteger(L, (lua_Integer)req.statbuf.st_uid);
-  lua_setfield(L, -2, "uid");
-  uv_fs_req_cleanup(&req);
-  return 1;
-}
-
 static const luaL_Reg core_functions[] = {
   {"listDir", l_list_dir},
   {"run", l_run},
@@ -230,7 +195,6 @@ static const luaL_Reg core_functions[] = {
   {"streamCount", l_stream_count},
   {"openHandles", l_open_handles},
   {"transports", l_transports},
-  {"stat", l_stat},
   {NULL, NULL}
 };
 
@@ -264,6 +228,8 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_pidfile(L);
   loom__open_identity(L);
   loom__open_fsevent(L);
+  loom__open_http(L);
+  loom__open_fs(L);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

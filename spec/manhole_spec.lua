@@ -286,7 +286,7 @@ describe("manhole over a Unix socket", function()
     function()
     local path = dir .. "/m.sock"
     svc = started(manhole.service("unix:" .. path))
-    local st = core.stat(path)
+    local st = core.lstat(path)
     assert.equal("socket", st.type)
     assert.equal(tonumber("600", 8), st.mode)
     local c = connect(path)

@@ -559,7 +559,7 @@ end
 -- (or its directory entry moved): refuse, as ssh refuses loose key files.
 local function checkSocketDirectory(path)
   local dir = dirname(path)
-  local st, _, msg = core.stat(dir)
+  local st, _, msg = core.lstat(dir)
   if st == nil then
     fail("cannot use unix:%s: %s", path, msg)
   elseif st.type ~= "directory" then
@@ -577,7 +577,7 @@ function M.readPassword(file)
     fail("a tcp manhole needs --manhole-passwd FILE (its first line is the"
       .. " password)")
   end
-  local st, _, msg = core.stat(file)
+  local st, _, msg = core.lstat(file)
   if st == nil then
     fail("--manhole-passwd %s", msg)
   elseif st.type ~= "file" then
