@@ -251,6 +251,7 @@ end
 --   { source = "app.lua", line = 16, name = "function <app.lua:15>",
 --     awaited = true }          (awaited: the frame that awaited)
 --   { skipped = n }             (the middle of a deep stack, left out)
+--   { tailcalls = true }        (the frame above was reached by tail calls)
 -- Nothing is recorded while nothing fails: the success path pays nothing.
 
 local FIRST_LEVELS, LAST_LEVELS = 10, 11 -- a deep stack: as luaL_traceback
@@ -297,11 +298,16 @@ local function describe(info, source)
   return format("function <%s:%d>", source, info.linedefined)
 end
 
-local function frameRecord(co, level)
-  local info = getinfo(co, level, "Sln")
+-- Adds the record of co's frame at level to frames (and a tail-call
+-- marker after a frame that a tail call replaced, as Lua's tracebacks do).
+local function addFrame(frames, co, level)
+  local info = getinfo(co, level, "Slnt")
   local source = sourceOf(info)
-  return { source = source, line = info.currentline,
+  frames[#frames + 1] = { source = source, line = info.currentline,
     name = describe(info, source) }
+  if info.istailcall then
+    frames[#frames + 1] = { tailcalls = true }
+  end
 end
 
 -- failure.noteAwait(f, co, base, awaits): f was raised out of the
@@ -313,14 +319,7 @@ function failure.noteAwait(f, co, base, awaits)
   if rawget(f, "_thread") == co then
     return
   end
-  local frames = rawget(f, "asyncFrames")
-  if frames == nil then
-    frames = {}
-    f.asyncFrames = frames
-  end
-  if #frames >= MAX_ASYNC_FRAMES then
-    return
-  end
+  local frames = rawget(f, "asyncFrames") or {}
   local last, level, awaited = lastLevel(co) - base, 0, false
   -- The C functions the Failure was raised from (await, yield, error).
   while level <= last do
@@ -332,26 +331,30 @@ function failure.noteAwait(f, co, base, awaits)
     level = level + 1
   end
   local count = last - level + 1
-  local first = #frames + 1
+  if count <= 0 or #frames + 2 * math.min(count, FIRST_LEVELS + LAST_LEVELS)
+      + 1 > MAX_ASYNC_FRAMES then
+    return
+  end
+  local first, top = #frames + 1, level
   while level <= last do
-    if count > FIRST_LEVELS + LAST_LEVELS
-        and level == last - count + 1 + FIRST_LEVELS then
+    if count > FIRST_LEVELS + LAST_LEVELS and level == top + FIRST_LEVELS then
       local skip = count - FIRST_LEVELS - LAST_LEVELS
       frames[#frames + 1] = { skipped = skip }
       level = level + skip
     end
-    frames[#frames + 1] = frameRecord(co, level)
+    addFrame(frames, co, level)
     level = level + 1
   end
-  if awaited and frames[first] then
-    frames[first].awaited = true
-  end
+  frames[first].awaited = awaited or nil
+  f.asyncFrames = frames
 end
 
 -- One traceback line for an async frame record.
 local function frameLine(fr)
   if fr.skipped then
     return format("\t...\t(skipping %d levels)", fr.skipped)
+  elseif fr.tailcalls then
+    return "\t(...tail calls...)"
   end
   local where = fr.source
   if type(fr.line) == "number" and fr.line > 0 then
