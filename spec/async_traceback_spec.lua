@@ -413,3 +413,21 @@ reactor.run()
     assert.falsy(errText:find("/../", 1, true))
   end)
 end)
+
+describe("examples/deferreds/async_traceback.lua", function()
+  it("prints where bob was not found, then the two awaiting callers",
+    function()
+      local out, errText, status = sub.loom(
+        "run examples/deferreds/async_traceback.lua")
+      assert.equal(0, status)
+      assert.equal("", errText)
+      local ex = "examples/deferreds/async_traceback.lua"
+      assert.matches("^" .. ex:gsub("%p", "%%%0") .. ":%d+: no such user: bob\n"
+        .. "stack traceback:\n", out)
+      local first = out:find(ex .. ":%d+: awaited in function <" .. ex
+        .. ":%d+>\n")
+      assert.truthy(first, out)
+      assert.equal(2, count(out, ": awaited in function <"))
+      assert.equal(1, count(out, "\t[1 loom frame]\n"))
+    end)
+end)

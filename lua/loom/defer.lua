@@ -499,7 +499,7 @@ local function bodyFailure(co, value)
   end
   local f = Failure(value == nil and failure.NIL_ERROR or value,
     debug.traceback(co))
-  f._thread = co
+  failure.setMadeIn(f, co)
   return f
 end
 

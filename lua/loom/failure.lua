@@ -77,6 +77,12 @@ local function typeOf(value)
   return type(value)
 end
 
+-- The coroutine (or main thread) whose stack a Failure's traceback shows,
+-- when it was taken there: a Failure raised out of that coroutine's body
+-- adds no frames (noteAwait). Weak both ways: a Failure kept for long keeps
+-- no dead coroutine's stack alive with it.
+local madeIn = setmetatable({}, { __mode = "kv" })
+
 -- Failure(value, traceback?): a Failure wrapping value; a Failure given as
 -- value is returned unchanged. traceback is a string; by default the stack
 -- where the Failure is made.
@@ -87,14 +93,13 @@ function Failure:new(value, traceback)
   if isFailure(value) then
     return value
   end
-  local thread
+  local f = setmetatable({ value = value, type = typeOf(value),
+    traceback = traceback }, self)
   if traceback == nil then
-    traceback = makeTraceback(nil, 2)
-    thread = running()
+    f.traceback = makeTraceback(nil, 2)
+    madeIn[f] = running()
   end
-  -- _thread: the coroutine whose stack the traceback shows (see noteAwait).
-  return setmetatable({ value = value, type = typeOf(value),
-    traceback = traceback, _thread = thread }, self)
+  return f
 end
 
 -- An xpcall message handler: the error as a Failure with the traceback of
@@ -107,8 +112,14 @@ function failure.handler(e)
     e = failure.NIL_ERROR
   end
   local f = Failure(e, makeTraceback(nil, 2))
-  f._thread = running()
+  madeIn[f] = running()
   return f
+end
+
+-- failure.setMadeIn(f, co): f's traceback shows the stack of coroutine co
+-- (for a Failure made with a traceback string taken from co).
+function failure.setMadeIn(f, co)
+  madeIn[f] = co
 end
 
 -- The name of an error class, or nil for anything else.
@@ -316,7 +327,7 @@ end
 -- (defer.await, coroutine.yield). Adds co's frames to f.asyncFrames unless
 -- f was made in co (its own traceback shows them already).
 function failure.noteAwait(f, co, base, awaits)
-  if rawget(f, "_thread") == co then
+  if madeIn[f] == co then
     return
   end
   local frames = rawget(f, "asyncFrames") or {}
