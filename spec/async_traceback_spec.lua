@@ -227,6 +227,18 @@ describe("a Failure raised through awaits", function()
     local text = f:getTraceback()
     assert.equal(1, count(text, "<" .. at(SHORT, M.def) .. ">"))
     assert.equal(1, count(text, at(SHORT, M.make) .. ": in function <"))
+    -- Likewise one made by defer.fail (or d:errback) in the body.
+    M.failDef = line(); local failer = inline(function(gate)
+      await(gate)
+      M.fail = line(); return await(defer.fail("made by fail"))
+    end)
+    gate = Deferred()
+    d = inline(function(g) return await(failer(g)) end)(gate)
+    gate:callback()
+    f = failureOf(d)
+    assert.equal(1, #f.asyncFrames)
+    assert.equal(1, count(f:getTraceback(), "<" .. at(SHORT, M.failDef)
+      .. ">"))
   end)
 
   it("records nothing while a Failure is caught where it is awaited",

@@ -31,6 +31,7 @@ local xpcall, error = xpcall, error
 local pack, unpack = table.pack, table.unpack
 local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
   coroutine.yield
+local corunning = coroutine.running
 
 local defer = {}
 
@@ -156,6 +157,7 @@ function Deferred:errback(e)
       e = failure.NIL_ERROR
     end
     e = Failure(e, debug.traceback(nil, 2))
+    failure.setMadeIn(e, corunning())
   end
   self.called = true
   self.result = e
@@ -258,6 +260,7 @@ function defer.fail(e)
   local d = Deferred()
   if not isFailure(e) then
     e = Failure(e == nil and failure.NIL_ERROR or e, debug.traceback(nil, 2))
+    failure.setMadeIn(e, corunning())
   end
   d:errback(e)
   return d
