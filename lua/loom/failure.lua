@@ -253,7 +253,7 @@ local function debugging()
   return v ~= nil and v ~= "" and v ~= "0"
 end
 
--- Async frames ------------------------------------------------------------------
+-- Async frames -----------------------------------------------------------
 --
 -- When a Failure leaves an inlineCallbacks body (its coroutine dead, its
 -- stack kept as it was at the raise), defer.lua calls noteAwait: the
@@ -375,7 +375,7 @@ local function frameLine(fr)
     .. safeString(fr.name)
 end
 
--- Writing tracebacks --------------------------------------------------------------
+-- Writing tracebacks ----------------------------------------------------------
 
 -- A traceback line with its paths cleaned, and whether the frame is loom's
 -- ("loom"), a C function's ("C"), a tail-call marker ("tail") or anything
