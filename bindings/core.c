@@ -49,7 +49,7 @@ loom_state *loom__new_state(lua_State *L, uv_loop_t *loop) {
 static int l_run(lua_State *L) {
   loom_state *st = loom__get_state(L);
   void *saved = LOOM_L(st);
-  if (st->running)
+  if (st->running || st->turning) /* turning: inside reactor.iterate */
     return luaL_error(L, "reactor is already running");
   LOOM_L(st) = L;
   loom__state_run(st);
