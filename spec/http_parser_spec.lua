@@ -124,6 +124,26 @@ describe("core.httpParser requests", function()
     assert.equals("/2", r.messages[2].info.url)
   end)
 
+  it("executes from a position, so the caller need not copy the rest",
+    function()
+      local one = "GET /1 HTTP/1.1\r\n\r\n"
+      local data = one .. one .. one
+      local r = recorder()
+      local p = core.httpParser("request", r)
+      function r:onHeaders(info) p:pause(); self.current = { info = info, body = {} } end
+      local pos = 1
+      for i = 1, 3 do
+        local n = p:execute(data, pos)
+        assert.equals(#one, n)
+        pos = pos + n
+        assert.equals(i, #r.messages)
+        p:resume()
+      end
+      assert.equals(0, p:execute(data, #data + 1))
+      assert.has_error(function() p:execute(data, 0) end)
+      assert.has_error(function() p:execute(data, #data + 2) end)
+    end)
+
   it("reset readies the parser for a new message", function()
     local r = recorder()
     local p = core.httpParser("request", r)

@@ -200,18 +200,49 @@ function Channel:logPrefix()
   return protocol.Protocol.logPrefix(self)
 end
 
--- The one timeout of the connection: which one depends on the state.
+-- The one timeout of the connection (which one depends on the state) is
+-- a deadline: the timer moves only to an earlier one, and when it fires
+-- before the deadline it waits for the rest. So a request costs no timer
+-- of its own, only a clock read per state.
 function Channel:_arm(secs)
+  if secs == nil or secs == math.huge then
+    self._deadline = nil
+    return
+  end
+  local site = self.site
+  local deadline = site:seconds() + secs
+  self._deadline = deadline
   local call = self._timeoutCall
   if call and call:active() then
-    call:cancel()
+    if call:getTime() > deadline then
+      call:reset(secs)
+    end
+  else
+    self._timeoutCall = site:callLater(secs, function() self:_onTimer() end)
   end
+end
+
+function Channel:_onTimer()
   self._timeoutCall = nil
-  if secs and secs ~= math.huge then
-    self._timeoutCall = self.site:callLater(secs, function()
-      self._timeoutCall = nil
-      self:_timedOut()
-    end)
+  local deadline = self._deadline
+  if deadline == nil or self.dead then
+    return
+  end
+  local left = deadline - self.site:seconds()
+  if left > 0 then
+    self._timeoutCall = self.site:callLater(left, function() self:_onTimer() end)
+    return
+  end
+  self._deadline = nil
+  self:_timedOut()
+end
+
+function Channel:_cancelTimer()
+  self._deadline = nil
+  local call = self._timeoutCall
+  self._timeoutCall = nil
+  if call and call:active() then
+    call:cancel()
   end
 end
 
@@ -221,10 +252,6 @@ function Channel:_timedOut()
   end
   if self.state == "idle" then
     self:_close() -- an idle keep-alive connection: nothing to say
-  elseif self.state == "body" and self._lastBody
-      and self.site:seconds() - self._lastBody < self.site.idleTimeout then
-    -- The body still arrives: wait for silence from its last piece.
-    self:_arm(self.site.idleTimeout - (self.site:seconds() - self._lastBody))
   elseif self.state == "head" or self.state == "body" then
     log.prefixed(self:logPrefix()).info("request timed out (%s)",
       self.state == "head" and "headerTimeout" or "idleTimeout")
@@ -235,6 +262,10 @@ end
 -- Writes are the transport's; kept in one place for the request.
 function Channel:writeOut(data)
   self.transport:write(data)
+end
+
+function Channel:writeSequence(list)
+  self.transport:writeSequence(list)
 end
 
 -- Stops reading while the peer does not read our answers or while later
@@ -343,25 +374,22 @@ function Channel:_feed(data)
   end
   self._feeding = true
   local buf = #self.buffer > 0 and self.buffer .. data or data
+  local pos, len = 1, #buf -- buf[pos..] is not parsed yet
   self.buffer = ""
   -- A peer that does not read its answers gets no more of them.
-  while #buf > 0 and not self.processing and not self.dead
+  while pos <= len and not self.processing and not self.dead
       and not self._writePaused do
     if self.state == "idle" then
       self.state = "head"
       self:_arm(self.site.headerTimeout)
     end
-    local n, errname, msg = self.parser:execute(buf)
+    local n, errname, msg = self.parser:execute(buf, pos)
     if n == nil then
       self:_parseError(errname, msg)
-      buf = ""
+      pos = len + 1
       break
     end
-    if n < #buf then
-      buf = buf:sub(n + 1)
-    else
-      buf = ""
-    end
+    pos = pos + n
     local ready = self.ready
     if ready then
       self.ready = nil
@@ -370,8 +398,8 @@ function Channel:_feed(data)
       break -- the parser takes nothing more (after an Upgrade)
     end
   end
-  if not self.dead then
-    self.buffer = buf
+  if not self.dead and pos <= len then
+    self.buffer = pos == 1 and buf or buf:sub(pos)
   end
   self._feeding = false
   self:_checkReading()
@@ -382,16 +410,6 @@ end
 function Channel:_reject(code, why)
   self._rejectCode, self._rejectWhy = code, why
   error(REJECT, 0)
-end
-
-local function countHeader(raw, lname)
-  local n = 0
-  for i = 1, #raw do
-    if raw[i][1]:lower() == lname then
-      n = n + 1
-    end
-  end
-  return n
 end
 
 -- Parser handler: a request's head is complete.
@@ -406,8 +424,10 @@ function Channel:onHeaders(info)
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
   self:_arm(site.idleTimeout)
-  self._bodyLen, self._bodyParts, self._bodyFile, self._lastBody = 0, {}, nil, nil
-  if info.versionMinor >= 1 and countHeader(info.headers, "host") ~= 1 then
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, {}, nil
+  -- Two Host fields arrive joined with ", ", which no host name holds.
+  local host = req.headers.host
+  if info.versionMinor >= 1 and (host == nil or host:find(",", 1, true)) then
     self:_reject(400, "an HTTP/1.1 request needs exactly one Host header")
   end
   if info.contentLength and info.contentLength > site.maxBodySize then
@@ -434,7 +454,7 @@ function Channel:onBody(chunk)
   if len > site.maxBodySize then
     self:_reject(413, "body over maxBodySize " .. site.maxBodySize)
   end
-  self._lastBody = site:seconds() -- _timedOut re-arms from here
+  self._deadline = site:seconds() + site.idleTimeout -- the body still arrives
   local f = self._bodyFile
   if f then
     f:write(chunk)
@@ -507,7 +527,7 @@ function Channel:_close()
   end
   self.dead = true
   self.buffer = ""
-  self:_arm(nil)
+  self:_cancelTimer()
   self.transport:loseConnection()
   local t = self.transport
   self._abortCall = self.site:callLater(self.site.closeTimeout, function()
@@ -520,7 +540,7 @@ end
 
 function Channel:abort()
   self.dead = true
-  self:_arm(nil)
+  self:_cancelTimer()
   self.transport:abortConnection()
 end
 
@@ -567,7 +587,7 @@ end
 
 function Channel:connectionLost(reason)
   self.dead = true
-  self:_arm(nil)
+  self:_cancelTimer()
   if self._abortCall and self._abortCall:active() then
     self._abortCall:cancel()
   end

@@ -116,7 +116,7 @@ function Request:init(channel, info)
     path = "/"
   end
   self.path = path
-  self.args = parseQuery(query, {})
+  self.args = query ~= "" and parseQuery(query, {}) or {}
   self.prepath = {}
   local postpath = {}
   for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
@@ -124,10 +124,10 @@ function Request:init(channel, info)
   end
   self.postpath = postpath
   self.responseHeaders = {} -- lower-case name -> { name, value }
-  self.cookies = {}
+  self.cookies = nil -- Set-Cookie values, made by addCookie
   self.sentLength = 0
   self.content = ""
-  self._notify = {}
+  self._notify = nil -- notifyFinish's Deferreds, made on first use
 end
 
 -- The request header name (any case), or nil.
@@ -199,7 +199,9 @@ function Request:addCookie(k, v, opts)
   end
   if opts.secure then parts[#parts + 1] = "Secure" end
   if opts.httpOnly then parts[#parts + 1] = "HttpOnly" end
-  self.cookies[#self.cookies + 1] = table.concat(parts, "; ")
+  local cookies = self.cookies or {}
+  self.cookies = cookies
+  cookies[#cookies + 1] = table.concat(parts, "; ")
 end
 
 -- setResponseCode(code, phrase?): phrase defaults to the standard one.
@@ -246,14 +248,19 @@ function Request:notifyFinish()
   elseif self._lostReason then
     d:errback(self._lostReason)
   else
-    self._notify[#self._notify + 1] = d
+    local list = self._notify or {}
+    self._notify = list
+    list[#list + 1] = d
   end
   return d
 end
 
 local function fireNotify(self, reason)
   local list = self._notify
-  self._notify = {}
+  if list == nil then
+    return
+  end
+  self._notify = nil
   for i = 1, #list do
     if reason then
       list[i]:errback(reason)
@@ -268,54 +275,74 @@ local function bodyless(code)
   return code == 204 or code == 304 or (code >= 100 and code < 200)
 end
 
--- Writes the status line and headers; decides how the body is delimited:
+-- The status line and headers; decides how the body is delimited:
 -- Content-Length when set, else chunked (HTTP/1.1) or the close (1.0).
-local function writeHead(self)
+-- Defaults go straight into the text (no table per header: this runs once
+-- per response).
+local function headOf(self)
   self.startedWriting = true
   local ch = self.channel
+  local site = self.site
   local code = self.code
   local rh = self.responseHeaders
   local noBody = bodyless(code)
+  local http10 = self.clientproto == "HTTP/1.0"
+  local out = { http10 and "HTTP/1.0 " or "HTTP/1.1 ", tostring(code), " ",
+    self.phrase or PHRASES[code] or "Unknown", "\r\n" }
+  local n = 5
   if noBody then
     rh["content-length"] = nil
     rh["transfer-encoding"] = nil
   elseif rh["content-length"] == nil and self.method ~= "HEAD" then
-    if self.clientproto == "HTTP/1.1" then
-      self.chunked = true
-      rh["transfer-encoding"] = { "Transfer-Encoding", "chunked" }
-    else
+    if http10 then
       ch.persistent = false
+    else
+      self.chunked = true
+      rh["transfer-encoding"] = nil
+      out[n + 1] = "Transfer-Encoding: chunked\r\n"
+      n = n + 1
     end
   end
+  for _, h in pairs(rh) do
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
+    n = n + 4
+  end
   if rh["content-type"] == nil and not noBody then
-    rh["content-type"] = { "Content-Type", self.site.defaultContentType }
+    out[n + 1], out[n + 2] = "Content-Type: ", site.defaultContentType
+    out[n + 3] = "\r\n"
+    n = n + 3
   end
   if rh["date"] == nil then
-    rh["date"] = { "Date", httpDate() }
+    out[n + 1], out[n + 2], out[n + 3] = "Date: ", httpDate(), "\r\n"
+    n = n + 3
   end
-  if rh["server"] == nil and self.site.serverName then
-    rh["server"] = { "Server", self.site.serverName }
+  if rh["server"] == nil and site.serverName then
+    out[n + 1], out[n + 2], out[n + 3] = "Server: ", site.serverName, "\r\n"
+    n = n + 3
   end
-  if not ch.persistent then
-    rh["connection"] = { "Connection", "close" }
-  elseif self.clientproto == "HTTP/1.0" then
-    rh["connection"] = { "Connection", "keep-alive" }
+  if rh["connection"] == nil then
+    if not ch.persistent then
+      out[n + 1] = "Connection: close\r\n"
+      n = n + 1
+    elseif http10 then
+      out[n + 1] = "Connection: keep-alive\r\n"
+      n = n + 1
+    end
   end
-  local out = { string.format("%s %d %s\r\n",
-    self.clientproto == "HTTP/1.0" and "HTTP/1.0" or "HTTP/1.1", code,
-    self.phrase or PHRASES[code] or "Unknown") }
-  for _, h in pairs(rh) do
-    out[#out + 1] = h[1] .. ": " .. h[2] .. "\r\n"
+  local cookies = self.cookies
+  if cookies then
+    for i = 1, #cookies do
+      out[n + 1], out[n + 2], out[n + 3] = "Set-Cookie: ", cookies[i], "\r\n"
+      n = n + 3
+    end
   end
-  for _, c in ipairs(self.cookies) do
-    out[#out + 1] = "Set-Cookie: " .. c .. "\r\n"
-  end
-  out[#out + 1] = "\r\n"
+  out[n + 1] = "\r\n"
   self._noBody = noBody or self.method == "HEAD"
-  ch:writeOut(table.concat(out))
+  return table.concat(out)
 end
 
--- write(data): a piece of the body; the head goes first.
+-- write(data): a piece of the body; the head goes first, in the same
+-- write.
 function Request:write(data)
   if self.finished then
     error("write: the request is already finished", 2)
@@ -326,17 +353,26 @@ function Request:write(data)
   if self._lostReason then
     return -- the client went away: ignored, as Twisted's transport does
   end
-  if not self.startedWriting then
-    writeHead(self)
-  end
+  local head = not self.startedWriting and headOf(self) or nil
+  local ch = self.channel
   if #data == 0 or self._noBody then
+    if head then
+      ch:writeOut(head)
+    end
     return
   end
   self.sentLength = self.sentLength + #data
   if self.chunked then
-    self.channel:writeOut(string.format("%x\r\n", #data) .. data .. "\r\n")
+    local size = string.format("%x\r\n", #data)
+    if head then
+      ch:writeSequence({ head, size, data, "\r\n" })
+    else
+      ch:writeSequence({ size, data, "\r\n" })
+    end
+  elseif head then
+    ch:writeSequence({ head, data })
   else
-    self.channel:writeOut(data)
+    ch:writeOut(data)
   end
 end
 
@@ -354,7 +390,7 @@ function Request:finish()
         and not bodyless(self.code) and self.method ~= "HEAD" then
       self.responseHeaders["content-length"] = { "Content-Length", "0" }
     end
-    writeHead(self)
+    self.channel:writeOut(headOf(self))
   end
   if self.chunked then
     self.channel:writeOut("0\r\n\r\n")
@@ -403,7 +439,7 @@ function Request:processingFailed(f)
     return
   end
   self.responseHeaders = {}
-  self.cookies = {}
+  self.cookies = nil
   self.code, self.phrase = 500, nil
   self:setHeader("Content-Type", "text/html; charset=utf-8")
   local body = resource.errorPage(500, "Internal Server Error",
@@ -434,11 +470,12 @@ function Request:_rendered(body)
 end
 
 -- Finds the resource and renders it (Twisted's Request.process/render).
+local function render(self)
+  return self.site:getResourceFor(self):render(self)
+end
+
 function Request:process()
-  local ok, body = xpcall(function()
-    local res = self.site:getResourceFor(self)
-    return res:render(self)
-  end, failure.handler)
+  local ok, body = xpcall(render, failure.handler, self)
   if not ok then
     self:processingFailed(body)
   elseif defer.isDeferred(body) then
