@@ -164,6 +164,8 @@ describe("web.Site with curl", function()
     assert.matches("\r\nX%-Custom: yes\r\n", out)
     assert.matches("\r\nContent%-Type: text/plain\r\n", out)
     assert.matches("\r\nSet%-Cookie: k=v; Path=/; Max%-Age=60; HttpOnly\r\n", out)
+    -- Headers go out in the order they were first set.
+    assert.matches("\r\nX%-Custom: yes\r\nContent%-Type: text/plain\r\n", out)
     assert.equals("abc", cookie)
   end)
 

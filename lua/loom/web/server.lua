@@ -28,6 +28,11 @@ local LIMITS = { "maxHeaderSize", "maxHeaders", "maxUrl", "maxBodySize",
   "contentInMemory", "headerTimeout", "idleTimeout", "maxPipelineBuffer",
   "closeTimeout" }
 
+-- Every option Site takes: a misspelt one is an error, not a silent default.
+local OPTIONS = { logPath = true, accessLog = true, serverName = true,
+  defaultContentType = true, clock = true }
+for _, name in ipairs(LIMITS) do OPTIONS[name] = true end
+
 local Site = protocol.Factory:extend({ __name = "Site" })
 M.Site = Site
 Site.maxHeaderSize = 16 * 1024      -- request line and header fields
@@ -66,6 +71,11 @@ function Site:init(root, opts)
     error("Site: the root must be a Resource", 3)
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error(string.format("Site: unknown option %s", tostring(k)), 3)
+    end
+  end
   self.resource = root
   self.protocol = M.HTTPChannel
   for _, name in ipairs(LIMITS) do

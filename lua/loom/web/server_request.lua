@@ -222,7 +222,16 @@ function Request:setHeader(name, value)
   if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
     error("setHeader: invalid header name " .. string.format("%q", name), 2)
   end
-  self.responseHeaders[name:lower()] = { name, checkHeaderText("header value", value) }
+  value = checkHeaderText("header value", value)
+  local lname = name:lower()
+  local old = self.responseHeaders[lname]
+  if old then
+    old[1], old[2] = name, value -- keeps its place
+  else
+    local seq = (self._headerSeq or 0) + 1
+    self._headerSeq = seq
+    self.responseHeaders[lname] = { name, value, seq }
+  end
 end
 
 function Request:getResponseHeader(name)
@@ -303,7 +312,20 @@ local function headOf(self)
       n = n + 1
     end
   end
+  -- In the order they were first set (an insertion sort: a few entries).
+  local list, m = {}, 0
   for _, h in pairs(rh) do
+    local seq = h[3] or math.huge
+    local j = m
+    while j > 0 and (list[j][3] or math.huge) > seq do
+      list[j + 1] = list[j]
+      j = j - 1
+    end
+    list[j + 1] = h
+    m = m + 1
+  end
+  for i = 1, m do
+    local h = list[i]
     out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
     n = n + 4
   end
