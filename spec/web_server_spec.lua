@@ -425,6 +425,40 @@ describe("web.Site on raw sockets", function()
     assert.equals(1, select(2, c:text():gsub("never seen", "")))
   end)
 
+  it("holds a response to its Content-Length", function()
+    local events = captureLog()
+    local errors = {}
+    local server = serve(W.leaf({
+      render_GET = function(_, request)
+        request:setHeader("Content-Length", 5)
+        request:setHeader("Transfer-Encoding", "gzip") -- not the resource's
+        request:write("abc")
+        errors[#errors + 1] = select(2, pcall(request.write, request, "def"))
+        if request.path == "/short" then
+          request:finish() -- 3 of 5 bytes: the connection must close
+        else
+          request:write("de")
+          request:finish()
+        end
+        return web.NOT_DONE_YET
+      end,
+    }), { accessLog = false })
+    local c = W.raw(server, "GET /full HTTP/1.1\r\nHost: x\r\n\r\n")
+    local list = W.waitResponses(c, 1)
+    assert.equals("abcde", list[1].body)
+    assert.is_nil(list[1].headers["transfer-encoding"])
+    assert.matches("6 bytes would pass the Content%-Length of 5", errors[1])
+    c = W.raw(server, "GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
+    runUntil(c.lost)
+    assert.matches("\r\n\r\nabc$", c:text())
+    assert.matches("finished after 3 of its 5 bytes", logText(events))
+    local ok, e = pcall(function()
+      web.Request.setHeader({ responseHeaders = {} }, "Content-Length", "12x")
+    end)
+    assert.is_false(ok)
+    assert.matches("Content%-Length must be a number", e)
+  end)
+
   it("204 and 304 have no body and no length", function()
     local server = serve(W.leaf({
       render_GET = function(_, request)

@@ -197,6 +197,10 @@ function Request:addCookie(k, v, opts)
       parts[#parts + 1] = a[2] .. "=" .. checkHeaderText("cookie " .. a[1], val)
     end
   end
+  if opts.sameSite ~= nil and not ({ lax = true, strict = true, none = true })[
+      tostring(opts.sameSite):lower()] then
+    error("addCookie: sameSite must be Lax, Strict or None", 2)
+  end
   if opts.secure then parts[#parts + 1] = "Secure" end
   if opts.httpOnly then parts[#parts + 1] = "HttpOnly" end
   local cookies = self.cookies or {}
@@ -224,6 +228,10 @@ function Request:setHeader(name, value)
   end
   value = checkHeaderText("header value", value)
   local lname = name:lower()
+  if lname == "content-length" and not value:match("^%d+$") then
+    error("setHeader: Content-Length must be a number of bytes, got "
+      .. string.format("%q", value), 2)
+  end
   local old = self.responseHeaders[lname]
   if old then
     old[1], old[2] = name, value -- keeps its place
@@ -299,6 +307,7 @@ local function headOf(self)
   local out = { http10 and "HTTP/1.0 " or "HTTP/1.1 ", tostring(code), " ",
     self.phrase or PHRASES[code] or "Unknown", "\r\n" }
   local n = 5
+  rh["transfer-encoding"] = nil -- the framing is the server's to choose
   if noBody then
     rh["content-length"] = nil
     rh["transfer-encoding"] = nil
@@ -360,6 +369,10 @@ local function headOf(self)
   end
   out[n + 1] = "\r\n"
   self._noBody = noBody or self.method == "HEAD"
+  local declared = rh["content-length"]
+  if declared and not self._noBody then
+    self._declared = tonumber(declared[2])
+  end
   return table.concat(out)
 end
 
@@ -382,6 +395,12 @@ function Request:write(data)
       ch:writeOut(head)
     end
     return
+  end
+  local declared = self._declared
+  if declared and self.sentLength + #data > declared then
+    -- More would be read by the client as the start of another response.
+    error(string.format("write: %d bytes would pass the Content-Length of %d",
+      self.sentLength + #data, declared), 2)
   end
   self.sentLength = self.sentLength + #data
   if self.chunked then
@@ -416,6 +435,12 @@ function Request:finish()
   end
   if self.chunked then
     self.channel:writeOut("0\r\n\r\n")
+  elseif self._declared and self.sentLength < self._declared then
+    -- A body cut short: only the close tells the client.
+    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
+      .. " its %d bytes (Content-Length); closing the connection",
+      self.method, log.safeString(self.uri), self.sentLength, self._declared)
+    self.channel.persistent = false
   end
   self.finished = true
   self:_closeContent()
