@@ -523,6 +523,45 @@ describe("web.Site on raw sockets", function()
     assert.is_nil(runUntil(d))
   end)
 
+  it("asks a pull producer for more until it is done", function()
+    local calls = 0
+    local server = serve(W.leaf({
+      render_GET = function(_, r)
+        local producer = {}
+        function producer.resumeProducing()
+          calls = calls + 1
+          if calls <= 3 then
+            r:write("piece" .. calls .. ";")
+          else
+            r:unregisterProducer()
+            r:finish()
+          end
+        end
+        function producer.stopProducing() end
+        r:registerProducer(producer, false)
+        return web.NOT_DONE_YET
+      end,
+    }), { accessLog = false })
+    local c = W.raw(server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.equals("piece1;piece2;piece3;", W.waitResponses(c, 1)[1].body)
+    assert.equals(4, calls)
+  end)
+
+  it("does not spin on a pull producer that writes nothing", function()
+    local calls = 0
+    local server = serve(W.leaf({
+      render_GET = function(_, r)
+        r:registerProducer({ resumeProducing = function() calls = calls + 1 end,
+          stopProducing = function() end }, false)
+        return web.NOT_DONE_YET
+      end,
+    }), { accessLog = false })
+    W.raw(server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    waitFor(function() return calls > 0 end)
+    W.net.sleep(0.2)
+    assert.equals(1, calls)
+  end)
+
   it("registers a streaming producer and pauses it for a slow reader",
     function()
       local producer = { paused = 0, resumed = 0, sent = 0 }

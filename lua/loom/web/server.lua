@@ -328,7 +328,9 @@ function Channel:stopProducing()
   end
 end
 
--- A pull producer is asked for more while the queue stays short.
+-- A pull producer is asked for more while the queue stays short, as long
+-- as it writes something each time (one that writes nothing is asked
+-- again only when the queue drains, as in Twisted: no busy loop).
 function Channel:_pullMore()
   if self._pullScheduled then
     return
@@ -336,11 +338,14 @@ function Channel:_pullMore()
   self._pullScheduled = true
   base.callLater(0, function()
     self._pullScheduled = false
-    local p = self._producer
-    if p and not self._producerStreaming and not self._writePaused
+    local p, req = self._producer, self.request
+    if p and req and not self._producerStreaming and not self._writePaused
         and not self.dead then
+      local before = req.sentLength
       p:resumeProducing()
-      self:_pullMore()
+      if req.sentLength > before then
+        self:_pullMore()
+      end
     end
   end)
 end
