@@ -68,6 +68,15 @@ describe("web.Site with curl", function()
     assert.matches("^HTTP/1.1 404", out)
   end)
 
+  it("makes requests with Site.requestFactory", function()
+    local MyRequest = web.Request:extend({ __name = "MyRequest" })
+    function MyRequest:shout() return self.path:upper() end
+    local server = serve(W.leaf({
+      render_GET = function(_, request) return request:shout() end,
+    }), { accessLog = false, requestFactory = MyRequest })
+    assert.equals("/QUIET", (W.curl(server.url("/quiet"))))
+  end)
+
   it("uses getChild for dynamic children", function()
     local Dyn = web.Resource:extend({})
     function Dyn:getChild(name)

@@ -30,7 +30,7 @@ local LIMITS = { "maxHeaderSize", "maxHeaders", "maxUrl", "maxBodySize",
 
 -- Every option Site takes: a misspelt one is an error, not a silent default.
 local OPTIONS = { logPath = true, accessLog = true, serverName = true,
-  defaultContentType = true, clock = true }
+  defaultContentType = true, clock = true, requestFactory = true }
 for _, name in ipairs(LIMITS) do OPTIONS[name] = true end
 
 local Site = protocol.Factory:extend({ __name = "Site" })
@@ -47,6 +47,7 @@ Site.closeTimeout = 5               -- s a closing connection may take to flush
 Site.defaultContentType = "text/html"
 Site.serverName = "loom/" .. tostring(core.version)
 Site.accessLog = true
+Site.requestFactory = Request -- Twisted's: a subclass of Request may go here
 
 local function checkLimit(name, v)
   if type(v) ~= "number" or v ~= v or v <= 0 then
@@ -84,7 +85,7 @@ function Site:init(root, opts)
     end
   end
   for _, name in ipairs({ "serverName", "defaultContentType", "accessLog",
-    "clock" }) do
+    "clock", "requestFactory" }) do
     if opts[name] ~= nil then
       self[name] = opts[name]
     end
@@ -434,7 +435,7 @@ function Channel:onHeaders(info)
   if info.versionMajor ~= 1 then
     self:_reject(505, "HTTP version " .. info.versionMajor)
   end
-  local req = Request:new(self, info)
+  local req = site.requestFactory:new(self, info)
   self.request = req
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"

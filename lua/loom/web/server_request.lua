@@ -119,8 +119,9 @@ function Request:init(channel, info)
   self.args = query ~= "" and parseQuery(query, {}) or {}
   self.prepath = {}
   local postpath = {}
+  local escaped = path:find("%", 1, true) ~= nil
   for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
-    postpath[#postpath + 1] = unquote(seg)
+    postpath[#postpath + 1] = escaped and unquote(seg) or seg
   end
   self.postpath = postpath
   self.responseHeaders = {} -- lower-case name -> { name, value }
