@@ -20,7 +20,7 @@ VERSION  := 0.1.0
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted libhttp-parser-dev
+            lua-busted libhttp-parser-dev curl python3
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's

@@ -336,6 +336,50 @@ print(urllib.request.urlopen(sys.argv[1], data, timeout=10).read().decode())
   end)
 end)
 
+describe("web.Site with Twisted's Agent", function()
+  -- python3-twisted is not among make test's packages: skipped without it.
+  local _, _, hasTwisted = W.python("import twisted.web.client")
+  local test = hasTwisted == 0 and it or pending
+
+  test("Agent GETs, POSTs a body and reads the answers with readBody", function()
+    local server = serve(W.leaf({
+      render_GET = function(_, request)
+        request:setHeader("Content-Type", "text/plain")
+        return "agent got " .. request.path
+      end,
+      render_POST = function(_, request)
+        request:setResponseCode(201)
+        return "posted " .. request:getContent()
+      end,
+    }), { accessLog = false })
+    local out, err = W.python([[
+import sys
+from twisted.internet import task, defer
+from twisted.web.client import Agent, readBody, HTTPConnectionPool
+from twisted.web.client import FileBodyProducer
+from io import BytesIO
+
+@defer.inlineCallbacks
+def main(reactor, base):
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    agent = Agent(reactor, pool=pool)
+    for path in (b"/one", b"/two"):
+        r = yield agent.request(b"GET", base + path)
+        body = yield readBody(r)
+        print(r.code, r.headers.getRawHeaders(b"content-type")[0].decode(), body.decode())
+    r = yield agent.request(b"POST", base + b"/p", None, FileBodyProducer(BytesIO(b"x" * 1000)))
+    body = yield readBody(r)
+    print(r.code, len(body))
+    yield pool.closeCachedConnections()
+
+task.react(main, [sys.argv[1].encode()])
+]], server.url(""))
+    assert.equals("200 text/plain agent got /one\n200 text/plain agent got /two\n"
+      .. "201 1007\n", out, err)
+    assert.equals(1, #server.channels) -- the pool kept the connection
+  end)
+end)
+
 describe("web.Site on raw sockets", function()
   it("answers pipelined requests in order, a slow one first", function()
     local server = serve(W.leaf({
