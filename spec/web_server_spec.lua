@@ -135,6 +135,26 @@ describe("web.Site with curl", function()
     assert.matches("^HTTP/1.1 500", (W.curl("-i", server.url("/"))))
   end)
 
+  it("a body longer than the Content-Length it set is a 500", function()
+    captureLog()
+    local server = serve(W.leaf({
+      render_GET = function(_, request)
+        request:setHeader("Content-Length", 2)
+        if request.args.later then
+          local d = defer.Deferred()
+          reactor.callLater(0.01, function() d:callback("too long") end)
+          return d
+        end
+        return "too long"
+      end,
+    }), { accessLog = false })
+    local c = W.raw(server, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET /?later=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    local list = W.waitResponses(c, 2)
+    assert.equals(500, list[1].status)
+    assert.equals(500, list[2].status)
+  end)
+
   it("a render may return a Deferred of the body, or of a failure", function()
     captureLog()
     local server = serve(W.leaf({

@@ -389,6 +389,15 @@ function Request:write(data)
   if self._lostReason then
     return -- the client went away: ignored, as Twisted's transport does
   end
+  if not self.startedWriting then
+    -- Checked before the head is made, so the request can still fail cleanly.
+    local cl = self.responseHeaders["content-length"]
+    if cl and #data > tonumber(cl[2]) and self.method ~= "HEAD"
+        and not bodyless(self.code) then
+      error(string.format("write: %d bytes would pass the Content-Length of %s",
+        #data, cl[2]), 2)
+    end
+  end
   local head = not self.startedWriting and headOf(self) or nil
   local ch = self.channel
   if #data == 0 or self._noBody then
@@ -522,18 +531,27 @@ local function render(self)
   return self.site:getResourceFor(self):render(self)
 end
 
+-- Sends a render's result; what raises on the way (a write past the
+-- Content-Length the resource set) fails the request like a render would.
+local function deliver(self, body)
+  local ok, f = xpcall(self._rendered, failure.handler, self, body)
+  if not ok then
+    self:processingFailed(f)
+  end
+end
+
 function Request:process()
   local ok, body = xpcall(render, failure.handler, self)
   if not ok then
     self:processingFailed(body)
   elseif defer.isDeferred(body) then
     body:addCallbacks(function(result)
-      self:_rendered(result)
+      deliver(self, result)
     end, function(f)
       self:processingFailed(f)
     end)
   else
-    self:_rendered(body)
+    deliver(self, body)
   end
 end
 
