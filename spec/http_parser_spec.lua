@@ -333,6 +333,39 @@ describe("core.httpParser hostile requests", function()
     assert.matches("in use", msg)
   end)
 
+  it("survives mutations of valid messages, fed in random pieces", function()
+    math.randomseed(4321)
+    local seeds = {
+      "POST /a?b=c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+      "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabc",
+      "HTTP/1.0 404 Nope\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    }
+    for round = 1, 2000 do
+      local seed = seeds[round % #seeds + 1]
+      local bytes = { seed:byte(1, -1) }
+      for _ = 1, math.random(1, 4) do
+        local i = math.random(1, #bytes)
+        local op = math.random(3)
+        if op == 1 then bytes[i] = math.random(0, 255)
+        elseif op == 2 then table.remove(bytes, i)
+        else table.insert(bytes, i, math.random(0, 255)) end
+      end
+      local data = string.char(table.unpack(bytes))
+      local p = core.httpParser(seed:sub(1, 4) == "HTTP" and "response" or "request",
+        recorder(), { maxHeaderSize = 128, maxHeaders = 3, maxUrl = 16 })
+      local pos = 1
+      while pos <= #data do
+        local piece = math.random(1, 20)
+        local n = p:execute(data:sub(pos, pos + piece - 1))
+        if n == nil then break end
+        assert.is_true(n >= 0 and n <= piece)
+        pos = pos + piece
+      end
+      p:finish()
+    end
+  end)
+
   it("survives random input without raising", function()
     math.randomseed(1234)
     for _ = 1, 300 do
