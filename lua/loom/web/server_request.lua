@@ -98,8 +98,9 @@ function Request:init(channel, info)
   self.transport = channel.transport
   self.method = info.method
   self.uri = info.url
-  self.clientproto = string.format("HTTP/%d.%d", info.versionMajor,
-    info.versionMinor)
+  local major, minor = info.versionMajor, info.versionMinor
+  self.clientproto = major == 1 and (minor == 1 and "HTTP/1.1"
+    or minor == 0 and "HTTP/1.0") or string.format("HTTP/%d.%d", major, minor)
   self.rawHeaders = info.headers
   local headers = {}
   for i = 1, #info.headers do
@@ -109,19 +110,32 @@ function Request:init(channel, info)
     headers[k] = old and (old .. (k == "cookie" and "; " or ", ") .. h[2]) or h[2]
   end
   self.headers = headers
-  -- An absolute-form target (a proxy's) is read for its path.
-  local target = self.uri:match("^%a[%w+.%-]*://[^/?]*(.*)$") or self.uri
-  local path, query = target:match("^([^?]*)%??(.*)$")
+  local target = self.uri
+  if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
+    -- proxy's) is read for its path
+    target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
+  end
+  local path, args = target, {}
+  local q = target:find("?", 1, true)
+  if q then
+    path = target:sub(1, q - 1)
+    parseQuery(target:sub(q + 1), args)
+  end
   if path == "" then
     path = "/"
   end
   self.path = path
-  self.args = query ~= "" and parseQuery(query, {}) or {}
+  self.args = args
   self.prepath = {}
-  local postpath = {}
-  local escaped = path:find("%", 1, true) ~= nil
-  for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
-    postpath[#postpath + 1] = escaped and unquote(seg) or seg
+  local postpath
+  if path == "/" then
+    postpath = { "" }
+  else
+    postpath = {}
+    local escaped = path:find("%", 1, true) ~= nil
+    for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
+      postpath[#postpath + 1] = escaped and unquote(seg) or seg
+    end
   end
   self.postpath = postpath
   self.responseHeaders = {} -- lower-case name -> { name, value }
