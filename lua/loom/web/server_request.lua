@@ -47,7 +47,7 @@ M.unquote = unquote
 -- Adds the pairs of a query string or urlencoded body to args (name ->
 -- list of values), keeping blank values as Twisted's parse_qs(…, 1).
 local function parseQuery(qs, args)
-  for part in qs:gmatch("[^&;]+") do
+  for part in qs:gmatch("[^&]+") do -- not ";": Python 3.10+ parse_qs
     local k, v = part:match("^([^=]*)=(.*)$")
     if k == nil then
       k, v = part, ""
