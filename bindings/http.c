@@ -7,7 +7,7 @@
 ** not a parsers/ file.
 **
 **   p = core.httpParser(kind, handler[, limits])   kind "request"/"response"
-**   n | nil, errname, msg = p:execute(data)
+**   n | nil, errname, msg = p:execute(data[, pos])
 **   true | nil, errname, msg = p:finish()          the peer closed
 **   p:pause() / p:resume() / p:reset()
 **
@@ -361,12 +361,19 @@ static int check_usable(lua_State *L, http_box *b) {
   return 0;
 }
 
-/* p:execute(data) -> bytes consumed | nil, errname, msg */
+/* p:execute(data[, pos]) -> bytes consumed from pos (1-based, default 1)
+** | nil, errname, msg */
 static int l_execute(lua_State *L) {
   http_box *b = check_parser(L);
   size_t len, n;
   const char *data = luaL_checklstring(L, 2, &len);
+  lua_Integer pos = luaL_optinteger(L, 3, 1);
   enum http_errno e;
+  luaL_argcheck(L, pos >= 1 && (lua_Unsigned)pos - 1 <= len, 3,
+                "out of range");
+  /* From pos: pipelined messages are taken without copying the rest. */
+  data += pos - 1;
+  len -= (size_t)pos - 1;
   check_usable(L, b);
   if (b->dead)
     return push_failure(L, b);

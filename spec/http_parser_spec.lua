@@ -124,6 +124,26 @@ describe("core.httpParser requests", function()
     assert.equals("/2", r.messages[2].info.url)
   end)
 
+  it("executes from a position, so the caller need not copy the rest",
+    function()
+      local one = "GET /1 HTTP/1.1\r\n\r\n"
+      local data = one .. one .. one
+      local r = recorder()
+      local p = core.httpParser("request", r)
+      function r:onHeaders(info) p:pause(); self.current = { info = info, body = {} } end
+      local pos = 1
+      for i = 1, 3 do
+        local n = p:execute(data, pos)
+        assert.equals(#one, n)
+        pos = pos + n
+        assert.equals(i, #r.messages)
+        p:resume()
+      end
+      assert.equals(0, p:execute(data, #data + 1))
+      assert.has_error(function() p:execute(data, 0) end)
+      assert.has_error(function() p:execute(data, #data + 2) end)
+    end)
+
   it("reset readies the parser for a new message", function()
     local r = recorder()
     local p = core.httpParser("request", r)
@@ -311,6 +331,39 @@ describe("core.httpParser hostile requests", function()
     assert.is_nil(n)
     assert.equals("handler", errname)
     assert.matches("in use", msg)
+  end)
+
+  it("survives mutations of valid messages, fed in random pieces", function()
+    math.randomseed(4321)
+    local seeds = {
+      "POST /a?b=c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+      "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabc",
+      "HTTP/1.0 404 Nope\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    }
+    for round = 1, 2000 do
+      local seed = seeds[round % #seeds + 1]
+      local bytes = { seed:byte(1, -1) }
+      for _ = 1, math.random(1, 4) do
+        local i = math.random(1, #bytes)
+        local op = math.random(3)
+        if op == 1 then bytes[i] = math.random(0, 255)
+        elseif op == 2 then table.remove(bytes, i)
+        else table.insert(bytes, i, math.random(0, 255)) end
+      end
+      local data = string.char(table.unpack(bytes))
+      local p = core.httpParser(seed:sub(1, 4) == "HTTP" and "response" or "request",
+        recorder(), { maxHeaderSize = 128, maxHeaders = 3, maxUrl = 16 })
+      local pos = 1
+      while pos <= #data do
+        local piece = math.random(1, 20)
+        local n = p:execute(data:sub(pos, pos + piece - 1))
+        if n == nil then break end
+        assert.is_true(n >= 0 and n <= piece)
+        pos = pos + piece
+      end
+      p:finish()
+    end
   end)
 
   it("survives random input without raising", function()

@@ -248,5 +248,7 @@ describe("web.Site limits", function()
     assert.has_error(function() web.Site(echoRoot(), { maxHeaders = 1.5 }) end,
       "Site: maxHeaders must be an integer, got 1.5")
     assert.has_error(function() web.Site({}) end, "Site: the root must be a Resource")
+    assert.has_error(function() web.Site(echoRoot(), { maxBody = 1 }) end,
+      "Site: unknown option maxBody")
   end)
 end)

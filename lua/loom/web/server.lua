@@ -28,6 +28,11 @@ local LIMITS = { "maxHeaderSize", "maxHeaders", "maxUrl", "maxBodySize",
   "contentInMemory", "headerTimeout", "idleTimeout", "maxPipelineBuffer",
   "closeTimeout" }
 
+-- Every option Site takes: a misspelt one is an error, not a silent default.
+local OPTIONS = { logPath = true, accessLog = true, serverName = true,
+  defaultContentType = true, clock = true, requestFactory = true }
+for _, name in ipairs(LIMITS) do OPTIONS[name] = true end
+
 local Site = protocol.Factory:extend({ __name = "Site" })
 M.Site = Site
 Site.maxHeaderSize = 16 * 1024      -- request line and header fields
@@ -42,6 +47,7 @@ Site.closeTimeout = 5               -- s a closing connection may take to flush
 Site.defaultContentType = "text/html"
 Site.serverName = "loom/" .. tostring(core.version)
 Site.accessLog = true
+Site.requestFactory = Request -- Twisted's: a subclass of Request may go here
 
 local function checkLimit(name, v)
   if type(v) ~= "number" or v ~= v or v <= 0 then
@@ -66,6 +72,11 @@ function Site:init(root, opts)
     error("Site: the root must be a Resource", 3)
   end
   opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error(string.format("Site: unknown option %s", tostring(k)), 3)
+    end
+  end
   self.resource = root
   self.protocol = M.HTTPChannel
   for _, name in ipairs(LIMITS) do
@@ -74,7 +85,7 @@ function Site:init(root, opts)
     end
   end
   for _, name in ipairs({ "serverName", "defaultContentType", "accessLog",
-    "clock" }) do
+    "clock", "requestFactory" }) do
     if opts[name] ~= nil then
       self[name] = opts[name]
     end
@@ -200,18 +211,49 @@ function Channel:logPrefix()
   return protocol.Protocol.logPrefix(self)
 end
 
--- The one timeout of the connection: which one depends on the state.
+-- The one timeout of the connection (which one depends on the state) is
+-- a deadline: the timer moves only to an earlier one, and when it fires
+-- before the deadline it waits for the rest. So a request costs no timer
+-- of its own, only a clock read per state.
 function Channel:_arm(secs)
+  if secs == nil or secs == math.huge then
+    self._deadline = nil
+    return
+  end
+  local site = self.site
+  local deadline = site:seconds() + secs
+  self._deadline = deadline
   local call = self._timeoutCall
   if call and call:active() then
-    call:cancel()
+    if call:getTime() > deadline then
+      call:reset(secs)
+    end
+  else
+    self._timeoutCall = site:callLater(secs, function() self:_onTimer() end)
   end
+end
+
+function Channel:_onTimer()
   self._timeoutCall = nil
-  if secs and secs ~= math.huge then
-    self._timeoutCall = self.site:callLater(secs, function()
-      self._timeoutCall = nil
-      self:_timedOut()
-    end)
+  local deadline = self._deadline
+  if deadline == nil or self.dead then
+    return
+  end
+  local left = deadline - self.site:seconds()
+  if left > 0 then
+    self._timeoutCall = self.site:callLater(left, function() self:_onTimer() end)
+    return
+  end
+  self._deadline = nil
+  self:_timedOut()
+end
+
+function Channel:_cancelTimer()
+  self._deadline = nil
+  local call = self._timeoutCall
+  self._timeoutCall = nil
+  if call and call:active() then
+    call:cancel()
   end
 end
 
@@ -221,10 +263,6 @@ function Channel:_timedOut()
   end
   if self.state == "idle" then
     self:_close() -- an idle keep-alive connection: nothing to say
-  elseif self.state == "body" and self._lastBody
-      and self.site:seconds() - self._lastBody < self.site.idleTimeout then
-    -- The body still arrives: wait for silence from its last piece.
-    self:_arm(self.site.idleTimeout - (self.site:seconds() - self._lastBody))
   elseif self.state == "head" or self.state == "body" then
     log.prefixed(self:logPrefix()).info("request timed out (%s)",
       self.state == "head" and "headerTimeout" or "idleTimeout")
@@ -235,6 +273,10 @@ end
 -- Writes are the transport's; kept in one place for the request.
 function Channel:writeOut(data)
   self.transport:write(data)
+end
+
+function Channel:writeSequence(list)
+  self.transport:writeSequence(list)
 end
 
 -- Stops reading while the peer does not read our answers or while later
@@ -287,7 +329,9 @@ function Channel:stopProducing()
   end
 end
 
--- A pull producer is asked for more while the queue stays short.
+-- A pull producer is asked for more while the queue stays short, as long
+-- as it writes something each time (one that writes nothing is asked
+-- again only when the queue drains, as in Twisted: no busy loop).
 function Channel:_pullMore()
   if self._pullScheduled then
     return
@@ -295,11 +339,14 @@ function Channel:_pullMore()
   self._pullScheduled = true
   base.callLater(0, function()
     self._pullScheduled = false
-    local p = self._producer
-    if p and not self._producerStreaming and not self._writePaused
+    local p, req = self._producer, self.request
+    if p and req and not self._producerStreaming and not self._writePaused
         and not self.dead then
+      local before = req.sentLength
       p:resumeProducing()
-      self:_pullMore()
+      if req.sentLength > before then
+        self:_pullMore()
+      end
     end
   end)
 end
@@ -343,25 +390,22 @@ function Channel:_feed(data)
   end
   self._feeding = true
   local buf = #self.buffer > 0 and self.buffer .. data or data
+  local pos, len = 1, #buf -- buf[pos..] is not parsed yet
   self.buffer = ""
   -- A peer that does not read its answers gets no more of them.
-  while #buf > 0 and not self.processing and not self.dead
+  while pos <= len and not self.processing and not self.dead
       and not self._writePaused do
     if self.state == "idle" then
       self.state = "head"
       self:_arm(self.site.headerTimeout)
     end
-    local n, errname, msg = self.parser:execute(buf)
+    local n, errname, msg = self.parser:execute(buf, pos)
     if n == nil then
       self:_parseError(errname, msg)
-      buf = ""
+      pos = len + 1
       break
     end
-    if n < #buf then
-      buf = buf:sub(n + 1)
-    else
-      buf = ""
-    end
+    pos = pos + n
     local ready = self.ready
     if ready then
       self.ready = nil
@@ -370,8 +414,8 @@ function Channel:_feed(data)
       break -- the parser takes nothing more (after an Upgrade)
     end
   end
-  if not self.dead then
-    self.buffer = buf
+  if not self.dead and pos <= len then
+    self.buffer = pos == 1 and buf or buf:sub(pos)
   end
   self._feeding = false
   self:_checkReading()
@@ -384,16 +428,6 @@ function Channel:_reject(code, why)
   error(REJECT, 0)
 end
 
-local function countHeader(raw, lname)
-  local n = 0
-  for i = 1, #raw do
-    if raw[i][1]:lower() == lname then
-      n = n + 1
-    end
-  end
-  return n
-end
-
 -- Parser handler: a request's head is complete.
 function Channel:onHeaders(info)
   local site = self.site
@@ -401,13 +435,15 @@ function Channel:onHeaders(info)
   if info.versionMajor ~= 1 then
     self:_reject(505, "HTTP version " .. info.versionMajor)
   end
-  local req = Request:new(self, info)
+  local req = site.requestFactory:new(self, info)
   self.request = req
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
   self:_arm(site.idleTimeout)
-  self._bodyLen, self._bodyParts, self._bodyFile, self._lastBody = 0, {}, nil, nil
-  if info.versionMinor >= 1 and countHeader(info.headers, "host") ~= 1 then
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, {}, nil
+  -- Two Host fields arrive joined with ", ", which no host name holds.
+  local host = req.headers.host
+  if info.versionMinor >= 1 and (host == nil or host:find(",", 1, true)) then
     self:_reject(400, "an HTTP/1.1 request needs exactly one Host header")
   end
   if info.contentLength and info.contentLength > site.maxBodySize then
@@ -434,7 +470,7 @@ function Channel:onBody(chunk)
   if len > site.maxBodySize then
     self:_reject(413, "body over maxBodySize " .. site.maxBodySize)
   end
-  self._lastBody = site:seconds() -- _timedOut re-arms from here
+  self._deadline = site:seconds() + site.idleTimeout -- the body still arrives
   local f = self._bodyFile
   if f then
     f:write(chunk)
@@ -507,7 +543,7 @@ function Channel:_close()
   end
   self.dead = true
   self.buffer = ""
-  self:_arm(nil)
+  self:_cancelTimer()
   self.transport:loseConnection()
   local t = self.transport
   self._abortCall = self.site:callLater(self.site.closeTimeout, function()
@@ -520,7 +556,7 @@ end
 
 function Channel:abort()
   self.dead = true
-  self:_arm(nil)
+  self:_cancelTimer()
   self.transport:abortConnection()
 end
 
@@ -567,7 +603,7 @@ end
 
 function Channel:connectionLost(reason)
   self.dead = true
-  self:_arm(nil)
+  self:_cancelTimer()
   if self._abortCall and self._abortCall:active() then
     self._abortCall:cancel()
   end

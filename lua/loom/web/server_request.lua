@@ -47,7 +47,7 @@ M.unquote = unquote
 -- Adds the pairs of a query string or urlencoded body to args (name ->
 -- list of values), keeping blank values as Twisted's parse_qs(…, 1).
 local function parseQuery(qs, args)
-  for part in qs:gmatch("[^&;]+") do
+  for part in qs:gmatch("[^&]+") do -- not ";": Python 3.10+ parse_qs
     local k, v = part:match("^([^=]*)=(.*)$")
     if k == nil then
       k, v = part, ""
@@ -98,8 +98,9 @@ function Request:init(channel, info)
   self.transport = channel.transport
   self.method = info.method
   self.uri = info.url
-  self.clientproto = string.format("HTTP/%d.%d", info.versionMajor,
-    info.versionMinor)
+  local major, minor = info.versionMajor, info.versionMinor
+  self.clientproto = major == 1 and (minor == 1 and "HTTP/1.1"
+    or minor == 0 and "HTTP/1.0") or string.format("HTTP/%d.%d", major, minor)
   self.rawHeaders = info.headers
   local headers = {}
   for i = 1, #info.headers do
@@ -109,25 +110,39 @@ function Request:init(channel, info)
     headers[k] = old and (old .. (k == "cookie" and "; " or ", ") .. h[2]) or h[2]
   end
   self.headers = headers
-  -- An absolute-form target (a proxy's) is read for its path.
-  local target = self.uri:match("^%a[%w+.%-]*://[^/?]*(.*)$") or self.uri
-  local path, query = target:match("^([^?]*)%??(.*)$")
+  local target = self.uri
+  if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
+    -- proxy's) is read for its path
+    target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
+  end
+  local path, args = target, {}
+  local q = target:find("?", 1, true)
+  if q then
+    path = target:sub(1, q - 1)
+    parseQuery(target:sub(q + 1), args)
+  end
   if path == "" then
     path = "/"
   end
   self.path = path
-  self.args = parseQuery(query, {})
+  self.args = args
   self.prepath = {}
-  local postpath = {}
-  for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
-    postpath[#postpath + 1] = unquote(seg)
+  local postpath
+  if path == "/" then
+    postpath = { "" }
+  else
+    postpath = {}
+    local escaped = path:find("%", 1, true) ~= nil
+    for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
+      postpath[#postpath + 1] = escaped and unquote(seg) or seg
+    end
   end
   self.postpath = postpath
   self.responseHeaders = {} -- lower-case name -> { name, value }
-  self.cookies = {}
+  self.cookies = nil -- Set-Cookie values, made by addCookie
   self.sentLength = 0
   self.content = ""
-  self._notify = {}
+  self._notify = nil -- notifyFinish's Deferreds, made on first use
 end
 
 -- The request header name (any case), or nil.
@@ -197,9 +212,15 @@ function Request:addCookie(k, v, opts)
       parts[#parts + 1] = a[2] .. "=" .. checkHeaderText("cookie " .. a[1], val)
     end
   end
+  if opts.sameSite ~= nil and not ({ lax = true, strict = true, none = true })[
+      tostring(opts.sameSite):lower()] then
+    error("addCookie: sameSite must be Lax, Strict or None", 2)
+  end
   if opts.secure then parts[#parts + 1] = "Secure" end
   if opts.httpOnly then parts[#parts + 1] = "HttpOnly" end
-  self.cookies[#self.cookies + 1] = table.concat(parts, "; ")
+  local cookies = self.cookies or {}
+  self.cookies = cookies
+  cookies[#cookies + 1] = table.concat(parts, "; ")
 end
 
 -- setResponseCode(code, phrase?): phrase defaults to the standard one.
@@ -220,7 +241,20 @@ function Request:setHeader(name, value)
   if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
     error("setHeader: invalid header name " .. string.format("%q", name), 2)
   end
-  self.responseHeaders[name:lower()] = { name, checkHeaderText("header value", value) }
+  value = checkHeaderText("header value", value)
+  local lname = name:lower()
+  if lname == "content-length" and not value:match("^%d+$") then
+    error("setHeader: Content-Length must be a number of bytes, got "
+      .. string.format("%q", value), 2)
+  end
+  local old = self.responseHeaders[lname]
+  if old then
+    old[1], old[2] = name, value -- keeps its place
+  else
+    local seq = (self._headerSeq or 0) + 1
+    self._headerSeq = seq
+    self.responseHeaders[lname] = { name, value, seq }
+  end
 end
 
 function Request:getResponseHeader(name)
@@ -246,14 +280,19 @@ function Request:notifyFinish()
   elseif self._lostReason then
     d:errback(self._lostReason)
   else
-    self._notify[#self._notify + 1] = d
+    local list = self._notify or {}
+    self._notify = list
+    list[#list + 1] = d
   end
   return d
 end
 
 local function fireNotify(self, reason)
   local list = self._notify
-  self._notify = {}
+  if list == nil then
+    return
+  end
+  self._notify = nil
   for i = 1, #list do
     if reason then
       list[i]:errback(reason)
@@ -268,54 +307,92 @@ local function bodyless(code)
   return code == 204 or code == 304 or (code >= 100 and code < 200)
 end
 
--- Writes the status line and headers; decides how the body is delimited:
+-- The status line and headers; decides how the body is delimited:
 -- Content-Length when set, else chunked (HTTP/1.1) or the close (1.0).
-local function writeHead(self)
+-- Defaults go straight into the text (no table per header: this runs once
+-- per response).
+local function headOf(self)
   self.startedWriting = true
   local ch = self.channel
+  local site = self.site
   local code = self.code
   local rh = self.responseHeaders
   local noBody = bodyless(code)
+  local http10 = self.clientproto == "HTTP/1.0"
+  local out = { http10 and "HTTP/1.0 " or "HTTP/1.1 ", tostring(code), " ",
+    self.phrase or PHRASES[code] or "Unknown", "\r\n" }
+  local n = 5
+  rh["transfer-encoding"] = nil -- the framing is the server's to choose
   if noBody then
     rh["content-length"] = nil
     rh["transfer-encoding"] = nil
   elseif rh["content-length"] == nil and self.method ~= "HEAD" then
-    if self.clientproto == "HTTP/1.1" then
-      self.chunked = true
-      rh["transfer-encoding"] = { "Transfer-Encoding", "chunked" }
-    else
+    if http10 then
       ch.persistent = false
+    else
+      self.chunked = true
+      rh["transfer-encoding"] = nil
+      out[n + 1] = "Transfer-Encoding: chunked\r\n"
+      n = n + 1
     end
   end
+  -- In the order they were first set (an insertion sort: a few entries).
+  local list, m = {}, 0
+  for _, h in pairs(rh) do
+    local seq = h[3] or math.huge
+    local j = m
+    while j > 0 and (list[j][3] or math.huge) > seq do
+      list[j + 1] = list[j]
+      j = j - 1
+    end
+    list[j + 1] = h
+    m = m + 1
+  end
+  for i = 1, m do
+    local h = list[i]
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
+    n = n + 4
+  end
   if rh["content-type"] == nil and not noBody then
-    rh["content-type"] = { "Content-Type", self.site.defaultContentType }
+    out[n + 1], out[n + 2] = "Content-Type: ", site.defaultContentType
+    out[n + 3] = "\r\n"
+    n = n + 3
   end
   if rh["date"] == nil then
-    rh["date"] = { "Date", httpDate() }
+    out[n + 1], out[n + 2], out[n + 3] = "Date: ", httpDate(), "\r\n"
+    n = n + 3
   end
-  if rh["server"] == nil and self.site.serverName then
-    rh["server"] = { "Server", self.site.serverName }
+  if rh["server"] == nil and site.serverName then
+    out[n + 1], out[n + 2], out[n + 3] = "Server: ", site.serverName, "\r\n"
+    n = n + 3
   end
-  if not ch.persistent then
-    rh["connection"] = { "Connection", "close" }
-  elseif self.clientproto == "HTTP/1.0" then
-    rh["connection"] = { "Connection", "keep-alive" }
+  if rh["connection"] == nil then
+    if not ch.persistent then
+      out[n + 1] = "Connection: close\r\n"
+      n = n + 1
+    elseif http10 then
+      out[n + 1] = "Connection: keep-alive\r\n"
+      n = n + 1
+    end
   end
-  local out = { string.format("%s %d %s\r\n",
-    self.clientproto == "HTTP/1.0" and "HTTP/1.0" or "HTTP/1.1", code,
-    self.phrase or PHRASES[code] or "Unknown") }
-  for _, h in pairs(rh) do
-    out[#out + 1] = h[1] .. ": " .. h[2] .. "\r\n"
+  local cookies = self.cookies
+  if cookies then
+    for i = 1, #cookies do
+      out[n + 1], out[n + 2], out[n + 3] = "Set-Cookie: ", cookies[i], "\r\n"
+      n = n + 3
+    end
   end
-  for _, c in ipairs(self.cookies) do
-    out[#out + 1] = "Set-Cookie: " .. c .. "\r\n"
-  end
-  out[#out + 1] = "\r\n"
+  out[n + 1] = "\r\n"
   self._noBody = noBody or self.method == "HEAD"
-  ch:writeOut(table.concat(out))
+  local declared = rh["content-length"]
+  if declared and not self._noBody then
+    self._declared = tonumber(declared[2])
+  end
+  return table.concat(out)
 end
 
--- write(data): a piece of the body; the head goes first.
+-- write(data): a piece of the body; the head goes first, in the same
+-- write.
 function Request:write(data)
   if self.finished then
     error("write: the request is already finished", 2)
@@ -327,16 +404,40 @@ function Request:write(data)
     return -- the client went away: ignored, as Twisted's transport does
   end
   if not self.startedWriting then
-    writeHead(self)
+    -- Checked before the head is made, so the request can still fail cleanly.
+    local cl = self.responseHeaders["content-length"]
+    if cl and #data > tonumber(cl[2]) and self.method ~= "HEAD"
+        and not bodyless(self.code) then
+      error(string.format("write: %d bytes would pass the Content-Length of %s",
+        #data, cl[2]), 2)
+    end
   end
+  local head = not self.startedWriting and headOf(self) or nil
+  local ch = self.channel
   if #data == 0 or self._noBody then
+    if head then
+      ch:writeOut(head)
+    end
     return
+  end
+  local declared = self._declared
+  if declared and self.sentLength + #data > declared then
+    -- More would be read by the client as the start of another response.
+    error(string.format("write: %d bytes would pass the Content-Length of %d",
+      self.sentLength + #data, declared), 2)
   end
   self.sentLength = self.sentLength + #data
   if self.chunked then
-    self.channel:writeOut(string.format("%x\r\n", #data) .. data .. "\r\n")
+    local size = string.format("%x\r\n", #data)
+    if head then
+      ch:writeSequence({ head, size, data, "\r\n" })
+    else
+      ch:writeSequence({ size, data, "\r\n" })
+    end
+  elseif head then
+    ch:writeSequence({ head, data })
   else
-    self.channel:writeOut(data)
+    ch:writeOut(data)
   end
 end
 
@@ -354,10 +455,16 @@ function Request:finish()
         and not bodyless(self.code) and self.method ~= "HEAD" then
       self.responseHeaders["content-length"] = { "Content-Length", "0" }
     end
-    writeHead(self)
+    self.channel:writeOut(headOf(self))
   end
   if self.chunked then
     self.channel:writeOut("0\r\n\r\n")
+  elseif self._declared and self.sentLength < self._declared then
+    -- A body cut short: only the close tells the client.
+    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
+      .. " its %d bytes (Content-Length); closing the connection",
+      self.method, log.safeString(self.uri), self.sentLength, self._declared)
+    self.channel.persistent = false
   end
   self.finished = true
   self:_closeContent()
@@ -403,7 +510,7 @@ function Request:processingFailed(f)
     return
   end
   self.responseHeaders = {}
-  self.cookies = {}
+  self.cookies = nil
   self.code, self.phrase = 500, nil
   self:setHeader("Content-Type", "text/html; charset=utf-8")
   local body = resource.errorPage(500, "Internal Server Error",
@@ -434,21 +541,31 @@ function Request:_rendered(body)
 end
 
 -- Finds the resource and renders it (Twisted's Request.process/render).
+local function render(self)
+  return self.site:getResourceFor(self):render(self)
+end
+
+-- Sends a render's result; what raises on the way (a write past the
+-- Content-Length the resource set) fails the request like a render would.
+local function deliver(self, body)
+  local ok, f = xpcall(self._rendered, failure.handler, self, body)
+  if not ok then
+    self:processingFailed(f)
+  end
+end
+
 function Request:process()
-  local ok, body = xpcall(function()
-    local res = self.site:getResourceFor(self)
-    return res:render(self)
-  end, failure.handler)
+  local ok, body = xpcall(render, failure.handler, self)
   if not ok then
     self:processingFailed(body)
   elseif defer.isDeferred(body) then
     body:addCallbacks(function(result)
-      self:_rendered(result)
+      deliver(self, result)
     end, function(f)
       self:processingFailed(f)
     end)
   else
-    self:_rendered(body)
+    deliver(self, body)
   end
 end
 
