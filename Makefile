@@ -18,9 +18,9 @@ LUACDIR     = $(PREFIX)/lib/lua/5.4
 PKGCONFDIR  = $(PREFIX)/lib/pkgconfig
 VERSION  := 0.1.0
 CC       ?= cc
-PKGS     := lua5.4 libuv libcjson
+PKGS     := lua5.4 libuv libcjson openssl
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted
+            lua-busted libssl-dev openssl
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -44,7 +44,7 @@ FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
-            host/resolver.c host/stdio.c
+            host/resolver.c host/stdio.c host/tls.c
 BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
@@ -52,7 +52,7 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/unix.c \
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
-            bindings/identity.c bindings/stdio.c
+            bindings/identity.c bindings/stdio.c bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
@@ -80,6 +80,7 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 # The executable (cli/) is a program on top of the library: it sees only
 # bindings/embed.h.
 $(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
+$(BUILD)/obj/host/tls.o $(BUILD)/obj/bindings/tls.o: host/tls.h
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"
@@ -89,7 +90,7 @@ $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv openssl) -lm $(LDLIBS)
 
 # The C entry points of bindings/ (with Lua; loom's Lua modules in lua/).
 $(BUILD)/test/deferred_test: test/deferred_test.c test/check.h $(LIB_OBJ)
@@ -116,7 +117,7 @@ $(BUILD)/test/%_fuzz_replay: fuzz/%_fuzz.c fuzz/replay.c fuzz/fuzz.h $(PARSER_OB
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson openssl) -lm $(LDLIBS)
 
 # libloom for a C program that embeds loom (include/loom.h, loom.pc): the
 # same objects as loom.so.

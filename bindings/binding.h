@@ -185,6 +185,7 @@ void loom__open_resolver(lua_State *L);
 void loom__open_pidfile(lua_State *L);
 void loom__open_identity(lua_State *L);
 void loom__open_stdio(lua_State *L);
+void loom__open_tls(lua_State *L);
 int luaopen_loom_core(lua_State *L);
 int luaopen_loom_json(lua_State *L);
 int luaopen_loom_defer_core(lua_State *L);

@@ -1,0 +1,912 @@
+/*
+** tls.c: TLS beneath a stream transport, over OpenSSL memory BIOs.
+**
+** One transport, not a second one: the TLS io (tls_io) replaces the
+** stream's socket io (docs/architecture.md, "The stream's I/O seam").
+** What the socket reads is written into the session's read BIO and the
+** plaintext SSL_read gives is handed to loom__stream_received; what the
+** protocol writes is queued by stream.c as for any socket (the TLS io's
+** try_write takes nothing), handed to tls_write as the one write in flight,
+** and encrypted at the end of the loop turn, so that many small writes in
+** one turn become one batch of records and one socket write (twisted#11989).
+** The ciphertext goes to the socket through a write of the layer's own.
+**
+** Backpressure is the socket's: the stream's write completes once its
+** plaintext is encrypted and the layer holds less than TLS_OUT_MAX bytes of
+** ciphertext (as the kernel's socket buffer takes bytes), so the stream's
+** queue, its high-water mark and max_write work as over TCP.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+/* Ciphertext the layer holds before the stream's write waits. */
+#define TLS_OUT_MAX 65536
+/* Plaintext per SSL_write: four full records. */
+#define TLS_CHUNK 65536
+
+struct loom_tls_ctx {
+  SSL_CTX *ctx;
+  int refs;              /* the owner's and one per connection */
+  int server;
+  int nalt;
+  SSL_CTX **alt;         /* SNI alternatives (servers) */
+  unsigned char *alpn;   /* a server's protocols, preferred first */
+  size_t alpn_len;
+};
+
+enum {
+  T_HANDSHAKEN = 1 << 0,
+  T_FINISHING = 1 << 1,   /* loseConnection: close_notify, then close */
+  T_SHUT_PENDING = 1 << 2, /* loseWriteConnection: close_notify, shutdown */
+  T_NOTIFY_SENT = 1 << 3, /* SSL_shutdown was called */
+  T_PEER_NOTIFY = 1 << 4  /* the peer's close_notify arrived */
+};
+
+typedef struct loom_tls loom_tls;
+
+/* One per state: the idle handle that flushes sessions written to in this
+** loop turn, and the list of those sessions (a sentinel). */
+typedef struct tls_flusher {
+  uv_idle_t h;
+  loom_tls *head;      /* sentinel's links are first/last below */
+  int sessions;
+} tls_flusher;
+
+struct loom_tls {
+  loom_tls *prev, *next;  /* in the flusher's list while scheduled */
+  loom_stream *s;
+  loom_tls_ctx *c;
+  SSL *ssl;
+  BIO *rbio, *wbio;       /* network side: we write rbio, read wbio */
+  loom_tls_handshake_cb cb;
+  unsigned flags;
+  const char *sdata;      /* the stream's write in progress (plaintext) */
+  size_t slen, soff;
+  loom_buf out;           /* ciphertext not yet given to the socket */
+  loom_buf fly;           /* ciphertext of the one uv_write in flight */
+  uv_write_t wreq;
+  const char *code;       /* why it failed: loom__tls_failure */
+  const char *kind;       /* the error name for LOOM_CLOSE_LAYER */
+  char why[256];
+};
+
+static const loom_stream_io tls_io;
+
+/* ------------------------------------------------------------ contexts */
+
+/* One line for the OpenSSL error that just happened, then clears them. */
+static const char *ssl_reason(void) {
+  unsigned long e = ERR_peek_last_error();
+  const char *r = e ? ERR_reason_error_string(e) : NULL;
+  ERR_clear_error();
+  return r ? r : "unknown error";
+}
+
+/* A readable file, or err says why not (OpenSSL's own message is vague). */
+static int check_file(const char *what, const char *path, char *err,
+                      size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+    return -1;
+  }
+  fclose(f);
+  return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out,
+                       unsigned char *outlen, const unsigned char *in,
+                       unsigned int inlen, void *arg) {
+  loom_tls_ctx *c = arg;
+  unsigned char *sel = NULL;
+  (void)ssl;
+  if (SSL_select_next_proto(&sel, outlen, c->alpn, (unsigned)c->alpn_len,
+                            in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK; /* no protocol in common: go on without */
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* SNI: the first alternative whose certificate matches the asked name. */
+static int servername(SSL *ssl, int *alert, void *arg) {
+  loom_tls_ctx *c = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  int i;
+  (void)alert;
+  if (name == NULL)
+    return SSL_TLSEXT_ERR_OK;
+  for (i = 0; i < c->nalt; i++) {
+    X509 *cert = SSL_CTX_get0_certificate(c->alt[i]);
+    if (cert != NULL && X509_check_host(cert, name, 0, 0, NULL) == 1) {
+      SSL_set_SSL_CTX(ssl, c->alt[i]);
+      break;
+    }
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+static int load_chain(SSL_CTX *ctx, const char *path, char *err,
+                      size_t errlen) {
+  FILE *f;
+  X509 *x;
+  int n = 0;
+  if (check_file("extraCertChain", path, err, errlen) < 0)
+    return -1;
+  f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+    if (!SSL_CTX_add0_chain_cert(ctx, x)) {
+      X509_free(x);
+      fclose(f);
+      snprintf(err, errlen, "extraCertChain %s: %s", path, ssl_reason());
+      return -1;
+    }
+    n++;
+  }
+  fclose(f);
+  ERR_clear_error(); /* the end of the file */
+  if (n == 0) {
+    snprintf(err, errlen, "extraCertChain %s: no PEM certificate in it",
+             path);
+    return -1;
+  }
+  return 0;
+}
+
+static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
+                         char *err, size_t errlen) {
+  if (cfg->certificate == NULL && cfg->private_key == NULL)
+    return 0;
+  if (cfg->certificate == NULL || cfg->private_key == NULL) {
+    snprintf(err, errlen, "a certificate needs its privateKey, and a"
+             " privateKey its certificate");
+    return -1;
+  }
+  if (check_file("certificate", cfg->certificate, err, errlen) < 0 ||
+      check_file("privateKey", cfg->private_key, err, errlen) < 0)
+    return -1;
+  if (SSL_CTX_use_certificate_chain_file(ctx, cfg->certificate) != 1) {
+    snprintf(err, errlen, "certificate %s: %s", cfg->certificate,
+             ssl_reason());
+    return -1;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, cfg->private_key,
+                                  SSL_FILETYPE_PEM) != 1) {
+    snprintf(err, errlen, "privateKey %s: %s", cfg->private_key,
+             ssl_reason());
+    return -1;
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    ERR_clear_error();
+    snprintf(err, errlen, "privateKey %s does not match certificate %s",
+             cfg->private_key, cfg->certificate);
+    return -1;
+  }
+  if (cfg->extra_chain != NULL &&
+      load_chain(ctx, cfg->extra_chain, err, errlen) < 0)
+    return -1;
+  return 0;
+}
+
+static int load_trust(SSL_CTX *ctx, const loom_tls_config *cfg, char *err,
+                      size_t errlen) {
+  if (cfg->ca_file != NULL) {
+    if (check_file("caCerts", cfg->ca_file, err, errlen) < 0)
+      return -1;
+    if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
+      snprintf(err, errlen, "caCerts %s: %s", cfg->ca_file, ssl_reason());
+      return -1;
+    }
+    if (cfg->server && cfg->verify) {
+      STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->ca_file);
+      if (names != NULL)
+        SSL_CTX_set_client_CA_list(ctx, names);
+    }
+  } else if (!cfg->server && cfg->verify &&
+             SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    snprintf(err, errlen, "the system CA store: %s", ssl_reason());
+    return -1;
+  }
+  return 0;
+}
+
+static SSL_CTX *make_ctx(const loom_tls_config *cfg, loom_tls_ctx *owner,
+                         char *err, size_t errlen) {
+  SSL_CTX *ctx = SSL_CTX_new(cfg->server ? TLS_server_method()
+                                         : TLS_client_method());
+  if (ctx == NULL) {
+    snprintf(err, errlen, "SSL_CTX_new: %s", ssl_reason());
+    return NULL;
+  }
+  /* Below TLS 1.2 is broken; 1.2 and 1.3 by default. */
+  SSL_CTX_set_min_proto_version(ctx, cfg->min_version ? cfg->min_version
+                                                      : TLS1_2_VERSION);
+  if (cfg->max_version)
+    SSL_CTX_set_max_proto_version(ctx, cfg->max_version);
+  /* An idle connection keeps no 34 KiB of record buffers. */
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  if (load_identity(ctx, cfg, err, errlen) < 0 ||
+      load_trust(ctx, cfg, err, errlen) < 0) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  if (cfg->server)
+    SSL_CTX_set_verify(ctx, cfg->verify ? SSL_VERIFY_PEER |
+                       SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_NONE,
+                       NULL);
+  else
+    SSL_CTX_set_verify(ctx, cfg->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+                       NULL);
+  if (cfg->alpn != NULL) {
+    if (cfg->server)
+      SSL_CTX_set_alpn_select_cb(ctx, alpn_select, owner);
+    else if (SSL_CTX_set_alpn_protos(ctx, cfg->alpn,
+                                     (unsigned)cfg->alpn_len) != 0) {
+      snprintf(err, errlen, "acceptableProtocols: %s", ssl_reason());
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+  }
+  return ctx;
+}
+
+loom_tls_ctx *loom__tls_ctx_new(const loom_tls_config *cfg, char *err,
+                                size_t errlen) {
+  loom_tls_ctx *c = calloc(1, sizeof(*c));
+  if (c == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  c->refs = 1;
+  c->server = cfg->server;
+  if (cfg->server && cfg->certificate == NULL) {
+    snprintf(err, errlen, "a TLS server needs a certificate and privateKey");
+    free(c);
+    return NULL;
+  }
+  if (cfg->alpn != NULL) {
+    if ((c->alpn = malloc(cfg->alpn_len)) == NULL) {
+      free(c);
+      snprintf(err, errlen, "out of memory");
+      return NULL;
+    }
+    memcpy(c->alpn, cfg->alpn, cfg->alpn_len);
+    c->alpn_len = cfg->alpn_len;
+  }
+  if ((c->ctx = make_ctx(cfg, c, err, errlen)) == NULL) {
+    free(c->alpn);
+    free(c);
+    return NULL;
+  }
+  if (cfg->server) {
+    SSL_CTX_set_tlsext_servername_callback(c->ctx, servername);
+    SSL_CTX_set_tlsext_servername_arg(c->ctx, c);
+  }
+  return c;
+}
+
+int loom__tls_ctx_add_sni(loom_tls_ctx *c, const loom_tls_config *cfg,
+                          char *err, size_t errlen) {
+  SSL_CTX **alt;
+  SSL_CTX *ctx;
+  loom_tls_config one = *cfg;
+  one.server = 1;
+  if (one.certificate == NULL) {
+    snprintf(err, errlen, "an SNI entry needs a certificate and privateKey");
+    return -1;
+  }
+  if (one.alpn == NULL && c->alpn != NULL) {
+    one.alpn = c->alpn;
+    one.alpn_len = c->alpn_len;
+  }
+  if ((ctx = make_ctx(&one, c, err, errlen)) == NULL)
+    return -1;
+  alt = realloc(c->alt, sizeof(*alt) * (size_t)(c->nalt + 1));
+  if (alt == NULL) {
+    SSL_CTX_free(ctx);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  alt[c->nalt++] = ctx;
+  c->alt = alt;
+  return 0;
+}
+
+void loom__tls_ctx_release(loom_tls_ctx *c) {
+  int i;
+  if (--c->refs > 0)
+    return;
+  for (i = 0; i < c->nalt; i++)
+    SSL_CTX_free(c->alt[i]);
+  free(c->alt);
+  SSL_CTX_free(c->ctx);
+  free(c->alpn);
+  free(c);
+}
+
+/* ------------------------------------------------------ the flush list */
+
+static void flush(loom_tls *t);
+
+static void unschedule(loom_tls *t) {
+  if (t->prev == NULL)
+    return;
+  t->prev->next = t->next;
+  t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+}
+
+/* Flushes every session scheduled before this turn's idle phase; those
+** scheduled meanwhile wait for the next turn (the idle handle keeps the
+** loop from blocking until then). */
+static void on_idle(uv_idle_t *h) {
+  tls_flusher *f = (tls_flusher *)(void *)h;
+  loom_tls *head = f->head;
+  loom_tls batch;
+  if (head->next == head) {
+    uv_idle_stop(h);
+    return;
+  }
+  batch.next = head->next;
+  batch.prev = head->prev;
+  batch.next->prev = &batch;
+  batch.prev->next = &batch;
+  head->next = head->prev = head;
+  while (batch.next != &batch)
+    flush(batch.next); /* unschedules it first */
+  if (head->next == head)
+    uv_idle_stop(h);
+}
+
+static void schedule(loom_tls *t) {
+  tls_flusher *f = t->s->st->tls;
+  loom_tls *head = f->head;
+  if (t->prev != NULL)
+    return;
+  if (head->next == head)
+    uv_idle_start(&f->h, on_idle);
+  t->prev = head->prev;
+  t->next = head;
+  head->prev->next = t;
+  head->prev = t;
+}
+
+static void on_flusher_closed(uv_handle_t *h) {
+  tls_flusher *f = (tls_flusher *)(void *)h;
+  free(f->head);
+  free(f);
+}
+
+static int flusher_ref(loom_state *st) {
+  tls_flusher *f = st->tls;
+  if (f == NULL) {
+    if ((f = calloc(1, sizeof(*f))) == NULL)
+      return UV_ENOMEM;
+    if ((f->head = calloc(1, sizeof(*f->head))) == NULL) {
+      free(f);
+      return UV_ENOMEM;
+    }
+    f->head->next = f->head->prev = f->head;
+    uv_idle_init(st->loop, &f->h);
+    st->tls = f;
+  }
+  f->sessions++;
+  return 0;
+}
+
+/* The last TLS session is gone: the handle goes too (no handle is left
+** open between connections). */
+static void flusher_unref(loom_state *st) {
+  tls_flusher *f = st->tls;
+  if (--f->sessions > 0)
+    return;
+  st->tls = NULL;
+  uv_close((uv_handle_t *)&f->h, on_flusher_closed);
+}
+
+/* ------------------------------------------------------------- failure */
+
+/* The failure: kind (LOOM_CLOSE_LAYER's error name), code
+** (loom__tls_failure's) and the message, what .. detail. */
+static void set_error(loom_tls *t, const char *kind, const char *code,
+                      const char *what, const char *detail) {
+  t->kind = kind;
+  t->code = code;
+  snprintf(t->why, sizeof(t->why), "%s%s", what, detail);
+}
+
+static const char *verify_code(long v) {
+  switch (v) {
+  case X509_V_ERR_CERT_HAS_EXPIRED: return "expired";
+  case X509_V_ERR_CERT_NOT_YET_VALID: return "notYetValid";
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH: return "hostnameMismatch";
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+  case X509_V_ERR_CERT_UNTRUSTED: return "unknownCA";
+  default: return "verifyFailed";
+  }
+}
+
+/* Why the handshake failed, in words: the verification's result first,
+** else OpenSSL's reason ("wrong version number", "tlsv1 alert unknown
+** ca", ...), never its raw error stack. */
+static void describe_failure(loom_tls *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  if (v != X509_V_OK) {
+    ERR_clear_error();
+    set_error(t, "ETLS", verify_code(v), "certificate verify failed: ",
+              X509_verify_cert_error_string(v));
+  } else {
+    set_error(t, "ETLS", "handshakeFailure", "handshake failure: ",
+              ssl_reason());
+  }
+}
+
+static void send_now(loom_tls *t);
+
+/* The handshake failed: tell the owner, send the alert if the socket
+** takes it now, close. */
+static void handshake_failed(loom_tls *t) {
+  loom_stream *s = t->s;
+  send_now(t);
+  t->cb(s, 0);
+  loom__stream_close(s, LOOM_CLOSE_LAYER);
+}
+
+/* --------------------------------------------------------- the pump */
+
+/* Moves what SSL wrote into the wbio to t->out. */
+static int drain(loom_tls *t) {
+  size_t n = BIO_ctrl_pending(t->wbio);
+  if (n == 0)
+    return 0;
+  if (t->out.len + n > t->out.cap) {
+    size_t cap = t->out.cap ? t->out.cap : 16384;
+    char *p;
+    while (cap < t->out.len + n)
+      cap *= 2;
+    if ((p = realloc(t->out.data, cap)) == NULL)
+      return UV_ENOMEM;
+    t->out.data = p;
+    t->out.cap = cap;
+  }
+  BIO_read(t->wbio, t->out.data + t->out.len, (int)n);
+  t->out.len += n;
+  return 0;
+}
+
+static void on_tls_write(uv_write_t *req, int status) {
+  loom_tls *t = req->data;
+  t->fly.len = 0;
+  if (loom__stream_closing(t->s))
+    return; /* cancelled by the close */
+  if (status < 0) {
+    loom__stream_close(t->s, status);
+    return;
+  }
+  flush(t);
+}
+
+/*
+** Gives t->out to the socket: what the kernel takes now, the rest through
+** one uv_write. Returns 1 when all of it was taken, 0 when a write is in
+** flight (on_tls_write flushes again) or the stream is closing.
+*/
+static int send_out(loom_tls *t) {
+  loom_stream *s = t->s;
+  loom_buf tmp;
+  uv_buf_t b;
+  int rc;
+  if (drain(t) < 0) {
+    loom__stream_close(s, UV_ENOMEM);
+    return 0;
+  }
+  if (t->fly.len > 0)
+    return 0;
+  if (t->out.len == 0)
+    return 1;
+  b = loom__write_buf(t->out.data, t->out.len);
+  rc = uv_try_write(&s->h.stream, &b, 1);
+  if (rc == UV_EAGAIN)
+    rc = 0;
+  if (rc < 0) {
+    loom__stream_close(s, rc);
+    return 0;
+  }
+  if ((size_t)rc == t->out.len) {
+    t->out.len = 0;
+    return 1;
+  }
+  tmp = t->fly;
+  t->fly = t->out;
+  t->out = tmp;
+  t->out.len = 0;
+  b = loom__write_buf(t->fly.data + rc, t->fly.len - (size_t)rc);
+  t->wreq.data = t;
+  rc = uv_write(&t->wreq, &s->h.stream, &b, 1, on_tls_write);
+  if (rc < 0) {
+    t->fly.len = 0;
+    loom__stream_close(s, rc);
+  }
+  return 0;
+}
+
+/* Sends what is ready, ignoring the outcome: before a close. */
+static void send_now(loom_tls *t) {
+  uv_buf_t b;
+  drain(t);
+  if (t->fly.len > 0 || t->out.len == 0 || loom__stream_closing(t->s))
+    return;
+  b = loom__write_buf(t->out.data, t->out.len);
+  uv_try_write(&t->s->h.stream, &b, 1);
+  t->out.len = 0;
+}
+
+/* A TLS error on an established connection: close with it. */
+static void fail(loom_tls *t, const char *what) {
+  set_error(t, "ETLS", "protocolError", "", what);
+  send_now(t);
+  loom__stream_close(t->s, LOOM_CLOSE_LAYER);
+}
+
+/*
+** Encrypts the stream's write while the layer holds less than TLS_OUT_MAX
+** of ciphertext; a write fully encrypted is complete for the stream (which
+** may hand the next one at once). Then the close_notify a loseConnection or
+** loseWriteConnection asked for, once nothing is left to encrypt.
+*/
+static void encrypt(loom_tls *t) {
+  loom_stream *s = t->s;
+  while (t->sdata != NULL && t->out.len < TLS_OUT_MAX) {
+    size_t n = t->slen - t->soff;
+    int w;
+    if (t->flags & T_NOTIFY_SENT) {
+      t->soff = t->slen; /* written after our close_notify: dropped */
+    } else {
+      if (n > TLS_CHUNK)
+        n = TLS_CHUNK;
+      w = SSL_write(t->ssl, t->sdata + t->soff, (int)n);
+      if (w <= 0) {
+        fail(t, ssl_reason());
+        return;
+      }
+      t->soff += (size_t)w;
+      if (drain(t) < 0) {
+        loom__stream_close(s, UV_ENOMEM);
+        return;
+      }
+    }
+    if (t->soff == t->slen) {
+      t->sdata = NULL;
+      loom__stream_written(s, 0); /* may write, finish or close */
+      if (loom__stream_closing(s))
+        return;
+    }
+  }
+  if (t->sdata == NULL && (t->flags & (T_FINISHING | T_SHUT_PENDING)) &&
+      !(t->flags & T_NOTIFY_SENT)) {
+    t->flags |= T_NOTIFY_SENT;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+  }
+}
+
+/* The protocol reads again: deliver what is already decrypted or read. */
+static int input_pending(loom_tls *t) {
+  return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0;
+}
+
+/* The peer's close_notify: answer with ours, then end of input. */
+static void peer_notified(loom_tls *t) {
+  t->flags |= T_PEER_NOTIFY;
+  if (!(t->flags & T_NOTIFY_SENT)) {
+    t->flags |= T_NOTIFY_SENT;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    send_now(t);
+  }
+  loom__stream_received(t->s, UV_EOF, NULL);
+}
+
+/*
+** Decrypts into the loop's read buffer (its ciphertext was copied into the
+** rbio) and delivers up to a full buffer at a time: one dataReceived for
+** several records that arrived together.
+*/
+static void read_plaintext(loom_tls *t) {
+  loom_stream *s = t->s;
+  char *buf = s->st->readbuf;
+  while ((s->flags & LOOM_S_READING) && !loom__stream_closing(s)) {
+    size_t got = 0;
+    int n = 0, e = SSL_ERROR_NONE;
+    while (got < LOOM_READ_BUFSIZE) {
+      n = SSL_read(t->ssl, buf + got, (int)(LOOM_READ_BUFSIZE - got));
+      if (n <= 0) {
+        e = SSL_get_error(t->ssl, n);
+        break;
+      }
+      got += (size_t)n;
+    }
+    if (got > 0) {
+      loom__stream_received(s, (ssize_t)got, buf);
+      if (!(s->flags & LOOM_S_READING) || loom__stream_closing(s))
+        return; /* an error, if any, is met again at the next read */
+    }
+    if (e == SSL_ERROR_NONE)
+      continue; /* the buffer filled: more may be there */
+    if (e == SSL_ERROR_WANT_READ) {
+      ERR_clear_error();
+      return;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN)
+      peer_notified(t);
+    else
+      fail(t, ssl_reason());
+    return;
+  }
+}
+
+/*
+** The session's turn: deliver pending input to a reading protocol, encrypt
+** and send what the stream handed over, and finish a close once all is out.
+*/
+static void flush(loom_tls *t) {
+  loom_stream *s = t->s;
+  unschedule(t);
+  if (loom__stream_closing(s) || !(t->flags & T_HANDSHAKEN))
+    return;
+  if ((s->flags & LOOM_S_READING) && input_pending(t)) {
+    read_plaintext(t);
+    if (loom__stream_closing(s))
+      return;
+  }
+  for (;;) {
+    encrypt(t);
+    if (loom__stream_closing(s) || !send_out(t))
+      return;
+    if (t->sdata == NULL)
+      break;
+  }
+  if (!(t->flags & T_NOTIFY_SENT))
+    return;
+  if (t->flags & T_FINISHING) {
+    loom__stream_close(s, LOOM_CLOSE_CLEAN);
+  } else if (t->flags & T_SHUT_PENDING) {
+    int rc;
+    t->flags &= ~T_SHUT_PENDING;
+    rc = loom__socket_io.shutdown(s);
+    if (rc < 0)
+      loom__stream_close(s, rc == UV_ENOMEM ? rc : LOOM_CLOSE_CLEAN);
+  }
+}
+
+static void handshake(loom_tls *t) {
+  loom_stream *s = t->s;
+  int rc = SSL_do_handshake(t->ssl), e;
+  if (rc == 1) {
+    t->flags |= T_HANDSHAKEN;
+    t->cb(s, 1); /* the protocol is attached: it may write or close */
+    if (!loom__stream_closing(s))
+      flush(t);
+    return;
+  }
+  e = SSL_get_error(t->ssl, rc);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    ERR_clear_error();
+    send_out(t);
+    return;
+  }
+  describe_failure(t);
+  handshake_failed(t);
+}
+
+/* ------------------------------------------------------------- the io */
+
+/* Nothing is taken now: stream.c queues the bytes and hands them to
+** tls_write, which encrypts the turn's writes together. */
+static int tls_try_write(loom_stream *s, const char *data, size_t len) {
+  (void)s;
+  (void)data;
+  (void)len;
+  return UV_EAGAIN;
+}
+
+static int tls_write(loom_stream *s, const char *data, size_t len) {
+  loom_tls *t = s->layer;
+  t->sdata = data;
+  t->slen = len;
+  t->soff = 0;
+  schedule(t);
+  return 0;
+}
+
+static int tls_shutdown(loom_stream *s) {
+  loom_tls *t = s->layer;
+  if (!(t->flags & T_HANDSHAKEN))
+    return loom__socket_io.shutdown(s);
+  t->flags |= T_SHUT_PENDING;
+  schedule(t);
+  return 0;
+}
+
+static int tls_finish(loom_stream *s) {
+  loom_tls *t = s->layer;
+  if (!(t->flags & T_HANDSHAKEN))
+    return 0; /* nothing to notify: close now */
+  t->flags |= T_FINISHING;
+  schedule(t);
+  return 1;
+}
+
+static int tls_read_start(loom_stream *s) {
+  loom_tls *t = s->layer;
+  int rc = loom__socket_io.read_start(s);
+  if (rc == 0 && (t->flags & T_HANDSHAKEN) && input_pending(t))
+    schedule(t); /* read while paused: delivered in the flush */
+  return rc;
+}
+
+static void tls_read_stop(loom_stream *s) {
+  loom__socket_io.read_stop(s);
+}
+
+static void tls_received(loom_stream *s, ssize_t nread, const char *data) {
+  loom_tls *t = s->layer;
+  if (nread > 0) {
+    if (BIO_write(t->rbio, data, (int)nread) != (int)nread) {
+      loom__stream_close(s, UV_ENOMEM);
+      return;
+    }
+    if (!(t->flags & T_HANDSHAKEN)) {
+      handshake(t);
+      return; /* its flush read what came with the last flight */
+    }
+    read_plaintext(t);
+    /* Send at once what the protocol wrote in reply (an echo), with the
+    ** rest of its writes of this read. */
+    if (!loom__stream_closing(s) && (t->prev != NULL || t->out.len > 0 ||
+                                     BIO_ctrl_pending(t->wbio) > 0))
+      flush(t);
+    return;
+  }
+  if (!(t->flags & T_HANDSHAKEN)) {
+    set_error(t, "ETLS", "handshakeFailure", "handshake failure: ",
+              nread == UV_EOF ? "the peer closed the connection"
+                              : uv_strerror((int)nread));
+    handshake_failed(t);
+    return;
+  }
+  if (nread == UV_EOF && !(t->flags & T_PEER_NOTIFY)) {
+    set_error(t, "ETLSTRUNCATED", "truncated", "",
+              "the peer closed the connection without a TLS close_notify"
+              " (what it sent may be truncated)");
+    loom__stream_close(s, LOOM_CLOSE_LAYER);
+    return;
+  }
+  loom__stream_received(s, nread, data);
+}
+
+static const char *tls_error(loom_stream *s, const char **kind) {
+  loom_tls *t = s->layer;
+  *kind = t->kind ? t->kind : "ETLS";
+  return t->why;
+}
+
+/* The stream is being freed: so is its session. */
+static void tls_closed(loom_stream *s) {
+  loom_tls *t = s->layer;
+  unschedule(t);
+  SSL_free(t->ssl); /* frees both BIOs */
+  loom__tls_ctx_release(t->c);
+  loom__buf_free(&t->out);
+  loom__buf_free(&t->fly);
+  flusher_unref(s->st);
+  free(t);
+  s->layer = NULL;
+  s->io = &loom__socket_io;
+}
+
+static const loom_stream_io tls_io = {
+  "tls", tls_try_write, tls_write, tls_shutdown, tls_read_start,
+  tls_read_stop, tls_received, tls_finish, tls_error, tls_closed
+};
+
+/* ---------------------------------------------------------- sessions */
+
+static int is_ip_literal(const char *name) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, name, buf) == 1 ||
+         inet_pton(AF_INET6, name, buf) == 1;
+}
+
+static int set_peer_name(loom_tls *t, const char *name) {
+  if (is_ip_literal(name))
+    return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name);
+  return SSL_set_tlsext_host_name(t->ssl, name) == 1 &&
+         SSL_set1_host(t->ssl, name) == 1;
+}
+
+int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
+                    loom_tls_handshake_cb cb, char *err, size_t errlen) {
+  loom_tls *t;
+  if (s->layer != NULL || s->io != &loom__socket_io) {
+    snprintf(err, errlen, "the connection is already under TLS");
+    return -1;
+  }
+  if ((t = calloc(1, sizeof(*t))) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  t->ssl = SSL_new(c->ctx);
+  t->rbio = BIO_new(BIO_s_mem());
+  t->wbio = BIO_new(BIO_s_mem());
+  if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL) {
+    BIO_free(t->rbio);
+    BIO_free(t->wbio);
+    t->rbio = t->wbio = NULL;
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  BIO_set_mem_eof_return(t->rbio, -1); /* empty: "retry", not EOF */
+  SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  if (!c->server && name != NULL && !set_peer_name(t, name)) {
+    snprintf(err, errlen, "bad host name %s", name);
+    goto fail;
+  }
+  if (c->server)
+    SSL_set_accept_state(t->ssl);
+  else
+    SSL_set_connect_state(t->ssl);
+  /* Bytes written before STARTTLS go out first, in clear. */
+  if (loom__buf_append(&t->out, s->pending.data, s->pending.len) < 0 ||
+      flusher_ref(s->st) < 0) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  s->pending.len = 0;
+  t->s = s;
+  t->c = c;
+  c->refs++;
+  t->cb = cb;
+  s->layer = t;
+  s->io = &tls_io;
+  if (!c->server)
+    handshake(t); /* the ClientHello */
+  else if (t->out.len > 0)
+    send_out(t);
+  return 0;
+fail:
+  SSL_free(t->ssl); /* and the BIOs it was given */
+  loom__buf_free(&t->out);
+  free(t);
+  ERR_clear_error();
+  return -1;
+}
+
+const char *loom__tls_failure(loom_stream *s, const char **code) {
+  loom_tls *t = s->layer;
+  *code = t != NULL && t->code != NULL ? t->code : "handshakeFailure";
+  return t != NULL ? t->why : "not a TLS connection";
+}
+
+SSL *loom__tls_ssl(loom_stream *s) {
+  return s->io == &tls_io ? ((loom_tls *)s->layer)->ssl : NULL;
+}
+
+int loom__tls_handshake_done(loom_stream *s) {
+  return s->io == &tls_io &&
+         (((loom_tls *)s->layer)->flags & T_HANDSHAKEN) != 0;
+}
