@@ -131,10 +131,11 @@ static loom_tls_ctx *check_context(lua_State *L, int idx) {
 static int deliver_handshake(lua_State *L) {
   loom_event *a = lua_touserdata(L, 1);
   int t;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
+  t = lua_gettop(L); /* kept below the call for the reason */
   if (loom__push_hook(L, a->st, "tlsHandshake") == LUA_TNIL)
     return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->data));
-  t = lua_gettop(L);
+  lua_pushvalue(L, t);
   lua_getiuservalue(L, t, UVAL_OWNER);
   if (a->status) {
     lua_pushnil(L);

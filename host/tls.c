@@ -53,16 +53,20 @@ enum {
 typedef struct loom_tls loom_tls;
 
 /* One per state: the idle handle that flushes sessions written to in this
-** loop turn, and the list of those sessions (a sentinel). */
+** loop turn, and the list of those sessions (head: a sentinel). Freed once
+** its handle closed and no session uses it. */
 typedef struct tls_flusher {
   uv_idle_t h;
-  loom_tls *head;      /* sentinel's links are first/last below */
+  loom_object obj;     /* closed with the state's objects */
+  loom_tls *head;
   int sessions;
+  int closing, closed; /* uv_close called; its callback ran */
 } tls_flusher;
 
 struct loom_tls {
   loom_tls *prev, *next;  /* in the flusher's list while scheduled */
   loom_stream *s;
+  tls_flusher *f;
   loom_tls_ctx *c;
   SSL *ssl;
   BIO *rbio, *wbio;       /* network side: we write rbio, read wbio */
@@ -181,9 +185,11 @@ static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
   }
   if (SSL_CTX_use_PrivateKey_file(ctx, cfg->private_key,
                                   SSL_FILETYPE_PEM) != 1) {
-    snprintf(err, errlen, "privateKey %s: %s", cfg->private_key,
-             ssl_reason());
-    return -1;
+    if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
+      snprintf(err, errlen, "privateKey %s: %s", cfg->private_key,
+               ssl_reason());
+      return -1;
+    }
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     ERR_clear_error();
@@ -368,9 +374,9 @@ static void on_idle(uv_idle_t *h) {
 }
 
 static void schedule(loom_tls *t) {
-  tls_flusher *f = t->s->st->tls;
+  tls_flusher *f = t->f;
   loom_tls *head = f->head;
-  if (t->prev != NULL)
+  if (t->prev != NULL || f->closing)
     return;
   if (head->next == head)
     uv_idle_start(&f->h, on_idle);
@@ -380,37 +386,67 @@ static void schedule(loom_tls *t) {
   head->prev = t;
 }
 
-static void on_flusher_closed(uv_handle_t *h) {
-  tls_flusher *f = (tls_flusher *)(void *)h;
+static void flusher_free(tls_flusher *f) {
   free(f->head);
   free(f);
 }
 
-static int flusher_ref(loom_state *st) {
+static void on_flusher_closed(uv_handle_t *h) {
+  tls_flusher *f = (tls_flusher *)(void *)h;
+  f->closed = 1;
+  if (f->sessions == 0)
+    flusher_free(f);
+}
+
+static void flusher_close(tls_flusher *f) {
+  if (f->closing)
+    return;
+  f->closing = 1;
+  loom__object_unlink(&f->obj);
+  uv_close((uv_handle_t *)&f->h, on_flusher_closed);
+}
+
+/* The state closes: so does the handle (sessions still open keep the
+** memory until they close). */
+static void flusher_close_op(loom_object *o) {
+  flusher_close(loom__object_of(o, tls_flusher, obj));
+}
+
+static const loom_object_ops flusher_ops = { "tls", NULL, flusher_close_op };
+
+/* The state's flusher, made with its first session. Its handle is not
+** referenced: it never keeps the loop alive by itself, nor counts as left
+** open (core.openHandles). */
+static tls_flusher *flusher_ref(loom_state *st) {
   tls_flusher *f = st->tls;
-  if (f == NULL) {
+  if (f == NULL || f->closing) {
     if ((f = calloc(1, sizeof(*f))) == NULL)
-      return UV_ENOMEM;
+      return NULL;
     if ((f->head = calloc(1, sizeof(*f->head))) == NULL) {
       free(f);
-      return UV_ENOMEM;
+      return NULL;
     }
     f->head->next = f->head->prev = f->head;
     uv_idle_init(st->loop, &f->h);
+    uv_unref((uv_handle_t *)&f->h);
+    loom__object_link(st, &f->obj, &flusher_ops);
     st->tls = f;
   }
   f->sessions++;
-  return 0;
+  return f;
 }
 
-/* The last TLS session is gone: the handle goes too (no handle is left
+/* A session is gone; with the last, the handle goes too (none is left
 ** open between connections). */
-static void flusher_unref(loom_state *st) {
-  tls_flusher *f = st->tls;
+static void flusher_unref(loom_state *st, tls_flusher *f) {
   if (--f->sessions > 0)
     return;
-  st->tls = NULL;
-  uv_close((uv_handle_t *)&f->h, on_flusher_closed);
+  if (st->tls == f)
+    st->tls = NULL;
+  if (!f->closing)
+    flusher_close(f);
+  else if (f->closed)
+    flusher_free(f);
 }
 
 /* ------------------------------------------------------------- failure */
@@ -813,7 +849,7 @@ static void tls_closed(loom_stream *s) {
   loom__tls_ctx_release(t->c);
   loom__buf_free(&t->out);
   loom__buf_free(&t->fly);
-  flusher_unref(s->st);
+  flusher_unref(s->st, t->f);
   free(t);
   s->layer = NULL;
   s->io = &loom__socket_io;
@@ -872,7 +908,7 @@ int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
     SSL_set_connect_state(t->ssl);
   /* Bytes written before STARTTLS go out first, in clear. */
   if (loom__buf_append(&t->out, s->pending.data, s->pending.len) < 0 ||
-      flusher_ref(s->st) < 0) {
+      (t->f = flusher_ref(s->st)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
