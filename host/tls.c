@@ -645,15 +645,10 @@ static int input_pending(loom_tls *t) {
   return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0;
 }
 
-/* The peer's close_notify: answer with ours, then end of input. */
+/* The peer's close_notify: the end of its input. Ours follows when this
+** side closes (a half-closing protocol may still write). */
 static void peer_notified(loom_tls *t) {
   t->flags |= T_PEER_NOTIFY;
-  if (!(t->flags & T_NOTIFY_SENT)) {
-    t->flags |= T_NOTIFY_SENT;
-    SSL_shutdown(t->ssl);
-    ERR_clear_error();
-    send_now(t);
-  }
   loom__stream_received(t->s, UV_EOF, NULL);
 }
 
