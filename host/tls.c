@@ -645,11 +645,28 @@ static int input_pending(loom_tls *t) {
   return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0;
 }
 
-/* The peer's close_notify: the end of its input. Ours follows when this
-** side closes (a half-closing protocol may still write). */
+/*
+** The peer's close_notify: the end of its input, as the socket's EOF is
+** (stream.c's loom__stream_received). A protocol that does not keep the
+** connection half-open closes it: ours is sent first, as peers that wait
+** for it (Python's unwrap) expect. A half-closing protocol may still
+** write; ours follows when it closes.
+*/
 static void peer_notified(loom_tls *t) {
+  loom_stream *s = t->s;
   t->flags |= T_PEER_NOTIFY;
-  loom__stream_received(t->s, UV_EOF, NULL);
+  s->io->read_stop(s);
+  s->flags &= ~LOOM_S_READING;
+  if (loom__stream_closing(s) ||
+      (s->vt->eof(s) && !(s->flags & LOOM_S_SHUT_SENT)))
+    return;
+  if (!(t->flags & T_NOTIFY_SENT)) {
+    t->flags |= T_NOTIFY_SENT;
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    send_now(t);
+  }
+  loom__stream_close(s, LOOM_CLOSE_CLEAN);
 }
 
 /*
