@@ -47,7 +47,8 @@ enum {
   T_FINISHING = 1 << 1,   /* loseConnection: close_notify, then close */
   T_SHUT_PENDING = 1 << 2, /* loseWriteConnection: close_notify, shutdown */
   T_NOTIFY_SENT = 1 << 3, /* SSL_shutdown was called */
-  T_PEER_NOTIFY = 1 << 4  /* the peer's close_notify arrived */
+  T_PEER_NOTIFY = 1 << 4, /* the peer's close_notify arrived */
+  T_IN_READ = 1 << 5      /* in tls_received: it flushes when done */
 };
 
 typedef struct loom_tls loom_tls;
@@ -777,7 +778,8 @@ static int tls_write(loom_stream *s, const char *data, size_t len) {
   t->sdata = data;
   t->slen = len;
   t->soff = 0;
-  schedule(t);
+  if (!(t->flags & T_IN_READ)) /* else flushed once the read is done */
+    schedule(t);
   return 0;
 }
 
@@ -822,11 +824,14 @@ static void tls_received(loom_stream *s, ssize_t nread, const char *data) {
       handshake(t);
       return; /* its flush read what came with the last flight */
     }
+    t->flags |= T_IN_READ;
     read_plaintext(t);
+    t->flags &= ~T_IN_READ;
     /* Send at once what the protocol wrote in reply (an echo), with the
     ** rest of its writes of this read. */
-    if (!loom__stream_closing(s) && (t->prev != NULL || t->out.len > 0 ||
-                                     BIO_ctrl_pending(t->wbio) > 0))
+    if (!loom__stream_closing(s) &&
+        (t->sdata != NULL || t->prev != NULL || t->out.len > 0 ||
+         BIO_ctrl_pending(t->wbio) > 0))
       flush(t);
     return;
   }
