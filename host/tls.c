@@ -924,7 +924,8 @@ int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
   else
     SSL_set_connect_state(t->ssl);
   /* Bytes written before STARTTLS go out first, in clear. */
-  if (loom__buf_append(&t->out, s->pending.data, s->pending.len) < 0 ||
+  if ((s->pending.len > 0 &&
+       loom__buf_append(&t->out, s->pending.data, s->pending.len) < 0) ||
       (t->f = flusher_ref(s->st)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;

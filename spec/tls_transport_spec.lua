@@ -98,7 +98,7 @@ describe("startTLS", function()
       local c = net.connect(port)
       runUntil(c.made)
       c.transport:write("STARTTLS\n")
-      c:waitFor("GO\n", true)
+      c:waitFor("GO\n", true, 30) -- after BLOB: slow under valgrind
       c.transport:startTLS(tls.clientOptions({ hostname = "wrong.test" }))
       runUntil(c.lost)
       assert.is_true(c.reason.value:isa(err.TLSError))
