@@ -173,3 +173,40 @@ describe("Python's ssl module against loom", function()
       assert.is_true(lost[1].value:isa(err.ConnectionDone), tostring(lost[1]))
     end)
 end)
+
+local sub = dofile("spec/support/subprocess.lua")
+
+describe("loom's own commands over TLS", function()
+  it("`loom echo --port ssl:...` serves TLS", function()
+    local server = sub.start(string.format(
+      "echo --port ssl:0:privateKey=%s:certKey=%s:interface=127.0.0.1",
+      tls.key("server"), tls.cert("server")))
+    local c, made = tls.connect(server.port)
+    runUntil(made, 10)
+    c.transport:write("plugin over tls")
+    c:waitFor("plugin over tls", true, 10)
+    c.transport:loseConnection()
+    runUntil(c.lost)
+    assert.equal(0, (sub.stop(server)))
+  end)
+
+  it("examples/tls_echo.lua: its server, and its client verifying it",
+    function()
+      local server = sub.start(string.format(
+        "run examples/tls_echo.lua server 0 %s %s", tls.cert("server"),
+        tls.key("server")))
+      local out, _, status = sub.loom(string.format(
+        "run examples/tls_echo.lua client %d %s", server.port, tls.cert("ca")))
+      assert.equal(0, status)
+      assert.equal("connected with TLSv1.3 to CN=localhost (issued by"
+        .. " CN=Loom Test CA)\nechoed: hello over TLS\nclosed: ConnectionDone:"
+        .. " Connection was closed cleanly.\n", out)
+      -- Trusting another CA: the client reports the failed verification.
+      out = sub.loom(string.format("run examples/tls_echo.lua client %d %s",
+        server.port, tls.cert("self")))
+      assert.matches("^failed: TLSError: TLS handshake with 127%.0%.0%.1:%d+:"
+        .. " certificate verify failed: unable to get local issuer"
+        .. " certificate\n$", out)
+      assert.equal(0, (sub.stop(server)))
+    end)
+end)
