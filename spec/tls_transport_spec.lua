@@ -427,3 +427,36 @@ describe("hostile peers", function()
       runUntil(port:stopListening())
     end)
 end)
+
+describe("the failure log", function()
+  it("logs 10 failed handshakes a second per port, then sums up", function()
+    local port = tls.echoPort()
+    local lines = tls.captureLog(function()
+      local clients = {}
+      for i = 1, 15 do
+        clients[i] = net.connect(port)
+      end
+      for _, c in ipairs(clients) do
+        runUntil(c.made)
+        c.transport:write("not a ClientHello\r\n\r\n")
+      end
+      for _, c in ipairs(clients) do
+        runUntil(c.lost)
+      end
+      runUntil(port:stopListening())
+    end)
+    local each, summary = 0, nil
+    for _, ev in ipairs(lines) do
+      local text = tostring(ev.text)
+      if text:find("^TLS handshake from .* failed:") then
+        each = each + 1
+      elseif text:find("more TLS handshake%(s%) failed") then
+        summary = text
+      end
+    end
+    assert.equal(10, each)
+    assert.matches("^5 more TLS handshake%(s%) failed in the last 1s %(the"
+      .. " last: TLS handshake from 127%.0%.0%.1:%d+ failed: handshake"
+      .. " failure: .*%)$", summary)
+  end)
+end)

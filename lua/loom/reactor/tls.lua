@@ -124,31 +124,59 @@ local function config(fn, options, server)
   return cfg
 end
 
--- Contexts are made once per options table (and side): every connection
--- made with the same table shares one.
-local contexts = { [true] = setmetatable({}, { __mode = "k" }),
-  [false] = setmetatable({}, { __mode = "k" }) }
+-- Contexts are made once per set of options: every connection made with
+-- the same options (the same table, or an equal one) shares one, which
+-- lives while a table or connection holds it (weak values).
+local contexts = setmetatable({}, { __mode = "v" })
+local byTable = setmetatable({}, { __mode = "k" })
+
+-- A string naming cfg's content (and so its context).
+local function contextKey(cfg)
+  local parts = {}
+  local function add(v)
+    parts[#parts + 1] = v == nil and "" or tostring(v)
+  end
+  for _, k in ipairs({ "server", "certificate", "privateKey",
+      "extraCertChain", "caCerts", "verify", "minimumVersion",
+      "maximumVersion", "alpn" }) do
+    add(cfg[k])
+  end
+  for _, alt in ipairs(cfg.sni or {}) do
+    add(alt.certificate)
+    add(alt.privateKey)
+    add(alt.extraCertChain)
+  end
+  return table.concat(parts, "\0")
+end
 
 -- contextFor(fn, options, server) -> a loom.TLSContext; a bad option or
 -- file raises a TLSError of one line naming it ("listenSSL: certificate
 -- x.pem: No such file or directory").
 local function contextFor(fn, options, server)
   server = server and true or false
-  local ctx = contexts[server][options]
-  if ctx then
-    return ctx
+  local known = byTable[options]
+  if known and known[server] then
+    return known[server]
   end
   checkTypes(fn, options)
   local cfg = config(fn, options, server)
-  local made, _, msg = core.tlsContext(cfg)
+  local key = contextKey(cfg)
+  local made = contexts[key]
   if not made then
-    error(err.TLSError(fn .. ": " .. msg, { reason = "configuration" }), 0)
+    local _, msg
+    made, _, msg = core.tlsContext(cfg)
+    if not made then
+      error(err.TLSError(fn .. ": " .. msg, { reason = "configuration" }), 0)
+    end
+    if not server and not cfg.verify then
+      log.warn("%s: verify = false: the server's certificate is not"
+        .. " checked; anyone on the path can read and change this"
+        .. " connection", fn)
+    end
+    contexts[key] = made
   end
-  if not server and not cfg.verify then
-    log.warn("%s: verify = false: the server's certificate is not checked;"
-      .. " anyone on the path can read and change this connection", fn)
-  end
-  contexts[server][options] = made
+  byTable[options] = byTable[options] or {}
+  byTable[options][server] = made
   return made
 end
 
@@ -204,10 +232,46 @@ function TLSPort:_accept(transport)
   if self.handshakeTimeout > 0 then
     self._handshakes[transport] = callLater(self.handshakeTimeout, function()
       self._handshakes[transport] = nil
-      log.prefixed(tostring(self)).warn("TLS handshake from %s: no handshake"
-        .. " after %gs; closing", peerString(transport), self.handshakeTimeout)
+      self:_logFailure(string.format("TLS handshake from %s: no handshake"
+        .. " after %gs; closing", peerString(transport),
+        self.handshakeTimeout))
       transport:abortConnection()
     end)
+  end
+end
+
+-- Failed handshakes are logged one line each, at most FAILURE_LOG_BURST
+-- per FAILURE_LOG_INTERVAL seconds per port; the rest of a burst (a
+-- scanner, a flood) in one summary line when the interval ends.
+local FAILURE_LOG_BURST, FAILURE_LOG_INTERVAL = 10, 1
+
+local function failureSummary(self)
+  self._failureLogCall = nil
+  local n = self._failuresUnlogged
+  self._failuresLogged, self._failuresUnlogged = 0, 0
+  if n > 0 then
+    log.prefixed(tostring(self)).warn("%d more TLS handshake(s) failed in"
+      .. " the last %gs (the last: %s)", n, FAILURE_LOG_INTERVAL,
+      self._lastFailure)
+  end
+end
+
+function TLSPort:_logFailure(text)
+  if not self.connected then -- stopped listening: no summary to come
+    log.prefixed(tostring(self)).warn("%s", text)
+    return
+  end
+  if not self._failureLogCall then
+    self._failuresLogged, self._failuresUnlogged = 0, 0
+    self._failureLogCall = callLater(FAILURE_LOG_INTERVAL, failureSummary,
+      self)
+  end
+  if self._failuresLogged < FAILURE_LOG_BURST then
+    self._failuresLogged = self._failuresLogged + 1
+    log.prefixed(tostring(self)).warn("%s", text)
+  else
+    self._failuresUnlogged = self._failuresUnlogged + 1
+    self._lastFailure = text
   end
 end
 
@@ -218,16 +282,25 @@ function TLSPort:_tlsHandshake(transport, code, message)
     timeout:cancel()
   end
   if code then
-    log.prefixed(tostring(self)).warn("TLS handshake from %s failed: %s",
-      peerString(transport), message)
-    return handshakeFailure("TLS handshake from " .. peerString(transport),
-      code, message)
+    local where = "TLS handshake from " .. peerString(transport)
+    self:_logFailure(where .. " failed: " .. message)
+    return handshakeFailure(where, code, message)
   end
   tcp.Port._accept(self, transport)
   if transport.connected then
     handshakeCompleted(transport)
   end
 end
+
+-- The summary of failures not logged yet is logged now.
+function TLSPort:stopListening()
+  if self._failureLogCall then
+    self._failureLogCall:cancel()
+    failureSummary(self)
+  end
+  return tcp.Port.stopListening(self)
+end
+TLSPort.loseConnection = TLSPort.stopListening
 
 -- A connection closed before or after its handshake.
 function TLSPort:_connectionLost(transport)
