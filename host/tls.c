@@ -75,7 +75,6 @@ struct loom_tls {
   unsigned flags;
   const char *sdata;      /* the stream's write in progress (plaintext) */
   size_t slen, soff;
-  loom_buf out;           /* ciphertext not yet given to the socket */
   loom_buf fly;           /* ciphertext of the one uv_write in flight */
   uv_write_t wreq;
   const char *code;       /* why it failed: loom__tls_failure */
@@ -505,24 +504,10 @@ static void handshake_failed(loom_tls *t) {
 
 /* --------------------------------------------------------- the pump */
 
-/* Moves what SSL wrote into the wbio to t->out. */
-static int drain(loom_tls *t) {
-  size_t n = BIO_ctrl_pending(t->wbio);
-  if (n == 0)
-    return 0;
-  if (t->out.len + n > t->out.cap) {
-    size_t cap = t->out.cap ? t->out.cap : 16384;
-    char *p;
-    while (cap < t->out.len + n)
-      cap *= 2;
-    if ((p = realloc(t->out.data, cap)) == NULL)
-      return UV_ENOMEM;
-    t->out.data = p;
-    t->out.cap = cap;
-  }
-  BIO_read(t->wbio, t->out.data + t->out.len, (int)n);
-  t->out.len += n;
-  return 0;
+/* Ciphertext SSL wrote and the socket has not taken: in the wbio, and in
+** the uv_write in flight. */
+static size_t held(loom_tls *t) {
+  return BIO_ctrl_pending(t->wbio) + t->fly.len;
 }
 
 static void on_tls_write(uv_write_t *req, int status) {
@@ -534,62 +519,96 @@ static void on_tls_write(uv_write_t *req, int status) {
     loom__stream_close(t->s, status);
     return;
   }
+  if (BIO_ctrl_pending(t->wbio) == 0)
+    loom__buf_free(&t->fly); /* idle again: hold no buffer */
   flush(t);
 }
 
 /*
-** Gives t->out to the socket: what the kernel takes now, the rest through
-** one uv_write. Returns 1 when all of it was taken, 0 when a write is in
-** flight (on_tls_write flushes again) or the stream is closing.
+** Gives the wbio's ciphertext to the socket: read out through the loop's
+** read buffer (free outside a read callback's delivery: what it held was
+** copied into a Lua string), what the kernel takes now goes at once, the
+** rest into t->fly for one uv_write. The connection holds a ciphertext
+** buffer of its own only while the socket is slower than we write.
+** Returns 1 when all of it was taken, 0 when a write is in flight
+** (on_tls_write flushes again) or the stream is closing.
 */
 static int send_out(loom_tls *t) {
   loom_stream *s = t->s;
-  loom_buf tmp;
-  uv_buf_t b;
-  int rc;
-  if (drain(t) < 0) {
-    loom__stream_close(s, UV_ENOMEM);
-    return 0;
-  }
+  char *scratch = s->st->readbuf;
   if (t->fly.len > 0)
     return 0;
-  if (t->out.len == 0)
-    return 1;
-  b = loom__write_buf(t->out.data, t->out.len);
-  rc = uv_try_write(&s->h.stream, &b, 1);
-  if (rc == UV_EAGAIN)
-    rc = 0;
-  if (rc < 0) {
-    loom__stream_close(s, rc);
+  for (;;) {
+    int n = BIO_read(t->wbio, scratch, LOOM_READ_BUFSIZE), rc;
+    uv_buf_t b;
+    if (n <= 0)
+      return 1;
+    b = loom__write_buf(scratch, (size_t)n);
+    rc = uv_try_write(&s->h.stream, &b, 1);
+    if (rc == UV_EAGAIN)
+      rc = 0;
+    if (rc < 0) {
+      loom__stream_close(s, rc);
+      return 0;
+    }
+    if (rc == n)
+      continue;
+    if (loom__buf_append(&t->fly, scratch + rc, (size_t)(n - rc)) < 0) {
+      loom__stream_close(s, UV_ENOMEM);
+      return 0;
+    }
+    while ((n = BIO_read(t->wbio, scratch, LOOM_READ_BUFSIZE)) > 0)
+      if (loom__buf_append(&t->fly, scratch, (size_t)n) < 0) {
+        loom__stream_close(s, UV_ENOMEM);
+        return 0;
+      }
+    b = loom__write_buf(t->fly.data, t->fly.len);
+    t->wreq.data = t;
+    rc = uv_write(&t->wreq, &s->h.stream, &b, 1, on_tls_write);
+    if (rc < 0) {
+      t->fly.len = 0;
+      loom__stream_close(s, rc);
+    }
     return 0;
   }
-  if ((size_t)rc == t->out.len) {
-    t->out.len = 0;
-    return 1;
-  }
-  tmp = t->fly;
-  t->fly = t->out;
-  t->out = tmp;
-  t->out.len = 0;
-  b = loom__write_buf(t->fly.data + rc, t->fly.len - (size_t)rc);
-  t->wreq.data = t;
-  rc = uv_write(&t->wreq, &s->h.stream, &b, 1, on_tls_write);
-  if (rc < 0) {
-    t->fly.len = 0;
-    loom__stream_close(s, rc);
-  }
-  return 0;
 }
 
-/* Sends what is ready, ignoring the outcome: before a close. */
+/* Sends what the socket takes now, dropping the rest: before a close. */
 static void send_now(loom_tls *t) {
-  uv_buf_t b;
-  drain(t);
-  if (t->fly.len > 0 || t->out.len == 0 || loom__stream_closing(t->s))
+  char *scratch = t->s->st->readbuf;
+  int n;
+  if (t->fly.len > 0 || loom__stream_closing(t->s))
     return;
-  b = loom__write_buf(t->out.data, t->out.len);
-  uv_try_write(&t->s->h.stream, &b, 1);
-  t->out.len = 0;
+  while ((n = BIO_read(t->wbio, scratch, LOOM_READ_BUFSIZE)) > 0) {
+    uv_buf_t b = loom__write_buf(scratch, (size_t)n);
+    if (uv_try_write(&t->s->h.stream, &b, 1) != n)
+      break;
+  }
+}
+
+/* A new, empty mem BIO in place of bio, once it is empty and grew past a
+** few KiB (the handshake's flights, a bulk transfer): a mem BIO keeps the
+** largest buffer it ever held, and an idle connection should hold little. */
+static BIO *trim_bio(BIO *bio) {
+  BUF_MEM *bm = NULL;
+  BIO *fresh;
+  if (BIO_ctrl_pending(bio) > 0 || BIO_get_mem_ptr(bio, &bm) <= 0 ||
+      bm == NULL || bm->max <= 4096 || (fresh = BIO_new(BIO_s_mem())) == NULL)
+    return NULL;
+  BIO_set_mem_eof_return(fresh, -1);
+  return fresh;
+}
+
+static void trim_bios(loom_tls *t) {
+  BIO *b;
+  if ((b = trim_bio(t->rbio)) != NULL) {
+    SSL_set0_rbio(t->ssl, b); /* frees the old one */
+    t->rbio = b;
+  }
+  if ((b = trim_bio(t->wbio)) != NULL) {
+    SSL_set0_wbio(t->ssl, b);
+    t->wbio = b;
+  }
 }
 
 /* A TLS error on an established connection: close with it. */
@@ -607,7 +626,7 @@ static void fail(loom_tls *t, const char *what) {
 */
 static void encrypt(loom_tls *t) {
   loom_stream *s = t->s;
-  while (t->sdata != NULL && t->out.len < TLS_OUT_MAX) {
+  while (t->sdata != NULL && held(t) < TLS_OUT_MAX) {
     size_t n = t->slen - t->soff;
     int w;
     if (t->flags & T_NOTIFY_SENT) {
@@ -621,10 +640,6 @@ static void encrypt(loom_tls *t) {
         return;
       }
       t->soff += (size_t)w;
-      if (drain(t) < 0) {
-        loom__stream_close(s, UV_ENOMEM);
-        return;
-      }
     }
     if (t->soff == t->slen) {
       t->sdata = NULL;
@@ -750,6 +765,8 @@ static void handshake(loom_tls *t) {
     t->cb(s, 1); /* the protocol is attached: it may write or close */
     if (!loom__stream_closing(s))
       flush(t);
+    if (!loom__stream_closing(s))
+      trim_bios(t);
     return;
   }
   e = SSL_get_error(t->ssl, rc);
@@ -830,9 +847,11 @@ static void tls_received(loom_stream *s, ssize_t nread, const char *data) {
     /* Send at once what the protocol wrote in reply (an echo), with the
     ** rest of its writes of this read. */
     if (!loom__stream_closing(s) &&
-        (t->sdata != NULL || t->prev != NULL || t->out.len > 0 ||
+        (t->sdata != NULL || t->prev != NULL ||
          BIO_ctrl_pending(t->wbio) > 0))
       flush(t);
+    if (!loom__stream_closing(s))
+      trim_bios(t);
     return;
   }
   if (!(t->flags & T_HANDSHAKEN)) {
@@ -864,7 +883,6 @@ static void tls_closed(loom_stream *s) {
   unschedule(t);
   SSL_free(t->ssl); /* frees both BIOs */
   loom__tls_ctx_release(t->c);
-  loom__buf_free(&t->out);
   loom__buf_free(&t->fly);
   flusher_unref(s->st, t->f);
   free(t);
@@ -923,9 +941,11 @@ int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
     SSL_set_accept_state(t->ssl);
   else
     SSL_set_connect_state(t->ssl);
-  /* Bytes written before STARTTLS go out first, in clear. */
+  /* Bytes written before STARTTLS go out first, in clear: ahead of the
+  ** handshake's in the wbio. */
   if ((s->pending.len > 0 &&
-       loom__buf_append(&t->out, s->pending.data, s->pending.len) < 0) ||
+       BIO_write(t->wbio, s->pending.data, (int)s->pending.len) !=
+           (int)s->pending.len) ||
       (t->f = flusher_ref(s->st)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
@@ -939,12 +959,11 @@ int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
   s->io = &tls_io;
   if (!c->server)
     handshake(t); /* the ClientHello */
-  else if (t->out.len > 0)
+  else if (BIO_ctrl_pending(t->wbio) > 0)
     send_out(t);
   return 0;
 fail:
   SSL_free(t->ssl); /* and the BIOs it was given */
-  loom__buf_free(&t->out);
   free(t);
   ERR_clear_error();
   return -1;
