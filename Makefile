@@ -65,7 +65,8 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
             $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test \
-            $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay
+            $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay \
+            $(BUILD)/test/tls_test
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries
@@ -80,7 +81,7 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 # The executable (cli/) is a program on top of the library: it sees only
 # bindings/embed.h.
 $(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
-$(BUILD)/obj/host/tls.o $(BUILD)/obj/bindings/tls.o: host/tls.h
+$(BUILD)/obj/host/tls.o $(BUILD)/obj/bindings/tls.o $(BUILD)/test/tls_test: host/tls.h
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"
