@@ -44,7 +44,7 @@ FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
-            host/resolver.c host/stdio.c host/tls.c
+            host/resolver.c host/stdio.c host/tls.c host/tls_ctx.c
 BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
@@ -81,7 +81,8 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h
 # The executable (cli/) is a program on top of the library: it sees only
 # bindings/embed.h.
 $(MAIN_OBJ) $(BUILD)/obj/bindings/embed.o: bindings/embed.h
-$(BUILD)/obj/host/tls.o $(BUILD)/obj/bindings/tls.o $(BUILD)/test/tls_test: host/tls.h
+$(BUILD)/obj/host/tls.o $(BUILD)/obj/host/tls_ctx.o $(BUILD)/obj/bindings/tls.o \
+  $(BUILD)/test/tls_test: host/tls.h
 
 $(BUILD)/loom: $(LIB_OBJ) $(MAIN_OBJ)
 	@echo "  LINK    $@"

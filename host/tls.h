@@ -41,6 +41,12 @@ int loom__tls_ctx_add_sni(loom_tls_ctx *c, const loom_tls_config *cfg,
                           char *err, size_t errlen);
 /* Drops the caller's reference; connections keep theirs. */
 void loom__tls_ctx_release(loom_tls_ctx *c);
+/* Between tls_ctx.c and tls.c: a session's SSL, its side, a reference. */
+SSL *loom__tls_ctx_new_ssl(loom_tls_ctx *c);
+int loom__tls_ctx_is_server(const loom_tls_ctx *c);
+void loom__tls_ctx_retain(loom_tls_ctx *c);
+/* One line for the OpenSSL error that just happened; clears the queue. */
+const char *loom__tls_reason(void);
 
 /* The handshake finished (ok = 1) or failed (ok = 0: loom__tls_failure
 ** says why; the stream closes with LOOM_CLOSE_LAYER right after). */
