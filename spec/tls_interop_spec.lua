@@ -210,3 +210,31 @@ describe("loom's own commands over TLS", function()
       assert.equal(0, (sub.stop(server)))
     end)
 end)
+
+describe("a peer that resets (RST) mid-handshake", function()
+  it("is one log line; the factory never sees it", function()
+    local built = 0
+    local f = protocol.Factory.forProtocol(net.Echo)
+    local build = f.buildProtocol
+    function f:buildProtocol(addr)
+      built = built + 1
+      return build(self, addr)
+    end
+    local port = tls.listen(f)
+    local lines = tls.captureLog(function()
+      local c = spawn({ "python3", "-c", [[
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"r" * 32)
+time.sleep(0.1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+]], tostring(port:getHost().port) })
+      runUntil(c.ended, 15)
+      net.sleep(0.1)
+    end)
+    assert.equal(0, built)
+    assert.is_truthy(tls.findLine(lines, "^TLS handshake from 127%.0%.0%.1:%d+"
+      .. " failed: handshake failure: connection reset by peer$"))
+  end)
+end)
