@@ -620,7 +620,7 @@ static void tls_closed(loom_stream *s) {
   flusher_unref(s->st, t->f);
   free(t);
   s->layer = NULL;
-  s->io = &loom__socket_io;
+  loom__stream_set_io(s, &loom__socket_io);
 }
 
 static const loom_stream_io tls_io = {
@@ -690,7 +690,7 @@ int loom__tls_start(loom_stream *s, loom_tls_ctx *c, const char *name,
   loom__tls_ctx_retain(c);
   t->cb = cb;
   s->layer = t;
-  s->io = &tls_io;
+  loom__stream_set_io(s, &tls_io);
   if (!loom__tls_ctx_is_server(c))
     handshake(t); /* the ClientHello */
   else if (BIO_ctrl_pending(t->wbio) > 0)
