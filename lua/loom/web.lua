@@ -30,6 +30,12 @@ web.Request = request.Request
 web.RESPONSES = request.PHRASES
 web.File = static.File
 
+-- WebSocket (loom.web.websocket, loom.web.websocket_client).
+local websocket = require "loom.web.websocket"
+web.WebSocketResource = websocket.WebSocketResource
+web.WebSocketConnection = websocket.WebSocketConnection
+web.WebSocketHandshakeError = websocket.HandshakeError
+
 -- Client.
 local client = require "loom.web.client"
 local errors = require "loom.web.errors"
