@@ -35,6 +35,7 @@ local websocket = require "loom.web.websocket"
 web.WebSocketResource = websocket.WebSocketResource
 web.WebSocketConnection = websocket.WebSocketConnection
 web.WebSocketHandshakeError = websocket.HandshakeError
+web.connectWebSocket = require("loom.web.websocket_client").connectWebSocket
 
 -- Client.
 local client = require "loom.web.client"
