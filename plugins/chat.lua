@@ -195,6 +195,7 @@ function Member:lineReceived(line)
   elseif cmd == "who" then
     self:say("* here: " .. table.concat(room:names(), ", "))
   elseif cmd == "quit" then
+    self.leaving = true
     self:say("* bye!")
     self.transport:loseConnection()
   else
@@ -267,27 +268,18 @@ function WebChat:_abort()
   self.transport:abortConnection()
 end
 
+-- Messages are at most MAX_LENGTH bytes: the WebSocket layer closes with
+-- 1009 past it (maxMessageSize, below) before holding more.
 function WebChat:messageReceived(msg, isBinary)
-  if self.dropped then
-    return
-  end
   if isBinary then
     self:say("* only text messages are understood here")
-    return
-  end
-  if #msg > self.MAX_LENGTH then
-    log.prefixed(self:logPrefix()).info("chat: disconnecting %s: a message"
-      .. " longer than %d bytes", self:_name(), self.MAX_LENGTH)
-    self:say(string.format("* disconnected: lines are at most %d bytes",
-      self.MAX_LENGTH))
-    self.transport:loseConnection(1009, "message too big")
     return
   end
   if msg:sub(-1) ~= "\n" then
     msg = msg .. "\n"
   end
   for line in msg:gmatch("(.-)\n") do
-    if self.dropped or not self.transport.connected then
+    if self.dropped or self.leaving then
       return
     end
     self:lineReceived(line)
@@ -364,7 +356,8 @@ ChatRoot.headers = {
 function ChatRoot:init(room, dir)
   web.Resource.init(self)
   self.files = web.File(dir)
-  self:putChild("ws", web.WebSocketResource(WebChatFactory:new(room)))
+  self:putChild("ws", web.WebSocketResource(WebChatFactory:new(room),
+    { maxMessageSize = WebChat.MAX_LENGTH }))
 end
 
 function ChatRoot:getChild(name, request)
