@@ -178,6 +178,11 @@ deps-check:
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
+# What spec/chat_e2e_spec.lua needs (the spec runs this when they are
+# missing): a headless browser and its WebDriver.
+chat-e2e-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium chromium-driver"
+
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
 
@@ -252,6 +257,8 @@ install: all
 	rm -rf $(DESTDIR)$(LUADIR)/loom
 	cp -R lua/loom $(DESTDIR)$(LUADIR)/loom
 	install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/
+	install -d $(DESTDIR)$(DATADIR)/plugins/chat
+	install -m 644 plugins/chat/* $(DESTDIR)$(DATADIR)/plugins/chat/
 	rm -rf $(DESTDIR)$(DATADIR)/lua
 	ln -s ../lua/5.4 $(DESTDIR)$(DATADIR)/lua
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' loom.pc.in \
@@ -268,5 +275,5 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
+.PHONY: all binaries deps deps-check bench-deps chat-e2e-deps run test sanitize bench print-lua-paths install \
         uninstall clean fuzz

@@ -441,9 +441,14 @@ return {
         .. "/index.html)", 0)
     end
     index:close()
+    -- Named, so an application can find each (the demo prints the web
+    -- one's port, docs/chat.md).
     local both = application.MultiService()
+    lines:setName("lines")
     lines:setServiceParent(both)
-    strports.service(where, chatSite(room)):setServiceParent(both)
+    local page = strports.service(where, chatSite(room))
+    page:setName("web")
+    page:setServiceParent(both)
     return both
   end,
 }
