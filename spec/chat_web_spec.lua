@@ -133,8 +133,11 @@ describe("chat --web: the page", function()
         assert.truthy(text:find("^HTTP/1.%d 404"), path .. ": " .. text)
       end
       -- /ws without an upgrade is refused, not served as a file.
-      local text = W.exchangeUntilClosed(server,
-        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      local text
+      logged(function()
+        text = W.exchangeUntilClosed(server,
+          "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      end)
       assert.truthy(text:find("^HTTP/1.1 426"), text)
     end)
 
@@ -249,8 +252,12 @@ describe("chat --web: limits", function()
     for i = 1, 14 do
       burst[#burst + 1] = "w" .. i
     end
-    webby.transport:sendMessage(table.concat(burst, "\n"))
-    webby:waitFor("* slow down: at most 5 lines a second; lines dropped")
+    local said = logged(function()
+      webby.transport:sendMessage(table.concat(burst, "\n"))
+      webby:waitFor("* slow down: at most 5 lines a second; lines dropped")
+    end)
+    assert.truthy(said:find("chat: webby sends more than 5 lines a second"
+      .. " (--rate): lines dropped", 1, true), said)
     liner:waitFor("<webby> w9\r\n", true)
     clock:advance(1)
     webby.transport:sendMessage("after a second")
@@ -267,8 +274,10 @@ describe("chat --web: limits", function()
     for i = 1, 12 do
       lines[i] = "l" .. i
     end
-    liner.transport:write(table.concat(lines, "\n") .. "\n")
-    liner:waitFor("* slow down: at most 5 lines a second", true)
+    logged(function()
+      liner.transport:write(table.concat(lines, "\n") .. "\n")
+      liner:waitFor("* slow down: at most 5 lines a second", true)
+    end)
     -- liner's bucket was refilled by the second above: 10 pass.
     webby:waitFor("<liner> l10")
     net.sleep(0.05)
@@ -387,6 +396,55 @@ describe("chat --web: the plugin's options", function()
     assert.equal(0, (sub.stop(server)))
     assert(ok, e)
   end)
+end)
+
+describe("loom chat --web --reload", function()
+  it("keeps browsers and line members, and gives both the edited code",
+    function()
+      local sub = dofile("spec/support/subprocess.lua")
+      local dir = sub.tmpdir()
+      finally(function() os.execute("rm -rf " .. dir) end)
+      local src = sub.readFile("plugins/chat.lua")
+      sub.writeFile(dir .. "/chat.lua", src)
+      os.execute("mkdir " .. dir .. "/chat && cp plugins/chat/* " .. dir
+        .. "/chat/")
+      local server = sub.start("chat --port tcp:0:interface=127.0.0.1"
+        .. " --web tcp:0:interface=127.0.0.1 --reload", 2,
+        "LOOM_PLUGIN_PATH=" .. dir)
+      local ok, e = pcall(function()
+        local liner = sub.connect(server.ports[1])
+        liner:waitFor("nickname?", true)
+        liner.transport:write("liner\n")
+        liner:waitFor("hello liner", true)
+        local webby = WsMember:new()
+        local p = runUntil(web.connectWebSocket("ws://127.0.0.1:"
+          .. server.ports[2] .. "/ws", {
+            buildProtocol = function() return webby end }), 5)
+        p.transport:sendMessage("webby")
+        webby:waitFor("* hello webby!")
+
+        local edited = src:gsub('"%* here: "', '"* present: "')
+        assert.are_not.equal(src, edited)
+        sub.writeFile(dir .. "/chat.lua", edited)
+        net.waitFor(function()
+          return sub.readFile(server.errfile):find("reload: 1 file reloaded",
+            1, true) ~= nil
+        end, 10)
+        p.transport:sendMessage("/who")
+        webby:waitFor("* present: liner, webby")
+        liner.transport:write("/who\n")
+        liner:waitFor("* present: liner, webby\r\n", true)
+        p.transport:sendMessage("after the reload")
+        liner:waitFor("<webby> after the reload\r\n", true)
+        assert.is_true(p.transport.connected)
+        p.transport:loseConnection()
+        runUntil(webby.lost, 5)
+        liner.transport:loseConnection()
+        runUntil(liner.lost, 5)
+      end)
+      assert.equal(0, (sub.stop(server)))
+      assert(ok, e)
+    end)
 end)
 
 describe("chat.toUtf8", function()
