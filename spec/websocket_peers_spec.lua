@@ -123,4 +123,29 @@ async def main():
     runUntil(proto.lost, 5)
     assert.is_true(proto.reason.value.wasClean)
   end)
+
+  it("examples/web/websocket_echo.lua: the page and the echo", function()
+    local sub = dofile("spec/support/subprocess.lua")
+    local server = sub.start("run examples/web/websocket_echo.lua 0", 1)
+    W.atEnd(function()
+      if not server.stopped then sub.stop(server) end
+    end, finally)
+    local base = "127.0.0.1:" .. server.port
+    local page = W.curl("http://" .. base .. "/")
+    assert.matches("new WebSocket%(`ws://%${location.host}/echo`%)", page)
+    local lines = python([[
+async def main():
+    async with websockets.connect(URL) as ws:
+        await ws.send("one")
+        print(await ws.recv())
+        await ws.send(b"\x00two")
+        print(repr(await ws.recv()))
+        await ws.send("x" * (64 * 1024 + 1))
+        try:
+            await ws.recv()
+        except ConnectionClosed as e:
+            print("closed", e.rcvd.code)
+]], "ws://" .. base .. "/echo")
+    assert.same({ "one", "b'\\x00two'", "closed 1009" }, lines)
+  end)
 end)
