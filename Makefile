@@ -23,7 +23,7 @@ CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
             lua-busted libedit-dev libhttp-parser-dev python3-twisted curl \
-            python3 libwslay-dev
+            python3 libwslay-dev python3-websockets
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's

@@ -31,6 +31,9 @@ for mode in ${BENCH_MODES:-echo mem}; do
   bash "$work/run.sh" "$mode" $peers "loom=$loom"
 done
 
+# WebSocket echo beside loom's TCP echo and a Node WebSocket server.
+sh "$top/bench/websocket.sh"
+
 export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;"
 export LUA_CPATH="$top/build/?.so;;"
 echo

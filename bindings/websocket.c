@@ -53,6 +53,7 @@ typedef struct frames_box {
   lua_State *L;     /* the state running the feed; NULL otherwise */
   int events;       /* messages pushed by this feed */
   int stack_full;   /* lua_checkstack failed: the rest is refused */
+  int bad_close;    /* a close frame with a 1-byte payload (wslay lets it by) */
   /* What wslay_event_send produced (pongs, closes), written at once. */
   uint8_t *out;
   size_t out_len, out_cap;
@@ -241,6 +242,11 @@ static void on_msg(wslay_event_context_ptr ctx,
   lua_State *L = f->L;
   if (arg->opcode == WSLAY_PING || L == NULL || f->stack_full)
     return;
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->msg_length == 1) {
+    /* RFC 6455 5.5.1: a code is 2 bytes; wslay took it for none. */
+    f->bad_close = 1;
+    return;
+  }
   if (!lua_checkstack(L, EVENT_SLOTS + LUA_MINSTACK)) {
     /* Thousands of messages in one read: fail rather than grow on. */
     f->stack_full = 1;
@@ -492,6 +498,8 @@ static int l_data_received(lua_State *L) {
   r = wslay_event_recv(f->ctx);
   f->L = NULL;
   f->in_len = 0;
+  if (f->bad_close)
+    r = WSLAY_ERR_PROTO;
   if (r != 0)
     f->dead = 1; /* wslay's context may not be used again */
   deliver_events(L, f, base);

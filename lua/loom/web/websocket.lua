@@ -186,8 +186,8 @@ function Connection:loseConnection(code, reason)
   if not self.connected or self._closeSent then
     return
   end
+  self:_sendClose(code, reason or "") -- raises on a bad reason
   self._closeSent = code
-  self:_sendClose(code, reason or "")
   self:_armAbort()
 end
 
