@@ -400,9 +400,9 @@ return {
     .. " everyone; --web adds a page for browsers",
   options = {
     { "port", "p", "tcp:8001:interface=127.0.0.1", "where to listen" },
-    { "web", "w", "", "where to serve the chat page and its WebSocket"
-      .. " (a port number is on 127.0.0.1, or a description such as"
-      .. " tcp:8080:interface=127.0.0.1); none by default" },
+    { "web", "w", nil, "also serve the chat page and its WebSocket there:"
+      .. " a port number (on 127.0.0.1) or a description such as"
+      .. " tcp:8080:interface=127.0.0.1; off unless given" },
     { "timeout", "t", TIMEOUT, "seconds a member may stay silent (no whole"
       .. " line) before being disconnected; 0: never" },
     { "max-queue", nil, MAX_QUEUE, "bytes of chat a member may leave unread"
