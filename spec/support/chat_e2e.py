@@ -96,6 +96,7 @@ class WebDriver:
     def open(self, profile):
         value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -122,6 +123,13 @@ class WebDriver:
     def type(self, css, text):
         self.call("POST", self.s("/element/%s/value" % self.element(css)),
                   {"text": text})
+
+    def console_errors(self):
+        """The page's console errors so far (a script error, a resource
+        that failed to load, a Content-Security-Policy violation)."""
+        entries = self.call("POST", self.s("/se/log"), {"type": "browser"})
+        return [e.get("message", "") for e in entries or []
+                if e.get("level") == "SEVERE"]
 
     def screenshot(self):
         return base64.b64decode(self.call("GET", self.s("/screenshot")))
@@ -214,6 +222,10 @@ def run(url, nick, line, expect, shot):
         if expect not in state["lines"]:
             raise Failed("the reply is not a line of its own: %r"
                          % state["lines"])
+        errors = driver.console_errors()
+        if errors:
+            raise Failed("the page logged errors: %r" % errors)
+        say("no console errors")
         png = driver.screenshot()
         if not png.startswith(b"\x89PNG\r\n\x1a\n"):
             raise Failed("the screenshot is not a PNG")
