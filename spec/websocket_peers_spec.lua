@@ -148,4 +148,59 @@ async def main():
 ]], "ws://" .. base .. "/echo")
     assert.same({ "one", "b'\\x00two'", "closed 1009" }, lines)
   end)
+
+end)
+
+describe("websocket: loom's client against Python's websockets server", function()
+  it("echoes, offers a subprotocol, closes cleanly", function()
+    local reactor = require "loom.reactor"
+    -- The server prints its port, echoes, and exits after one connection.
+    local Proc = protocol.ProcessProtocol:extend({ __name = "PyServer" })
+    local proc = Proc:new()
+    proc.out, proc.port, proc.ended = "", defer.Deferred(), defer.Deferred()
+    function proc:outReceived(d)
+      self.out = self.out .. d
+      local port = self.out:match("port (%d+)\n")
+      if port and not self.port.called then self.port:callback(tonumber(port)) end
+    end
+    function proc:processEnded() self.ended:callback(self) end
+    local t = reactor.spawnProcess(proc, "/usr/bin/python3", { "/usr/bin/python3", "-c", [[
+import asyncio, sys
+import websockets
+async def echo(ws, path=None):
+    async for m in ws:
+        await ws.send(m)
+    print("closed", ws.close_code, ws.close_reason, flush=True)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, subprotocols=["v1"]) as s:
+        print("port", s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(8)
+asyncio.run(main())
+]] })
+    W.atEnd(function()
+      if not proc.ended.called then
+        pcall(t.signalProcess, t, "KILL")
+        runUntil(proc.ended, 5)
+      end
+    end, finally)
+    local port = runUntil(proc.port, 10)
+    local C = protocol.Protocol:extend({ __name = "PyClient" })
+    function C:init() self.got, self.lost = {}, defer.Deferred() end
+    function C:messageReceived(m, b)
+      self.got[#self.got + 1] = { m, b }
+      if #self.got == 2 then self.transport:loseConnection(1000, "thanks") end
+    end
+    function C:connectionLost(r) self.reason = r; self.lost:callback(self) end
+    local client = runUntil(web.connectWebSocket("ws://127.0.0.1:" .. port .. "/x",
+      protocol.Factory.forProtocol(C), { protocols = { "v0", "v1" } }), 5)
+    assert.equals("v1", client.transport.subprotocol)
+    client.transport:sendMessage("ünïcode")
+    client.transport:sendMessage(string.rep("\1\2", 40000), true)
+    runUntil(client.lost, 5)
+    assert.same({ "ünïcode", false }, client.got[1])
+    assert.same({ string.rep("\1\2", 40000), true }, client.got[2])
+    assert.same({ 1000, "thanks", true }, { client.reason.value.code,
+      client.reason.value.reason, client.reason.value.wasClean })
+    W.net.waitFor(function() return proc.out:find("closed 1000 thanks", 1, true) end)
+  end)
 end)

@@ -418,7 +418,7 @@ function Channel:_feed(data)
     self.buffer = pos == 1 and buf or buf:sub(pos)
   end
   self._feeding = false
-  if self._switchTo and self.dead then
+  if self.dead and self._switchTo then
     self:_handOver(pos <= len and buf:sub(pos) or "")
     return
   end

@@ -249,8 +249,12 @@ function Connection:resumeProducing()
   self.transport:resumeProducing()
 end
 
+-- As a producer (applyBackpressure registers the connection itself): the
+-- TCP transport calls this as it closes, when there is nothing to say.
 function Connection:stopProducing()
-  self:loseConnection(1001, "going away")
+  if self.connected and self.transport.connected then
+    self:loseConnection(1001, "going away")
+  end
 end
 
 -- Bytes written but not yet taken by the kernel.
