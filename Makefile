@@ -23,7 +23,7 @@ CC       ?= cc
 PKGS     := lua5.4 libuv libcjson openssl
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
             lua-busted libedit-dev libhttp-parser-dev python3-twisted curl \
-            python3 libssl-dev openssl
+            python3 libssl-dev openssl libwslay-dev python3-websockets
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -32,8 +32,9 @@ BUILD    ?= build
 # on a bare machine sees the packages deps-check has just installed.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-# libhttp-parser-dev ships no .pc file (bindings/http.c is its only user).
-HTTP_LIBS  := -lhttp_parser
+# libhttp-parser-dev and libwslay-dev ship no .pc file (bindings/http.c
+# and bindings/websocket.c are their only users).
+HTTP_LIBS  := -lhttp_parser -lwslay
 OPT        ?= -O2 -g
 # Every warning here passes with gcc and clang; docs/architecture.md says
 # why the others (-Wconversion, -Wcast-qual, ...) are not on yet.
@@ -59,7 +60,7 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
             bindings/api.c bindings/api_lua.c bindings/api_thread.c \
-            bindings/http.c bindings/fs.c \
+            bindings/http.c bindings/fs.c bindings/websocket.c \
             bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
@@ -181,6 +182,11 @@ deps-check:
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
+# What spec/chat_e2e_spec.lua needs (the spec runs this when they are
+# missing): a headless browser and its WebDriver.
+chat-e2e-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium chromium-driver"
+
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
 
@@ -255,6 +261,8 @@ install: all
 	rm -rf $(DESTDIR)$(LUADIR)/loom
 	cp -R lua/loom $(DESTDIR)$(LUADIR)/loom
 	install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/
+	install -d $(DESTDIR)$(DATADIR)/plugins/chat
+	install -m 644 plugins/chat/* $(DESTDIR)$(DATADIR)/plugins/chat/
 	rm -rf $(DESTDIR)$(DATADIR)/lua
 	ln -s ../lua/5.4 $(DESTDIR)$(DATADIR)/lua
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' loom.pc.in \
@@ -271,5 +279,5 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
+.PHONY: all binaries deps deps-check bench-deps chat-e2e-deps run test sanitize bench print-lua-paths install \
         uninstall clean fuzz

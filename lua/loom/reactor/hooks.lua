@@ -83,6 +83,15 @@ M.METHODS = {
     .. " from execute, when a message's head is complete (docs/web.md)",
   onBody = "(chunk)  http.c: body bytes, from execute",
   onMessageComplete = "()  http.c: a message ended, from execute/finish",
+  messageReceived = "(message, isBinary)  websocket.c: on a WebSocket"
+    .. " connection's wrappedProtocol, a whole message (the hot path)",
+  write = "(data)  websocket.c: on a WebSocket connection's transport,"
+    .. " the frames it sends",
+  _pongReceived = "(data)  websocket.c: on a WebSocketConnection, a pong",
+  _closeReceived = "(code, reason)  websocket.c: on a WebSocketConnection,"
+    .. " the peer's close frame (code 0: none), after our answer was written",
+  _failed = "(code)  websocket.c: on a WebSocketConnection, the peer broke"
+    .. " the protocol; our close frame with code was written",
 }
 
 -- What the reactor delivers to a protocol (METHODS, and connectionLost
