@@ -124,9 +124,10 @@ describe("defer.setDebugging", function()
       local text = events[1].text
       assert.matches("lost in the void", text, 1, true)
       assert.matches("(debug:", text, 1, true)
-      assert.matches(" C: Deferred was created:\n C:  [^\n]*" .. SPEC:gsub("%.", "%%.")
+      local spec = SPEC:gsub("%.", "%%.")
+      assert.matches(" C: Deferred was created:\n C:  [^\n]*" .. spec
         .. ":" .. made .. ":", text)
-      assert.matches(" I: First Invoker was:\n I:  [^\n]*" .. SPEC:gsub("%.", "%%.")
+      assert.matches(" I: First Invoker was:\n I:  [^\n]*" .. spec
         .. ":" .. fired .. ":", text)
     end)
 
@@ -249,5 +250,24 @@ describe("defer.setDebugging", function()
       "_debugInfo"))
     -- A Deferred made while on keeps what it recorded.
     assert.is_string(kept._debugInfo.creator)
+  end)
+
+  it("examples/deferreds/lost_error.lua shows where its lost Deferred was"
+    .. " made and fired", function()
+    local loom = os.getenv("LOOM_BIN") or "build/loom"
+    local p = io.popen("timeout 10 " .. loom
+      .. " run examples/deferreds/lost_error.lua 2>&1; echo \"status=$?\"")
+    local out = p:read("a")
+    p:close()
+    assert.matches("status=0%s*$", out)
+    assert.matches("loom is a Twisted-style network host", out, 1, true)
+    local file = "examples/deferreds/lost_error.lua:"
+    local made = out:match(" C: Deferred was created:\n(.-)\n I:")
+    assert.is_string(made, out)
+    assert.matches(" C:  " .. file .. "15: in function 'lookup'\n"
+      .. " C:  " .. file .. "28: in function 'show'", made, 1, true)
+    assert.matches(" I: First Invoker was:\n I:  " .. file .. "20: ", out,
+      1, true)
+    assert.matches("no such name: lume", out, 1, true)
   end)
 end)

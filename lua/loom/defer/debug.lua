@@ -113,8 +113,8 @@ local function capture()
   local function flushFolded()
     if folded > 0 then
       n = n + 1
-      lines[n] = string.format("(%d frame%s of loom or C; LOOM_DEBUG=1 shows them)",
-        folded, folded == 1 and "" or "s")
+      lines[n] = string.format("(%d frame%s of loom or C; LOOM_DEBUG=1"
+        .. " shows them)", folded, folded == 1 and "" or "s")
       folded = 0
     end
   end
