@@ -23,7 +23,8 @@ SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
 PKGS     := lua5.4 libuv libcjson
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
-            lua-busted
+            lua-busted libedit-dev libhttp-parser-dev python3-twisted curl \
+            python3
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -32,6 +33,8 @@ BUILD    ?= build
 # on a bare machine sees the packages deps-check has just installed.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libhttp-parser-dev ships no .pc file (bindings/http.c is its only user).
+HTTP_LIBS  := -lhttp_parser
 OPT        ?= -O2 -g
 # Every warning here passes with gcc and clang; docs/architecture.md says
 # why the others (-Wconversion, -Wcast-qual, ...) are not on yet.
@@ -43,7 +46,7 @@ WARN       := -Wall -Wextra -Werror -Wpedantic -Wmissing-prototypes \
 FINAL_CFLAGS  = $(OPT) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -fPIC $(PKG_CFLAGS) \
                 -DLOOM_VERSION='"$(VERSION)"' -DLOOM_DATADIR='"$(DATADIR)"' $(CFLAGS)
 FINAL_LDFLAGS = $(LDFLAGS)
-FINAL_LIBS    = $(PKG_LIBS) -lm $(LDLIBS)
+FINAL_LIBS    = $(PKG_LIBS) $(HTTP_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
@@ -56,12 +59,16 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/resolver.c bindings/udp.c bindings/process.c \
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
-            bindings/api.c bindings/api_lua.c bindings/api_thread.c
+            bindings/api.c bindings/api_lua.c bindings/api_thread.c \
+            bindings/http.c bindings/fs.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC)) $(PARSER_OBJ)
-MAIN_OBJ := $(BUILD)/obj/cli/main.o
+MAIN_OBJ := $(BUILD)/obj/cli/main.o $(BUILD)/obj/cli/lineedit.o
+# libedit (line editing for `loom console`): the executable only.
+EDIT_CFLAGS := $(shell pkg-config --cflags libedit 2>/dev/null)
+EDIT_LIBS   := $(shell pkg-config --libs libedit 2>/dev/null)
 
 LUA      := lua5.4
 LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
@@ -88,10 +95,12 @@ $(BUILD)/obj/%.o: %.c host/internal.h bindings/binding.h include/loom.h
 $(BUILD)/obj/bindings/embed.o $(BUILD)/obj/bindings/api.o: bindings/embed.h
 $(MAIN_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,bindings/api.c bindings/api_lua.c bindings/api_thread.c): \
   include/loom.h bindings/api.h
+$(MAIN_OBJ): cli/lineedit.h
+$(BUILD)/obj/cli/lineedit.o: FINAL_CFLAGS += $(EDIT_CFLAGS)
 
 $(BUILD)/loom: $(MAIN_OBJ) $(BUILD)/libloom.a
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $^ $(FINAL_LIBS) $(EDIT_LIBS)
 
 # C tests of host/ alone (no Lua); spec/run.sh runs every build/test/*.
 $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
@@ -124,7 +133,7 @@ $(BUILD)/test/%_fuzz_replay: fuzz/%_fuzz.c fuzz/replay.c fuzz/fuzz.h $(PARSER_OB
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) $(HTTP_LIBS) -lm $(LDLIBS)
 
 # libloom for a C program that embeds loom (include/loom.h, loom.pc): the
 # same objects as loom.so, as an archive and as a shared library whose
@@ -162,8 +171,8 @@ deps:
 deps-check:
 	@(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || exit 1; done) \
 	  || $(MAKE) --no-print-directory deps
-	@if ! pkg-config --exists $(PKGS); then \
-	  echo "make: pkg-config cannot find $(PKGS) (run: make deps)"; exit 1; fi
+	@if ! pkg-config --exists $(PKGS) libedit; then \
+	  echo "make: pkg-config cannot find $(PKGS) libedit (run: make deps)"; exit 1; fi
 
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:

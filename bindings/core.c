@@ -4,6 +4,7 @@
 ** and the loop, so a plain lua5.4 that did require "loom" exits clean.
 */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "binding.h"
 
@@ -48,7 +49,7 @@ loom_state *loom__new_state(lua_State *L, uv_loop_t *loop) {
 static int l_run(lua_State *L) {
   loom_state *st = loom__get_state(L);
   void *saved = LOOM_L(st);
-  if (st->running)
+  if (st->running || st->turning) /* turning: inside reactor.iterate */
     return luaL_error(L, "reactor is already running");
   LOOM_L(st) = L;
   loom__state_run(st);
@@ -158,6 +159,30 @@ static int l_list_dir(lua_State *L) {
   return 1;
 }
 
+/*
+** core.transports() -> the open connections' transports (TCP and Unix
+** streams with a Lua box, connected and not closing), oldest first: the
+** manhole's connections(). Walks the state's list of open host objects.
+*/
+static int l_transports(lua_State *L) {
+  loom_state *st = loom__get_state(L);
+  loom_object *o;
+  lua_Integer n = 0;
+  lua_newtable(L);
+  for (o = st->objects.next; o != &st->objects; o = o->next) {
+    loom_stream *s;
+    if (strcmp(o->ops->kind, "stream") != 0)
+      continue;
+    s = loom__object_of(o, loom_stream, obj);
+    if (s->vt != &loom__lua_stream_vt || s->data == NULL
+        || !(s->flags & LOOM_S_CONNECTED) || (s->flags & LOOM_S_CLOSING))
+      continue;
+    loom__push_transport(L, s);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
 static const luaL_Reg core_functions[] = {
   {"listDir", l_list_dir},
   {"run", l_run},
@@ -169,6 +194,7 @@ static const luaL_Reg core_functions[] = {
   {"closeAll", l_close_all},
   {"streamCount", l_stream_count},
   {"openHandles", l_open_handles},
+  {"transports", l_transports},
   {NULL, NULL}
 };
 
@@ -202,6 +228,8 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_pidfile(L);
   loom__open_identity(L);
   loom__open_fsevent(L);
+  loom__open_http(L);
+  loom__open_fs(L);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -24,6 +24,22 @@ static int readable(const char *dir, const char *rel, char *probe,
 /* Any address in this library: dladdr names the file it was loaded from. */
 static const char library_anchor = 0;
 
+/*
+** The root is named without a ".." (the executable's directory's parent,
+** cut off its path): every chunk name, error message and traceback shows
+** /src/loom/lua/loom/x.lua, not /src/loom/build/../lua/loom/x.lua.
+** uv_exepath gives the real path, so cutting a component is what ".."
+** would do.
+*/
+static void set_root(char *root, size_t len, const char *exe,
+                     const char *rel) {
+  const char *slash = strrchr(exe, '/');
+  if (strncmp(rel, "..", 2) == 0 && slash != NULL && slash != exe)
+    snprintf(root, len, "%.*s%s", (int)(slash - exe), exe, rel + 2);
+  else
+    snprintf(root, len, "%.4000s/%s", exe, rel);
+}
+
 void loom_embed_find_root(char *root, size_t len) {
   static const char *const rels[] = { "..", "../share/loom" };
   char exe[4096], probe[4200];
@@ -34,7 +50,7 @@ void loom_embed_find_root(char *root, size_t len) {
     *slash = '\0';
     for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
       if (readable(exe, rels[i], probe, sizeof(probe))) {
-        snprintf(root, len, "%.4000s/%s", exe, rels[i]);
+        set_root(root, len, exe, rels[i]);
         return;
       }
     }
@@ -48,7 +64,7 @@ void loom_embed_find_root(char *root, size_t len) {
              info.dli_fname);
     for (i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
       if (readable(exe, rels[i], probe, sizeof(probe))) {
-        snprintf(root, len, "%.4000s/%s", exe, rels[i]);
+        set_root(root, len, exe, rels[i]);
         return;
       }
     }

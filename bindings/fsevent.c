@@ -134,31 +134,8 @@ static const loom_class fsevent_class = {
   FSEVENT, fsevent_methods, 2, l_fsevent_close, fsevent_forget
 };
 
-static int l_file_stat(lua_State *L) {
-  loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
-  uv_fs_t req;
-  int rc = uv_fs_stat(st->loop, &req, path, NULL);
-  if (rc < 0) {
-    uv_fs_req_cleanup(&req);
-    return loom__push_error(L, rc, "%s: %s", path, uv_strerror(rc));
-  }
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, (lua_Integer)req.statbuf.st_size);
-  lua_setfield(L, -2, "size");
-  lua_pushnumber(L, (lua_Number)req.statbuf.st_mtim.tv_sec
-                    + (lua_Number)req.statbuf.st_mtim.tv_nsec / 1e9);
-  lua_setfield(L, -2, "mtime");
-  lua_pushinteger(L, (lua_Integer)req.statbuf.st_ino);
-  lua_setfield(L, -2, "ino");
-  uv_fs_req_cleanup(&req);
-  return 1;
-}
-
 void loom__open_fsevent(lua_State *L) {
   loom__new_class(L, &fsevent_class);
   lua_pushcfunction(L, l_watch_path);
   lua_setfield(L, -2, "watchPath");
-  lua_pushcfunction(L, l_file_stat);
-  lua_setfield(L, -2, "fileStat");
 }

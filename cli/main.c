@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../include/loom.h"
+#include "lineedit.h"
 
 /*
 ** An error that escaped loom.cli (a bug, or out of memory): its first
@@ -27,11 +28,20 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
+/* The executable's own module: `loom console`'s line editing. */
+static void preload_lineedit(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_loom_lineedit);
+  lua_setfield(L, -2, "loom.lineedit");
+  lua_pop(L, 1);
+}
+
 /* Protected main, as lua.c's pmain: everything that can raise is here. */
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
   int i;
+  preload_lineedit(L);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "loom.cli");
   lua_call(L, 1, 1);

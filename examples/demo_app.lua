@@ -3,9 +3,13 @@
 --   echo    127.0.0.1:8000   every byte comes back
 --   chat    127.0.0.1:8001   a chat room (nickname, /who, /nick, /quit)
 --   finger  127.0.0.1:8079   users from examples/finger/users.json
+--   manhole build/demo.manhole   a live Lua console: build/loom console PATH
 -- Ctrl-C stops every service in reverse order and exits 0.
---   loom run examples/demo_app.lua [ECHO_PORT CHAT_PORT FINGER_PORT]
+--   loom run examples/demo_app.lua [ECHO_PORT CHAT_PORT FINGER_PORT [MANHOLE]]
+-- (MANHOLE: the console's socket path, "-" for none.)
 local application = require "loom.application"
+local core = require "loom.core"
+local manhole = require "loom.manhole"
 local plugin = require "loom.plugin"
 local reactor = require "loom.reactor"
 
@@ -37,6 +41,27 @@ fromPlugin("chat", { port = on(chatPort) }):setServiceParent(app)
 fromPlugin("finger", { port = on(fingerPort),
   users = here .. "/finger/users.json" }):setServiceParent(app)
 
+-- The manhole: a Unix socket (mode 0600) in the build directory, when
+-- there is one (a source tree after make).
+local top = here == "examples" and "" or (here .. "/../")
+local manholePath = arg and arg[4] or (top .. "build/demo.manhole")
+if manholePath == "-" or not core.stat(manholePath:match("^(.*)/")
+  or ".") then
+  manholePath = nil
+end
+-- A directory others may write to is refused (docs/manhole.md): the demo
+-- then runs without one and says why.
+local manholeRefused
+if manholePath then
+  local ok, svc = pcall(manhole.service, "unix:" .. manholePath,
+    { root = app })
+  if ok then
+    svc:setServiceParent(app)
+  else
+    manholePath, manholeRefused = nil, svc
+  end
+end
+
 -- After loom's own "listening on" lines (printed once the reactor runs).
 reactor.callWhenRunning(reactor.callLater, 0, function()
   print((([[
@@ -50,6 +75,12 @@ No nc? loom's own clients:
 The same services run alone as plugins: build/loom echo --port tcp:9000
 (build/loom --help lists them).]]):gsub("%u%u%u%u+", { ECHO = echoPort,
     CHAT = chatPort, FINGER = fingerPort })))
+  if manholePath then
+    print("A Lua console into this server: build/loom console "
+      .. manholePath .. "\n  then connections(), services(), help()")
+  elseif manholeRefused then
+    print("(no Lua console: " .. manholeRefused .. ")")
+  end
   io.stdout:flush()
 end)
 

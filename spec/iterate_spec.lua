@@ -84,6 +84,13 @@ describe("reactor.iterate", function()
     end)
     -- Under run(): the callback is inside the loop.
     assert.matches("inside the reactor", testing.runUntil(d))
+    -- And run() from inside a turn.
+    reactor.callLater(0, function()
+      local ok, e = pcall(reactor.run)
+      caught = ok and "no error" or tostring(e)
+    end)
+    reactor.iterate(0)
+    assert.matches("already running", caught)
   end)
 end)
 

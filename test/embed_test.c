@@ -728,6 +728,38 @@ static void test_callers_state(void) {
   lua_close(L);
 }
 
+/* Both the caller's: loom leaves the loop and the state as it found them,
+   and its log sink (which points at the freed host) is gone. */
+static void test_callers_loop_and_state(void) {
+  uv_loop_t loop;
+  lua_State *L = luaL_newstate();
+  loom_host *h;
+  log_record r;
+  luaL_openlibs(L);
+  memset(&r, 0, sizeof(r));
+  CHECK_EQ(uv_loop_init(&loop), 0);
+  h = new_host(&loop, L);
+  if (h == NULL) {
+    lua_close(L);
+    return;
+  }
+  CHECK_EQ(loom_set_log(h, record_log, &r), LOOM_OK);
+  CHECK_EQ(loom_dostring(h, "port = require('loom.reactor').listenTCP(0, "
+                            "require('loom.protocol').Factory(), "
+                            "{ interface = '127.0.0.1' })\n"
+                            "require('loom.log').error('before')", NULL),
+           LOOM_OK);
+  CHECK_EQ(r.count, 1);
+  loom_free(h);
+  CHECK_EQ(uv_loop_close(&loop), 0);
+  CHECK_EQ(luaL_dostring(L, "local log = require('loom.log')\n"
+                            "log.toFile('/dev/null')\n"
+                            "log.error('after')\n"
+                            "pcall(port.getHost, port)"), LUA_OK);
+  CHECK_EQ(r.count, 1);
+  lua_close(L);
+}
+
 /* Plugins ------------------------------------------------------------------ */
 
 static void test_plugins(void) {
@@ -769,6 +801,7 @@ int main(void) {
   test_closed_host();
   test_callers_loop();
   test_callers_state();
+  test_callers_loop_and_state();
   test_plugins();
   return check_report();
 }

@@ -38,6 +38,8 @@ Commands:
   test [ARGS]       run busted (default: the specs in spec/) inside loom;
                     exit 0 only if every spec passes and none left a
                     handle open (busted --help for ARGS)
+  console WHERE     a Lua console into a server's --manhole (WHERE: its
+                    socket PATH, or tcp:HOST:PORT), with line editing
 
 Flags (before the command or the file):
   --logfile PATH    log to PATH instead of stderr (reopened on SIGUSR1
@@ -51,6 +53,12 @@ Flags (before the command or the file):
                     without it; docs/reload.md)
   --allow-binary    also load precompiled (luac) chunks: a corrupted
                     one can crash the host, so only trusted ones
+  --manhole DESC    a live Lua console into the server (loom console):
+                    unix:PATH (socket 0600; its directory must not be
+                    writable by its group or others) or
+                    tcp:PORT:interface=127.0.0.1
+  --manhole-passwd FILE  the tcp manhole's password (FILE's first line;
+                    FILE must not be readable by everyone)
   -h, --help        show this help
   -v, --version     print the version
 
@@ -140,6 +148,8 @@ local FLAGS = {
   gid = { value = "GROUP" },
   ["allow-binary"] = { value = false, key = "allowBinary" },
   reload = { value = false },
+  manhole = { value = "DESC" },
+  ["manhole-passwd"] = { value = "FILE", key = "manholePasswd" },
 }
 
 -- Consumes a common flag at argv[i] into flags; returns how many arguments
@@ -227,10 +237,26 @@ local function shedPrivileges(svc, flags)
   require("loom.log").info("set %s", e)
 end
 
+-- --manhole: opens the console socket before the user's code runs (its
+-- services() shows flags.root, the tree serve runs, once there is one).
+-- Returns nil, or a one-line message.
+local function openManhole(flags)
+  if flags.manhole == nil then
+    if flags.manholePasswd then
+      return "--manhole-passwd needs --manhole tcp:PORT:interface=127.0.0.1"
+    end
+    return nil
+  end
+  local ok, e = pcall(require("loom.manhole").startFromFlags, flags,
+    function() return flags.root or rawget(_G, "application") end)
+  return not ok and oneLine(e) or nil
+end
+
 -- Starts svc, runs the reactor until a signal, stops svc (bounded).
 local function serve(svc, flags)
   local reactor = require "loom.reactor"
   local application = require "loom.application"
+  flags.root = svc
   local ok, e = xpcall(function()
     svc:privilegedStartService()
     shedPrivileges(svc, flags)
@@ -481,6 +507,10 @@ local function run(argv, first, flags)
     end
   end
   return withFlags(flags, function()
+    local manholeError = openManhole(flags)
+    if manholeError then
+      return fail("%s", manholeError)
+    end
     local ok, app = pcall(runUserChunk, file, chunk, args, flags)
     if not ok then
       return fail("%s", app)
@@ -511,6 +541,10 @@ local function runPlugin(name, file, argv, first, flags)
   end
   loadTextOnly(flags)
   return withFlags(flags, function()
+    local manholeError = openManhole(flags)
+    if manholeError then
+      return fail("%s", manholeError)
+    end
     local ok, svc = xpcall(p.makeService, startupError, opts)
     if not ok then
       return fail("%s: %s", p.name, svc)
@@ -655,6 +689,8 @@ function cli.main(argv)
     return test(argv, i + 1, flags)
   elseif a == "reload" then
     return reloadCommand(argv[i + 1])
+  elseif a == "console" then
+    return require("loom.console").main(argv, i + 1)
   elseif a:sub(1, 1) == "-" then
     return fail("unknown option '%s' (see loom --help)", a)
   end

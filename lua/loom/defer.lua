@@ -31,6 +31,7 @@ local xpcall, error = xpcall, error
 local pack, unpack = table.pack, table.unpack
 local cocreate, coresume, coyield = coroutine.create, coroutine.resume,
   coroutine.yield
+local corunning = coroutine.running
 
 local defer = {}
 
@@ -170,6 +171,7 @@ function Deferred:errback(e)
       e = failure.NIL_ERROR
     end
     e = Failure(e, debug.traceback(nil, 2))
+    failure.setMadeIn(e, corunning())
   end
   self.called = true
   self.result = e
@@ -263,6 +265,22 @@ function Deferred:__tostring()
     or "Deferred", self, extra)
 end
 
+-- defer.serial(d): d's number (1, 2, ...), given the first time it is
+-- asked for and the same ever after, so that a console or a log can tell
+-- Deferreds apart (the manhole prints `<Deferred #12 waiting>`). Kept in a
+-- weak table, so making a Deferred costs nothing more.
+local serials, lastSerial = setmetatable({}, { __mode = "k" }), 0
+
+function defer.serial(d)
+  local n = serials[d]
+  if n == nil then
+    lastSerial = lastSerial + 1
+    n = lastSerial
+    serials[d] = n
+  end
+  return n
+end
+
 -- Helpers -------------------------------------------------------------------
 
 -- succeed(v): a Deferred already fired with v.
@@ -272,6 +290,7 @@ function defer.fail(e)
   local d = Deferred()
   if not isFailure(e) then
     e = Failure(e == nil and failure.NIL_ERROR or e, debug.traceback(nil, 2))
+    failure.setMadeIn(e, corunning())
   end
   d:errback(e)
   return d
@@ -316,8 +335,14 @@ local function cbDeferred(result, self, index, succeeded)
     if succeeded and self.fireOnOneCallback then
       self:callback({ result, index })
     elseif not succeeded and self.fireOnOneErrback then
-      self:errback(Failure(err.FirstError(nil,
-        { subFailure = result, index = index }), result.traceback))
+      local first = Failure(err.FirstError(nil,
+        { subFailure = result, index = index }), result.traceback)
+      -- It goes on where the subFailure was: its async frames so far.
+      local frames = rawget(result, "asyncFrames")
+      if frames then
+        first.asyncFrames = table.move(frames, 1, #frames, 1, {})
+      end
+      self:errback(first)
     elseif self.finishedCount == self.count then
       self:callback(self.resultList)
     end
@@ -428,8 +453,15 @@ local function finished(r)
   return park()
 end
 
+-- The body is called through bodyOf so that a traceback names it by where
+-- it is defined ("in function <app.lua:10>"), as Lua names a function it
+-- has no name for, and not "in local 'f'" after this file's variable.
+local function bodyOf(f)
+  return f
+end
+
 worker = function(f, ...)
-  return finished(f(...))
+  return finished(bodyOf(f)(...))
 end
 
 -- A call's table, sized once for every field it may hold.
@@ -485,13 +517,32 @@ local function gotResult(result, d)
   return nil
 end
 
+-- The functions that raise, in a body, the Failure of what it waited for;
+-- a Failure raised out of a body notes the body's frames from there (its
+-- async traceback: failure.noteAwait). The bottom level of a body's
+-- coroutine is worker's.
+local AWAITS = { [chain.await] = true, [coyield] = true }
+local noteAwait = failure.noteAwait
+
+-- The Failure a body ended with (co: its coroutine, dead, its stack kept
+-- as it was when the error was raised).
+local function bodyFailure(co, value)
+  if isFailure(value) then
+    noteAwait(value, co, 1, AWAITS)
+    return value
+  end
+  local f = Failure(value == nil and failure.NIL_ERROR or value,
+    debug.traceback(co))
+  failure.setMadeIn(f, co)
+  return f
+end
+
 -- The body of the call that returned d has ended (co: its coroutine),
 -- with a value (ok) or an error.
 local function finish(d, co, ok, value)
   if not ok then
     if not d.called then -- (else fired by hand meanwhile: dropped)
-      d:errback(Failure(value == nil and failure.NIL_ERROR or value,
-        debug.traceback(co)))
+      d:errback(bodyFailure(co, value))
     end
   elseif not resolve(d, value) then
     value:chainDeferred(d)

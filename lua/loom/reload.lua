@@ -95,7 +95,7 @@ end
 local STAMP_TRUST = 2
 
 local function stampOf(path)
-  local st = core.fileStat(path)
+  local st = core.stat(path)
   return st and { size = st.size, mtime = st.mtime, ino = st.ino,
     taken = core.walltime() }
 end

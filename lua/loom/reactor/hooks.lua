@@ -73,6 +73,10 @@ M.METHODS = {
   ["signal function"] = "(name)  signal.c: core.onSignal(name, fn)",
   ["watchPath function"] = "(filename, what)  fsevent.c:"
     .. " core.watchPath(path, fn) saw a change (loom.reload's watcher)",
+  onHeaders = "(info) -> skipBody  http.c: on a core.httpParser's handler,"
+    .. " from execute, when a message's head is complete (docs/web.md)",
+  onBody = "(chunk)  http.c: body bytes, from execute",
+  onMessageComplete = "()  http.c: a message ended, from execute/finish",
 }
 
 -- What the reactor delivers to a protocol (METHODS, and connectionLost

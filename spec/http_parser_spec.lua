@@ -1,0 +1,447 @@
+-- core.httpParser (bindings/http.c over libhttp-parser): the interface of
+-- docs/web.md's "The HTTP parser" that loom.web's server and client use.
+-- Skipped without the core (the pure-Lua run of spec/run.sh).
+
+local okCore, core = pcall(require, "loom.core")
+if not okCore then return end
+
+-- A handler that records what the parser reports, in order.
+local function recorder(skipBody)
+  local r = { messages = {}, events = {} }
+  function r:onHeaders(info)
+    self.current = { info = info, body = {} }
+    self.events[#self.events + 1] = "headers"
+    return skipBody
+  end
+  function r:onBody(chunk)
+    self.current.body[#self.current.body + 1] = chunk
+    self.events[#self.events + 1] = "body"
+  end
+  function r:onMessageComplete()
+    self.current.body = table.concat(self.current.body)
+    self.messages[#self.messages + 1] = self.current
+    self.events[#self.events + 1] = "complete"
+  end
+  return r
+end
+
+local function parse(kind, data, limits)
+  local r = recorder()
+  local p = core.httpParser(kind, r, limits)
+  local n, errname, msg = p:execute(data)
+  return r, n, errname, msg, p
+end
+
+-- Feeds data one byte per execute, as the slowest peer would.
+local function trickle(p, data)
+  for i = 1, #data do
+    local n, errname, msg = p:execute(data:sub(i, i))
+    if not n then return nil, errname, msg end
+  end
+  return #data
+end
+
+describe("core.httpParser requests", function()
+  it("reports method, url, version, headers in order, body", function()
+    local req = "POST /a/b?x=1&y=%20 HTTP/1.1\r\nHost: h\r\nX-Two: a\r\n" ..
+      "x-two: b\r\nContent-Length: 5\r\n\r\nhello"
+    local r, n = parse("request", req)
+    assert.equals(#req, n)
+    local m = r.messages[1]
+    assert.equals("POST", m.info.method)
+    assert.equals("/a/b?x=1&y=%20", m.info.url)
+    assert.equals(1, m.info.versionMajor)
+    assert.equals(1, m.info.versionMinor)
+    assert.is_true(m.info.keepAlive)
+    assert.is_false(m.info.upgrade)
+    assert.is_false(m.info.chunked)
+    assert.equals(5, m.info.contentLength)
+    assert.same({ { "Host", "h" }, { "X-Two", "a" }, { "x-two", "b" },
+      { "Content-Length", "5" } }, m.info.headers)
+    assert.equals("hello", m.body)
+    assert.is_nil(m.info.status)
+  end)
+
+  it("gives the same result one byte at a time", function()
+    local req = "GET /long/path/here?q=1 HTTP/1.1\r\nHost: example\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    local r = recorder()
+    local p = core.httpParser("request", r)
+    assert.equals(#req, trickle(p, req))
+    local m = r.messages[1]
+    assert.equals("/long/path/here?q=1", m.info.url)
+    assert.same({ { "Host", "example" }, { "Transfer-Encoding", "chunked" } },
+      m.info.headers)
+    assert.is_true(m.info.chunked)
+    assert.is_nil(m.info.contentLength)
+    assert.equals("abcde", m.body)
+  end)
+
+  it("knows HTTP/1.0 and Connection headers for keepAlive", function()
+    local r = parse("request", "GET / HTTP/1.0\r\n\r\n")
+    assert.is_false(r.messages[1].info.keepAlive)
+    assert.equals(0, r.messages[1].info.versionMinor)
+    r = parse("request", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert.is_true(r.messages[1].info.keepAlive)
+    r = parse("request", "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert.is_false(r.messages[1].info.keepAlive)
+  end)
+
+  it("keeps an empty value; drops a value's surrounding whitespace",
+    function()
+      local r = parse("request",
+        "GET / HTTP/1.1\r\nX-Empty:\r\nA:  b c \t \r\n\r\n")
+      assert.same({ { "X-Empty", "" }, { "A", "b c" } },
+        r.messages[1].info.headers)
+  end)
+
+  it("parses pipelined messages in one execute", function()
+    local one = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"
+    local two = "POST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nok"
+    local r, n = parse("request", one .. two .. one)
+    assert.equals(#one * 2 + #two, n)
+    assert.equals(3, #r.messages)
+    assert.equals("/1", r.messages[1].info.url)
+    assert.equals("/2", r.messages[2].info.url)
+    assert.equals("ok", r.messages[2].body)
+    assert.equals("", r.messages[3].body)
+  end)
+
+  it("pause stops after the current message; resume continues", function()
+    local one = "GET /1 HTTP/1.1\r\n\r\n"
+    local two = "GET /2 HTTP/1.1\r\n\r\n"
+    local r = recorder()
+    local p = core.httpParser("request", r)
+    function r:onHeaders(info) p:pause(); self.current = { info = info, body = {} } end
+    local n = p:execute(one .. two)
+    assert.equals(#one, n)
+    assert.equals(1, #r.messages)
+    -- Paused: nothing more is taken until resume.
+    assert.equals(0, p:execute(two))
+    p:resume()
+    r.onHeaders = recorder().onHeaders
+    assert.equals(#two, p:execute(two))
+    assert.equals("/2", r.messages[2].info.url)
+  end)
+
+  it("executes from a position, so the caller need not copy the rest",
+    function()
+      local one = "GET /1 HTTP/1.1\r\n\r\n"
+      local data = one .. one .. one
+      local r = recorder()
+      local p = core.httpParser("request", r)
+      function r:onHeaders(info) p:pause(); self.current = { info = info, body = {} } end
+      local pos = 1
+      for i = 1, 3 do
+        local n = p:execute(data, pos)
+        assert.equals(#one, n)
+        pos = pos + n
+        assert.equals(i, #r.messages)
+        p:resume()
+      end
+      assert.equals(0, p:execute(data, #data + 1))
+      assert.has_error(function() p:execute(data, 0) end)
+      assert.has_error(function() p:execute(data, #data + 2) end)
+    end)
+
+  it("reset readies the parser for a new message", function()
+    local r = recorder()
+    local p = core.httpParser("request", r)
+    assert.equals(5, p:execute("GET /"))
+    p:reset()
+    local req = "PUT /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    assert.equals(#req, p:execute(req))
+    assert.equals("PUT", r.messages[1].info.method)
+    assert.equals("/x", r.messages[1].info.url)
+  end)
+
+  it("reports an upgrade and stops after its head", function()
+    local req = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n" ..
+      "Connection: Upgrade\r\n\r\n"
+    local r, n = parse("request", req .. "\1\2\3")
+    assert.equals(#req, n)
+    assert.is_true(r.messages[1].info.upgrade)
+  end)
+
+  it("finish before a complete message is 'incomplete'", function()
+    local r = recorder()
+    local p = core.httpParser("request", r)
+    p:execute("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    local ok, errname, msg = p:finish()
+    assert.is_nil(ok)
+    assert.equals("incomplete", errname)
+    assert.matches("stream ended", msg)
+    assert.is_true(core.httpParser("request", recorder()):finish())
+  end)
+
+  it("calls nothing absent from the handler", function()
+    local p = core.httpParser("request", {})
+    local req = "POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"
+    assert.equals(#req, p:execute(req))
+  end)
+
+  it("rejects a bad kind, handler or limit", function()
+    assert.has_error(function() core.httpParser("both", {}) end)
+    assert.has_error(function() core.httpParser("request") end)
+    assert.has_error(function()
+      core.httpParser("request", {}, { maxHeaders = -1 })
+    end, "limits.maxHeaders must be a positive integer")
+    assert.has_error(function()
+      core.httpParser("request", {}, { maxUrl = "big" })
+    end, "limits.maxUrl must be a positive integer")
+  end)
+end)
+
+describe("core.httpParser hostile requests", function()
+  local function rejects(data, errname, limits)
+    local r, n, e, msg, p = parse("request", data, limits)
+    assert.is_nil(n)
+    assert.equals(errname, e)
+    assert.is_string(msg)
+    assert.is_nil(msg:find("\n"))
+    -- After an error the parser refuses further input.
+    local n2, e2 = p:execute("GET / HTTP/1.1\r\n\r\n")
+    assert.is_nil(n2)
+    assert.equals(errname, e2)
+    assert.is_nil(p:finish())
+    return r, msg
+  end
+
+  it("rejects a bad method and garbage", function()
+    rejects("BREW /pot HTTP/1.1\r\n\r\n", "invalid")
+    rejects("\0\1\2\3garbage\r\n\r\n", "invalid")
+    rejects("GET / HTTP/9.9x\r\n\r\n", "invalid")
+    rejects("GET /a b c HTTP/1.1\r\n\r\n", "invalid")
+    rejects("GET / HTTP/1.1\r\nBad Header Name: x\r\n\r\n", "invalid")
+    rejects("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n", "invalid")
+    rejects("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", "invalid")
+    rejects("GET / HTTP/1.1\r\n: novalue\r\n\r\n", "invalid")
+  end)
+
+  it("bounds the header section", function()
+    local big = "GET / HTTP/1.1\r\nX: " .. ("a"):rep(20000) .. "\r\n\r\n"
+    local _, msg = rejects(big, "headerTooLarge")
+    assert.matches("16384", msg)
+    rejects("GET / HTTP/1.1\r\nX: " .. ("a"):rep(600) .. "\r\n\r\n",
+      "headerTooLarge", { maxHeaderSize = 512 })
+    -- Many small fields count too, not just the kept bytes.
+    local many = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 90 do many[#many + 1] = "a" .. i .. ":\r\n" end
+    rejects(table.concat(many) .. "\r\n", "headerTooLarge",
+      { maxHeaderSize = 512 })
+    -- A head just under the limit passes.
+    local r = parse("request", "GET / HTTP/1.1\r\nX: " .. ("a"):rep(400) ..
+      "\r\n\r\n", { maxHeaderSize = 512 })
+    assert.equals(1, #r.messages)
+  end)
+
+  it("bounds the header section one byte at a time (slowloris)", function()
+    local p = core.httpParser("request", recorder(), { maxHeaderSize = 1024 })
+    local n, errname = trickle(p, "GET / HTTP/1.1\r\nX-Slow: " ..
+      ("z"):rep(2000))
+    assert.is_nil(n)
+    assert.equals("headerTooLarge", errname)
+  end)
+
+  it("bounds the library's own count of whitespace and padding", function()
+    -- Bytes that no callback keeps (padding before a value) still end at
+    -- libhttp-parser's own 80 KiB limit.
+    rejects("GET / HTTP/1.1\r\nX:" .. (" "):rep(100 * 1024) .. "v\r\n\r\n",
+      "headerTooLarge")
+  end)
+
+  it("bounds the number of header fields", function()
+    local many = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 101 do many[#many + 1] = "h" .. i .. ": v\r\n" end
+    local _, msg = rejects(table.concat(many) .. "\r\n", "tooManyHeaders")
+    assert.matches("100", msg)
+    many = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 11 do many[#many + 1] = "h" .. i .. ": v\r\n" end
+    rejects(table.concat(many) .. "\r\n", "tooManyHeaders",
+      { maxHeaders = 10 })
+    local r = parse("request", table.concat(many, "", 1, 11) .. "\r\n",
+      { maxHeaders = 10 })
+    assert.equals(10, #r.messages[1].info.headers)
+  end)
+
+  it("bounds the URI", function()
+    rejects("GET /" .. ("u"):rep(9000) .. " HTTP/1.1\r\n\r\n", "uriTooLong")
+    rejects("GET /" .. ("u"):rep(100) .. " HTTP/1.1\r\n\r\n", "uriTooLong",
+      { maxUrl = 64 })
+    local p = core.httpParser("request", recorder(), { maxUrl = 64 })
+    local n, errname = trickle(p, "GET /" .. ("u"):rep(100))
+    assert.is_nil(n)
+    assert.equals("uriTooLong", errname)
+  end)
+
+  it("rejects bad chunk sizes", function()
+    local head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    rejects(head .. "zz\r\nabc\r\n0\r\n\r\n", "invalid")
+    rejects(head .. "-1\r\nabc\r\n0\r\n\r\n", "invalid")
+    rejects(head .. "ffffffffffffffffff\r\n", "invalid")
+    rejects(head .. "3\r\nabcXX\r\n", "invalid")
+  end)
+
+  it("rejects a bad or overflowing Content-Length", function()
+    rejects("POST / HTTP/1.1\r\nContent-Length: 12a\r\n\r\n", "invalid")
+    rejects("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "invalid")
+    rejects("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+      "invalid")
+  end)
+
+  it("rejects request smuggling: CL with TE, two CLs, TE not chunked",
+    function()
+      rejects("POST / HTTP/1.1\r\nContent-Length: 4\r\n" ..
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "invalid")
+      rejects("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n" ..
+        "Content-Length: 4\r\n\r\n0\r\n\r\n", "invalid")
+      rejects("POST / HTTP/1.1\r\nContent-Length: 4\r\n" ..
+        "Content-Length: 5\r\n\r\nabcde", "invalid")
+      rejects("POST / HTTP/1.1\r\nContent-Length: 4\r\n" ..
+        "Content-Length: 4\r\n\r\nabcd", "invalid")
+      rejects("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n" ..
+        "\r\n0\r\n\r\n", "invalid")
+      -- A name with a space is not a token: libhttp-parser alone would
+      -- take "Content-Length : 4" as the length.
+      local _, msg = rejects("POST / HTTP/1.1\r\nContent-Length : 4\r\n" ..
+        "\r\nabcd", "invalid")
+      assert.equals("invalid character in the name of header field 1", msg)
+      rejects("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n" ..
+        "Content-Length: 4\r\n\r\nabcd", "invalid")
+    end)
+
+  it("reports a raising handler as 'handler' with its traceback", function()
+    local p = core.httpParser("request", {
+      onHeaders = function() error("boom in handler") end,
+    })
+    local n, errname, msg = p:execute("GET / HTTP/1.1\r\n\r\n")
+    assert.is_nil(n)
+    assert.equals("handler", errname)
+    assert.matches("onHeaders: .*boom in handler", msg)
+    assert.matches("stack traceback", msg)
+    assert.is_nil(p:execute("GET / HTTP/1.1\r\n\r\n"))
+  end)
+
+  it("refuses execute from inside its own handler", function()
+    local p
+    p = core.httpParser("request", {
+      onHeaders = function() p:execute("x") end,
+    })
+    local n, errname, msg = p:execute("GET / HTTP/1.1\r\n\r\n")
+    assert.is_nil(n)
+    assert.equals("handler", errname)
+    assert.matches("in use", msg)
+  end)
+
+  it("survives mutations of valid messages, fed in random pieces", function()
+    math.randomseed(4321)
+    local seeds = {
+      "POST /a?b=c HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+      "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX: y\r\n\r\nabc",
+      "HTTP/1.0 404 Nope\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    }
+    for round = 1, 2000 do
+      local seed = seeds[round % #seeds + 1]
+      local bytes = { seed:byte(1, -1) }
+      for _ = 1, math.random(1, 4) do
+        local i = math.random(1, #bytes)
+        local op = math.random(3)
+        if op == 1 then bytes[i] = math.random(0, 255)
+        elseif op == 2 then table.remove(bytes, i)
+        else table.insert(bytes, i, math.random(0, 255)) end
+      end
+      local data = string.char(table.unpack(bytes))
+      local p = core.httpParser(seed:sub(1, 4) == "HTTP" and "response" or "request",
+        recorder(), { maxHeaderSize = 128, maxHeaders = 3, maxUrl = 16 })
+      local pos = 1
+      while pos <= #data do
+        local piece = math.random(1, 20)
+        local n = p:execute(data:sub(pos, pos + piece - 1))
+        if n == nil then break end
+        assert.is_true(n >= 0 and n <= piece)
+        pos = pos + piece
+      end
+      p:finish()
+    end
+  end)
+
+  it("survives random input without raising", function()
+    math.randomseed(1234)
+    for _ = 1, 300 do
+      local bytes = {}
+      for i = 1, math.random(1, 200) do bytes[i] = string.char(math.random(0, 255)) end
+      local p = core.httpParser(math.random() < 0.5 and "request" or "response",
+        recorder(), { maxHeaderSize = 256, maxHeaders = 4, maxUrl = 32 })
+      local data = table.concat(bytes)
+      local n = p:execute(data)
+      assert.is_true(n == nil or (n >= 0 and n <= #data))
+      p:finish()
+    end
+  end)
+end)
+
+describe("core.httpParser responses", function()
+  it("reports status, phrase, headers, body", function()
+    local resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n" ..
+      "Content-Type: text/plain\r\n\r\nnah"
+    local r, n = parse("response", resp)
+    assert.equals(#resp, n)
+    local m = r.messages[1]
+    assert.equals(404, m.info.status)
+    assert.equals("Not Found", m.info.phrase)
+    assert.is_nil(m.info.method)
+    assert.is_nil(m.info.url)
+    assert.equals(3, m.info.contentLength)
+    assert.equals("nah", m.body)
+  end)
+
+  it("completes a body delimited by close on finish", function()
+    local r = recorder()
+    local p = core.httpParser("response", r)
+    p:execute("HTTP/1.0 200 OK\r\n\r\nsome ")
+    p:execute("body")
+    assert.equals(0, #r.messages)
+    assert.is_true(p:finish())
+    assert.equals("some body", r.messages[1].body)
+    assert.is_false(r.messages[1].info.keepAlive)
+  end)
+
+  it("skips the body when onHeaders says so (a HEAD's response)", function()
+    local r = recorder(true)
+    local p = core.httpParser("response", r)
+    local resp = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    local nextResp = "HTTP/1.1 204 No Content\r\n\r\n"
+    assert.equals(#resp + #nextResp, p:execute(resp .. nextResp))
+    assert.equals(2, #r.messages)
+    assert.equals("", r.messages[1].body)
+    assert.equals(1000, r.messages[1].info.contentLength)
+    assert.equals(204, r.messages[2].info.status)
+  end)
+
+  it("de-chunks a chunked response, with trailers", function()
+    local resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nTrailer: x\r\n\r\n"
+    local r, n = parse("response", resp)
+    assert.equals(#resp, n)
+    assert.equals("Wikipedia", r.messages[1].body)
+    assert.is_true(r.messages[1].info.chunked)
+  end)
+
+  it("rejects a bad status line and a bad chunk", function()
+    local _, n, errname = parse("response", "HTTP/1.1 2x0 OK\r\n\r\n")
+    assert.is_nil(n)
+    assert.equals("invalid", errname)
+    _, n, errname = parse("response", "HTTP/1.1 200 OK\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\nq\r\n")
+    assert.is_nil(n)
+    assert.equals("invalid", errname)
+  end)
+
+  it("bounds a response's header section too", function()
+    local _, n, errname = parse("response", "HTTP/1.1 200 OK\r\nX: " ..
+      ("y"):rep(2000) .. "\r\n\r\n", { maxHeaderSize = 1024 })
+    assert.is_nil(n)
+    assert.equals("headerTooLarge", errname)
+  end)
+end)
