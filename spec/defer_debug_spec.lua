@@ -1,6 +1,7 @@
 -- defer.setDebugging (Twisted's name): where each Deferred was made and
 -- first fired, in the unhandled-error report and in AlreadyCalledError.
 local defer = require "loom.defer"
+local dbg = require "loom.defer.debug"
 local err = require "loom.error"
 local log = require "loom.log"
 
@@ -16,6 +17,11 @@ end
 
 local function at(line)
   return SPEC .. ":" .. line .. ":"
+end
+
+-- The first line of a recorded stack as a report shows it.
+local function shownFirst(stack)
+  return dbg.shorten(stack):match("^[^\n]*")
 end
 
 -- The methods debugging replaces, as loaded (the C functions).
@@ -65,14 +71,14 @@ describe("defer.setDebugging", function()
       assert.is_true(defer.getDebugging())
       local d, made = Deferred(), here()
       local info = d._debugInfo
-      assert.matches(at(made), info.creator, 1, true)
+      assert.matches(at(made), shownFirst(info.creator), 1, true)
       assert.is_nil(info.invoker)
       d:callback("v")
       local fired = here() - 1
-      assert.matches(at(fired), info.invoker, 1, true)
-      -- Only the creator's frames: loom's own files are not in it.
-      assert.is_nil(info.creator:find("loom/defer", 1, true))
-      assert.is_nil(info.invoker:find("loom/defer", 1, true))
+      assert.matches(at(fired), shownFirst(info.invoker), 1, true)
+      -- As shown, loom's Deferred machinery is not in them.
+      assert.is_nil(dbg.shorten(info.creator):find("loom/defer", 1, true))
+      assert.is_nil(dbg.shorten(info.invoker):find("loom/defer", 1, true))
     end)
 
   it("names the creator and the first invoker in AlreadyCalledError",
@@ -188,7 +194,7 @@ describe("defer.setDebugging", function()
       assert.matches(at(made), s._debugInfo.creator, 1, true)
     end)
 
-  it("folds loom's and C frames between the user's into one line",
+  it("folds loom's frames between the user's into one line",
     function()
       defer.setDebugging(true)
       local outer, inner, madeInner = Deferred(), nil, nil
@@ -198,13 +204,34 @@ describe("defer.setDebugging", function()
       end)
       outer:callback(0)
       local fired = here() - 1
-      local creator = inner._debugInfo.creator
-      local first, fold, caller = creator:match("^([^\n]*)\n([^\n]*)\n([^\n]*)")
+      local creator = dbg.shorten(inner._debugInfo.creator)
+      local first, fold, caller = creator:match(
+        "^([^\n]*)\n([^\n]*)\n([^\n]*)")
       assert.matches(at(madeInner), first, 1, true)
-      assert.matches("^%(%d+ frames? of loom or C; LOOM_DEBUG=1 shows them%)$",
-        fold)
+      assert.matches("^%[%d+ loom frames?%]$", fold)
       assert.matches(at(fired), caller, 1, true)
     end)
+
+  it("shows at most MAX_FRAMES lines of a deep stack, then ...", function()
+    defer.setDebugging(true)
+    local function dig(n)
+      if n == 0 then
+        return Deferred()
+      end
+      local d = dig(n - 1)
+      return d -- (not a tail call: each level stays on the stack)
+    end
+    local shown = dbg.shorten(dig(20)._debugInfo.creator)
+    local lines = {}
+    for line in shown:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+    end
+    assert.equals(dbg.MAX_FRAMES + 1, #lines)
+    assert.equals("...", lines[#lines])
+    for i = 1, dbg.MAX_FRAMES do
+      assert.matches("^spec/defer_debug_spec%.lua:%d+: in ", lines[i])
+    end
+  end)
 
   it("keeps an error about a bad result pointing at the caller", function()
     defer.setDebugging(true)
@@ -264,8 +291,8 @@ describe("defer.setDebugging", function()
     local file = "examples/deferreds/lost_error.lua:"
     local made = out:match(" C: Deferred was created:\n(.-)\n I:")
     assert.is_string(made, out)
-    assert.matches(" C:  " .. file .. "15: in function 'lookup'\n"
-      .. " C:  " .. file .. "28: in function 'show'", made, 1, true)
+    assert.matches(" C:  " .. file .. "15: in upvalue 'lookup'\n"
+      .. " C:  " .. file .. "28: in local 'show'", made, 1, true)
     assert.matches(" I: First Invoker was:\n I:  " .. file .. "20: ", out,
       1, true)
     assert.matches("no such name: lume", out, 1, true)

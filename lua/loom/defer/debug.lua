@@ -4,9 +4,10 @@
 --   defer.setDebugging(true)
 --   defer.getDebugging()          --> true
 --
--- While on, every Deferred records a short stack where it was made and
--- where it was first fired, in its DebugInfo (d._debugInfo); the
--- "Unhandled error in Deferred" report and AlreadyCalledError name both.
+-- While on, every Deferred records the stack where it was made and where
+-- it was first fired, in its DebugInfo (d._debugInfo.creator, .invoker);
+-- the "Unhandled error in Deferred" report and AlreadyCalledError name
+-- both, shortened to the user's frames.
 --
 -- Why swapping: making and firing a Deferred is C (bindings/deferred.c),
 -- and a test of a flag there would cost every Deferred something. Instead
@@ -19,137 +20,27 @@
 
 local failure = require "loom.failure"
 
-local getinfo = debug.getinfo
 local rawget, rawset, setmetatable = rawget, rawset, setmetatable
-local concat = table.concat
+local concat, format = table.concat, string.format
 
 local M = {}
 
--- How many lines a recorded stack keeps (LOOM_DEBUG=1: every frame, up to
--- FULL_FRAMES), and how far up a stack is walked at most.
+-- How many lines a report shows of each recorded stack (LOOM_DEBUG=1: all).
 M.MAX_FRAMES = 8
-local FULL_FRAMES = 40
-local MAX_LEVELS = 60
 
--- "build/../lua/x.lua" as "lua/x.lua": the path as a user would write it.
-local function cleanPath(path)
-  if not path:find("%.%.?/") then
-    return path
+-- Recording -------------------------------------------------------------------
+--
+-- A recorded stack is the traceback text as a Failure's (the C core's
+-- traceback: one C call, cut at the reactor boundary and short on a deep
+-- stack), kept as it is; it is shortened only when a report shows it.
+
+local traceback = debug.traceback
+do
+  local ok, core = pcall(require, "loom.core")
+  if ok and type(core) == "table" and core.traceback then
+    traceback = core.traceback
   end
-  local out = {}
-  for seg in path:gmatch("[^/]+") do
-    if seg == ".." and #out > 0 and out[#out] ~= ".." then
-      out[#out] = nil
-    elseif seg ~= "." then
-      out[#out + 1] = seg
-    end
-  end
-  return (path:sub(1, 1) == "/" and "/" or "") .. concat(out, "/")
 end
-
--- A chunk's file, as cleanPath shows it (nil for a chunk from a string).
-local function fileOf(source)
-  return source:sub(1, 1) == "@" and cleanPath(source:sub(2)) or nil
-end
-
--- loom's own Lua directory (".../loom/", cleaned: the host and LUA_PATH
--- may reach it by different paths), from where this file is: frames in it
--- are loom's, and those of defer.lua and defer/ are the machinery that
--- makes and fires Deferreds (never what a user wants to see).
-local loomDir = (fileOf(getinfo(1, "S").source) or "")
-  :match("^(.*[/\\])defer[/\\]debug%.lua$")
-
--- What is under loomDir of the file of source, or nil.
-local function inLoom(source)
-  local file = loomDir and fileOf(source)
-  if file and file:sub(1, #loomDir) == loomDir then
-    return file:sub(#loomDir + 1)
-  end
-  return nil
-end
-
-local function isMachinery(source)
-  local rest = inLoom(source)
-  return rest == "defer.lua" or (rest and rest:match("^defer[/\\]")) ~= nil
-end
-
--- One frame as debug.traceback shows it.
-local function frameLine(ar)
-  local where
-  if ar.what == "C" then
-    return ar.name and "[C]: in function '" .. ar.name .. "'" or "[C]: in ?"
-  elseif ar.namewhat ~= "" and ar.name then
-    where = "function '" .. ar.name .. "'"
-  elseif ar.what == "main" then
-    where = "main chunk"
-  else
-    where = string.format("function <%s:%d>",
-      cleanPath(ar.short_src), ar.linedefined)
-  end
-  local src = fileOf(ar.source) or ar.short_src
-  if ar.currentline > 0 then
-    return string.format("%s:%d: in %s", src, ar.currentline, where)
-  end
-  return string.format("%s: in %s", src, where)
-end
-
-local function fullDebug()
-  local v = os.getenv("LOOM_DEBUG")
-  return v ~= nil and v ~= "" and v ~= "0"
-end
-
--- The stack of the caller, as text. The machinery's frames (and C frames)
--- above the first other frame are dropped; that frame is always shown (the
--- call that made or fired the Deferred: a user's, or loom's API such as
--- connectTCP); after it, each run of loom's frames and C frames between
--- two shown frames is folded into one line, and those below the last shown
--- one (the reactor's, the host's) are left out. LOOM_DEBUG=1 shows every
--- frame.
-local full = false -- LOOM_DEBUG=1 when debugging was turned on
-
-local function capture()
-  local lines, n, folded = {}, 0, 0
-  local limit = full and FULL_FRAMES or M.MAX_FRAMES
-  local function flushFolded()
-    if folded > 0 then
-      n = n + 1
-      lines[n] = string.format("(%d frame%s of loom or C; LOOM_DEBUG=1"
-        .. " shows them)", folded, folded == 1 and "" or "s")
-      folded = 0
-    end
-  end
-  local function add(line)
-    flushFolded()
-    n = n + 1
-    lines[n] = line
-  end
-  for level = 2, MAX_LEVELS do
-    local ar = getinfo(level, "Sln")
-    if ar == nil then
-      break
-    end
-    local isC = ar.what == "C"
-    if full or not (isC or inLoom(ar.source)) then
-      add(frameLine(ar))
-    elseif n == 0 then
-      if not (isC or isMachinery(ar.source)) then
-        add(frameLine(ar))
-      end
-    else
-      folded = folded + 1
-    end
-    if n >= limit then
-      folded = 0
-      add("...")
-      break
-    end
-  end
-  if n == 0 then
-    return "(no Lua frames)"
-  end
-  return concat(lines, "\n")
-end
-M.capture = capture
 
 -- The DebugInfo of d, made when it has none.
 local DebugInfo
@@ -165,7 +56,7 @@ end
 
 -- d was just made: record where.
 function M.made(d)
-  infoOf(d).creator = capture()
+  infoOf(d).creator = traceback(nil, 2)
   return d
 end
 
@@ -176,8 +67,104 @@ function M.fired(d)
   end
   local info = infoOf(d)
   if info.invoker == nil then
-    info.invoker = capture()
+    info.invoker = traceback(nil, 2)
   end
+end
+
+-- Shortening ----------------------------------------------------------------
+
+-- Paths and loom's own files as Failure tracebacks see them (loom.failure:
+-- "build/../lua/x.lua" shown as "lua/x.lua"; a frame under loom's Lua
+-- directory is loom's).
+local normalisePath, isLoomSource = failure.normalisePath,
+  failure.isLoomSource
+
+-- loom's files that make and fire Deferreds (defer.lua, defer/*.lua):
+-- never what a user wants to see.
+local function isMachinery(src)
+  return isLoomSource(src) and (src:match("/defer%.lua$")
+    or src:match("/defer/[^/]*%.lua$")) ~= nil
+end
+
+-- One traceback line, its paths cleaned, and what it is: "user", "loom"
+-- (one of loom's frames), "machinery" (also loom's), "C", or "note" (a
+-- tail-call marker, a skipped-levels line).
+local function parseLine(line)
+  local src, rest = line:match("^\t([^\t]-)(:%d+: .*)$")
+  if not src then
+    src, rest = line:match("^\t([^\t]-)(: .*)$")
+  end
+  if not src then
+    return line:gsub("^\t", ""), "note"
+  elseif src == "[C]" then
+    return "[C]" .. rest, "C"
+  end
+  src = normalisePath(src)
+  rest = rest:gsub("<([^<>]-):(%d+)>$", function(path, n)
+    return "<" .. normalisePath(path) .. ":" .. n .. ">"
+  end)
+  local kind = isMachinery(src) and "machinery"
+    or isLoomSource(src) and "loom" or "user"
+  return src .. rest, kind
+end
+
+local function fullDebug()
+  local v = os.getenv("LOOM_DEBUG")
+  return v ~= nil and v ~= "" and v ~= "0"
+end
+
+-- A recorded stack as a report shows it, one frame a line. The lines above
+-- the first frame that is neither the machinery's nor C are dropped; that
+-- frame is always shown (what made or fired the Deferred: the user's code,
+-- or loom's API such as connectTCP). After it, as in a Failure's
+-- traceback, each run of loom's frames (with the C frames and notes among
+-- them) is folded into one "[N loom frames]" line. At most MAX_FRAMES
+-- lines; LOOM_DEBUG=1 shows every line, paths cleaned.
+function M.shorten(text)
+  local full = fullDebug()
+  local lines, n = {}, 0
+  local run, runFrames, runLoom = {}, 0, false -- lines not the user's
+  local function add(line)
+    n = n + 1
+    lines[n] = line
+  end
+  local function flushRun()
+    if runLoom then
+      add(format("[%d loom frame%s]", runFrames,
+        runFrames == 1 and "" or "s"))
+    else
+      for i = 1, #run do
+        add(run[i])
+      end
+    end
+    run, runFrames, runLoom = {}, 0, false
+  end
+  for raw in text:gmatch("[^\n]+") do
+    if raw ~= "stack traceback:" then
+      local line, kind = parseLine(raw)
+      if full or kind == "user"
+          or (n == 0 and kind == "loom") then
+        flushRun()
+        add(line)
+      elseif n > 0 then
+        run[#run + 1] = line
+        if kind ~= "note" then
+          runFrames = runFrames + 1
+        end
+        runLoom = runLoom or kind == "loom" or kind == "machinery"
+      end
+    end
+  end
+  if runFrames > 0 then -- (a trailing note alone says nothing)
+    flushRun()
+  end
+  if n == 0 then
+    return "(no Lua frames)"
+  elseif not full and n > M.MAX_FRAMES then
+    n = M.MAX_FRAMES + 1
+    lines[n] = "..."
+  end
+  return concat(lines, "\n", 1, n)
 end
 
 local function prefixed(text, prefix)
@@ -190,11 +177,11 @@ function M.describe(info)
   local parts = {}
   if info.creator then
     parts[#parts + 1] = " C: Deferred was created:\n"
-      .. prefixed(info.creator, " C:  ")
+      .. prefixed(M.shorten(info.creator), " C:  ")
   end
   if info.invoker then
     parts[#parts + 1] = " I: First Invoker was:\n"
-      .. prefixed(info.invoker, " I:  ")
+      .. prefixed(M.shorten(info.invoker), " I:  ")
   end
   if #parts == 0 then
     return nil
@@ -217,9 +204,8 @@ function M.enable(defer, orig)
     return
   end
   DebugInfo = orig.DebugInfo
-  full = fullDebug()
   local Deferred, DeferredList = defer.Deferred, defer.DeferredList
-  local isDeferred, isFailure = defer.isDeferred, failure.isFailure
+  local isDeferred = defer.isDeferred
   local new, callback, errback = orig.new, orig.callback, orig.errback
   local succeed, listNew = orig.succeed, rawget(DeferredList, "new")
   saved = { listNew = listNew }
@@ -242,13 +228,11 @@ function M.enable(defer, orig)
     end
     return callback(d, result)
   end
+  -- (A tail call: errback's traceback of a plain error value, and the
+  -- coroutine it notes, are still the caller's.)
   Deferred.errback = function(d, e)
     if not d.called then
       M.fired(d)
-      if not isFailure(e) then
-        e = failure.Failure(e == nil and failure.NIL_ERROR or e,
-          debug.traceback(nil, 2))
-      end
     end
     return errback(d, e)
   end
