@@ -231,7 +231,7 @@ function M.enable(defer, orig)
   -- (A tail call: errback's traceback of a plain error value, and the
   -- coroutine it notes, are still the caller's.)
   Deferred.errback = function(d, e)
-    if not d.called then
+    if type(d) == "table" and not d.called then
       M.fired(d)
     end
     return errback(d, e)
