@@ -3,7 +3,8 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench),
+#                 and hot reload's cost (make bench-reload: that alone)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
 
@@ -210,6 +211,13 @@ sanitize: all
 
 bench: all bench-deps
 	@sh bench/run.sh
+	@sh bench/reload_bench.sh
+
+# Hot reload's latency and pause alone (bench/reload_bench.sh).
+bench-reload: all
+	@sh bench/reload_bench.sh
+
+.PHONY: bench-reload
 
 # libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
 # from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
