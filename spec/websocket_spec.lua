@@ -506,6 +506,23 @@ describe("websocket: closing", function()
     assert.is_false(proto.transport:sendMessage("late"))
   end)
 
+  it("a close between the fragments of a message ends it undelivered", function()
+    local server = wsServer()
+    local c, proto = rawWS(server)
+    c.transport:write(frame(TEXT, "never ", { fin = false }) .. frame(PING, string.rep("p", 125))
+      .. closeFrame(1000, "mid-message"))
+    runUntil(c.lost, 5)
+    -- The pong may be left out: the close came before it could go (RFC
+    -- 6455 5.5.2), and wslay sends nothing but the close then.
+    local frames = c.frames()
+    assert.equals(1, #frames)
+    assert.equals(CLOSE, frames[1].opcode)
+    runUntil(proto.lost, 5)
+    assert.same({}, proto.messages)
+    assert.same({ 1000, "mid-message", true }, { proto.reason.value.code,
+      proto.reason.value.reason, proto.reason.value.wasClean })
+  end)
+
   it("loseConnection(code, reason) starts the handshake; the server closes", function()
     local server = wsServer()
     local c, proto = rawWS(server)
