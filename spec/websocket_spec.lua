@@ -741,6 +741,17 @@ describe("websocket: loom's client against loom's server", function()
       "connectWebSocket: unknown option bogus")
   end)
 
+  it("a refused connect errbacks with the connect's error", function()
+    local port = W.net.listen(protocol.Factory.forProtocol(Rec))
+    local n = port:getHost().port
+    runUntil(port:stopListening())
+    local d = web.connectWebSocket("ws://127.0.0.1:" .. n .. "/",
+      protocol.Factory.forProtocol(Rec))
+    local ok, f = pcall(runUntil, d, 5)
+    assert.is_false(ok)
+    assert.matches("ConnectionRefused", tostring(f.value))
+  end)
+
   it("a handshake that never comes errbacks after timeout", function()
     local Mute = protocol.Protocol:extend({ __name = "Mute" })
     local port = W.net.listen(protocol.Factory.forProtocol(Mute))
