@@ -216,6 +216,7 @@ int luaopen_loom_core(lua_State *L) {
   luaL_newlib(L, core_functions);
   loom__open_stream(L);
   loom__open_tcp(L);
+  loom__open_tls(L);
   loom__open_timer(L);
   loom__open_signal(L);
   loom__open_unix(L);
