@@ -3,7 +3,8 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench),
+#                 and hot reload's cost (make bench-reload: that alone)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
 
@@ -60,8 +61,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
             bindings/api.c bindings/api_lua.c bindings/api_thread.c \
-            bindings/http.c bindings/fs.c \
-            bindings/tls.c bindings/websocket.c
+            bindings/http.c bindings/fs.c bindings/websocket.c \
+            bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
@@ -182,6 +183,11 @@ deps-check:
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
+# What spec/chat_e2e_spec.lua needs (the spec runs this when they are
+# missing): a headless browser and its WebDriver.
+chat-e2e-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium chromium-driver"
+
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
 
@@ -205,6 +211,13 @@ sanitize: all
 
 bench: all bench-deps
 	@sh bench/run.sh
+	@sh bench/reload_bench.sh
+
+# Hot reload's latency and pause alone (bench/reload_bench.sh).
+bench-reload: all
+	@sh bench/reload_bench.sh
+
+.PHONY: bench-reload
 
 # libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
 # from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
@@ -256,6 +269,8 @@ install: all
 	rm -rf $(DESTDIR)$(LUADIR)/loom
 	cp -R lua/loom $(DESTDIR)$(LUADIR)/loom
 	install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/
+	install -d $(DESTDIR)$(DATADIR)/plugins/chat
+	install -m 644 plugins/chat/* $(DESTDIR)$(DATADIR)/plugins/chat/
 	rm -rf $(DESTDIR)$(DATADIR)/lua
 	ln -s ../lua/5.4 $(DESTDIR)$(DATADIR)/lua
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' loom.pc.in \
@@ -272,5 +287,5 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
+.PHONY: all binaries deps deps-check bench-deps chat-e2e-deps run test sanitize bench print-lua-paths install \
         uninstall clean fuzz
