@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include <uv.h>
+#include <openssl/evp.h>
 #include <wslay/wslay.h>
 
 #include "binding.h"
@@ -67,76 +68,11 @@ typedef struct frames_box {
 
 /* --------------------------------------------------------- SHA-1, base64 */
 
-/* SHA-1 (FIPS 180-4) of a message of at most a few hundred bytes: the
-** handshake's key and GUID. Only the accept key uses it. */
-static uint32_t rol32(uint32_t x, int n) {
-  return (x << n) | (x >> (32 - n));
-}
-
-static void sha1_block(uint32_t h[5], const uint8_t *p) {
-  uint32_t w[80], a, b, c, d, e, f, k, t;
-  int i;
-  for (i = 0; i < 16; i++)
-    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-           (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-  for (i = 16; i < 80; i++)
-    w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  for (i = 0; i < 80; i++) {
-    if (i < 20)
-      f = (b & c) | (~b & d), k = 0x5A827999;
-    else if (i < 40)
-      f = b ^ c ^ d, k = 0x6ED9EBA1;
-    else if (i < 60)
-      f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
-    else
-      f = b ^ c ^ d, k = 0xCA62C1D6;
-    t = rol32(a, 5) + f + e + k + w[i];
-    e = d, d = c, c = rol32(b, 30), b = a, a = t;
-  }
-  h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
-}
-
-static void sha1(const uint8_t *msg, size_t len, uint8_t digest[20]) {
-  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476,
-                   0xC3D2E1F0};
-  uint8_t block[64];
-  size_t i, done = 0;
-  uint64_t bits = (uint64_t)len * 8;
-  for (; len - done >= 64; done += 64)
-    sha1_block(h, msg + done);
-  memset(block, 0, sizeof block);
-  memcpy(block, msg + done, len - done);
-  block[len - done] = 0x80;
-  if (len - done >= 56) {
-    sha1_block(h, block);
-    memset(block, 0, sizeof block);
-  }
-  for (i = 0; i < 8; i++)
-    block[63 - i] = (uint8_t)(bits >> (8 * i));
-  sha1_block(h, block);
-  for (i = 0; i < 20; i++)
-    digest[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
-}
-
+/* The handshake's SHA-1 and base64 are OpenSSL's (TLS links it anyway). */
 static void push_base64(lua_State *L, const uint8_t *p, size_t len) {
-  static const char abc[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  luaL_Buffer b;
-  size_t i;
-  luaL_buffinit(L, &b);
-  for (i = 0; i < len; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16;
-    if (i + 1 < len)
-      v |= (uint32_t)p[i + 1] << 8;
-    if (i + 2 < len)
-      v |= p[i + 2];
-    luaL_addchar(&b, abc[(v >> 18) & 63]);
-    luaL_addchar(&b, abc[(v >> 12) & 63]);
-    luaL_addchar(&b, i + 1 < len ? abc[(v >> 6) & 63] : '=');
-    luaL_addchar(&b, i + 2 < len ? abc[v & 63] : '=');
-  }
-  luaL_pushresult(&b);
+  unsigned char out[64]; /* 4 * ceil(20 / 3) + 1 at most here */
+  int n = EVP_EncodeBlock(out, p, (int)len);
+  lua_pushlstring(L, (const char *)out, (size_t)n);
 }
 
 /* core.websocketAccept(key): base64(SHA-1(key .. GUID)), RFC 6455 4.2.2. */
@@ -147,7 +83,9 @@ static int l_accept(lua_State *L) {
   luaL_argcheck(L, len <= sizeof msg - sizeof WS_GUID, 1, "key too long");
   memcpy(msg, key, len);
   memcpy(msg + len, WS_GUID, sizeof WS_GUID - 1);
-  sha1(msg, len + sizeof WS_GUID - 1, digest);
+  if (EVP_Digest(msg, len + sizeof WS_GUID - 1, digest, NULL, EVP_sha1(),
+                 NULL) != 1)
+    return luaL_error(L, "websocketAccept: SHA-1 failed");
   push_base64(L, digest, sizeof digest);
   return 1;
 }
