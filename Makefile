@@ -175,7 +175,7 @@ deps-check:
 
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs valgrind"
 
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
@@ -198,8 +198,19 @@ sanitize: all
 	  sh spec/run.sh $(LUA)
 	@$(LUA_ENV) sh spec/valgrind.sh
 
-bench: all bench-deps
+bench: all bench-deps $(BUILD)/embed_bench
 	@sh bench/run.sh
+	@sh bench/embed.sh
+
+# The embedding part alone (loom_step's cost, the 30 Hz tick's lateness).
+bench-embed: all $(BUILD)/embed_bench
+	@sh bench/embed.sh
+
+# A C program on libloom.a, as an embedder builds one (bench/embed_bench.c).
+$(BUILD)/embed_bench: bench/embed_bench.c include/loom.h $(BUILD)/libloom.a
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) -Iinclude -DEMBED_BENCH_TOP='"$(CURDIR)"' $(FINAL_LDFLAGS) \
+	  -o $@ bench/embed_bench.c $(BUILD)/libloom.a $(FINAL_LIBS)
 
 # libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
 # from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
@@ -268,4 +279,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 .PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
-        uninstall clean fuzz
+        uninstall clean fuzz bench-embed
