@@ -145,6 +145,8 @@ echo "|---|---:|---:|---:|---:|---|"
 step_row "host listening, no connection" idle "$ci" 2
 if [ $conns_ok = 1 ]; then
   step_row "$CONNS idle players connected" conns "$cc" 5
+else
+  echo "| $CONNS idle players connected | skipped: open-file limit | | | <= 5 | - |"
 fi
 
 tick_row() { # label file
