@@ -69,6 +69,13 @@ static void die(const char *what, const char *detail) {
   exit(1);
 }
 
+/* CPU time of this thread: the tick's own cost, whatever else runs. */
+static uint64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -636,7 +643,8 @@ typedef struct ticker {
   long warm, measured, wanted;
   unsigned long long updates;   /* update lines handed to the server */
   unsigned long long skipped;   /* ticks dropped, MAX_CATCH_UP behind */
-  double *late_us, *work_us;    /* per measured tick */
+  double *late_us, *work_us;    /* per measured tick: wall clock */
+  double *cpu_us;               /* and this thread's CPU time */
   uint64_t deadline;            /* of the current phase */
 } ticker;
 
@@ -644,7 +652,7 @@ typedef struct ticker {
    Not inlined: callgrind counts its instructions (--toggle-collect). */
 __attribute__((noinline)) static void advance(ticker *t, uint64_t now) {
   char text[64];
-  uint64_t t0 = uv_hrtime();
+  uint64_t t0 = uv_hrtime(), c0 = cpu_ns();
   unsigned long long n = ++t->ticks;
   int len = snprintf(text, sizeof(text), "@%llu pos p0 %llu %llu\r\n", n,
                      n % 100, (n / 100) % 100);
@@ -656,6 +664,7 @@ __attribute__((noinline)) static void advance(ticker *t, uint64_t now) {
   if (t->phase == MEASURING && t->measured < t->wanted) {
     t->late_us[t->measured] = (double)(now - t->next_tick) / 1e3;
     t->work_us[t->measured] = (double)(uv_hrtime() - t0) / 1e3;
+    t->cpu_us[t->measured] = (double)(cpu_ns() - c0) / 1e3;
     t->measured++;
   }
 }
@@ -760,7 +769,8 @@ static int run_tick(int players, int seconds, int raw) {
   t.wanted = (long)seconds * TICK_HZ;
   t.late_us = calloc((size_t)t.wanted + 1, sizeof(double));
   t.work_us = calloc((size_t)t.wanted + 1, sizeof(double));
-  if (t.late_us == NULL || t.work_us == NULL)
+  t.cpu_us = calloc((size_t)t.wanted + 1, sizeof(double));
+  if (t.late_us == NULL || t.work_us == NULL || t.cpu_us == NULL)
     die("out of memory", NULL);
   if (raw) {
     raw_open(&rs);
@@ -813,6 +823,7 @@ static int run_tick(int players, int seconds, int raw) {
          raw ? rs.short_writes : 0, found);
   print_stats("late_us", t.late_us, t.measured);
   print_stats("work_us", t.work_us, t.measured);
+  print_stats("cpu_us", t.cpu_us, t.measured);
   printf("\n");
   {
     char want[64];
@@ -822,6 +833,7 @@ static int run_tick(int players, int seconds, int raw) {
   }
   free(t.late_us);
   free(t.work_us);
+  free(t.cpu_us);
   return t.failed;
 }
 
