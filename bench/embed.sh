@@ -5,13 +5,14 @@
 #   - one loom_step with nothing due: on a host that only listens, and with
 #     1,000 idle players connected (the F8 targets: <= 2 us and <= 5 us);
 #   - the lateness of the embed game server's 30 Hz tick (p50/p99), with no
-#     players and with 1,000, each reading an update per tick, beside the
+#     players, 250 and 1,000, each reading an update per tick, beside the
 #     same tick on plain libuv (the floor);
 #   - instructions under callgrind (user space; the machine does not move
 #     them): per loom_step, and per update a tick sends.
 # The machine is shared: every wall-clock figure is the median of REPS runs
 # that take turns, and each run's own figure is a median too.
 #   REPS=5 STEPS=200000 CONNS=1000 PLAYERS=1000 TICK_SECONDS=10 TICK_REPS=3
+#   MID_PLAYERS=250
 #   INSTR=0 skips callgrind; QUICK=1 is a short run (as run.sh's QUICK).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,9 @@ CONNS=${CONNS:-1000}
 PLAYERS=${PLAYERS:-1000}
 TICK_SECONDS=${TICK_SECONDS:-10}
 TICK_REPS=${TICK_REPS:-3}
+# A smaller crowd too, whose tick fits its period even on a busy machine
+# (0: none).
+MID_PLAYERS=${MID_PLAYERS:-250}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 failed=0
@@ -84,6 +88,8 @@ done
 
 for r in $(seq "$TICK_REPS"); do
   run tick0 tick --players 0 --seconds "$TICK_SECONDS"
+  [ "$MID_PLAYERS" -gt 0 ] &&
+    run tickmid tick --players "$MID_PLAYERS" --seconds "$TICK_SECONDS"
   if [ $conns_ok = 1 ]; then
     run tick tick --players "$PLAYERS" --seconds "$TICK_SECONDS"
     run raw rawtick --players "$PLAYERS" --seconds "$TICK_SECONDS"
@@ -166,6 +172,7 @@ echo
 echo "| 30 Hz tick, $TICK_SECONDS s measured | lateness p50 (µs) | p99 | max | tick's work p50 (µs) | p99 | its CPU time p50 (µs) | ticks skipped | players with every update |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 tick_row "loom, no players" tick0
+tick_row "loom, $MID_PLAYERS players" tickmid
 tick_row "loom, $PLAYERS players" tick
 tick_row "plain libuv, $PLAYERS players" raw
 echo
