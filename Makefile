@@ -4,6 +4,7 @@
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
 #   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
 
@@ -175,7 +176,7 @@ deps-check:
 
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs valgrind"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
 
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
@@ -202,9 +203,11 @@ bench: all bench-deps $(BUILD)/embed_bench
 	@sh bench/run.sh
 	@sh bench/embed.sh
 
-# The embedding part alone (loom_step's cost, the 30 Hz tick's lateness).
+# The embedding part alone (loom_step's cost, the 30 Hz tick's lateness;
+# with valgrind, which make sanitize installs, instruction counts too).
 bench-embed: all $(BUILD)/embed_bench
 	@sh bench/embed.sh
+.PHONY: bench-embed
 
 # A C program on libloom.a, as an embedder builds one (bench/embed_bench.c).
 $(BUILD)/embed_bench: bench/embed_bench.c include/loom.h $(BUILD)/libloom.a
@@ -279,4 +282,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 .PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
-        uninstall clean fuzz bench-embed
+        uninstall clean fuzz
