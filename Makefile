@@ -21,10 +21,10 @@ VERSION  := 0.1.0
 # libloom.so's soname: its major version (the ABI of include/loom.h).
 SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
-PKGS     := lua5.4 libuv libcjson
+PKGS     := lua5.4 libuv libcjson openssl
 DEB_PKGS := gcc make pkg-config liblua5.4-dev lua5.4 libuv1-dev libcjson-dev \
             lua-busted libedit-dev libhttp-parser-dev python3-twisted curl \
-            python3
+            python3 libssl-dev openssl libwslay-dev python3-websockets
 BUILD    ?= build
 
 # The project's own flags live in FINAL_* (as Redis does), so a user's
@@ -33,8 +33,9 @@ BUILD    ?= build
 # on a bare machine sees the packages deps-check has just installed.
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-# libhttp-parser-dev ships no .pc file (bindings/http.c is its only user).
-HTTP_LIBS  := -lhttp_parser
+# libhttp-parser-dev and libwslay-dev ship no .pc file (bindings/http.c
+# and bindings/websocket.c are their only users).
+HTTP_LIBS  := -lhttp_parser -lwslay
 OPT        ?= -O2 -g
 # Every warning here passes with gcc and clang; docs/architecture.md says
 # why the others (-Wconversion, -Wcast-qual, ...) are not on yet.
@@ -50,7 +51,7 @@ FINAL_LIBS    = $(PKG_LIBS) $(HTTP_LIBS) -lm $(LDLIBS)
 
 HOST_SRC := host/buf.c host/state.c host/stream.c host/listener.c host/tcp.c host/timer.c \
             host/signal.c host/unix.c host/udp.c host/process.c host/thread.c \
-            host/resolver.c host/stdio.c host/fsevent.c
+            host/resolver.c host/stdio.c host/fsevent.c host/tls.c host/tls_ctx.c
 BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bindings/stream.c bindings/listener.c \
             bindings/tcp.c \
             bindings/timer.c bindings/signal.c bindings/json.c \
@@ -60,7 +61,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
             bindings/api.c bindings/api_lua.c bindings/api_thread.c \
-            bindings/http.c bindings/fs.c
+            bindings/http.c bindings/fs.c bindings/websocket.c \
+            bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
@@ -77,7 +79,8 @@ LUA_ENV  := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
             $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test \
             $(BUILD)/test/embed_test \
-            $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay
+            $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay \
+            $(BUILD)/test/tls_test
 
 all: deps-check
 	@$(MAKE) --no-print-directory binaries
@@ -97,6 +100,8 @@ $(MAIN_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,bindings/api.c bindings/api_lua.c bi
   include/loom.h bindings/api.h
 $(MAIN_OBJ): cli/lineedit.h
 $(BUILD)/obj/cli/lineedit.o: FINAL_CFLAGS += $(EDIT_CFLAGS)
+$(BUILD)/obj/host/tls.o $(BUILD)/obj/host/tls_ctx.o $(BUILD)/obj/bindings/tls.o \
+  $(BUILD)/test/tls_test: host/tls.h
 
 $(BUILD)/loom: $(MAIN_OBJ) $(BUILD)/libloom.a
 	@echo "  LINK    $@"
@@ -106,7 +111,7 @@ $(BUILD)/loom: $(MAIN_OBJ) $(BUILD)/libloom.a
 $(BUILD)/test/%: test/%.c test/check.h $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(shell pkg-config --libs libuv openssl) -lm $(LDLIBS)
 
 # The C entry points of bindings/ (with Lua; loom's Lua modules in lua/).
 $(BUILD)/test/deferred_test $(BUILD)/test/embed_test: $(BUILD)/test/%: test/%.c test/check.h $(LIB_OBJ)
@@ -133,7 +138,7 @@ $(BUILD)/test/%_fuzz_replay: fuzz/%_fuzz.c fuzz/replay.c fuzz/fuzz.h $(PARSER_OB
 # The Lua C module: require "loom.core" / "loom.json" from a plain lua5.4.
 $(BUILD)/loom.so: $(LIB_OBJ)
 	@echo "  LINK    $@"
-	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson) $(HTTP_LIBS) -lm $(LDLIBS)
+	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -shared -o $@ $^ $(shell pkg-config --libs libuv libcjson openssl) $(HTTP_LIBS) -lm $(LDLIBS)
 
 # libloom for a C program that embeds loom (include/loom.h, loom.pc): the
 # same objects as loom.so, as an archive and as a shared library whose
@@ -177,6 +182,11 @@ deps-check:
 # What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
+
+# What spec/chat_e2e_spec.lua needs (the spec runs this when they are
+# missing): a headless browser and its WebDriver.
+chat-e2e-deps:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="chromium chromium-driver"
 
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua
@@ -265,6 +275,8 @@ install: all
 	rm -rf $(DESTDIR)$(LUADIR)/loom
 	cp -R lua/loom $(DESTDIR)$(LUADIR)/loom
 	install -m 644 plugins/*.lua $(DESTDIR)$(DATADIR)/plugins/
+	install -d $(DESTDIR)$(DATADIR)/plugins/chat
+	install -m 644 plugins/chat/* $(DESTDIR)$(DATADIR)/plugins/chat/
 	rm -rf $(DESTDIR)$(DATADIR)/lua
 	ln -s ../lua/5.4 $(DESTDIR)$(DATADIR)/lua
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' loom.pc.in \
@@ -281,5 +293,5 @@ uninstall:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all binaries deps deps-check bench-deps run test sanitize bench print-lua-paths install \
+.PHONY: all binaries deps deps-check bench-deps chat-e2e-deps run test sanitize bench print-lua-paths install \
         uninstall clean fuzz

@@ -2,8 +2,9 @@
 # make bench: loom beside the shared peers (raw libuv, luv, Node, Twisted) in
 # one run of ../shared/bench/run.sh, then the micro-benchmarks (Deferreds,
 # line parsing) beside Twisted's own (bench/micro.sh). Environment as run.sh
-# (QUICK=1, REPS, DUR, PIN...); BENCH_MODES (default "echo mem") picks the
-# run.sh modes, BENCH_MODES=none skips them; ROUNDS and INSTR as micro.sh.
+# (QUICK=1, REPS, DUR, PIN...); BENCH_MODES (default "echo mem tls") picks
+# the run.sh modes and bench/tls.sh's TLS cells (tls), BENCH_MODES=none
+# skips them; ROUNDS and INSTR as micro.sh.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 shared=${LOOM_SHARED_BENCH:-$top/../shared/bench}
@@ -26,10 +27,17 @@ for p in luv node twisted; do
 done
 
 for mode in ${BENCH_MODES:-echo mem}; do
-  [ "$mode" = none ] && continue
+  [ "$mode" = none ] || [ "$mode" = tls ] && continue
   # shellcheck disable=SC2086
   bash "$work/run.sh" "$mode" $peers "loom=$loom"
 done
+
+# TLS: loom's TLS echo beside Node's (bench/tls.sh), in the same run.
+case " ${BENCH_MODES:-echo mem tls} " in
+*" tls "*) sh "$top/bench/tls.sh" ;;
+esac
+# WebSocket echo beside loom's TCP echo and a Node WebSocket server.
+sh "$top/bench/websocket.sh"
 
 export LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;"
 export LUA_CPATH="$top/build/?.so;;"

@@ -216,6 +216,7 @@ int luaopen_loom_core(lua_State *L) {
   luaL_newlib(L, core_functions);
   loom__open_stream(L);
   loom__open_tcp(L);
+  loom__open_tls(L);
   loom__open_timer(L);
   loom__open_signal(L);
   loom__open_unix(L);
@@ -229,6 +230,7 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_identity(L);
   loom__open_fsevent(L);
   loom__open_http(L);
+  loom__open_websocket(L);
   loom__open_fs(L);
   lua_pushliteral(L, LOOM_VERSION);
   lua_setfield(L, -2, "version");

@@ -84,6 +84,8 @@ static size_t head_bytes(const http_box *b) {
 
 /* Appends a piece of the head, or fails when the head grows too large. */
 static int append(http_box *b, const char *at, size_t n) {
+  if (n == 0) /* an empty piece: nothing to copy, maybe no buffer yet */
+    return 0;
   if (head_bytes(b) + n > b->max_head)
     return fail(b, "headerTooLarge", "header section too large, limit",
                 b->max_head);

@@ -414,15 +414,23 @@ static int deliver_lost(lua_State *L) {
   t = lua_gettop(L);
   lua_getiuservalue(L, t, UVAL_PROTOCOL);
   lua_getiuservalue(L, t, UVAL_OWNER);
-  lua_pushstring(L, close_reason(a->status));
-  if (a->status < 0)
-    lua_pushstring(L, uv_strerror(a->status));
-  else if (a->status == LOOM_CLOSE_WRITE_FULL)
-    lua_pushfstring(L, "write buffer limit exceeded: the peer left more than"
-                    " %I bytes unread (maxWriteBuffer)",
-                    (lua_Integer)a->max_write);
-  else
-    lua_pushnil(L);
+  if (a->status == LOOM_CLOSE_LAYER) {
+    /* The io layer (TLS) names the error and says why. */
+    const char *kind = "ELAYER";
+    const char *why = a->s->io->error(a->s, &kind);
+    lua_pushstring(L, kind);
+    lua_pushstring(L, why);
+  } else {
+    lua_pushstring(L, close_reason(a->status));
+    if (a->status < 0)
+      lua_pushstring(L, uv_strerror(a->status));
+    else if (a->status == LOOM_CLOSE_WRITE_FULL)
+      lua_pushfstring(L, "write buffer limit exceeded: the peer left more"
+                      " than %I bytes unread (maxWriteBuffer)",
+                      (lua_Integer)a->max_write);
+    else
+      lua_pushnil(L);
+  }
   lua_getiuservalue(L, t, UVAL_REASON);
   lua_pushboolean(L, a->connected);
   lua_call(L, 7, 0);
@@ -453,6 +461,7 @@ static void on_closed(loom_stream *s, int status) {
   if (LOOM_L(s->st) == NULL || s->data == NULL)
     return; /* Lua is gone or never had this stream. */
   a.st = s->st;
+  a.s = s;
   a.data = s->data;
   a.status = status;
   a.max_write = s->max_write;

@@ -2,11 +2,13 @@
 -- built-in plugins on fixed loopback ports, with instructions.
 --   echo    127.0.0.1:8000   every byte comes back
 --   chat    127.0.0.1:8001   a chat room (nickname, /who, /nick, /quit)
+--           http://127.0.0.1:8080/   the same room in a browser
 --   finger  127.0.0.1:8079   users from examples/finger/users.json
 --   manhole build/demo.manhole   a live Lua console: build/loom console PATH
 -- Ctrl-C stops every service in reverse order and exits 0.
---   loom run examples/demo_app.lua [ECHO_PORT CHAT_PORT FINGER_PORT [MANHOLE]]
--- (MANHOLE: the console's socket path, "-" for none.)
+--   loom run examples/demo_app.lua [ECHO CHAT FINGER [MANHOLE [WEB]]]
+-- (ports; MANHOLE: the console's socket path, "-" for none; WEB: the chat
+-- page's port.)
 local application = require "loom.application"
 local core = require "loom.core"
 local manhole = require "loom.manhole"
@@ -31,15 +33,19 @@ end
 local echoPort = tonumber(arg and arg[1]) or 8000
 local chatPort = tonumber(arg and arg[2]) or 8001
 local fingerPort = tonumber(arg and arg[3]) or 8079
+local webPort = tonumber(arg and arg[5]) or 8080
 local function on(port)
   return "tcp:" .. port .. ":interface=127.0.0.1"
 end
 
 local app = application.Application("demo")
-fromPlugin("echo", { port = on(echoPort) }):setServiceParent(app)
-fromPlugin("chat", { port = on(chatPort) }):setServiceParent(app)
-fromPlugin("finger", { port = on(fingerPort),
-  users = here .. "/finger/users.json" }):setServiceParent(app)
+local echo = fromPlugin("echo", { port = on(echoPort) })
+echo:setServiceParent(app)
+local chat = fromPlugin("chat", { port = on(chatPort), web = on(webPort) })
+chat:setServiceParent(app)
+local finger = fromPlugin("finger", { port = on(fingerPort),
+  users = here .. "/finger/users.json" })
+finger:setServiceParent(app)
 
 -- The manhole: a Unix socket (mode 0600) in the build directory, when
 -- there is one (a source tree after make).
@@ -62,19 +68,30 @@ if manholePath then
   end
 end
 
+-- The port a started service listens on (the one asked for, or the one
+-- the system picked for 0).
+local function portOf(svc, asked)
+  local host = svc.getHost and svc:getHost()
+  return host and host.port or asked
+end
+
 -- After loom's own "listening on" lines (printed once the reactor runs).
 reactor.callWhenRunning(reactor.callLater, 0, function()
   print((([[
 loom demo running (Ctrl-C to stop):
   echo    nc 127.0.0.1 ECHO   every byte you type comes back
   chat    nc 127.0.0.1 CHAT   open two terminals; /who, /nick NAME, /quit
+          or open http://127.0.0.1:WEBPORT/ in a browser: the same room
   finger  echo ann | nc 127.0.0.1 FINGER   (users: examples/finger/users.json)
 No nc? loom's own clients:
   echo hello | build/loom run examples/timestamp_client.lua ECHO
   build/loom run examples/finger/client.lua ann FINGER
 The same services run alone as plugins: build/loom echo --port tcp:9000
-(build/loom --help lists them).]]):gsub("%u%u%u%u+", { ECHO = echoPort,
-    CHAT = chatPort, FINGER = fingerPort })))
+(build/loom --help lists them).]]):gsub("%u%u%u%u+", {
+    ECHO = portOf(echo, echoPort),
+    CHAT = portOf(chat:getServiceNamed("lines"), chatPort),
+    WEBPORT = portOf(chat:getServiceNamed("web"), webPort),
+    FINGER = portOf(finger, fingerPort) })))
   if manholePath then
     print("A Lua console into this server: build/loom console "
       .. manholePath .. "\n  then connections(), services(), help()")

@@ -24,6 +24,7 @@
 #define LOOM_CLOSE_HOOK_ERROR 2  /* a hook raised: Lua holds the reason */
 #define LOOM_CLOSE_SHUTDOWN 3    /* the host is going away */
 #define LOOM_CLOSE_WRITE_FULL 4  /* a write passed max_write */
+#define LOOM_CLOSE_LAYER 5       /* the stream's io layer failed: io->error */
 
 typedef struct loom_state loom_state;
 typedef struct loom_stream loom_stream;
@@ -78,6 +79,7 @@ struct loom_state {
   loom_pool *pool;         /* worker threads, made on first use (thread.c) */
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
   loom_object objects;     /* sentinel of the open host objects' list */
+  void *tls;               /* host/tls.c's end-of-turn flusher, or NULL */
   char readbuf[LOOM_READ_BUFSIZE];
 };
 
@@ -145,6 +147,15 @@ typedef struct loom_stream_io {
   ** layer turns it into what the protocol reads and calls
   ** loom__stream_received; the socket's own is loom__stream_received. */
   void (*received)(loom_stream *s, ssize_t nread, const char *data);
+  /* A layer's own ending; NULL for the socket. finish: loseConnection's
+  ** queue drained; return 1 to say the layer writes its last bytes (TLS
+  ** close_notify) and calls loom__stream_close itself, 0 to close now.
+  ** error: why the layer closed the stream with LOOM_CLOSE_LAYER (*kind
+  ** set to an error name, e.g. "ETLS"). closed: the stream is being freed
+  ** (after the vtable's closed). */
+  int (*finish)(loom_stream *s);
+  const char *(*error)(loom_stream *s, const char **kind);
+  void (*closed)(loom_stream *s);
 } loom_stream_io;
 
 extern const loom_stream_io loom__socket_io;
@@ -164,6 +175,7 @@ struct loom_stream {
   loom_object obj;
   const loom_stream_vtable *vt;
   const loom_stream_io *io; /* loom__socket_io unless a layer is set */
+  void *layer;             /* the io layer's own state (NULL: none) */
   void *data;              /* the owner's (NULL: none) */
   unsigned flags;
   int close_status;

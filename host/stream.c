@@ -107,7 +107,8 @@ static int socket_shutdown(loom_stream *s) {
 
 const loom_stream_io loom__socket_io = {
   "socket", socket_try_write, socket_write, socket_shutdown,
-  socket_read_start, socket_read_stop, loom__stream_received
+  socket_read_start, socket_read_stop, loom__stream_received,
+  NULL, NULL, NULL
 };
 
 /* ------------------------------------------------------------- reading */
@@ -174,7 +175,9 @@ void loom__stream_shutdown_done(loom_stream *s, int status) {
 /* With the queue empty: finish a pending loseConnection/loseWriteConnection. */
 static void flushed(loom_stream *s) {
   if (s->flags & LOOM_S_DISCONNECTING) {
-    loom__stream_close(s, LOOM_CLOSE_CLEAN);
+    /* A layer may have last words (TLS close_notify); it closes after. */
+    if (s->io->finish == NULL || !s->io->finish(s))
+      loom__stream_close(s, LOOM_CLOSE_CLEAN);
   } else if ((s->flags & LOOM_S_WRITE_SHUT) &&
              !(s->flags & LOOM_S_SHUT_SENT)) {
     int rc;
@@ -385,6 +388,8 @@ static void on_close(uv_handle_t *h) {
   loom_stream *s = (loom_stream *)h;
   s->st->nstreams--;
   s->vt->closed(s, s->close_status);
+  if (s->io->closed != NULL)
+    s->io->closed(s);
   loom__buf_free(&s->pending);
   loom__buf_free(&s->inflight);
   free(s->wreq);

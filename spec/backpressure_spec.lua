@@ -287,7 +287,8 @@ end)
 describe("the chat plugin with a member who never reads", function()
   it("disconnects that member past --max-queue, logs it by name, and the"
     .. " others keep chatting", function()
-      local room = chatPlugin.ChatFactory:new({ maxQueue = 256 * 1024 })
+      local room = chatPlugin.ChatFactory:new({ maxQueue = 256 * 1024,
+        rate = 0 }) -- ann floods on purpose (no --rate)
       local port = listen(room)
       local function member(nick, P)
         local m = (P or net.Recorder):new()

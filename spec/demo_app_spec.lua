@@ -1,14 +1,19 @@
 -- examples/demo_app.lua (what `make run` starts), on ports picked by the
--- system: echo, chat and finger answer, and Ctrl-C (SIGINT) exits 0.
+-- system: echo, chat (and its page) and finger answer, and Ctrl-C (SIGINT)
+-- exits 0.
 local testing = require "loom.testing"
 local sub = dofile("spec/support/subprocess.lua")
 
 describe("the demo application", function()
   it("serves echo, chat and finger, prints how to connect, and stops "
     .. "cleanly on SIGINT", function()
-    local server = sub.start("run examples/demo_app.lua 0 0 0", 3)
+    -- Ports: echo, chat, finger, the manhole (its default path), the chat
+    -- page.
+    local server = sub.start("run examples/demo_app.lua 0 0 0"
+      .. " build/demo.manhole 0", 4)
     local ok, e = pcall(function()
-      local echoPort, chatPort, fingerPort = table.unpack(server.ports)
+      local echoPort, chatPort, webPort, fingerPort =
+        table.unpack(server.ports)
       local c = sub.connect(echoPort)
       c.transport:write("ping")
       assert.equal("ping", c:waitFor("ping", true))
@@ -19,6 +24,27 @@ describe("the demo application", function()
       chat:waitFor("nick", true)
       chat.transport:loseConnection()
       testing.runUntil(chat.lost, 5)
+
+      -- The page, at the URL the demo prints.
+      local url = "http://127.0.0.1:" .. webPort .. "/"
+      local h = io.popen("curl -sS --max-time 5 " .. url)
+      local page = h:read("a")
+      h:close()
+      assert.truthy(page:find("<title>loom chat</title>", 1, true), page)
+      local printed = sub.readFile(server.errfile)
+      for _ = 1, 100 do
+        local line = server.handle:read("l")
+        if line == nil then
+          break
+        end
+        server.lines[#server.lines + 1] = line
+        if line:find("http://", 1, true) then
+          break
+        end
+      end
+      assert.truthy(table.concat(server.lines, "\n"):find("open " .. url
+        .. " in a browser", 1, true), table.concat(server.lines, "\n")
+        .. printed)
 
       local f = sub.connect(fingerPort)
       f.transport:write("nobody-here\r\n")

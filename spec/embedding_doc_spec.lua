@@ -32,7 +32,7 @@ local function compile(code, link)
   local cmd = string.format("cc %s-Wall -Wextra -Werror -Iinclude "
     .. "$(pkg-config --cflags lua5.4 libuv) %s %s %s", san,
     link and ("-o " .. src .. ".out") or "-c -o " .. src .. ".o", src,
-    link and (build .. "/libloom.a $(pkg-config --libs lua5.4 libuv libcjson) -lhttp_parser -lm")
+    link and (build .. "/libloom.a $(pkg-config --libs lua5.4 libuv libcjson openssl) -lhttp_parser -lwslay -lm")
       or "")
   local out, status = sh(cmd)
   os.remove(src)

@@ -118,8 +118,10 @@ describe("endpoints.parseServer", function()
     { "unix:/tmp/s:mode=888", "unix: mode '888' is not an octal number" },
     { "unix:/tmp/s:lockfile=yes", "unix: lockfile 'yes' is not 0 or 1" },
     { "unix", "unix: missing address" },
-    { "ssl:443:privateKey=k.pem",
-      "ssl endpoints need TLS support, which this build does not have yet" },
+    { "ssl:443", "ssl: missing privateKey" },
+    { "ssl:443:privateKey=k.pem:sslmethod=SSLv3_METHOD",
+      "ssl: sslmethod 'SSLv3_METHOD' is not TLSv1_2_METHOD or"
+      .. " TLSv1_3_METHOD" },
   }
   for _, case in ipairs(bad) do
     it("refuses '" .. case[1] .. "'", function()
@@ -159,7 +161,7 @@ describe("endpoints.parseClient", function()
   end)
 
   local bad = {
-    { "udp:1", "unknown endpoint type 'udp' (known: tcp, unix, ssl)" },
+    { "udp:1", "unknown endpoint type 'udp' (known: tcp, unix, ssl, tls)" },
     { "tcp:host=a", "tcp: missing port" },
     { "tcp:port=80", "tcp: missing host" },
     { "tcp:h:0", "tcp: port 0 is out of range 1-65535" },
@@ -169,8 +171,10 @@ describe("endpoints.parseClient", function()
       .. " host, port, timeout, bindAddress, maxWriteBuffer)" },
     { "unix:/a:mode=1", "unknown parameter 'mode' for unix (known: path,"
       .. " timeout, lockfile, maxWriteBuffer)" },
-    { "ssl:host=a:port=1",
-      "ssl endpoints need TLS support, which this build does not have yet" },
+    { "tls:host=a", "tls: missing port" },
+    { "ssl:port=1", "ssl: missing host" },
+    { "tls:h:1:privateKey=k.pem", "tls: certificate and privateKey go"
+      .. " together" },
   }
   for _, case in ipairs(bad) do
     it("refuses '" .. case[1] .. "'", function()
@@ -372,21 +376,21 @@ describe("the registry of endpoint types", function()
     endpoints.registerClient("Echo", echoParser)
     local ep = endpoints.clientFromString(reactor, "echo:9")
     assert.same({ reactor = reactor, port = 9, greeting = "hi" }, ep)
-    assert.same({ "tcp", "unix", "ssl", "echo" }, endpoints.clientTypes())
+    assert.same({ "tcp", "unix", "ssl", "tls", "echo" },
+      endpoints.clientTypes())
     endpoints.registerClient("echo", nil)
-    assert.same({ "tcp", "unix", "ssl" }, endpoints.clientTypes())
+    assert.same({ "tcp", "unix", "ssl", "tls" }, endpoints.clientTypes())
   end)
 
   it("a type registered again replaces the old one in its place",
     function()
-      local placeholder = endpoints.registerServer("ssl", echoParser)
-      assert.is_table(placeholder)
+      local ssl = endpoints.registerServer("ssl", echoParser)
+      assert.is_table(ssl)
       assert.equal(5, endpoints.serverFromString(reactor, "ssl:5").port)
       assert.same({ "tcp", "tcp6", "unix", "ssl" }, endpoints.serverTypes())
-      assert.equal(echoParser, endpoints.registerServer("ssl", placeholder))
-      assert.equal("ssl endpoints need TLS support, which this build does"
-        .. " not have yet", errorOf(endpoints.serverFromString, reactor,
-        "ssl:5"))
+      assert.equal(echoParser, endpoints.registerServer("ssl", ssl))
+      assert.equal("ssl: missing privateKey",
+        errorOf(endpoints.serverFromString, reactor, "ssl:5"))
     end)
 
   it("refuses a bad type name or parser", function()

@@ -9,7 +9,8 @@
 # machine you may change: a VM, a CI box, a developer's sandbox.  The ports
 # of the demo (8000, 8001, 8079 on 127.0.0.1) must be free.
 set -u
-PURGE="liblua5.4-dev libuv1-dev libcjson-dev lua-busted libedit-dev"
+PURGE="liblua5.4-dev libuv1-dev libcjson-dev lua-busted libedit-dev libssl-dev
+  libhttp-parser-dev libwslay-dev"
 top=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD}
 work=$(mktemp -d /tmp/loom-bare.XXXXXX)

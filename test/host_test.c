@@ -355,7 +355,8 @@ static void layer_received(loom_stream *s, ssize_t nread, const char *data) {
 }
 
 static const loom_stream_io upper_io = {
-  "upper", layer_try_write, layer_write, NULL, NULL, NULL, layer_received
+  "upper", layer_try_write, layer_write, NULL, NULL, NULL, layer_received,
+  NULL, NULL, NULL
 }; /* the rest is the socket's: see test_io_layer */
 
 static void test_io_layer(void) {

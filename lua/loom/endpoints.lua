@@ -13,7 +13,7 @@
 -- parameters in order. A bad description raises one line naming the bad
 -- part: "tcp: port 'abc' is not a number".
 --
--- Each type ("tcp", "tcp6", "unix", "ssl") is a parser in a registry, as
+-- Each type ("tcp", "tcp6", "unix", "ssl", and "tls" for clients) is a parser in a registry, as
 -- Twisted's IStreamServerEndpointStringParser plugins are: another module
 -- (TLS, a web or redis client) adds its own with registerServer or
 -- registerClient, and the parameter helpers in endpoints.param.
@@ -178,8 +178,8 @@ param.boolean = boolean
 --     endpoint needs; a bad parameter raises one line (endpoints.param).
 --   endpoint(reactor, ...) -> an endpoint, given the values parse returned
 --     after its kind.
--- Types are case-insensitive; registering one again replaces it (TLS
--- replaces the "ssl" placeholder) and returns the parser it replaced;
+-- Types are case-insensitive; registering one again replaces it
+-- and returns the parser it replaced;
 -- registering nil removes it.
 local function newRegistry(what)
   return { what = what, parsers = {}, order = {} }
@@ -274,9 +274,6 @@ end
 
 -- The built-in parsers -----------------------------------------------------------
 
-local NO_TLS = "ssl endpoints need TLS support, which this build does not"
-  .. " have yet"
-
 -- tcp and tcp6 differ in their positional order and default interface,
 -- as Twisted's _parseTCP and TCP6ServerEndpoint do.
 local function tcpServerParser(kind, positional, defaultInterface)
@@ -330,9 +327,64 @@ local function parseUNIXServer(args, kw, order)
   return "unix", path, opts
 end
 
--- The "ssl" type until TLS registers its own.
-local function parseSSL()
-  bad(NO_TLS)
+-- Twisted's _parseSSL: ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem
+-- [:extraCertChain=CHAIN.pem][:interface=][:backlog=]; certKey defaults
+-- to privateKey (one PEM holding both). Files are read when it listens.
+local function parseSSLServer(args, kw, order)
+  local v = bind("ssl", { "port", "privateKey", "certKey", "sslmethod",
+    "interface", "backlog", "extraCertChain", "caCerts" }, args, kw, order)
+  local port = integer("ssl", "port", required("ssl", v, "port"), 0, 65535)
+  local key = required("ssl", v, "privateKey")
+  local opts = { interface = "0.0.0.0" }
+  if v.interface and v.interface ~= "" then
+    opts.interface = v.interface
+  end
+  if v.backlog then
+    opts.backlog = integer("ssl", "backlog", v.backlog, 0, 1 << 30)
+  end
+  writeLimit("ssl", opts, v.maxWriteBuffer)
+  local tlsOptions = { privateKey = key, certificate = v.certKey or key,
+    extraCertChain = v.extraCertChain }
+  if v.sslmethod then
+    local versions = { TLSv1_2_METHOD = "TLSv1.2", TLSv1_3_METHOD = "TLSv1.3" }
+    local min = versions[v.sslmethod]
+    if not min then
+      bad("ssl: sslmethod '%s' is not TLSv1_2_METHOD or TLSv1_3_METHOD",
+        v.sslmethod)
+    end
+    tlsOptions.minimumVersion = min
+  end
+  if v.caCerts then -- clients must then present a certificate from these
+    tlsOptions.caCerts, tlsOptions.verify = v.caCerts, true
+  end
+  return "ssl", port, tlsOptions, opts
+end
+
+-- tls:host=HOST:port=PORT[:caCerts=CA.pem][:certificate=:privateKey=]
+-- [:timeout=][:bindAddress=] (Twisted's TLS client endpoint string; the
+-- server's certificate is verified against caCerts, else the system
+-- store, and HOST). "ssl" takes the same for clients.
+local function tlsClientParser(kind)
+  return function(args, kw, order)
+    local v = bind(kind, { "host", "port", "timeout", "bindAddress",
+      "caCerts", "certificate", "privateKey", "hostname" }, args, kw, order)
+    local host = required(kind, v, "host")
+    local port = integer(kind, "port", required(kind, v, "port"), 1, 65535)
+    local opts = {}
+    if v.timeout then
+      opts.timeout = integer(kind, "timeout", v.timeout, 0, 1 << 30)
+    end
+    if v.bindAddress then
+      opts.bindAddress = { v.bindAddress, 0 }
+    end
+    writeLimit(kind, opts, v.maxWriteBuffer)
+    if (v.certificate == nil) ~= (v.privateKey == nil) then
+      bad("%s: certificate and privateKey go together", kind)
+    end
+    return kind, host, port, { caCerts = v.caCerts,
+      certificate = v.certificate, privateKey = v.privateKey,
+      hostname = v.hostname }, opts
+  end
 end
 
 local function parseTCPClient(args, kw, order)
@@ -449,6 +501,25 @@ function UNIXServerEndpoint:__tostring()
   return string.format("<UNIXServerEndpoint %s>", self.path)
 end
 
+-- listenSSL's endpoint (Twisted's SSL4ServerEndpoint).
+local SSL4ServerEndpoint = TCP4ServerEndpoint:extend({
+  __name = "SSL4ServerEndpoint" })
+M.SSL4ServerEndpoint = SSL4ServerEndpoint
+
+function SSL4ServerEndpoint:init(reactor, port, tlsOptions, opts)
+  TCP4ServerEndpoint.init(self, reactor, port, opts)
+  self.tlsOptions = tlsOptions
+end
+
+function SSL4ServerEndpoint:listen(factory)
+  return defer.execute(function()
+    needReactor(self.reactor, "listenSSL")
+    return self.reactor.listenSSL(self.port, factory, self.tlsOptions,
+      { interface = self.interface, backlog = self.backlog,
+        maxWriteBuffer = self.maxWriteBuffer })
+  end)
+end
+
 -- Client endpoints ------------------------------------------------------------------
 
 -- Twisted's _WrappingFactory: builds the caller's protocol and fires the
@@ -550,6 +621,33 @@ function TCP4ClientEndpoint:__tostring()
     self.host, self.port)
 end
 
+-- connectSSL's endpoint (Twisted's SSL4ClientEndpoint): connect fires
+-- once the handshake succeeded; a failed verification errbacks with
+-- error.TLSError.
+local SSL4ClientEndpoint = TCP4ClientEndpoint:extend({
+  __name = "SSL4ClientEndpoint" })
+M.SSL4ClientEndpoint = SSL4ClientEndpoint
+
+function SSL4ClientEndpoint:init(reactor, host, port, tlsOptions, opts)
+  TCP4ClientEndpoint.init(self, reactor, host, port, opts)
+  self.tlsOptions = tlsOptions or {}
+end
+
+function SSL4ClientEndpoint:connect(factory)
+  local wf = WrappingFactory:new(factory)
+  local ok, e = pcall(function()
+    needReactor(self.reactor, "connectSSL")
+    return self.reactor.connectSSL(self.host, self.port, wf,
+      self.tlsOptions, { timeout = self.timeout,
+        bindAddress = self.bindAddress,
+        maxWriteBuffer = self.maxWriteBuffer })
+  end)
+  if not ok then
+    return defer.fail(e)
+  end
+  return wf.deferred
+end
+
 local UNIXClientEndpoint = class.Object:extend({
   __name = "UNIXClientEndpoint" })
 M.UNIXClientEndpoint = UNIXClientEndpoint
@@ -606,7 +704,10 @@ M.registerServer("unix", { parse = parseUNIXServer,
   endpoint = function(reactor, path, opts)
     return UNIXServerEndpoint:new(reactor, path, opts)
   end })
-M.registerServer("ssl", { parse = parseSSL, endpoint = parseSSL })
+M.registerServer("ssl", { parse = parseSSLServer,
+  endpoint = function(reactor, port, tlsOptions, opts)
+    return SSL4ServerEndpoint:new(reactor, port, tlsOptions, opts)
+  end })
 
 -- An IPv6 address literal as host gives a TCP6 endpoint.
 M.registerClient("tcp", { parse = parseTCPClient,
@@ -619,7 +720,13 @@ M.registerClient("unix", { parse = parseUNIXClient,
   endpoint = function(reactor, path, opts)
     return UNIXClientEndpoint:new(reactor, path, opts)
   end })
-M.registerClient("ssl", { parse = parseSSL, endpoint = parseSSL })
+local function sslClientEndpoint(reactor, host, port, tlsOptions, opts)
+  return SSL4ClientEndpoint:new(reactor, host, port, tlsOptions, opts)
+end
+M.registerClient("ssl", { parse = tlsClientParser("ssl"),
+  endpoint = sslClientEndpoint })
+M.registerClient("tls", { parse = tlsClientParser("tls"),
+  endpoint = sslClientEndpoint })
 
 -- connectProtocol(endpoint, proto) → Deferred(proto): connects an
 -- already-built protocol instance.

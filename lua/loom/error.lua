@@ -156,6 +156,11 @@ error_.ProcessDone = new("ProcessDone", error_.ConnectionDone)
 error_.ProcessTerminated = new("ProcessTerminated", error_.ConnectionLost)
 error_.ProcessExitedAlready = new("ProcessExitedAlready")
 
+-- TLS (loom.reactor.tls): a handshake that failed (`reason` names why:
+-- unknownCA, expired, notYetValid, hostnameMismatch, verifyFailed,
+-- handshakeFailure), or a TLS error that ended a connection.
+error_.TLSError = new("TLSError", error_.ConnectionLost)
+
 -- Protocol parsers.
 error_.LineTooLong = new("LineTooLong")
 error_.NetstringParseError = new("NetstringParseError")

@@ -16,6 +16,7 @@ local process = require "loom.reactor.process"
 local tcp = require "loom.reactor.tcp"
 local udp = require "loom.reactor.udp"
 local unix = require "loom.reactor.unix"
+local tls = require "loom.reactor.tls"
 
 -- tostring(reactor) names it (Twisted prints its reactor's class).
 local reactor = setmetatable({ running = false }, {
@@ -24,11 +25,12 @@ local reactor = setmetatable({ running = false }, {
 -- The parts' public names: seconds, callLater, DelayedCall (base);
 -- listenTCP, connectTCP, resolve, resolveAll, Port, Connector (tcp);
 -- listenUNIX, connectUNIX, UNIXPort, UNIXConnector (unix); listenUDP,
--- UDPPort (udp); spawnProcess (process).
+-- UDPPort (udp); spawnProcess (process); listenSSL, connectSSL, TLSPort,
+-- TLSConnector (tls).
 reactor.seconds = base.seconds
 reactor.callLater = base.callLater
 reactor.DelayedCall = base.DelayedCall
-for _, part in ipairs({ tcp, unix, udp, process }) do
+for _, part in ipairs({ tcp, unix, udp, process, tls }) do
   for name, value in pairs(part) do
     reactor[name] = value
   end

@@ -30,6 +30,13 @@ web.Request = request.Request
 web.RESPONSES = request.PHRASES
 web.File = static.File
 
+-- WebSocket (loom.web.websocket, loom.web.websocket_client).
+local websocket = require "loom.web.websocket"
+web.WebSocketResource = websocket.WebSocketResource
+web.WebSocketConnection = websocket.WebSocketConnection
+web.WebSocketHandshakeError = websocket.HandshakeError
+web.connectWebSocket = require("loom.web.websocket_client").connectWebSocket
+
 -- Client.
 local client = require "loom.web.client"
 local errors = require "loom.web.errors"

@@ -128,6 +128,9 @@ function hooks.lost(transport, proto, owner, kind, message, reason, connected)
     elseif kind == "aborted" then
       reason = Failure(err.ConnectionAborted(
         "Connection was aborted locally."), "")
+    elseif kind == "ETLS" then -- the TLS layer failed (host/tls.c)
+      reason = Failure(err.TLSError(message, { errno = kind,
+        reason = "protocolError" }), "")
     elseif kind == "writeBufferFull" then
       reason = Failure(err.WriteBufferFull(message), "")
       log.prefixed(proto and log.prefixOf(proto)).warn("%s: connection"

@@ -51,6 +51,10 @@ M.HOOKS = {
   threadDone = "(id, ok, values, traceback)  thread.c: a worker's job"
     .. " ended; values: the results (ok) or {error value}",
   callFromThread = "()  thread.c: run the calls queued by callFromThread",
+  tlsHandshake = "(transport, owner, code, message) -> Failure?  tls.c: a"
+    .. " TLS handshake ended; code and message are nil when it succeeded,"
+    .. " else why (code: unknownCA, expired, hostnameMismatch, ...). A"
+    .. " Failure returned is what connectionLost receives",
 }
 
 -- Methods C calls on a protocol, transport owner or producer.
@@ -65,6 +69,8 @@ M.METHODS = {
   resumeProducing = "()  stream.c: on the producer, when it drained",
   stopProducing = "()  stream.c, stdio.c: on the producer, as the"
     .. " connection closes",
+  handshakeCompleted = "()  tls.c (via hooks.tlsHandshake): the TLS"
+    .. " handshake succeeded (Twisted's IHandshakeListener)",
   datagramReceived = "(data, address)  udp.c",
   connectionRefused = "()  udp.c: a connected UDP socket got ICMP refused",
   childDataReceived = "(fd, data)  process.c; else outReceived(data) for"
@@ -77,6 +83,15 @@ M.METHODS = {
     .. " from execute, when a message's head is complete (docs/web.md)",
   onBody = "(chunk)  http.c: body bytes, from execute",
   onMessageComplete = "()  http.c: a message ended, from execute/finish",
+  messageReceived = "(message, isBinary)  websocket.c: on a WebSocket"
+    .. " connection's wrappedProtocol, a whole message (the hot path)",
+  write = "(data)  websocket.c: on a WebSocket connection's transport,"
+    .. " the frames it sends",
+  _pongReceived = "(data)  websocket.c: on a WebSocketConnection, a pong",
+  _closeReceived = "(code, reason)  websocket.c: on a WebSocketConnection,"
+    .. " the peer's close frame (code 0: none), after our answer was written",
+  _failed = "(code)  websocket.c: on a WebSocketConnection, the peer broke"
+    .. " the protocol; our close frame with code was written",
 }
 
 -- What the reactor delivers to a protocol (METHODS, and connectionLost

@@ -418,7 +418,34 @@ function Channel:_feed(data)
     self.buffer = pos == 1 and buf or buf:sub(pos)
   end
   self._feeding = false
+  if self.dead and self._switchTo then
+    self:_handOver(pos <= len and buf:sub(pos) or "")
+    return
+  end
   self:_checkReading()
+end
+
+-- switchProtocol(proto): once the current request is finished (its 101
+-- response written), the connection belongs to proto (a WebSocket): it
+-- gets the transport through makeConnection and the bytes read past the
+-- request's head; the channel lets go of the transport and its timers.
+function Channel:switchProtocol(proto)
+  self._switchTo = proto
+end
+
+function Channel:_handOver(rest)
+  local proto = self._switchTo
+  self._switchTo = nil
+  local t = self.transport
+  t:unregisterProducer()
+  if not self.reading then
+    t:resumeProducing()
+  end
+  t:setProtocol(proto)
+  proto:makeConnection(t)
+  if #rest > 0 and t.connected then
+    proto:dataReceived(rest)
+  end
 end
 
 -- The rest of the request is refused with code: the handler raises to
@@ -522,6 +549,16 @@ function Channel:requestDone(req)
   self._producer = nil
   self.processing = false
   if self.dead then
+    return
+  end
+  if self._switchTo then
+    self.dead = true
+    self:_cancelTimer()
+    if not self._feeding then
+      local rest = self.buffer
+      self.buffer = ""
+      self:_handOver(rest)
+    end
     return
   end
   if not self.persistent then

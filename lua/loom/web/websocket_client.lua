@@ -1,0 +1,257 @@
+-- loom.web.websocket_client: web.connectWebSocket(url, factory, opts), the
+-- client half of loom.web.websocket. It connects, sends the opening
+-- handshake, checks the server's answer (101, Upgrade, Connection and the
+-- Sec-WebSocket-Accept of our key) and then hands the connection to a
+-- WebSocketConnection whose frames are masked:
+--
+--   web.connectWebSocket("ws://127.0.0.1:8080/echo",
+--     protocol.Factory.forProtocol(MyProtocol)):addCallback(function(p)
+--       p.transport:sendMessage("hello")
+--     end)
+--
+-- wss:// needs TLS (F11): until loom has it, it fails with
+-- web.SchemeNotSupported; then only endpointFor below changes.
+
+local core = require "loom.core"
+local defer = require "loom.defer"
+local failure = require "loom.failure"
+local protocol = require "loom.protocol"
+local endpoints = require "loom.endpoints"
+local url = require "loom.web.url"
+local errors = require "loom.web.errors"
+local websocket = require "loom.web.websocket"
+
+local M = {}
+
+local Failure = failure.Failure
+local HandshakeError = websocket.HandshakeError
+
+-- The longest handshake answer read before giving up.
+local MAX_RESPONSE_HEAD = 16 * 1024
+
+local CLIENT_OPTIONS = { origin = "string", protocols = "table",
+  headers = "table", timeout = "number", reactor = "table" }
+
+-- The handshake's protocol: one request, one response head; then the
+-- WebSocketConnection takes the transport.
+local Handshake = protocol.Protocol:extend({ __name = "WebSocketHandshake" })
+M.Handshake = Handshake
+
+function Handshake:connectionMade()
+  local u, opts = self.url, self.opts
+  self.key = core.websocketKey()
+  local lines = {
+    "GET " .. url.target(u) .. " HTTP/1.1",
+    "Host: " .. url.hostHeader(u),
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: " .. self.key,
+    "Sec-WebSocket-Version: 13",
+  }
+  if opts.origin then
+    lines[#lines + 1] = "Origin: " .. opts.origin
+  end
+  if opts.protocols and #opts.protocols > 0 then
+    lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(opts.protocols, ", ")
+  end
+  for k, v in pairs(opts.headers or {}) do
+    lines[#lines + 1] = k .. ": " .. v
+  end
+  lines[#lines + 1] = "\r\n"
+  self.parser = core.httpParser("response", self,
+    { maxHeaderSize = MAX_RESPONSE_HEAD })
+  self.transport:write(table.concat(lines, "\r\n"))
+end
+
+-- Parser handler: the answer's head.
+function Handshake:onHeaders(info)
+  self.info = info
+  self.parser:pause()
+  return true -- a refusal's body is not read
+end
+
+function Handshake:onBody() end
+function Handshake:onMessageComplete() end
+
+-- Why the answer is not an accepted handshake, or nil.
+function Handshake:check(info)
+  local h = {}
+  for _, pair in ipairs(info.headers) do
+    h[pair[1]:lower()] = pair[2]
+  end
+  if info.status ~= 101 then
+    return string.format("the server answered %d, not 101", info.status)
+  elseif not websocket.hasToken(h.upgrade, "websocket") then
+    return "the answer has no Upgrade: websocket"
+  elseif not websocket.hasToken(h.connection, "upgrade") then
+    return "the answer has no Connection: Upgrade"
+  elseif h["sec-websocket-accept"] ~= core.websocketAccept(self.key) then
+    return "wrong Sec-WebSocket-Accept"
+  elseif h["sec-websocket-extensions"] then
+    return "the server chose an extension we did not offer"
+  end
+  local chosen = h["sec-websocket-protocol"]
+  if chosen then
+    local offered = false
+    for _, p in ipairs(self.opts.protocols or {}) do
+      offered = offered or p == chosen
+    end
+    if not offered then
+      return "the server chose a subprotocol we did not offer: " .. chosen
+    end
+  end
+  self.subprotocol = chosen
+  return nil, info.status
+end
+
+function Handshake:_fail(why)
+  if self.done then
+    return
+  end
+  self.done = true
+  self:_cancelTimeout()
+  self.transport:abortConnection()
+  self.deferred:errback(Failure(HandshakeError(why, { url = self.urlText }), ""))
+end
+
+function Handshake:_cancelTimeout()
+  local call = self.timeoutCall
+  self.timeoutCall = nil
+  if call and call:active() then
+    call:cancel()
+  end
+end
+
+function Handshake:dataReceived(data)
+  if self.done then
+    return
+  end
+  local n, errname, msg = self.parser:execute(data)
+  if n == nil then
+    self:_fail(string.format("bad handshake answer (%s): %s", errname, msg))
+    return
+  end
+  local info = self.info
+  if info == nil then
+    return -- the head is not complete yet
+  end
+  local why = self:check(info)
+  if why then
+    self:_fail(why)
+    return
+  end
+  self:_upgrade(data:sub(n + 1))
+end
+
+-- The answer was right: the WebSocketConnection takes the transport, with
+-- any frames that came in the same read.
+function Handshake:_upgrade(rest)
+  self.done = true
+  self:_cancelTimeout()
+  local proto = self.factory:buildProtocol(self.transport:getPeer())
+  if proto == nil then
+    self.transport:abortConnection()
+    self.deferred:errback(Failure(HandshakeError(
+      "the factory built no protocol", { url = self.urlText }), ""))
+    return
+  end
+  proto.factory = proto.factory or self.factory
+  local conn = websocket.WebSocketConnection(proto, false, self.connectionOptions)
+  conn.subprotocol = self.subprotocol
+  local t = self.transport
+  t:setProtocol(conn)
+  conn:makeConnection(t)
+  self.deferred:callback(proto)
+  if #rest > 0 and t.connected then
+    conn:dataReceived(rest)
+  end
+end
+
+function Handshake:connectionLost(reason)
+  if not self.done then
+    self.done = true
+    self:_cancelTimeout()
+    self.deferred:errback(Failure(HandshakeError(
+      "the connection closed during the handshake: " .. reason:getErrorMessage(),
+      { url = self.urlText }), ""))
+  end
+end
+
+-- The endpoint for a ws:// or wss:// URL, or nil and why.
+local function endpointFor(reactor, u, opts)
+  if u.wsScheme == "wss" then
+    return nil, "wss:// needs TLS (F11), which this build does not have yet"
+  end
+  return endpoints.TCP4ClientEndpoint(reactor, u.host, u.port,
+    { timeout = opts.timeout })
+end
+
+-- A ws:// or wss:// URL, parsed as http:// or https:// would be.
+local function parseURL(text)
+  if type(text) ~= "string" then
+    return nil, "invalid URL: expected a string, got " .. type(text)
+  end
+  local scheme, rest = text:match("^([%a][%w+.-]*)(://.*)$")
+  local as = scheme and ({ ws = "http", wss = "https" })[scheme:lower()]
+  if not as then
+    return nil, string.format("invalid URL %q: the scheme must be ws or wss",
+      text:sub(1, 80))
+  end
+  local u, why = url.parse(as .. rest)
+  if not u then
+    return nil, why
+  end
+  -- u.scheme stays http/https, whose default ports ws/wss share (the
+  -- Host header leaves them out).
+  u.wsScheme = scheme:lower()
+  return u
+end
+
+-- connectWebSocket(url, factory, opts) -> Deferred of the protocol the
+-- factory built, once the handshake is done. opts: origin (the Origin
+-- header to send), protocols (subprotocols to offer), headers (more
+-- header fields), timeout (s for the connect and the handshake: 30),
+-- maxMessageSize, idleTimeout, closeTimeout, clock, reactor.
+function M.connectWebSocket(urlText, factory, opts)
+  opts = opts or {}
+  if type(factory) ~= "table" or type(factory.buildProtocol) ~= "function" then
+    error("connectWebSocket: the factory must have buildProtocol"
+      .. " (protocol.Factory.forProtocol(P))", 2)
+  end
+  websocket.checkOptions("connectWebSocket", opts, CLIENT_OPTIONS)
+  local u, why = parseURL(urlText)
+  if not u then
+    return defer.fail(Failure(errors.InvalidURL(why, { url = urlText }), ""))
+  end
+  local reactor = opts.reactor or require("loom.reactor")
+  local endpoint, whyNot = endpointFor(reactor, u, opts)
+  if not endpoint then
+    return defer.fail(Failure(errors.SchemeNotSupported(whyNot,
+      { url = urlText }), ""))
+  end
+  local d = defer.Deferred()
+  local hsFactory = protocol.Factory:new()
+  function hsFactory.buildProtocol()
+    local hs = Handshake()
+    hs.url, hs.urlText, hs.opts, hs.factory, hs.deferred = u, urlText, opts,
+      factory, d
+    hs.connectionOptions = { maxMessageSize = opts.maxMessageSize,
+      idleTimeout = opts.idleTimeout, closeTimeout = opts.closeTimeout,
+      clock = opts.clock }
+    local timeout = opts.timeout or 30
+    local clock = opts.clock or reactor
+    hs.timeoutCall = clock.callLater(timeout, function()
+      hs.timeoutCall = nil
+      hs:_fail(string.format("no handshake answer in %gs", timeout))
+    end)
+    return hs
+  end
+  endpoint:connect(hsFactory):addErrback(function(f)
+    if not d.called then
+      d:errback(f)
+    end
+  end)
+  return d
+end
+
+return M
