@@ -3,7 +3,8 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench),
+#                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
@@ -211,7 +212,14 @@ sanitize: all
 
 bench: all bench-deps $(BUILD)/embed_bench
 	@sh bench/run.sh
+	@sh bench/reload_bench.sh
 	@sh bench/embed.sh
+
+# Hot reload's latency and pause alone (bench/reload_bench.sh).
+bench-reload: all
+	@sh bench/reload_bench.sh
+
+.PHONY: bench-reload
 
 # The embedding part alone (loom_step's cost, the 30 Hz tick's lateness;
 # with valgrind, which make sanitize installs, instruction counts too).

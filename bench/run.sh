@@ -36,6 +36,7 @@ done
 case " ${BENCH_MODES:-echo mem tls} " in
 *" tls "*) sh "$top/bench/tls.sh" ;;
 esac
+
 # WebSocket echo beside loom's TCP echo and a Node WebSocket server.
 sh "$top/bench/websocket.sh"
 

@@ -35,6 +35,7 @@ port_of() {
   esac
 }
 start() {
+  name=$1
   port=$(port_of "$1")
   case $1 in
   loom-tcp) set -- "$top/build/loom" run "$top/examples/echo.lua" "$port" ;;
@@ -44,6 +45,7 @@ start() {
   # shellcheck disable=SC2046
   $(pin_server) "$@" >"$out/server-$port.log" 2>&1 &
   pids="$pids $!"
+  eval "pid_$(echo "$name" | tr - _)=$!"
 }
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null; done; }
 trap cleanup EXIT INT TERM
@@ -51,9 +53,14 @@ trap cleanup EXIT INT TERM
 for n in $names; do start "$n"; done
 sleep 1
 
-# One measurement: prints msgs_per_s.
+# The server's CPU time so far, in clock ticks (user + system).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# One measurement: prints msgs_per_s and the server's CPU µs per message.
 measure() {
   port=$(port_of "$1")
+  pid=$(eval "echo \$pid_$(echo "$1" | tr - _)")
+  t0=$(ticks "$pid")
   if [ "$1" = loom-tcp ]; then
     # shellcheck disable=SC2046
     line=$($(pin_client) "$out/loadgen" -p "$port" -c "$CONNS" -s "$SIZE" \
@@ -63,8 +70,14 @@ measure() {
     line=$($(pin_client) "$out/websocket_loadgen" -p "$port" -c "$CONNS" \
       -s "$SIZE" -d "$DUR" -w "$WARMUP" -u /echo)
   fi
-  echo "$1 $line" >>"$out/runs.log"
-  echo "$line" | sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p'
+  t1=$(ticks "$pid")
+  echo "$1 $line server_ticks=$((t1 - t0))" >>"$out/runs.log"
+  rate=$(echo "$line" | sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p')
+  msgs=$(echo "$line" | sed -n 's/.* msgs=\([0-9]*\).*/\1/p')
+  # The ticks cover warm-up and measurement: spread them over both.
+  awk -v r="$rate" -v m="$msgs" -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" \
+    -v d="$DUR" -v w="$WARMUP" 'BEGIN { all = m * (d + w) / d;
+      printf "%s %.1f\n", r, (all > 0 ? t / hz * 1e6 / all : 0) }'
 }
 
 : >"$out/results"
@@ -77,16 +90,17 @@ while [ $r -lt "$REPS" ]; do
   r=$((r + 1))
 done
 
-median() { grep "^$1 " "$out/results" | awk '{print $2}' | sort -n | \
+median() { grep "^$1 " "$out/results" | awk -v c="$2" '{print $c}' | sort -n | \
   awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print 0}'; }
-tcp=$(median loom-tcp)
+tcp=$(median loom-tcp 2)
 echo
 echo "## WebSocket echo: $CONNS connections, $SIZE-byte messages, ping-pong (median of $REPS x ${DUR}s)"
 echo
-echo "| server | msgs/s | vs loom TCP echo |"
-echo "|---|---:|---:|"
+echo "| server | msgs/s | vs loom TCP echo | server CPU µs/msg |"
+echo "|---|---:|---:|---:|"
 for n in $names; do
-  m=$(median "$n")
-  awk -v n="$n" -v m="$m" -v t="$tcp" \
-    'BEGIN { printf "| %s | %d | %.2f |\n", n, m, (t > 0 ? m / t : 0) }'
+  m=$(median "$n" 2)
+  c=$(median "$n" 3)
+  awk -v n="$n" -v m="$m" -v t="$tcp" -v c="$c" \
+    'BEGIN { printf "| %s | %d | %.2f | %s |\n", n, m, (t > 0 ? m / t : 0), c }'
 done

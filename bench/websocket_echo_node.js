@@ -73,4 +73,6 @@ server.on("upgrade", (req, socket, head) => {
     + "Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + "\r\n\r\n");
   serve(socket, head);
 });
-server.listen(Number(process.argv[2] || process.env.PORT || 8080), "127.0.0.1", 511);
+server.listen(Number(process.argv[2] || process.env.PORT || 8080), "127.0.0.1", 511, () => {
+  console.log("listening on 127.0.0.1:" + server.address().port);
+});

@@ -185,6 +185,8 @@ static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data,
                        size_t len, int flags, void *user) {
   frames_box *f = user;
   (void)flags;
+  if (len == 0)
+    return 0; /* no memcpy from or to a NULL buffer */
   if (f->out_cap - f->out_len < len) {
     size_t cap = f->out_cap ? f->out_cap : 256;
     uint8_t *p;

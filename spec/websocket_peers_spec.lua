@@ -204,3 +204,50 @@ asyncio.run(main())
     W.net.waitFor(function() return proc.out:find("closed 1000 thanks", 1, true) end)
   end)
 end)
+
+describe("websocket: make bench's Node peer (bench/websocket_echo_node.js)", function()
+  it("speaks WebSocket to loom's client: echo, ping, close", function()
+    local reactor = require "loom.reactor"
+    local f = io.open("/usr/bin/node")
+    if not f then
+      pending("node is not installed (make bench-deps installs it)")
+      return
+    end
+    f:close()
+    local Proc = protocol.ProcessProtocol:extend({ __name = "NodePeer" })
+    local proc = Proc:new()
+    proc.out, proc.port, proc.ended = "", defer.Deferred(), defer.Deferred()
+    function proc:outReceived(d)
+      self.out = self.out .. d
+      local port = self.out:match("listening on 127%.0%.0%.1:(%d+)")
+      if port and not self.port.called then self.port:callback(tonumber(port)) end
+    end
+    function proc:processEnded() self.ended:callback(self) end
+    local t = reactor.spawnProcess(proc, "/usr/bin/node",
+      { "node", "bench/websocket_echo_node.js", "0" })
+    W.atEnd(function()
+      if not proc.ended.called then
+        pcall(t.signalProcess, t, "KILL")
+        runUntil(proc.ended, 5)
+      end
+    end, finally)
+    local port = runUntil(proc.port, 10)
+    local C = protocol.Protocol:extend({ __name = "NodeClient" })
+    function C:init() self.got, self.pongs, self.lost = {}, {}, defer.Deferred() end
+    function C:messageReceived(m, b) self.got[#self.got + 1] = { m, b } end
+    function C:pongReceived(d) self.pongs[#self.pongs + 1] = d end
+    function C:connectionLost(r) self.reason = r; self.lost:callback(self) end
+    local client = runUntil(web.connectWebSocket("ws://127.0.0.1:" .. port .. "/echo",
+      protocol.Factory.forProtocol(C)), 5)
+    client.transport:sendMessage("abc")
+    client.transport:sendMessage(string.rep("z", 70000), true)
+    client.transport:ping("hi")
+    W.net.waitFor(function() return #client.got == 2 and #client.pongs == 1 end)
+    assert.same({ "abc", false }, client.got[1])
+    assert.same({ string.rep("z", 70000), true }, client.got[2])
+    assert.equals("hi", client.pongs[1])
+    client.transport:loseConnection(1000)
+    runUntil(client.lost, 5)
+    assert.is_true(client.reason.value.wasClean)
+  end)
+end)

@@ -506,6 +506,23 @@ describe("websocket: closing", function()
     assert.is_false(proto.transport:sendMessage("late"))
   end)
 
+  it("a close between the fragments of a message ends it undelivered", function()
+    local server = wsServer()
+    local c, proto = rawWS(server)
+    c.transport:write(frame(TEXT, "never ", { fin = false }) .. frame(PING, string.rep("p", 125))
+      .. closeFrame(1000, "mid-message"))
+    runUntil(c.lost, 5)
+    -- The pong may be left out: the close came before it could go (RFC
+    -- 6455 5.5.2), and wslay sends nothing but the close then.
+    local frames = c.frames()
+    assert.equals(1, #frames)
+    assert.equals(CLOSE, frames[1].opcode)
+    runUntil(proto.lost, 5)
+    assert.same({}, proto.messages)
+    assert.same({ 1000, "mid-message", true }, { proto.reason.value.code,
+      proto.reason.value.reason, proto.reason.value.wasClean })
+  end)
+
   it("loseConnection(code, reason) starts the handshake; the server closes", function()
     local server = wsServer()
     local c, proto = rawWS(server)
@@ -711,17 +728,28 @@ describe("websocket: loom's client against loom's server", function()
     assert.equals(1002, client.reason.value.code)
   end)
 
-  it("bad URLs and wss:// fail with one clear line", function()
+  it("bad URLs fail with one clear line", function()
     local f = protocol.Factory.forProtocol(Rec)
     local ok, e = pcall(runUntil, web.connectWebSocket("http://x/", f), 1)
     assert.is_false(ok)
+    assert.is_true(e.value:isa(web.InvalidURL))
     assert.matches("the scheme must be ws or wss", e.value.message)
-    ok, e = pcall(runUntil, web.connectWebSocket("wss://127.0.0.1/", f), 1)
+    ok, e = pcall(runUntil, web.connectWebSocket("ws://a b/", f), 1)
     assert.is_false(ok)
-    assert.is_true(e.value:isa(web.SchemeNotSupported))
-    assert.matches("wss:// needs TLS", e.value.message)
+    assert.is_true(e.value:isa(web.InvalidURL))
     assert.has_error(function() web.connectWebSocket("ws://x/", f, { bogus = 1 }) end,
       "connectWebSocket: unknown option bogus")
+  end)
+
+  it("a refused connect errbacks with the connect's error", function()
+    local port = W.net.listen(protocol.Factory.forProtocol(Rec))
+    local n = port:getHost().port
+    runUntil(port:stopListening())
+    local d = web.connectWebSocket("ws://127.0.0.1:" .. n .. "/",
+      protocol.Factory.forProtocol(Rec))
+    local ok, f = pcall(runUntil, d, 5)
+    assert.is_false(ok)
+    assert.matches("ConnectionRefused", tostring(f.value))
   end)
 
   it("a handshake that never comes errbacks after timeout", function()

@@ -78,13 +78,25 @@ defer.isDeferred = isDeferred
 -- Twisted's DebugInfo: a small finalizer object hung on a Deferred only while
 -- its chain ends in a Failure. When the Deferred is collected with the
 -- failure still there, the finalizer logs it once.
+-- With defer.setDebugging(true), it also holds where the Deferred was made
+-- and first fired (creator, invoker), and the report names both.
 local DebugInfo = {}
 DebugInfo.__index = DebugInfo
+
+local function debugText(info)
+  local ok, text = pcall(require("loom.defer.debug").describe, info)
+  return ok and text and "\n" .. text or ""
+end
+
 DebugInfo.__gc = function(self)
   local f = self.failResult
   if f ~= nil then
     self.failResult = nil
-    pcall(log.err, f, "Unhandled error in Deferred:")
+    local why = "Unhandled error in Deferred:"
+    if self.creator or self.invoker then
+      why = why .. debugText(self)
+    end
+    pcall(log.err, f, why)
   end
 end
 
@@ -102,7 +114,9 @@ local function alreadyCalled(self)
     self._suppressAlreadyCalled = false
     return
   end
-  error(err.AlreadyCalledError("Deferred has already been called"))
+  local info = rawget(self, "_debugInfo")
+  error(err.AlreadyCalledError("Deferred has already been called"
+    .. (info and (info.creator or info.invoker) and debugText(info) or "")))
 end
 
 -- What inlineCallbacks shares with the C await: inline[1] is the coroutine
@@ -401,6 +415,7 @@ end
 local MAX_NEST = 16
 local DONE = {}
 local resolve, raiseOnResume = chain.resolve, chain.raiseOnResume
+local newInline = newDeferred -- (these two: recording ones while debugging)
 local nest, draining = 0, false
 local queue, qhead, qtail = {}, 1, 0 -- Deferreds of calls to resume
 
@@ -658,7 +673,7 @@ end
 function defer.inlineCallbacks(f)
   assert(type(f) == "function", "inlineCallbacks: f must be a function")
   return function(...)
-    local d = newDeferred(InlineDeferred)
+    local d = newInline(InlineDeferred)
     local call = pool[pooled]
     if call then
       pool[pooled] = nil
@@ -681,6 +696,39 @@ end
 -- result, or raise its Failure (error(failure, 0)). A value that is not a
 -- Deferred is returned as is; a fired Deferred returns without waiting.
 defer.await = chain.await
+
+-- defer.setDebugging(on), defer.getDebugging(): Twisted's names. While on,
+-- each Deferred records where it was made and first fired, for the
+-- unhandled-error report and AlreadyCalledError (loom.defer.debug, which
+-- swaps these C methods, and inlineCallbacks' newInline and resolve, for
+-- recording wrappers and back: off, no test runs anywhere).
+local original = { DebugInfo = DebugInfo, new = newDeferred,
+  callback = chain.callback, errback = Deferred.errback,
+  succeed = chain.succeed }
+local debugging = false
+
+function defer.setDebugging(on)
+  local dbg = require "loom.defer.debug"
+  if on then
+    dbg.enable(defer, original)
+    debugging = true
+    newInline = function(cls)
+      return dbg.made(newDeferred(cls))
+    end
+    resolve = function(d, value)
+      dbg.fired(d)
+      return chain.resolve(d, value)
+    end
+  else
+    dbg.disable(defer, original)
+    debugging = false
+    newInline, resolve = newDeferred, chain.resolve
+  end
+end
+
+function defer.getDebugging()
+  return debugging
+end
 
 -- DeferredLock, DeferredSemaphore and DeferredQueue live in loom.defer.sync,
 -- which is built on this module: it is loaded on their first use, so the

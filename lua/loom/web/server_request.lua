@@ -28,6 +28,7 @@ local PHRASES = {
   [413] = "Content Too Large", [414] = "URI Too Long",
   [415] = "Unsupported Media Type", [416] = "Range Not Satisfiable",
   [417] = "Expectation Failed", [422] = "Unprocessable Content",
+  [426] = "Upgrade Required", [428] = "Precondition Required",
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [501] = "Not Implemented",
   [502] = "Bad Gateway", [503] = "Service Unavailable",

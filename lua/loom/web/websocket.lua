@@ -108,9 +108,9 @@ function Connection:makeConnection(transport)
   self.wrappedProtocol:makeConnection(self)
 end
 
--- A silent peer gets a ping after idleTimeout/2 and a close (1001) after
--- idleTimeout. The C side notes that bytes arrived (_takeHeard), so a
--- read costs no timer reset.
+-- Every idleTimeout/2: a peer that sent nothing since the last check gets
+-- a ping, one still silent at the next a close (1001). The C side notes
+-- that bytes arrived (_takeHeard), so a read costs no timer reset.
 function Connection:_armIdle()
   if self.idleTimeout == math.huge then
     return

@@ -9,8 +9,9 @@
 --       p.transport:sendMessage("hello")
 --     end)
 --
--- wss:// needs TLS (F11): until loom has it, it fails with
--- web.SchemeNotSupported; then only endpointFor below changes.
+-- wss:// is the same over TLS (reactor.connectSSL through
+-- endpoints.SSL4ClientEndpoint; opts.tls are its TLS options, docs/tls.md):
+-- the framing runs over whichever transport the endpoint gives.
 
 local core = require "loom.core"
 local defer = require "loom.defer"
@@ -30,7 +31,7 @@ local HandshakeError = websocket.HandshakeError
 local MAX_RESPONSE_HEAD = 16 * 1024
 
 local CLIENT_OPTIONS = { origin = "string", protocols = "table",
-  headers = "table", timeout = "number", reactor = "table" }
+  headers = "table", timeout = "number", reactor = "table", tls = "table" }
 
 -- The handshake's protocol: one request, one response head; then the
 -- WebSocketConnection takes the transport.
@@ -177,10 +178,12 @@ function Handshake:connectionLost(reason)
   end
 end
 
--- The endpoint for a ws:// or wss:// URL, or nil and why.
+-- The endpoint for a ws:// or wss:// URL: TCP, or TLS verifying the
+-- server (the system's CAs and the URL's host unless opts.tls says).
 local function endpointFor(reactor, u, opts)
   if u.wsScheme == "wss" then
-    return nil, "wss:// needs TLS (F11), which this build does not have yet"
+    return endpoints.SSL4ClientEndpoint(reactor, u.host, u.port,
+      opts.tls or {}, { timeout = opts.timeout })
   end
   return endpoints.TCP4ClientEndpoint(reactor, u.host, u.port,
     { timeout = opts.timeout })
@@ -211,6 +214,7 @@ end
 -- factory built, once the handshake is done. opts: origin (the Origin
 -- header to send), protocols (subprotocols to offer), headers (more
 -- header fields), timeout (s for the connect and the handshake: 30),
+-- tls (wss://: connectSSL's TLS options, e.g. { caCerts = "ca.pem" }),
 -- maxMessageSize, idleTimeout, closeTimeout, clock, reactor.
 function M.connectWebSocket(urlText, factory, opts)
   opts = opts or {}
@@ -223,12 +227,11 @@ function M.connectWebSocket(urlText, factory, opts)
   if not u then
     return defer.fail(Failure(errors.InvalidURL(why, { url = urlText }), ""))
   end
-  local reactor = opts.reactor or require("loom.reactor")
-  local endpoint, whyNot = endpointFor(reactor, u, opts)
-  if not endpoint then
-    return defer.fail(Failure(errors.SchemeNotSupported(whyNot,
-      { url = urlText }), ""))
+  if opts.tls and u.wsScheme ~= "wss" then
+    error("connectWebSocket: tls options given for a ws:// URL (wss:// is TLS)", 2)
   end
+  local reactor = opts.reactor or require("loom.reactor")
+  local endpoint = endpointFor(reactor, u, opts)
   local d = defer.Deferred()
   local hsFactory = protocol.Factory:new()
   function hsFactory.buildProtocol()
