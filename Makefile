@@ -5,6 +5,7 @@
 #   make sanitize the whole suite under ASan+UBSan
 #   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
+#   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
 
@@ -209,15 +210,28 @@ sanitize: all
 	  sh spec/run.sh $(LUA)
 	@$(LUA_ENV) sh spec/valgrind.sh
 
-bench: all bench-deps
+bench: all bench-deps $(BUILD)/embed_bench
 	@sh bench/run.sh
 	@sh bench/reload_bench.sh
+	@sh bench/embed.sh
 
 # Hot reload's latency and pause alone (bench/reload_bench.sh).
 bench-reload: all
 	@sh bench/reload_bench.sh
 
 .PHONY: bench-reload
+
+# The embedding part alone (loom_step's cost, the 30 Hz tick's lateness;
+# with valgrind, which make sanitize installs, instruction counts too).
+bench-embed: all $(BUILD)/embed_bench
+	@sh bench/embed.sh
+.PHONY: bench-embed
+
+# A C program on libloom.a, as an embedder builds one (bench/embed_bench.c).
+$(BUILD)/embed_bench: bench/embed_bench.c include/loom.h $(BUILD)/libloom.a
+	@echo "  LINK    $@"
+	@$(CC) $(FINAL_CFLAGS) -Iinclude -DEMBED_BENCH_TOP='"$(CURDIR)"' $(FINAL_LDFLAGS) \
+	  -o $@ bench/embed_bench.c $(BUILD)/libloom.a $(FINAL_LIBS)
 
 # libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
 # from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
