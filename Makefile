@@ -173,9 +173,10 @@ deps-check:
 	@if ! pkg-config --exists $(PKGS) libedit; then \
 	  echo "make: pkg-config cannot find $(PKGS) libedit (run: make deps)"; exit 1; fi
 
-# What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
+# What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node,
+# nginx with its Lua module) and wrk, the HTTP load generator.
 bench-deps:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs wrk nginx libnginx-mod-http-lua"
 
 run: all
 	@$(BUILD)/loom run examples/demo_app.lua

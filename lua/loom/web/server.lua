@@ -30,7 +30,8 @@ local LIMITS = { "maxHeaderSize", "maxHeaders", "maxUrl", "maxBodySize",
 
 -- Every option Site takes: a misspelt one is an error, not a silent default.
 local OPTIONS = { logPath = true, accessLog = true, serverName = true,
-  defaultContentType = true, clock = true, requestFactory = true }
+  defaultContentType = true, clock = true, requestFactory = true,
+  tcpNoDelay = true }
 for _, name in ipairs(LIMITS) do OPTIONS[name] = true end
 
 local Site = protocol.Factory:extend({ __name = "Site" })
@@ -48,6 +49,10 @@ Site.defaultContentType = "text/html"
 Site.serverName = "loom/" .. tostring(core.version)
 Site.accessLog = true
 Site.requestFactory = Request -- Twisted's: a subclass of Request may go here
+-- TCP_NODELAY on every connection: a response goes out as one write, and
+-- without Nagle's algorithm it is sent at once instead of waiting for the
+-- ACK of the previous one (up to the client's 40 ms delayed ACK).
+Site.tcpNoDelay = true
 
 local function checkLimit(name, v)
   if type(v) ~= "number" or v ~= v or v <= 0 then
@@ -85,7 +90,7 @@ function Site:init(root, opts)
     end
   end
   for _, name in ipairs({ "serverName", "defaultContentType", "accessLog",
-    "clock", "requestFactory" }) do
+    "clock", "requestFactory", "tcpNoDelay" }) do
     if opts[name] ~= nil then
       self[name] = opts[name]
     end
@@ -203,7 +208,12 @@ function Channel:connectionMade()
   self.state = "idle"
   self.persistent = true
   self.reading = true
-  self.transport:registerProducer(self, true)
+  local t = self.transport
+  if site.tcpNoDelay and t.setTcpNoDelay then -- TCP only (not a Unix socket)
+    t:setTcpNoDelay(true)
+  end
+  t:registerProducer(self, true)
+  self._onTimerFn = function() self:_onTimer() end
   self:_arm(site.idleTimeout)
 end
 
@@ -212,9 +222,9 @@ function Channel:logPrefix()
 end
 
 -- The one timeout of the connection (which one depends on the state) is
--- a deadline: the timer moves only to an earlier one, and when it fires
--- before the deadline it waits for the rest. So a request costs no timer
--- of its own, only a clock read per state.
+-- a deadline: arming it writes the deadline, and the timer, set at most
+-- headerTimeout ahead, looks at it when it fires and waits for the rest.
+-- So a request costs no timer of its own, only a clock read per state.
 function Channel:_arm(secs)
   if secs == nil or secs == math.huge then
     self._deadline = nil
@@ -223,25 +233,29 @@ function Channel:_arm(secs)
   local site = self.site
   local deadline = site:seconds() + secs
   self._deadline = deadline
-  local call = self._timeoutCall
-  if call and call:active() then
-    if call:getTime() > deadline then
-      call:reset(secs)
+  local at = self._timerAt
+  if at == nil or deadline < at then
+    local first = math.min(secs, site.headerTimeout)
+    local call = self._timeoutCall
+    if call and call:active() then
+      call:reset(first)
+    else
+      self._timeoutCall = site:callLater(first, self._onTimerFn)
     end
-  else
-    self._timeoutCall = site:callLater(secs, function() self:_onTimer() end)
+    self._timerAt = deadline - secs + first
   end
 end
 
 function Channel:_onTimer()
-  self._timeoutCall = nil
+  self._timeoutCall, self._timerAt = nil, nil
   local deadline = self._deadline
   if deadline == nil or self.dead then
     return
   end
   local left = deadline - self.site:seconds()
   if left > 0 then
-    self._timeoutCall = self.site:callLater(left, function() self:_onTimer() end)
+    self._timeoutCall = self.site:callLater(left, self._onTimerFn)
+    self._timerAt = deadline
     return
   end
   self._deadline = nil
@@ -249,7 +263,7 @@ function Channel:_onTimer()
 end
 
 function Channel:_cancelTimer()
-  self._deadline = nil
+  self._deadline, self._timerAt = nil, nil
   local call = self._timeoutCall
   self._timeoutCall = nil
   if call and call:active() then
@@ -439,8 +453,10 @@ function Channel:onHeaders(info)
   self.request = req
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
-  self:_arm(site.idleTimeout)
-  self._bodyLen, self._bodyParts, self._bodyFile = 0, {}, nil
+  if info.chunked or (info.contentLength or 0) > 0 then
+    self:_arm(site.idleTimeout) -- (without a body, processing comes next)
+  end
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, nil, nil
   -- Two Host fields arrive joined with ", ", which no host name holds.
   local host = req.headers.host
   if info.versionMinor >= 1 and (host == nil or host:find(",", 1, true)) then
@@ -477,6 +493,10 @@ function Channel:onBody(chunk)
     return
   end
   local parts = self._bodyParts
+  if parts == nil then
+    parts = {}
+    self._bodyParts = parts
+  end
   parts[#parts + 1] = chunk
   if len > site.contentInMemory then
     local tmp, e = io.tmpfile()
@@ -498,7 +518,7 @@ function Channel:onMessageComplete()
     self._bodyFile:seek("set", 0)
     req.content = self._bodyFile
     self._bodyFile = nil
-  else
+  elseif self._bodyParts then
     req.content = table.concat(self._bodyParts)
     local ctype = req.headers["content-type"]
     if ctype and ctype:match("^%s*([^;%s]*)"):lower()

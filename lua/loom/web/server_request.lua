@@ -4,6 +4,7 @@
 -- being made (setResponseCode, setHeader, write, finish). The channel
 -- (loom.web.server) makes one per request and hands it to the resource.
 
+local base = require "loom.reactor.base"
 local class = require "loom.class"
 local defer = require "loom.defer"
 local failure = require "loom.failure"
@@ -64,12 +65,14 @@ local function parseQuery(qs, args)
 end
 M.parseQuery = parseQuery
 
--- One Date header value per second (a response's head is on the hot path).
-local dateSecond, dateText
+-- One Date header value per second (a response's head is on the hot path),
+-- as Twisted's Site caches it.
+local dateSecond, dateText, dateLine
 local function httpDate(t)
-  t = math.floor(t or os.time())
+  t = t and math.floor(t) or os.time()
   if t ~= dateSecond then
     dateSecond, dateText = t, os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+    dateLine = "Date: " .. dateText .. "\r\n"
   end
   return dateText
 end
@@ -91,26 +94,56 @@ Request.code = 200
 Request.finished = false
 Request.startedWriting = false
 
+-- Every field a request gets, made with the table in one go (a table
+-- grown field by field is rehashed five times on the way to 25 fields).
+local function newRequestTable()
+  return {
+    channel = false, site = false, transport = false, method = false,
+    uri = false, clientproto = false, rawHeaders = false, headers = false,
+    path = false, args = false, prepath = false, postpath = false,
+    responseHeaders = false, cookies = false, sentLength = 0, content = "",
+    code = 200, phrase = false, startedWriting = false, finished = false,
+    chunked = false, _order = false, _notify = false, _lostReason = false,
+    _noBody = false, _declared = false, _pend = false, _pendSize = 0,
+    _direct = false, _flushCall = false,
+  }
+end
+
+-- Request:new(channel, info), also for a requestFactory subclass (whose
+-- init may call Request.init as its super).
+function Request.new(cls, ...)
+  local self = setmetatable(newRequestTable(), cls)
+  local init = cls.init
+  if init then
+    init(self, ...)
+  end
+  return self
+end
+
+local PROTOCOLS = { [0] = "HTTP/1.0", [1] = "HTTP/1.1" }
+local COOKIE = "cookie"
+
 -- channel: the connection's protocol; info: the parser's head.
 function Request:init(channel, info)
   self.channel = channel
   self.site = channel.site
   self.transport = channel.transport
   self.method = info.method
-  self.uri = info.url
+  local target = info.url
+  self.uri = target
   local major, minor = info.versionMajor, info.versionMinor
-  self.clientproto = major == 1 and (minor == 1 and "HTTP/1.1"
-    or minor == 0 and "HTTP/1.0") or string.format("HTTP/%d.%d", major, minor)
-  self.rawHeaders = info.headers
+  self.clientproto = major == 1 and PROTOCOLS[minor]
+    or string.format("HTTP/%d.%d", major, minor)
+  local raw = info.headers
+  self.rawHeaders = raw
   local headers = {}
-  for i = 1, #info.headers do
-    local h = info.headers[i]
+  for i = 1, #raw do
+    local h = raw[i]
     local k = h[1]:lower()
     local old = headers[k]
-    headers[k] = old and (old .. (k == "cookie" and "; " or ", ") .. h[2]) or h[2]
+    headers[k] = old and (old .. (k == COOKIE and "; " or ", ") .. h[2]) or h[2]
   end
   self.headers = headers
-  local target = self.uri
   if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
     -- proxy's) is read for its path
     target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
@@ -138,11 +171,11 @@ function Request:init(channel, info)
     end
   end
   self.postpath = postpath
-  self.responseHeaders = {} -- lower-case name -> { name, value }
-  self.cookies = nil -- Set-Cookie values, made by addCookie
+  self.responseHeaders = {} -- lower-case name -> { name, value, lname }
+  self._order = false       -- those entries in the order first set
+  self.cookies = false      -- Set-Cookie values, made by addCookie
   self.sentLength = 0
   self.content = ""
-  self._notify = nil -- notifyFinish's Deferreds, made on first use
 end
 
 -- The request header name (any case), or nil.
@@ -236,24 +269,52 @@ function Request:setResponseCode(code, phrase)
   self.phrase = phrase and checkHeaderText("phrase", phrase) or nil
 end
 
-function Request:setHeader(name, value)
+-- Header names already checked, and their lower case (bounded: names
+-- usually come from code, but a resource may echo a client's).
+local checkedNames, nChecked = {}, 0
+local MAX_CHECKED = 512
+
+local function lowerName(name)
+  local lname = checkedNames[name]
+  if lname then
+    return lname
+  end
   name = checkHeaderText("header name", name)
   if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
-    error("setHeader: invalid header name " .. string.format("%q", name), 2)
+    error("setHeader: invalid header name " .. string.format("%q", name), 3)
   end
-  value = checkHeaderText("header value", value)
-  local lname = name:lower()
+  lname = name:lower()
+  if nChecked < MAX_CHECKED then
+    checkedNames[name], nChecked = lname, nChecked + 1
+  end
+  return lname
+end
+
+function Request:setHeader(name, value)
+  local lname = lowerName(name)
+  if type(value) ~= "string" then
+    value = tostring(value)
+  end
+  if value:find("[\r\n%z]") then
+    error("header value must not contain CR, LF or NUL: " .. string.format("%q", value), 2)
+  end
   if lname == "content-length" and not value:match("^%d+$") then
     error("setHeader: Content-Length must be a number of bytes, got "
       .. string.format("%q", value), 2)
   end
-  local old = self.responseHeaders[lname]
+  local rh = self.responseHeaders
+  local old = rh[lname]
   if old then
     old[1], old[2] = name, value -- keeps its place
   else
-    local seq = (self._headerSeq or 0) + 1
-    self._headerSeq = seq
-    self.responseHeaders[lname] = { name, value, seq }
+    local e = { name, value, lname }
+    rh[lname] = e
+    local order = self._order
+    if order then
+      order[#order + 1] = e
+    else
+      self._order = { e }
+    end
   end
 end
 
@@ -289,7 +350,7 @@ end
 
 local function fireNotify(self, reason)
   local list = self._notify
-  if list == nil then
+  if not list then
     return
   end
   self._notify = nil
@@ -307,11 +368,36 @@ local function bodyless(code)
   return code == 204 or code == 304 or (code >= 100 and code < 200)
 end
 
--- The status line and headers; decides how the body is delimited:
--- Content-Length when set, else chunked (HTTP/1.1) or the close (1.0).
--- Defaults go straight into the text (no table per header: this runs once
--- per response).
-local function headOf(self)
+local concat = table.concat
+-- Where a head is put together: used within one call, never held.
+local scratch = {}
+local STATUS_LINES = {}  -- "HTTP/1.1 200 OK\r\n" for each code met
+local STATUS_LINES10 = {}
+
+local function statusLine(self, code, http10)
+  local phrase = self.phrase
+  if phrase then
+    return (http10 and "HTTP/1.0 " or "HTTP/1.1 ") .. code .. " " .. phrase .. "\r\n"
+  end
+  local cache = http10 and STATUS_LINES10 or STATUS_LINES
+  local line = cache[code]
+  if line == nil then
+    line = (http10 and "HTTP/1.0 " or "HTTP/1.1 ") .. code .. " "
+      .. (PHRASES[code] or "Unknown") .. "\r\n"
+    if math.type(code) == "integer" and code >= 100 and code <= 999 then
+      cache[code] = line
+    end
+  end
+  return line
+end
+
+-- The status line and headers, with a, b and c (pieces of the body) after
+-- them in the same string; decides how the body is delimited:
+-- Content-Length when set (or length, the size of a body the server
+-- knows whole), else chunked (HTTP/1.1) or the close (HTTP/1.0).
+-- Defaults go straight into the text (no table per header: this runs
+-- once per response).
+local function headOf(self, length, a, b, c)
   self.startedWriting = true
   local ch = self.channel
   local site = self.site
@@ -319,60 +405,65 @@ local function headOf(self)
   local rh = self.responseHeaders
   local noBody = bodyless(code)
   local http10 = self.clientproto == "HTTP/1.0"
-  local out = { http10 and "HTTP/1.0 " or "HTTP/1.1 ", tostring(code), " ",
-    self.phrase or PHRASES[code] or "Unknown", "\r\n" }
-  local n = 5
-  rh["transfer-encoding"] = nil -- the framing is the server's to choose
+  local out = scratch
+  out[1] = statusLine(self, code, http10)
+  local n = 1
+  if rh["transfer-encoding"] then
+    rh["transfer-encoding"] = nil -- the framing is the server's to choose
+  end
+  local declared = rh["content-length"]
   if noBody then
-    rh["content-length"] = nil
-    rh["transfer-encoding"] = nil
-  elseif rh["content-length"] == nil and self.method ~= "HEAD" then
+    if declared then
+      rh["content-length"] = nil
+    end
+    declared = nil
+  elseif declared then
+    declared = tonumber(declared[2])
+  elseif length then -- (a HEAD's too: the length of the body it would get)
+    declared = length
+    out[2], out[3], out[4] = "Content-Length: ", length, "\r\n"
+    n = 4
+  elseif self.method ~= "HEAD" then
     if http10 then
       ch.persistent = false
     else
       self.chunked = true
-      rh["transfer-encoding"] = nil
-      out[n + 1] = "Transfer-Encoding: chunked\r\n"
       n = n + 1
+      out[n] = "Transfer-Encoding: chunked\r\n"
     end
   end
-  -- In the order they were first set (an insertion sort: a few entries).
-  local list, m = {}, 0
-  for _, h in pairs(rh) do
-    local seq = h[3] or math.huge
-    local j = m
-    while j > 0 and (list[j][3] or math.huge) > seq do
-      list[j + 1] = list[j]
-      j = j - 1
+  local order = self._order
+  if order then
+    for i = 1, #order do
+      local h = order[i]
+      if rh[h[3]] == h then -- not removed since
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
+        n = n + 4
+      end
     end
-    list[j + 1] = h
-    m = m + 1
   end
-  for i = 1, m do
-    local h = list[i]
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
-    n = n + 4
-  end
-  if rh["content-type"] == nil and not noBody then
+  if not noBody and rh["content-type"] == nil then
     out[n + 1], out[n + 2] = "Content-Type: ", site.defaultContentType
     out[n + 3] = "\r\n"
     n = n + 3
   end
   if rh["date"] == nil then
-    out[n + 1], out[n + 2], out[n + 3] = "Date: ", httpDate(), "\r\n"
-    n = n + 3
+    httpDate()
+    n = n + 1
+    out[n] = dateLine
   end
-  if rh["server"] == nil and site.serverName then
-    out[n + 1], out[n + 2], out[n + 3] = "Server: ", site.serverName, "\r\n"
+  local server = site.serverName
+  if server and rh["server"] == nil then
+    out[n + 1], out[n + 2], out[n + 3] = "Server: ", server, "\r\n"
     n = n + 3
   end
   if rh["connection"] == nil then
     if not ch.persistent then
-      out[n + 1] = "Connection: close\r\n"
       n = n + 1
+      out[n] = "Connection: close\r\n"
     elseif http10 then
-      out[n + 1] = "Connection: keep-alive\r\n"
       n = n + 1
+      out[n] = "Connection: keep-alive\r\n"
     end
   end
   local cookies = self.cookies
@@ -382,13 +473,93 @@ local function headOf(self)
       n = n + 3
     end
   end
-  out[n + 1] = "\r\n"
-  self._noBody = noBody or self.method == "HEAD"
-  local declared = rh["content-length"]
-  if declared and not self._noBody then
-    self._declared = tonumber(declared[2])
+  n = n + 1
+  out[n] = "\r\n"
+  if a then
+    n = n + 1
+    out[n] = a
+    if b then
+      out[n + 1], out[n + 2] = b, c
+      n = n + 2
+    end
   end
-  return table.concat(out)
+  self._noBody = noBody or self.method == "HEAD"
+  if declared and not self._noBody then
+    self._declared = declared
+  end
+  return concat(out, "", 1, n)
+end
+
+-- Output is held until the end of the render (or of the current turn of
+-- the reactor, or finish), so that a response goes out as one write: a
+-- head, a short body and a chunked body's end never cross the network as
+-- separate segments. Past FLUSH_AT bytes held it is written at once.
+local FLUSH_AT = 64 * 1024
+
+local function flush(self)
+  local p = self._pend
+  if p then
+    self._pend = false
+    if type(p) == "table" then
+      p = concat(p)
+    end
+    if not self._lostReason then
+      self.channel:writeOut(p)
+    end
+  end
+end
+
+local function flushLater(self)
+  self._flushCall = false
+  flush(self)
+end
+
+local function scheduleFlush(self)
+  if not self._flushCall then
+    self._flushCall = true
+    base.callLater(0, flushLater, self)
+  end
+end
+
+local function hold(self, s)
+  local p = self._pend
+  if not p then
+    if #s >= FLUSH_AT then
+      self.channel:writeOut(s)
+      return
+    end
+    self._pend, self._pendSize = s, #s
+    if not self._direct then
+      scheduleFlush(self)
+    end
+    return
+  end
+  if #s >= FLUSH_AT then -- not copied: what is held goes first, then s
+    flush(self)
+    if not self._lostReason then
+      self.channel:writeOut(s)
+    end
+    return
+  end
+  if type(p) == "string" then
+    p = { p }
+    self._pend = p
+  end
+  p[#p + 1] = s
+  local size = self._pendSize + #s
+  self._pendSize = size
+  if size >= FLUSH_AT then
+    flush(self)
+  end
+end
+
+local function checkLength(self, more)
+  local declared = self._declared
+  if declared and self.sentLength + more > declared then
+    -- More would be read by the client as the start of another response.
+    error(string.format("write: %d bytes would pass the Content-Length of %d",
+      self.sentLength + more, declared), 3)
+  end
 end
 
 -- write(data): a piece of the body; the head goes first, in the same
@@ -403,42 +574,67 @@ function Request:write(data)
   if self._lostReason then
     return -- the client went away: ignored, as Twisted's transport does
   end
+  local len = #data
   if not self.startedWriting then
     -- Checked before the head is made, so the request can still fail cleanly.
     local cl = self.responseHeaders["content-length"]
-    if cl and #data > tonumber(cl[2]) and self.method ~= "HEAD"
+    if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
         and not bodyless(self.code) then
       error(string.format("write: %d bytes would pass the Content-Length of %s",
-        #data, cl[2]), 2)
+        len, cl[2]), 2)
     end
-  end
-  local head = not self.startedWriting and headOf(self) or nil
-  local ch = self.channel
-  if #data == 0 or self._noBody then
-    if head then
-      ch:writeOut(head)
+    local head = headOf(self)
+    if len == 0 or self._noBody then
+      hold(self, head)
+      return
+    end
+    self.sentLength = len
+    if self.chunked then
+      hold(self, head .. string.format("%x\r\n", len) .. data .. "\r\n")
+    elseif len >= FLUSH_AT then
+      hold(self, head)
+      hold(self, data)
+    else
+      hold(self, head .. data)
     end
     return
   end
-  local declared = self._declared
-  if declared and self.sentLength + #data > declared then
-    -- More would be read by the client as the start of another response.
-    error(string.format("write: %d bytes would pass the Content-Length of %d",
-      self.sentLength + #data, declared), 2)
+  if len == 0 or self._noBody then
+    return
   end
-  self.sentLength = self.sentLength + #data
+  checkLength(self, len)
+  self.sentLength = self.sentLength + len
   if self.chunked then
-    local size = string.format("%x\r\n", #data)
-    if head then
-      ch:writeSequence({ head, size, data, "\r\n" })
-    else
-      ch:writeSequence({ size, data, "\r\n" })
-    end
-  elseif head then
-    ch:writeSequence({ head, data })
+    hold(self, string.format("%x\r\n", len))
+    hold(self, data)
+    hold(self, "\r\n")
   else
-    ch:writeOut(data)
+    hold(self, data)
   end
+end
+
+-- The response is complete: what is held goes out (with a chunked body's
+-- end) as one write, the request is logged and the channel told.
+local function finished(self)
+  if self.chunked then
+    hold(self, "0\r\n\r\n")
+  elseif self._declared and self.sentLength < self._declared then
+    -- A body cut short: only the close tells the client.
+    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
+      .. " its %d bytes (Content-Length); closing the connection",
+      self.method, log.safeString(self.uri), self.sentLength, self._declared)
+    self.channel.persistent = false
+  end
+  flush(self)
+  self.finished = true
+  if io.type(self.content) == "file" then
+    self:_closeContent()
+  end
+  self.site:log(self)
+  if self._notify then
+    fireNotify(self, nil)
+  end
+  self.channel:requestDone(self)
 end
 
 -- finish(): the response is complete. Ignored once the client has gone
@@ -451,26 +647,9 @@ function Request:finish()
     return
   end
   if not self.startedWriting then
-    if self.responseHeaders["content-length"] == nil
-        and not bodyless(self.code) and self.method ~= "HEAD" then
-      self.responseHeaders["content-length"] = { "Content-Length", "0" }
-    end
-    self.channel:writeOut(headOf(self))
+    hold(self, headOf(self, self.method ~= "HEAD" and 0 or nil))
   end
-  if self.chunked then
-    self.channel:writeOut("0\r\n\r\n")
-  elseif self._declared and self.sentLength < self._declared then
-    -- A body cut short: only the close tells the client.
-    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
-      .. " its %d bytes (Content-Length); closing the connection",
-      self.method, log.safeString(self.uri), self.sentLength, self._declared)
-    self.channel.persistent = false
-  end
-  self.finished = true
-  self:_closeContent()
-  self.site:log(self)
-  fireNotify(self, nil)
-  self.channel:requestDone(self)
+  finished(self)
 end
 
 -- registerProducer(p, streaming): a producer of the body (a file being
@@ -493,6 +672,7 @@ end
 -- The connection was lost before finish.
 function Request:_connectionLost(reason)
   self._lostReason = reason
+  self._pend = false
   self:_closeContent()
   fireNotify(self, reason)
 end
@@ -506,11 +686,13 @@ function Request:processingFailed(f)
     return
   end
   if self.startedWriting then
+    self._pend = false
     self.channel:abort()
     return
   end
   self.responseHeaders = {}
-  self.cookies = nil
+  self._order = false
+  self.cookies = false
   self.code, self.phrase = 500, nil
   self:setHeader("Content-Type", "text/html; charset=utf-8")
   local body = resource.errorPage(500, "Internal Server Error",
@@ -521,18 +703,37 @@ function Request:processingFailed(f)
 end
 
 -- The resource's result: a string (the body), NOT_DONE_YET, or a
--- Deferred of a string.
+-- Deferred of a string. A string is the whole response: head and body
+-- are one write.
 function Request:_rendered(body)
   if self.finished or self._lostReason then
     return
   end
   if type(body) == "string" then
-    if not self.startedWriting and self.responseHeaders["content-length"] == nil
-        and not bodyless(self.code) then
-      self.responseHeaders["content-length"] = { "Content-Length", tostring(#body) }
+    if not self.startedWriting then
+      local len = #body
+      local cl = self.responseHeaders["content-length"]
+      if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
+          and not bodyless(self.code) then
+        error(string.format("write: %d bytes would pass the Content-Length of %s",
+          len, cl[2]), 2)
+      end
+      local head = headOf(self, len)
+      if len == 0 or self._noBody then
+        hold(self, head)
+      else
+        self.sentLength = len
+        if len >= FLUSH_AT then
+          hold(self, head)
+          hold(self, body)
+        else
+          hold(self, head .. body)
+        end
+      end
+    else
+      self:write(body)
     end
-    self:write(body)
-    self:finish()
+    finished(self)
   elseif body ~= NOT_DONE_YET then
     self:processingFailed(failure.Failure(string.format(
       "render returned a %s; expected a string, web.NOT_DONE_YET or a Deferred"
@@ -540,13 +741,19 @@ function Request:_rendered(body)
   end
 end
 
--- Finds the resource and renders it (Twisted's Request.process/render).
+-- Finds the resource, renders it (Twisted's Request.process/render) and
+-- sends a result that is there at once; what raises on the way (a write
+-- past the Content-Length the resource set) fails the request like a
+-- render would. A Deferred is returned to be waited for.
 local function render(self)
-  return self.site:getResourceFor(self):render(self)
+  local body = self.site:getResourceFor(self):render(self)
+  if type(body) ~= "string" and defer.isDeferred(body) then
+    return body
+  end
+  self:_rendered(body)
 end
 
--- Sends a render's result; what raises on the way (a write past the
--- Content-Length the resource set) fails the request like a render would.
+-- Sends a Deferred render's result.
 local function deliver(self, body)
   local ok, f = xpcall(self._rendered, failure.handler, self, body)
   if not ok then
@@ -555,17 +762,20 @@ local function deliver(self, body)
 end
 
 function Request:process()
-  local ok, body = xpcall(render, failure.handler, self)
+  self._direct = true -- output waits for the end of the render
+  local ok, d = xpcall(render, failure.handler, self)
+  self._direct = false
   if not ok then
-    self:processingFailed(body)
-  elseif defer.isDeferred(body) then
-    body:addCallbacks(function(result)
+    self:processingFailed(d)
+  elseif d then
+    d:addCallbacks(function(result)
       deliver(self, result)
     end, function(f)
       self:processingFailed(f)
     end)
-  else
-    deliver(self, body)
+  end
+  if self._pend and not self.finished then
+    scheduleFlush(self) -- NOT_DONE_YET wrote: it goes out this turn
   end
 end
 
