@@ -3,7 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench)
+#   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
 #   make deps     install missing Debian packages (as root)
 
