@@ -208,12 +208,17 @@ function Channel:connectionMade()
   self.state = "idle"
   self.persistent = true
   self.reading = true
+  -- The response being made: what is held of it to go out as one write
+  -- (loom.web.server_request), and whether its render is running.
+  self._out, self._outSize, self._direct, self._flushCall = false, 0, false, false
   local t = self.transport
   if site.tcpNoDelay and t.setTcpNoDelay then -- TCP only (not a Unix socket)
     t:setTcpNoDelay(true)
   end
   t:registerProducer(self, true)
   self._onTimerFn = function() self:_onTimer() end
+  self._clock = site.clock and site.clock.seconds or base.seconds
+  self._now = 0 -- the clock when the current read began
   self:_arm(site.idleTimeout)
 end
 
@@ -225,13 +230,13 @@ end
 -- a deadline: arming it writes the deadline, and the timer, set at most
 -- headerTimeout ahead, looks at it when it fires and waits for the rest.
 -- So a request costs no timer of its own, only a clock read per state.
-function Channel:_arm(secs)
+function Channel:_arm(secs, now)
   if secs == nil or secs == math.huge then
     self._deadline = nil
     return
   end
   local site = self.site
-  local deadline = site:seconds() + secs
+  local deadline = (now or self._clock()) + secs
   self._deadline = deadline
   local at = self._timerAt
   if at == nil or deadline < at then
@@ -403,15 +408,18 @@ function Channel:_feed(data)
     return
   end
   self._feeding = true
-  local buf = #self.buffer > 0 and self.buffer .. data or data
+  local buffered = self.buffer
+  local buf = buffered ~= "" and buffered .. data or data
   local pos, len = 1, #buf -- buf[pos..] is not parsed yet
   self.buffer = ""
+  local now = self._clock() -- one clock read for the requests of a read
+  self._now = now
   -- A peer that does not read its answers gets no more of them.
   while pos <= len and not self.processing and not self.dead
       and not self._writePaused do
     if self.state == "idle" then
       self.state = "head"
-      self:_arm(self.site.headerTimeout)
+      self:_arm(self.site.headerTimeout, now)
     end
     local n, errname, msg = self.parser:execute(buf, pos)
     if n == nil then
@@ -454,7 +462,7 @@ function Channel:onHeaders(info)
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
   if info.chunked or (info.contentLength or 0) > 0 then
-    self:_arm(site.idleTimeout) -- (without a body, processing comes next)
+    self:_arm(site.idleTimeout, self._now) -- (without a body, processing comes next)
   end
   self._bodyLen, self._bodyParts, self._bodyFile = 0, nil, nil
   -- Two Host fields arrive joined with ", ", which no host name holds.
@@ -549,7 +557,8 @@ function Channel:requestDone(req)
     return
   end
   self.state = "idle"
-  self:_arm(self.site.idleTimeout)
+  -- Finished within the read that brought it: that read's clock will do.
+  self:_arm(self.site.idleTimeout, self._feeding and self._now or nil)
   self.parser:resume()
   if not self._feeding and #self.buffer > 0 then
     self:_feed("")

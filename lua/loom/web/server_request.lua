@@ -93,89 +93,101 @@ M.Request = Request
 Request.code = 200
 Request.finished = false
 Request.startedWriting = false
-
--- Every field a request gets, made with the table in one go (a table
--- grown field by field is rehashed five times on the way to 25 fields).
-local function newRequestTable()
-  return {
-    channel = false, site = false, transport = false, method = false,
-    uri = false, clientproto = false, rawHeaders = false, headers = false,
-    path = false, args = false, prepath = false, postpath = false,
-    responseHeaders = false, cookies = false, sentLength = 0, content = "",
-    code = 200, phrase = false, startedWriting = false, finished = false,
-    chunked = false, _order = false, _notify = false, _lostReason = false,
-    _noBody = false, _declared = false, _pend = false, _pendSize = 0,
-    _direct = false, _flushCall = false,
-  }
-end
-
--- Request:new(channel, info), also for a requestFactory subclass (whose
--- init may call Request.init as its super).
-function Request.new(cls, ...)
-  local self = setmetatable(newRequestTable(), cls)
-  local init = cls.init
-  if init then
-    init(self, ...)
-  end
-  return self
-end
+Request.sentLength = 0
+Request.content = ""
 
 local PROTOCOLS = { [0] = "HTTP/1.0", [1] = "HTTP/1.1" }
 local COOKIE = "cookie"
 
--- channel: the connection's protocol; info: the parser's head.
-function Request:init(channel, info)
-  self.channel = channel
-  self.site = channel.site
-  self.transport = channel.transport
-  self.method = info.method
+-- Header names in lower case, as met (bounded: clients choose them).
+local lowerNames, nLower = {}, 0
+local function lowerHeaderName(name)
+  local l = lowerNames[name]
+  if l == nil then
+    l = name:lower()
+    if nLower < 1024 then
+      lowerNames[name], nLower = l, nLower + 1
+    end
+  end
+  return l
+end
+
+-- The fields of the request for channel and info (the parser's head), as
+-- one table made in one go: a table grown field by field is rehashed on
+-- the way, and this runs once per request.
+local function requestFields(channel, info)
   local target = info.url
-  self.uri = target
   local major, minor = info.versionMajor, info.versionMinor
-  self.clientproto = major == 1 and PROTOCOLS[minor]
-    or string.format("HTTP/%d.%d", major, minor)
   local raw = info.headers
-  self.rawHeaders = raw
   local headers = {}
   for i = 1, #raw do
     local h = raw[i]
-    local k = h[1]:lower()
+    local k = lowerHeaderName(h[1])
     local old = headers[k]
     headers[k] = old and (old .. (k == COOKIE and "; " or ", ") .. h[2]) or h[2]
   end
-  self.headers = headers
-  if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
-    -- proxy's) is read for its path
-    target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
-  end
-  local path, args = target, {}
-  local q = target:find("?", 1, true)
-  if q then
-    path = target:sub(1, q - 1)
-    parseQuery(target:sub(q + 1), args)
-  end
-  if path == "" then
-    path = "/"
-  end
-  self.path = path
-  self.args = args
-  self.prepath = {}
-  local postpath
-  if path == "/" then
+  local path, args, postpath = target, {}, nil
+  if target == "/" then
     postpath = { "" }
   else
-    postpath = {}
-    local escaped = path:find("%", 1, true) ~= nil
-    for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
-      postpath[#postpath + 1] = escaped and unquote(seg) or seg
+    if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
+      -- proxy's) is read for its path
+      target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
+      path = target
+    end
+    local q = target:find("?", 1, true)
+    if q then
+      path = target:sub(1, q - 1)
+      parseQuery(target:sub(q + 1), args)
+    end
+    if path == "" then
+      path = "/"
+    end
+    if path == "/" then
+      postpath = { "" }
+    else
+      postpath = {}
+      local escaped = path:find("%", 1, true) ~= nil
+      for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
+        postpath[#postpath + 1] = escaped and unquote(seg) or seg
+      end
     end
   end
-  self.postpath = postpath
-  self.responseHeaders = {} -- lower-case name -> { name, value, lname }
-  self._order = false       -- those entries in the order first set
-  self.cookies = false      -- Set-Cookie values, made by addCookie
-  self.sentLength = 0
-  self.content = ""
+  return {
+    channel = channel, site = channel.site, transport = channel.transport,
+    method = info.method, uri = info.url,
+    clientproto = major == 1 and PROTOCOLS[minor]
+      or string.format("HTTP/%d.%d", major, minor),
+    rawHeaders = raw, headers = headers, path = path, args = args,
+    prepath = {}, postpath = postpath,
+    -- lower-case name -> { name, value, lname }, and those entries in the
+    -- order they were first set at 1, 2, ... (names are never integers)
+    responseHeaders = {},
+    startedWriting = false, finished = false, sentLength = 0,
+    _declared = false,
+  }
+end
+
+-- Request:new(channel, info), also for a requestFactory subclass: one
+-- with an init of its own (which may call Request.init as its super) gets
+-- it called as usual.
+function Request.new(cls, channel, info)
+  local init = cls.init
+  if init == Request.init then
+    return setmetatable(requestFields(channel, info), cls)
+  end
+  local self = setmetatable({}, cls)
+  if init then
+    init(self, channel, info)
+  end
+  return self
+end
+
+-- channel: the connection's protocol; info: the parser's head.
+function Request:init(channel, info)
+  for k, v in next, requestFields(channel, info) do
+    self[k] = v
+  end
 end
 
 -- The request header name (any case), or nil.
@@ -290,13 +302,21 @@ local function lowerName(name)
   return lname
 end
 
+-- Header values already checked (bounded as the names).
+local checkedValues, nValues = {}, 0
+
 function Request:setHeader(name, value)
   local lname = lowerName(name)
-  if type(value) ~= "string" then
-    value = tostring(value)
-  end
-  if value:find("[\r\n%z]") then
-    error("header value must not contain CR, LF or NUL: " .. string.format("%q", value), 2)
+  if not checkedValues[value] then
+    if type(value) ~= "string" then
+      value = tostring(value)
+    end
+    if value:find("[\r\n%z]") then
+      error("header value must not contain CR, LF or NUL: " .. string.format("%q", value), 2)
+    end
+    if nValues < MAX_CHECKED and #value <= 256 then
+      checkedValues[value], nValues = true, nValues + 1
+    end
   end
   if lname == "content-length" and not value:match("^%d+$") then
     error("setHeader: Content-Length must be a number of bytes, got "
@@ -309,12 +329,7 @@ function Request:setHeader(name, value)
   else
     local e = { name, value, lname }
     rh[lname] = e
-    local order = self._order
-    if order then
-      order[#order + 1] = e
-    else
-      self._order = { e }
-    end
+    rh[#rh + 1] = e
   end
 end
 
@@ -363,54 +378,67 @@ local function fireNotify(self, reason)
   end
 end
 
--- Codes whose response never has a body.
+-- Codes whose response never has a body (codes are 100 to 999).
 local function bodyless(code)
-  return code == 204 or code == 304 or (code >= 100 and code < 200)
+  return code == 204 or code == 304 or code < 200
 end
 
 local concat = table.concat
--- Where a head is put together: used within one call, never held.
-local scratch = {}
-local STATUS_LINES = {}  -- "HTTP/1.1 200 OK\r\n" for each code met
-local STATUS_LINES10 = {}
+
+-- Lines of a head made once and reused (bounded: a resource may choose
+-- codes, lengths and names freely).
+local MAX_CACHED = 1024
+local lineCache, nLines = {}, 0
+local function cachedLine(prefix, value)
+  local byValue = lineCache[prefix]
+  local line = byValue[value]
+  if line == nil then
+    line = prefix .. value .. "\r\n"
+    if nLines < MAX_CACHED then
+      byValue[value], nLines = line, nLines + 1
+    end
+  end
+  return line
+end
+for _, prefix in ipairs({ "HTTP/1.1 ", "HTTP/1.0 ", "Content-Length: ",
+  "Content-Type: ", "Server: " }) do
+  lineCache[prefix] = {}
+end
 
 local function statusLine(self, code, http10)
+  local version = http10 and "HTTP/1.0 " or "HTTP/1.1 "
   local phrase = self.phrase
   if phrase then
-    return (http10 and "HTTP/1.0 " or "HTTP/1.1 ") .. code .. " " .. phrase .. "\r\n"
+    return version .. code .. " " .. phrase .. "\r\n"
   end
-  local cache = http10 and STATUS_LINES10 or STATUS_LINES
-  local line = cache[code]
+  local line = lineCache[version][code]
   if line == nil then
-    line = (http10 and "HTTP/1.0 " or "HTTP/1.1 ") .. code .. " "
-      .. (PHRASES[code] or "Unknown") .. "\r\n"
-    if math.type(code) == "integer" and code >= 100 and code <= 999 then
-      cache[code] = line
+    line = cachedLine(version, code .. " " .. (PHRASES[code] or "Unknown"))
+    if nLines < MAX_CACHED then
+      lineCache[version][code] = line
     end
   end
   return line
 end
 
--- The status line and headers, with a, b and c (pieces of the body) after
--- them in the same string; decides how the body is delimited:
--- Content-Length when set (or length, the size of a body the server
--- knows whole), else chunked (HTTP/1.1) or the close (HTTP/1.0).
--- Defaults go straight into the text (no table per header: this runs
--- once per response).
-local function headOf(self, length, a, b, c)
+-- The status line and headers, with body (when given) after them in the
+-- same string; decides how the body is delimited: Content-Length when set
+-- (or length, the size of a body the server knows whole), else chunked
+-- (HTTP/1.1) or the close (HTTP/1.0). One concatenation of a few strings,
+-- most of them cached lines: this runs once per response.
+local function headOf(self, length, body)
   self.startedWriting = true
   local ch = self.channel
   local site = self.site
   local code = self.code
   local rh = self.responseHeaders
-  local noBody = bodyless(code)
+  local noBody = code == 204 or code == 304 or code < 200
   local http10 = self.clientproto == "HTTP/1.0"
-  local out = scratch
-  out[1] = statusLine(self, code, http10)
-  local n = 1
+  local head = self.method == "HEAD"
   if rh["transfer-encoding"] then
     rh["transfer-encoding"] = nil -- the framing is the server's to choose
   end
+  local framing = ""
   local declared = rh["content-length"]
   if noBody then
     if declared then
@@ -421,73 +449,62 @@ local function headOf(self, length, a, b, c)
     declared = tonumber(declared[2])
   elseif length then -- (a HEAD's too: the length of the body it would get)
     declared = length
-    out[2], out[3], out[4] = "Content-Length: ", length, "\r\n"
-    n = 4
-  elseif self.method ~= "HEAD" then
+    framing = cachedLine("Content-Length: ", length)
+  elseif not head then
     if http10 then
       ch.persistent = false
     else
       self.chunked = true
-      n = n + 1
-      out[n] = "Transfer-Encoding: chunked\r\n"
+      framing = "Transfer-Encoding: chunked\r\n"
     end
   end
-  local order = self._order
-  if order then
-    for i = 1, #order do
-      local h = order[i]
-      if rh[h[3]] == h then -- not removed since
-        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
-        n = n + 4
-      end
+  local fields = ""
+  for i = 1, #rh do
+    local h = rh[i]
+    if rh[h[3]] == h then -- not removed since
+      fields = fields .. h[1] .. ": " .. h[2] .. "\r\n"
     end
   end
+  local ctype = ""
   if not noBody and rh["content-type"] == nil then
-    out[n + 1], out[n + 2] = "Content-Type: ", site.defaultContentType
-    out[n + 3] = "\r\n"
-    n = n + 3
+    ctype = cachedLine("Content-Type: ", site.defaultContentType)
   end
+  local date = ""
   if rh["date"] == nil then
     httpDate()
-    n = n + 1
-    out[n] = dateLine
+    date = dateLine
   end
   local server = site.serverName
   if server and rh["server"] == nil then
-    out[n + 1], out[n + 2], out[n + 3] = "Server: ", server, "\r\n"
-    n = n + 3
+    server = cachedLine("Server: ", server)
+  else
+    server = ""
   end
+  local conn = ""
   if rh["connection"] == nil then
     if not ch.persistent then
-      n = n + 1
-      out[n] = "Connection: close\r\n"
+      conn = "Connection: close\r\n"
     elseif http10 then
-      n = n + 1
-      out[n] = "Connection: keep-alive\r\n"
+      conn = "Connection: keep-alive\r\n"
     end
   end
   local cookies = self.cookies
   if cookies then
+    local list = {}
     for i = 1, #cookies do
-      out[n + 1], out[n + 2], out[n + 3] = "Set-Cookie: ", cookies[i], "\r\n"
-      n = n + 3
+      list[i] = "Set-Cookie: " .. cookies[i] .. "\r\n"
     end
+    cookies = concat(list)
+  else
+    cookies = ""
   end
-  n = n + 1
-  out[n] = "\r\n"
-  if a then
-    n = n + 1
-    out[n] = a
-    if b then
-      out[n + 1], out[n + 2] = b, c
-      n = n + 2
-    end
-  end
-  self._noBody = noBody or self.method == "HEAD"
-  if declared and not self._noBody then
+  if noBody or head then
+    self._noBody = true
+  elseif declared then
     self._declared = declared
   end
-  return concat(out, "", 1, n)
+  return statusLine(self, code, http10) .. framing .. fields .. ctype .. date
+    .. server .. conn .. cookies .. "\r\n" .. (body or "")
 end
 
 -- Output is held until the end of the render (or of the current turn of
@@ -496,60 +513,62 @@ end
 -- separate segments. Past FLUSH_AT bytes held it is written at once.
 local FLUSH_AT = 64 * 1024
 
-local function flush(self)
-  local p = self._pend
+-- What is held belongs to the channel (one response at a time is
+-- being made on it): ch._out is a string or a list, ch._outSize its size.
+local function flush(ch)
+  local p = ch._out
   if p then
-    self._pend = false
+    ch._out = false
     if type(p) == "table" then
       p = concat(p)
     end
-    if not self._lostReason then
-      self.channel:writeOut(p)
+    if not ch.dead then
+      ch.transport:write(p)
     end
   end
 end
+M.flush = flush
 
-local function flushLater(self)
-  self._flushCall = false
-  flush(self)
+local function flushLater(ch)
+  ch._flushCall = false
+  flush(ch)
 end
 
-local function scheduleFlush(self)
-  if not self._flushCall then
-    self._flushCall = true
-    base.callLater(0, flushLater, self)
+local function scheduleFlush(ch)
+  if not ch._flushCall then
+    ch._flushCall = true
+    base.callLater(0, flushLater, ch)
   end
 end
 
 local function hold(self, s)
-  local p = self._pend
+  local ch = self.channel
+  local p = ch._out
   if not p then
     if #s >= FLUSH_AT then
-      self.channel:writeOut(s)
+      ch:writeOut(s)
       return
     end
-    self._pend, self._pendSize = s, #s
-    if not self._direct then
-      scheduleFlush(self)
+    ch._out, ch._outSize = s, #s
+    if not ch._direct then
+      scheduleFlush(ch)
     end
     return
   end
   if #s >= FLUSH_AT then -- not copied: what is held goes first, then s
-    flush(self)
-    if not self._lostReason then
-      self.channel:writeOut(s)
-    end
+    flush(ch)
+    ch:writeOut(s)
     return
   end
   if type(p) == "string" then
     p = { p }
-    self._pend = p
+    ch._out = p
   end
   p[#p + 1] = s
-  local size = self._pendSize + #s
-  self._pendSize = size
+  local size = ch._outSize + #s
+  ch._outSize = size
   if size >= FLUSH_AT then
-    flush(self)
+    flush(ch)
   end
 end
 
@@ -589,11 +608,14 @@ function Request:write(data)
       return
     end
     self.sentLength = len
-    if self.chunked then
-      hold(self, head .. string.format("%x\r\n", len) .. data .. "\r\n")
-    elseif len >= FLUSH_AT then
-      hold(self, head)
+    if len >= FLUSH_AT then
+      hold(self, self.chunked and head .. string.format("%x\r\n", len) or head)
       hold(self, data)
+      if self.chunked then
+        hold(self, "\r\n")
+      end
+    elseif self.chunked then
+      hold(self, head .. string.format("%x\r\n", len) .. data .. "\r\n")
     else
       hold(self, head .. data)
     end
@@ -625,9 +647,10 @@ local function finished(self)
       self.method, log.safeString(self.uri), self.sentLength, self._declared)
     self.channel.persistent = false
   end
-  flush(self)
+  flush(self.channel)
   self.finished = true
-  if io.type(self.content) == "file" then
+  local content = self.content
+  if content ~= "" and io.type(content) == "file" then
     self:_closeContent()
   end
   self.site:log(self)
@@ -672,7 +695,6 @@ end
 -- The connection was lost before finish.
 function Request:_connectionLost(reason)
   self._lostReason = reason
-  self._pend = false
   self:_closeContent()
   fireNotify(self, reason)
 end
@@ -686,13 +708,12 @@ function Request:processingFailed(f)
     return
   end
   if self.startedWriting then
-    self._pend = false
+    self.channel._out = false
     self.channel:abort()
     return
   end
   self.responseHeaders = {}
-  self._order = false
-  self.cookies = false
+  self.cookies = nil
   self.code, self.phrase = 500, nil
   self:setHeader("Content-Type", "text/html; charset=utf-8")
   local body = resource.errorPage(500, "Internal Server Error",
@@ -718,17 +739,15 @@ function Request:_rendered(body)
         error(string.format("write: %d bytes would pass the Content-Length of %s",
           len, cl[2]), 2)
       end
-      local head = headOf(self, len)
-      if len == 0 or self._noBody then
-        hold(self, head)
+      if len == 0 or self.method == "HEAD" or bodyless(self.code) then
+        hold(self, headOf(self, len))
+      elseif len >= FLUSH_AT then
+        hold(self, headOf(self, len))
+        self.sentLength = len
+        hold(self, body)
       else
         self.sentLength = len
-        if len >= FLUSH_AT then
-          hold(self, head)
-          hold(self, body)
-        else
-          hold(self, head .. body)
-        end
+        hold(self, headOf(self, len, body))
       end
     else
       self:write(body)
@@ -762,9 +781,10 @@ local function deliver(self, body)
 end
 
 function Request:process()
-  self._direct = true -- output waits for the end of the render
+  local ch = self.channel
+  ch._direct = true -- output waits for the end of the render
   local ok, d = xpcall(render, failure.handler, self)
-  self._direct = false
+  ch._direct = false
   if not ok then
     self:processingFailed(d)
   elseif d then
@@ -774,8 +794,8 @@ function Request:process()
       self:processingFailed(f)
     end)
   end
-  if self._pend and not self.finished then
-    scheduleFlush(self) -- NOT_DONE_YET wrote: it goes out this turn
+  if ch._out then
+    scheduleFlush(ch) -- NOT_DONE_YET wrote: it goes out this turn
   end
 end
 
