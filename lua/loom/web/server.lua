@@ -218,6 +218,7 @@ function Channel:connectionMade()
   t:registerProducer(self, true)
   self._onTimerFn = function() self:_onTimer() end
   self._clock = site.clock and site.clock.seconds or base.seconds
+  self._wallClock = not site.clock -- (then _now also dates responses)
   self._now = 0 -- the clock when the current read began
   self:_arm(site.idleTimeout)
 end
@@ -440,7 +441,9 @@ function Channel:_feed(data)
     self.buffer = pos == 1 and buf or buf:sub(pos)
   end
   self._feeding = false
-  self:_checkReading()
+  if self.buffer ~= "" or self._writePaused or not self.reading then
+    self:_checkReading()
+  end
 end
 
 -- The rest of the request is refused with code: the handler raises to
@@ -537,7 +540,7 @@ function Channel:onMessageComplete()
   self._bodyParts = nil
   self.state = "processing"
   self.processing = true
-  self:_arm(nil)
+  self._deadline = nil -- no timeout while the resource works
   self.ready = req
 end
 

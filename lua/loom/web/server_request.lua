@@ -67,7 +67,7 @@ M.parseQuery = parseQuery
 
 -- One Date header value per second (a response's head is on the hot path),
 -- as Twisted's Site caches it.
-local dateSecond, dateText, dateLine
+local dateSecond, dateText, dateLine = -1, nil, nil
 local function httpDate(t)
   t = t and math.floor(t) or os.time()
   if t ~= dateSecond then
@@ -122,7 +122,7 @@ local function requestFields(channel, info)
   local headers = {}
   for i = 1, #raw do
     local h = raw[i]
-    local k = lowerHeaderName(h[1])
+    local k = lowerNames[h[1]] or lowerHeaderName(h[1])
     local old = headers[k]
     headers[k] = old and (old .. (k == COOKIE and "; " or ", ") .. h[2]) or h[2]
   end
@@ -306,7 +306,7 @@ end
 local checkedValues, nValues = {}, 0
 
 function Request:setHeader(name, value)
-  local lname = lowerName(name)
+  local lname = checkedNames[name] or lowerName(name)
   if not checkedValues[value] then
     if type(value) ~= "string" then
       value = tostring(value)
@@ -404,6 +404,8 @@ for _, prefix in ipairs({ "HTTP/1.1 ", "HTTP/1.0 ", "Content-Length: ",
   "Content-Type: ", "Server: " }) do
   lineCache[prefix] = {}
 end
+local status11, lengthLines = lineCache["HTTP/1.1 "], lineCache["Content-Length: "]
+local serverLines = lineCache["Server: "]
 
 local function statusLine(self, code, http10)
   local version = http10 and "HTTP/1.0 " or "HTTP/1.1 "
@@ -449,7 +451,7 @@ local function headOf(self, length, body)
     declared = tonumber(declared[2])
   elseif length then -- (a HEAD's too: the length of the body it would get)
     declared = length
-    framing = cachedLine("Content-Length: ", length)
+    framing = lengthLines[length] or cachedLine("Content-Length: ", length)
   elseif not head then
     if http10 then
       ch.persistent = false
@@ -471,12 +473,16 @@ local function headOf(self, length, body)
   end
   local date = ""
   if rh["date"] == nil then
-    httpDate()
+    -- The clock of the read being answered, if it is still going on.
+    local now = ch._feeding and ch._wallClock and ch._now or os.time()
+    if now - dateSecond >= 1 or now < dateSecond then
+      httpDate(now)
+    end
     date = dateLine
   end
   local server = site.serverName
   if server and rh["server"] == nil then
-    server = cachedLine("Server: ", server)
+    server = serverLines[server] or cachedLine("Server: ", server)
   else
     server = ""
   end
@@ -503,7 +509,9 @@ local function headOf(self, length, body)
   elseif declared then
     self._declared = declared
   end
-  return statusLine(self, code, http10) .. framing .. fields .. ctype .. date
+  local status = not self.phrase and not http10 and status11[code]
+    or statusLine(self, code, http10)
+  return status .. framing .. fields .. ctype .. date
     .. server .. conn .. cookies .. "\r\n" .. (body or "")
 end
 
@@ -739,7 +747,9 @@ function Request:_rendered(body)
         error(string.format("write: %d bytes would pass the Content-Length of %s",
           len, cl[2]), 2)
       end
-      if len == 0 or self.method == "HEAD" or bodyless(self.code) then
+      local code = self.code
+      if len == 0 or self.method == "HEAD" or code < 200 or code == 204
+          or code == 304 then
         hold(self, headOf(self, len))
       elseif len >= FLUSH_AT then
         hold(self, headOf(self, len))
