@@ -36,6 +36,7 @@ for p in node twisted nginx-lua nginx; do
   fi
 done
 loom_http="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
+loom_http_gen="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT} generational"
 
 # loom's web.Agent against a loom server (server on CPU 0, client on 1).
 http_client() {
@@ -60,7 +61,7 @@ for mode in ${BENCH_MODES:-echo http mem}; do
   [ "$mode" = none ] && continue
   if [ "$mode" = http ]; then
     # shellcheck disable=SC2086
-    bash "$work/run.sh" http $http_peers "loom=$loom_http"
+    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-gen=$loom_http_gen"
     http_client
     continue
   fi
