@@ -757,7 +757,13 @@ function Request:_rendered(body)
         hold(self, body)
       else
         self.sentLength = len
-        hold(self, headOf(self, len, body))
+        local ch = self.channel
+        local out = headOf(self, len, body)
+        if ch._out then
+          hold(self, out)
+        elseif not ch.dead then -- the whole response: nothing to hold it for
+          ch.transport:write(out)
+        end
       end
     else
       self:write(body)
