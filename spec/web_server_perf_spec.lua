@@ -3,6 +3,7 @@
 -- client's delayed ACK (40 ms each before: 44 requests/s).
 local reactor = require "loom.reactor"
 local defer = require "loom.defer"
+local task = require "loom.task"
 local testing = require "loom.testing"
 local web = require "loom.web"
 
@@ -10,8 +11,12 @@ local W = dofile("spec/support/web_server.lua")
 local runUntil = testing.runUntil
 
 -- A channel on a StringTransport whose writes are recorded one by one.
+-- (The channel's timeout runs on a task.Clock: nothing is left on the
+-- reactor when the spec ends.)
 local function connect(root, opts)
-  local site = web.Site(root, opts or { accessLog = false })
+  opts = opts or {}
+  opts.accessLog, opts.clock = false, task.Clock()
+  local site = web.Site(root, opts)
   local channel = site:buildProtocol(nil)
   local t = testing.StringTransport()
   local writes = {}
