@@ -211,6 +211,12 @@ function Channel:connectionMade()
   -- The response being made: what is held of it to go out as one write
   -- (loom.web.server_request), and whether its render is running.
   self._out, self._outSize, self._direct, self._flushCall = false, 0, false, false
+  -- Fields a request sets and clears, there from the start as false: a
+  -- field set to nil and set again takes the slow path of a table store
+  -- (and a rehash now and then), once per request.
+  self.request, self.ready, self._producer, self._deadline = false, false, false, false
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, false, false
+  self.processing, self._feeding, self._writePaused = false, false, false
   local t = self.transport
   if site.tcpNoDelay and t.setTcpNoDelay then -- TCP only (not a Unix socket)
     t:setTcpNoDelay(true)
@@ -233,7 +239,7 @@ end
 -- So a request costs no timer of its own, only a clock read per state.
 function Channel:_arm(secs, now)
   if secs == nil or secs == math.huge then
-    self._deadline = nil
+    self._deadline = false
     return
   end
   local site = self.site
@@ -255,7 +261,7 @@ end
 function Channel:_onTimer()
   self._timeoutCall, self._timerAt = nil, nil
   local deadline = self._deadline
-  if deadline == nil or self.dead then
+  if not deadline or self.dead then
     return
   end
   local left = deadline - self.site:seconds()
@@ -264,12 +270,12 @@ function Channel:_onTimer()
     self._timerAt = deadline
     return
   end
-  self._deadline = nil
+  self._deadline = false
   self:_timedOut()
 end
 
 function Channel:_cancelTimer()
-  self._deadline, self._timerAt = nil, nil
+  self._deadline, self._timerAt = false, nil
   local call = self._timeoutCall
   self._timeoutCall = nil
   if call and call:active() then
@@ -343,7 +349,7 @@ end
 
 function Channel:stopProducing()
   local p = self._producer
-  self._producer = nil
+  self._producer = false
   if p and p.stopProducing then
     p:stopProducing()
   end
@@ -388,7 +394,7 @@ end
 
 function Channel:unregisterRequestProducer(req)
   if req == self.request then
-    self._producer = nil
+    self._producer = false
   end
 end
 
@@ -431,7 +437,7 @@ function Channel:_feed(data)
     pos = pos + n
     local ready = self.ready
     if ready then
-      self.ready = nil
+      self.ready = false
       ready:process()
     elseif n == 0 then
       break -- the parser takes nothing more (after an Upgrade)
@@ -467,7 +473,7 @@ function Channel:onHeaders(info)
   if info.chunked or (info.contentLength or 0) > 0 then
     self:_arm(site.idleTimeout, self._now) -- (without a body, processing comes next)
   end
-  self._bodyLen, self._bodyParts, self._bodyFile = 0, nil, nil
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, false, false
   -- Two Host fields arrive joined with ", ", which no host name holds.
   local host = req.headers.host
   if info.versionMinor >= 1 and (host == nil or host:find(",", 1, true)) then
@@ -504,7 +510,7 @@ function Channel:onBody(chunk)
     return
   end
   local parts = self._bodyParts
-  if parts == nil then
+  if not parts then
     parts = {}
     self._bodyParts = parts
   end
@@ -528,7 +534,7 @@ function Channel:onMessageComplete()
   if self._bodyFile then
     self._bodyFile:seek("set", 0)
     req.content = self._bodyFile
-    self._bodyFile = nil
+    self._bodyFile = false
   elseif self._bodyParts then
     req.content = table.concat(self._bodyParts)
     local ctype = req.headers["content-type"]
@@ -537,10 +543,10 @@ function Channel:onMessageComplete()
       requestModule.parseQuery(req.content, req.args)
     end
   end
-  self._bodyParts = nil
+  self._bodyParts = false
   self.state = "processing"
   self.processing = true
-  self._deadline = nil -- no timeout while the resource works
+  self._deadline = false -- no timeout while the resource works
   self.ready = req
 end
 
@@ -549,8 +555,8 @@ function Channel:requestDone(req)
   if req ~= self.request then
     return
   end
-  self.request = nil
-  self._producer = nil
+  self.request = false
+  self._producer = false
   self.processing = false
   if self.dead then
     return
@@ -613,10 +619,10 @@ end
 function Channel:_discardRequest()
   if self._bodyFile then
     self._bodyFile:close()
-    self._bodyFile = nil
+    self._bodyFile = false
   end
-  self._bodyParts = nil
-  self.request = nil
+  self._bodyParts = false
+  self.request = false
 end
 
 function Channel:_parseError(errname, msg)
@@ -641,7 +647,7 @@ function Channel:connectionLost(reason)
   end
   self._abortCall = nil
   local p = self._producer
-  self._producer = nil
+  self._producer = false
   if p and p.stopProducing then
     local ok, e = pcall(p.stopProducing, p)
     if not ok then
@@ -649,10 +655,10 @@ function Channel:connectionLost(reason)
     end
   end
   local req = self.request
-  self.request = nil
+  self.request = false
   if self._bodyFile then
     self._bodyFile:close()
-    self._bodyFile = nil
+    self._bodyFile = false
   end
   if req and not req.finished then
     req:_connectionLost(reason)
