@@ -211,6 +211,7 @@ function Channel:connectionMade()
   -- The response being made: what is held of it to go out as one write
   -- (loom.web.server_request), and whether its render is running.
   self._out, self._outSize, self._direct, self._flushCall = false, 0, false, false
+  self._declared = false -- the Content-Length of the response being made
   -- Fields a request sets and clears, there from the start as false: a
   -- field set to nil and set again takes the slow path of a table store
   -- (and a rehash now and then), once per request.

@@ -164,8 +164,8 @@ local function requestFields(channel, info)
     -- order they were first set at 1, 2, ... (names are never integers)
     responseHeaders = {},
     startedWriting = false, finished = false, sentLength = 0,
-    _declared = false,
-  }
+  } -- 16 fields: a 16-slot table (the response's declared length is the
+    -- channel's _declared, one response being made at a time)
 end
 
 -- Request:new(channel, info), also for a requestFactory subclass: one
@@ -506,8 +506,9 @@ local function headOf(self, length, body)
   end
   if noBody or head then
     self._noBody = true
-  elseif declared then
-    self._declared = declared
+    ch._declared = false
+  else
+    ch._declared = declared or false
   end
   local status = not self.phrase and not http10 and status11[code]
     or statusLine(self, code, http10)
@@ -581,7 +582,7 @@ local function hold(self, s)
 end
 
 local function checkLength(self, more)
-  local declared = self._declared
+  local declared = self.channel._declared
   if declared and self.sentLength + more > declared then
     -- More would be read by the client as the start of another response.
     error(string.format("write: %d bytes would pass the Content-Length of %d",
@@ -648,11 +649,11 @@ end
 local function finished(self)
   if self.chunked then
     hold(self, "0\r\n\r\n")
-  elseif self._declared and self.sentLength < self._declared then
+  elseif self.channel._declared and self.sentLength < self.channel._declared then
     -- A body cut short: only the close tells the client.
     log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
       .. " its %d bytes (Content-Length); closing the connection",
-      self.method, log.safeString(self.uri), self.sentLength, self._declared)
+      self.method, log.safeString(self.uri), self.sentLength, self.channel._declared)
     self.channel.persistent = false
   end
   flush(self.channel)
