@@ -224,7 +224,9 @@ static void push_headers(lua_State *L, const http_box *b) {
 /* The info table of API: docs/web.md and the comment at the top. */
 static void push_info(lua_State *L, const http_box *b) {
   const http_parser *p = &b->parser;
-  lua_createtable(L, 0, 11);
+  /* Eight fields, nine with contentLength: sized exactly, so a GET's head
+  ** is an 8-slot table (this is made once per message). */
+  lua_createtable(L, 0, (p->flags & F_CONTENTLENGTH) ? 9 : 8);
   if (p->type == HTTP_REQUEST) {
     lua_pushstring(L, http_method_str((enum http_method)p->method));
     lua_setfield(L, -2, "method");
