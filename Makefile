@@ -3,7 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make bench    loom beside raw libuv, luv, Node and Twisted (shared/bench),
+#   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
 #   make install  PREFIX=/usr/local (and DESTDIR); make uninstall
@@ -180,9 +180,10 @@ deps-check:
 	@if ! pkg-config --exists $(PKGS) libedit; then \
 	  echo "make: pkg-config cannot find $(PKGS) libedit (run: make deps)"; exit 1; fi
 
-# What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node).
+# What make bench needs for its peers (raw libuv HTTP, Twisted, luv, Node,
+# nginx with its Lua module) and wrk, the HTTP load generator.
 bench-deps:
-	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs"
+	@$(MAKE) --no-print-directory deps DEB_PKGS="libhttp-parser-dev python3-twisted lua-luv nodejs wrk nginx libnginx-mod-http-lua"
 
 # What spec/chat_e2e_spec.lua needs (the spec runs this when they are
 # missing): a headless browser and its WebDriver.

@@ -2,9 +2,11 @@
 # make bench: loom beside the shared peers (raw libuv, luv, Node, Twisted) in
 # one run of ../shared/bench/run.sh, then the micro-benchmarks (Deferreds,
 # line parsing) beside Twisted's own (bench/micro.sh). Environment as run.sh
-# (QUICK=1, REPS, DUR, PIN...); BENCH_MODES (default "echo mem tls") picks
-# the run.sh modes and bench/tls.sh's TLS cells (tls), BENCH_MODES=none
+# (QUICK=1, REPS, DUR, PIN...); BENCH_MODES (default "echo http mem tls")
+# picks the run.sh modes and bench/tls.sh's TLS cells (tls), BENCH_MODES=none
 # skips them; ROUNDS and INSTR as micro.sh.
+# http: wrk against bench/http_hello.lua beside raw libuv, Node, Twisted and
+# nginx (+lua), then loom's client (bench/http_client.lua) against it.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 shared=${LOOM_SHARED_BENCH:-$top/../shared/bench}
@@ -26,14 +28,50 @@ for p in luv node twisted; do
   fi
 done
 
-for mode in ${BENCH_MODES:-echo mem}; do
+http_peers=""
+for p in node twisted nginx-lua nginx; do
+  if bash "$work/run.sh" list 2>/dev/null | grep -q "^http  *$p  *ok"; then
+    http_peers="$http_peers $p"
+  else
+    echo "# bench: skipping http $p (not installed; make bench-deps)" >&2
+  fi
+done
+loom_http="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
+loom_http_gen="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT} generational"
+
+# loom's web.Agent against a loom server (server on CPU 0, client on 1).
+http_client() {
+  pin0="" pin1=""
+  [ "${PIN:-1}" = 1 ] && pin0="taskset -c 0" pin1="taskset -c 1"
+  out=$work/http_hello.out
+  : >"$out"
+  $pin0 "$top/build/loom" run "$top/bench/http_hello.lua" 0 >"$out" 2>&1 &
+  srv=$!
+  for _ in $(seq 50); do grep -q "^listening" "$out" && break; sleep 0.1; done
+  port=$(sed -n 's/^listening on 127.0.0.1://p' "$out")
+  [ -n "$port" ] || { echo "bench: bench/http_hello.lua did not start" >&2; return 1; }
+  echo
+  echo "## http client (loom web.Agent, keep-alive, against bench/http_hello.lua)"
+  echo
+  $pin1 "$top/build/loom" run "$top/bench/http_client.lua" $port "${HTTP_DUR:-5}" 50
+  kill "$srv" 2>/dev/null
+  wait "$srv" 2>/dev/null
+}
+
+for mode in ${BENCH_MODES:-echo http mem tls}; do
   [ "$mode" = none ] || [ "$mode" = tls ] && continue
+  if [ "$mode" = http ]; then
+    # shellcheck disable=SC2086
+    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-gen=$loom_http_gen"
+    http_client
+    continue
+  fi
   # shellcheck disable=SC2086
   bash "$work/run.sh" "$mode" $peers "loom=$loom"
 done
 
 # TLS: loom's TLS echo beside Node's (bench/tls.sh), in the same run.
-case " ${BENCH_MODES:-echo mem tls} " in
+case " ${BENCH_MODES:-echo http mem tls} " in
 *" tls "*) sh "$top/bench/tls.sh" ;;
 esac
 

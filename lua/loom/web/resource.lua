@@ -86,8 +86,15 @@ end
 
 -- Calls render_<METHOD>; HEAD falls back to render_GET (the server then
 -- sends no body). A method with no render_ is 405 with an Allow header.
+-- "render_GET" and so on, made once per method.
+local renderNames = setmetatable({}, { __index = function(t, method)
+  local name = "render_" .. method
+  t[method] = name -- (methods are the parser's fixed set)
+  return name
+end })
+
 function Resource:render(request)
-  local m = self["render_" .. request.method]
+  local m = self[renderNames[request.method]]
   if m == nil and request.method == "HEAD" then
     m = self.render_GET
   end

@@ -30,7 +30,8 @@ local LIMITS = { "maxHeaderSize", "maxHeaders", "maxUrl", "maxBodySize",
 
 -- Every option Site takes: a misspelt one is an error, not a silent default.
 local OPTIONS = { logPath = true, accessLog = true, serverName = true,
-  defaultContentType = true, clock = true, requestFactory = true }
+  defaultContentType = true, clock = true, requestFactory = true,
+  tcpNoDelay = true }
 for _, name in ipairs(LIMITS) do OPTIONS[name] = true end
 
 local Site = protocol.Factory:extend({ __name = "Site" })
@@ -48,6 +49,10 @@ Site.defaultContentType = "text/html"
 Site.serverName = "loom/" .. tostring(core.version)
 Site.accessLog = true
 Site.requestFactory = Request -- Twisted's: a subclass of Request may go here
+-- TCP_NODELAY on every connection: a response goes out as one write, and
+-- without Nagle's algorithm it is sent at once instead of waiting for the
+-- ACK of the previous one (up to the client's 40 ms delayed ACK).
+Site.tcpNoDelay = true
 
 local function checkLimit(name, v)
   if type(v) ~= "number" or v ~= v or v <= 0 then
@@ -85,7 +90,7 @@ function Site:init(root, opts)
     end
   end
   for _, name in ipairs({ "serverName", "defaultContentType", "accessLog",
-    "clock", "requestFactory" }) do
+    "clock", "requestFactory", "tcpNoDelay" }) do
     if opts[name] ~= nil then
       self[name] = opts[name]
     end
@@ -203,7 +208,25 @@ function Channel:connectionMade()
   self.state = "idle"
   self.persistent = true
   self.reading = true
-  self.transport:registerProducer(self, true)
+  -- The response being made: what is held of it to go out as one write
+  -- (loom.web.server_request), and whether its render is running.
+  self._out, self._outSize, self._direct, self._flushCall = false, 0, false, false
+  self._declared = false -- the Content-Length of the response being made
+  -- Fields a request sets and clears, there from the start as false: a
+  -- field set to nil and set again takes the slow path of a table store
+  -- (and a rehash now and then), once per request.
+  self.request, self.ready, self._producer, self._deadline = false, false, false, false
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, false, false
+  self.processing, self._feeding, self._writePaused = false, false, false
+  local t = self.transport
+  if site.tcpNoDelay and t.setTcpNoDelay then -- TCP only (not a Unix socket)
+    t:setTcpNoDelay(true)
+  end
+  t:registerProducer(self, true)
+  self._onTimerFn = function() self:_onTimer() end
+  self._clock = site.clock and site.clock.seconds or base.seconds
+  self._wallClock = not site.clock -- (then _now also dates responses)
+  self._now = 0 -- the clock when the current read began
   self:_arm(site.idleTimeout)
 end
 
@@ -212,44 +235,48 @@ function Channel:logPrefix()
 end
 
 -- The one timeout of the connection (which one depends on the state) is
--- a deadline: the timer moves only to an earlier one, and when it fires
--- before the deadline it waits for the rest. So a request costs no timer
--- of its own, only a clock read per state.
-function Channel:_arm(secs)
+-- a deadline: arming it writes the deadline, and the timer, set at most
+-- headerTimeout ahead, looks at it when it fires and waits for the rest.
+-- So a request costs no timer of its own, only a clock read per state.
+function Channel:_arm(secs, now)
   if secs == nil or secs == math.huge then
-    self._deadline = nil
+    self._deadline = false
     return
   end
   local site = self.site
-  local deadline = site:seconds() + secs
+  local deadline = (now or self._clock()) + secs
   self._deadline = deadline
-  local call = self._timeoutCall
-  if call and call:active() then
-    if call:getTime() > deadline then
-      call:reset(secs)
+  local at = self._timerAt
+  if at == nil or deadline < at then
+    local first = math.min(secs, site.headerTimeout)
+    local call = self._timeoutCall
+    if call and call:active() then
+      call:reset(first)
+    else
+      self._timeoutCall = site:callLater(first, self._onTimerFn)
     end
-  else
-    self._timeoutCall = site:callLater(secs, function() self:_onTimer() end)
+    self._timerAt = deadline - secs + first
   end
 end
 
 function Channel:_onTimer()
-  self._timeoutCall = nil
+  self._timeoutCall, self._timerAt = nil, nil
   local deadline = self._deadline
-  if deadline == nil or self.dead then
+  if not deadline or self.dead then
     return
   end
   local left = deadline - self.site:seconds()
   if left > 0 then
-    self._timeoutCall = self.site:callLater(left, function() self:_onTimer() end)
+    self._timeoutCall = self.site:callLater(left, self._onTimerFn)
+    self._timerAt = deadline
     return
   end
-  self._deadline = nil
+  self._deadline = false
   self:_timedOut()
 end
 
 function Channel:_cancelTimer()
-  self._deadline = nil
+  self._deadline, self._timerAt = false, nil
   local call = self._timeoutCall
   self._timeoutCall = nil
   if call and call:active() then
@@ -323,7 +350,7 @@ end
 
 function Channel:stopProducing()
   local p = self._producer
-  self._producer = nil
+  self._producer = false
   if p and p.stopProducing then
     p:stopProducing()
   end
@@ -368,7 +395,7 @@ end
 
 function Channel:unregisterRequestProducer(req)
   if req == self.request then
-    self._producer = nil
+    self._producer = false
   end
 end
 
@@ -389,15 +416,18 @@ function Channel:_feed(data)
     return
   end
   self._feeding = true
-  local buf = #self.buffer > 0 and self.buffer .. data or data
+  local buffered = self.buffer
+  local buf = buffered ~= "" and buffered .. data or data
   local pos, len = 1, #buf -- buf[pos..] is not parsed yet
   self.buffer = ""
+  local now = self._clock() -- one clock read for the requests of a read
+  self._now = now
   -- A peer that does not read its answers gets no more of them.
   while pos <= len and not self.processing and not self.dead
       and not self._writePaused do
     if self.state == "idle" then
       self.state = "head"
-      self:_arm(self.site.headerTimeout)
+      self:_arm(self.site.headerTimeout, now)
     end
     local n, errname, msg = self.parser:execute(buf, pos)
     if n == nil then
@@ -408,7 +438,7 @@ function Channel:_feed(data)
     pos = pos + n
     local ready = self.ready
     if ready then
-      self.ready = nil
+      self.ready = false
       ready:process()
     elseif n == 0 then
       break -- the parser takes nothing more (after an Upgrade)
@@ -422,7 +452,9 @@ function Channel:_feed(data)
     self:_handOver(pos <= len and buf:sub(pos) or "")
     return
   end
-  self:_checkReading()
+  if self.buffer ~= "" or self._writePaused or not self.reading then
+    self:_checkReading()
+  end
 end
 
 -- switchProtocol(proto): once the current request is finished (its 101
@@ -466,8 +498,10 @@ function Channel:onHeaders(info)
   self.request = req
   self.persistent = info.keepAlive and not info.upgrade
   self.state = "body"
-  self:_arm(site.idleTimeout)
-  self._bodyLen, self._bodyParts, self._bodyFile = 0, {}, nil
+  if info.chunked or (info.contentLength or 0) > 0 then
+    self:_arm(site.idleTimeout, self._now) -- (without a body, processing comes next)
+  end
+  self._bodyLen, self._bodyParts, self._bodyFile = 0, false, false
   -- Two Host fields arrive joined with ", ", which no host name holds.
   local host = req.headers.host
   if info.versionMinor >= 1 and (host == nil or host:find(",", 1, true)) then
@@ -504,6 +538,10 @@ function Channel:onBody(chunk)
     return
   end
   local parts = self._bodyParts
+  if not parts then
+    parts = {}
+    self._bodyParts = parts
+  end
   parts[#parts + 1] = chunk
   if len > site.contentInMemory then
     local tmp, e = io.tmpfile()
@@ -524,8 +562,8 @@ function Channel:onMessageComplete()
   if self._bodyFile then
     self._bodyFile:seek("set", 0)
     req.content = self._bodyFile
-    self._bodyFile = nil
-  else
+    self._bodyFile = false
+  elseif self._bodyParts then
     req.content = table.concat(self._bodyParts)
     local ctype = req.headers["content-type"]
     if ctype and ctype:match("^%s*([^;%s]*)"):lower()
@@ -533,10 +571,10 @@ function Channel:onMessageComplete()
       requestModule.parseQuery(req.content, req.args)
     end
   end
-  self._bodyParts = nil
+  self._bodyParts = false
   self.state = "processing"
   self.processing = true
-  self:_arm(nil)
+  self._deadline = false -- no timeout while the resource works
   self.ready = req
 end
 
@@ -545,8 +583,8 @@ function Channel:requestDone(req)
   if req ~= self.request then
     return
   end
-  self.request = nil
-  self._producer = nil
+  self.request = false
+  self._producer = false
   self.processing = false
   if self.dead then
     return
@@ -566,7 +604,8 @@ function Channel:requestDone(req)
     return
   end
   self.state = "idle"
-  self:_arm(self.site.idleTimeout)
+  -- Finished within the read that brought it: that read's clock will do.
+  self:_arm(self.site.idleTimeout, self._feeding and self._now or nil)
   self.parser:resume()
   if not self._feeding and #self.buffer > 0 then
     self:_feed("")
@@ -618,10 +657,10 @@ end
 function Channel:_discardRequest()
   if self._bodyFile then
     self._bodyFile:close()
-    self._bodyFile = nil
+    self._bodyFile = false
   end
-  self._bodyParts = nil
-  self.request = nil
+  self._bodyParts = false
+  self.request = false
 end
 
 function Channel:_parseError(errname, msg)
@@ -646,7 +685,7 @@ function Channel:connectionLost(reason)
   end
   self._abortCall = nil
   local p = self._producer
-  self._producer = nil
+  self._producer = false
   if p and p.stopProducing then
     local ok, e = pcall(p.stopProducing, p)
     if not ok then
@@ -654,10 +693,10 @@ function Channel:connectionLost(reason)
     end
   end
   local req = self.request
-  self.request = nil
+  self.request = false
   if self._bodyFile then
     self._bodyFile:close()
-    self._bodyFile = nil
+    self._bodyFile = false
   end
   if req and not req.finished then
     req:_connectionLost(reason)

@@ -4,6 +4,7 @@
 -- being made (setResponseCode, setHeader, write, finish). The channel
 -- (loom.web.server) makes one per request and hands it to the resource.
 
+local base = require "loom.reactor.base"
 local class = require "loom.class"
 local defer = require "loom.defer"
 local failure = require "loom.failure"
@@ -65,12 +66,14 @@ local function parseQuery(qs, args)
 end
 M.parseQuery = parseQuery
 
--- One Date header value per second (a response's head is on the hot path).
-local dateSecond, dateText
+-- One Date header value per second (a response's head is on the hot path),
+-- as Twisted's Site caches it.
+local dateSecond, dateText, dateLine = -1, nil, nil
 local function httpDate(t)
-  t = math.floor(t or os.time())
+  t = t and math.floor(t) or os.time()
   if t ~= dateSecond then
     dateSecond, dateText = t, os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+    dateLine = "Date: " .. dateText .. "\r\n"
   end
   return dateText
 end
@@ -91,59 +94,101 @@ M.Request = Request
 Request.code = 200
 Request.finished = false
 Request.startedWriting = false
+Request.sentLength = 0
+Request.content = ""
+
+local PROTOCOLS = { [0] = "HTTP/1.0", [1] = "HTTP/1.1" }
+local COOKIE = "cookie"
+
+-- Header names in lower case, as met (bounded: clients choose them).
+local lowerNames, nLower = {}, 0
+local function lowerHeaderName(name)
+  local l = lowerNames[name]
+  if l == nil then
+    l = name:lower()
+    if nLower < 1024 then
+      lowerNames[name], nLower = l, nLower + 1
+    end
+  end
+  return l
+end
+
+-- The fields of the request for channel and info (the parser's head), as
+-- one table made in one go: a table grown field by field is rehashed on
+-- the way, and this runs once per request.
+local function requestFields(channel, info)
+  local target = info.url
+  local major, minor = info.versionMajor, info.versionMinor
+  local raw = info.headers
+  local headers = {}
+  for i = 1, #raw do
+    local h = raw[i]
+    local k = lowerNames[h[1]] or lowerHeaderName(h[1])
+    local old = headers[k]
+    headers[k] = old and (old .. (k == COOKIE and "; " or ", ") .. h[2]) or h[2]
+  end
+  local path, args, postpath = target, {}, nil
+  if target == "/" then
+    postpath = { "" }
+  else
+    if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
+      -- proxy's) is read for its path
+      target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
+      path = target
+    end
+    local q = target:find("?", 1, true)
+    if q then
+      path = target:sub(1, q - 1)
+      parseQuery(target:sub(q + 1), args)
+    end
+    if path == "" then
+      path = "/"
+    end
+    if path == "/" then
+      postpath = { "" }
+    else
+      postpath = {}
+      local escaped = path:find("%", 1, true) ~= nil
+      for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
+        postpath[#postpath + 1] = escaped and unquote(seg) or seg
+      end
+    end
+  end
+  return {
+    channel = channel, site = channel.site, transport = channel.transport,
+    method = info.method, uri = info.url,
+    clientproto = major == 1 and PROTOCOLS[minor]
+      or string.format("HTTP/%d.%d", major, minor),
+    rawHeaders = raw, headers = headers, path = path, args = args,
+    prepath = {}, postpath = postpath,
+    -- lower-case name -> { name, value, lname }, and those entries in the
+    -- order they were first set at 1, 2, ... (names are never integers)
+    responseHeaders = {},
+    startedWriting = false, finished = false, sentLength = 0,
+  } -- 16 fields: a 16-slot table (the response's declared length is the
+    -- channel's _declared, one response being made at a time)
+end
+
+-- Request:new(channel, info), also for a requestFactory subclass: one
+-- with an init of its own (which may call Request.init as its super) gets
+-- it called as usual.
+function Request.new(cls, channel, info)
+  local init = cls.init
+  if init == Request.init then
+    return setmetatable(requestFields(channel, info), cls)
+  end
+  local self = setmetatable({}, cls)
+  if init then
+    init(self, channel, info)
+  end
+  return self
+end
 
 -- channel: the connection's protocol; info: the parser's head.
 function Request:init(channel, info)
-  self.channel = channel
-  self.site = channel.site
-  self.transport = channel.transport
-  self.method = info.method
-  self.uri = info.url
-  local major, minor = info.versionMajor, info.versionMinor
-  self.clientproto = major == 1 and (minor == 1 and "HTTP/1.1"
-    or minor == 0 and "HTTP/1.0") or string.format("HTTP/%d.%d", major, minor)
-  self.rawHeaders = info.headers
-  local headers = {}
-  for i = 1, #info.headers do
-    local h = info.headers[i]
-    local k = h[1]:lower()
-    local old = headers[k]
-    headers[k] = old and (old .. (k == "cookie" and "; " or ", ") .. h[2]) or h[2]
+  for k, v in next, requestFields(channel, info) do
+    self[k] = v
   end
-  self.headers = headers
-  local target = self.uri
-  if target:byte(1) ~= 47 then -- not "/...": an absolute-form target (a
-    -- proxy's) is read for its path
-    target = target:match("^%a[%w+.%-]*://[^/?]*(.*)$") or target
-  end
-  local path, args = target, {}
-  local q = target:find("?", 1, true)
-  if q then
-    path = target:sub(1, q - 1)
-    parseQuery(target:sub(q + 1), args)
-  end
-  if path == "" then
-    path = "/"
-  end
-  self.path = path
-  self.args = args
-  self.prepath = {}
-  local postpath
-  if path == "/" then
-    postpath = { "" }
-  else
-    postpath = {}
-    local escaped = path:find("%", 1, true) ~= nil
-    for seg in (path:sub(2) .. "/"):gmatch("([^/]*)/") do
-      postpath[#postpath + 1] = escaped and unquote(seg) or seg
-    end
-  end
-  self.postpath = postpath
-  self.responseHeaders = {} -- lower-case name -> { name, value }
-  self.cookies = nil -- Set-Cookie values, made by addCookie
-  self.sentLength = 0
-  self.content = ""
-  self._notify = nil -- notifyFinish's Deferreds, made on first use
 end
 
 -- The request header name (any case), or nil.
@@ -237,24 +282,55 @@ function Request:setResponseCode(code, phrase)
   self.phrase = phrase and checkHeaderText("phrase", phrase) or nil
 end
 
-function Request:setHeader(name, value)
+-- Header names already checked, and their lower case (bounded: names
+-- usually come from code, but a resource may echo a client's).
+local checkedNames, nChecked = {}, 0
+local MAX_CHECKED = 512
+
+local function lowerName(name)
+  local lname = checkedNames[name]
+  if lname then
+    return lname
+  end
   name = checkHeaderText("header name", name)
   if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
-    error("setHeader: invalid header name " .. string.format("%q", name), 2)
+    error("setHeader: invalid header name " .. string.format("%q", name), 3)
   end
-  value = checkHeaderText("header value", value)
-  local lname = name:lower()
+  lname = name:lower()
+  if nChecked < MAX_CHECKED then
+    checkedNames[name], nChecked = lname, nChecked + 1
+  end
+  return lname
+end
+
+-- Header values already checked (bounded as the names).
+local checkedValues, nValues = {}, 0
+
+function Request:setHeader(name, value)
+  local lname = checkedNames[name] or lowerName(name)
+  if not checkedValues[value] then
+    if type(value) ~= "string" then
+      value = tostring(value)
+    end
+    if value:find("[\r\n%z]") then
+      error("header value must not contain CR, LF or NUL: " .. string.format("%q", value), 2)
+    end
+    if nValues < MAX_CHECKED and #value <= 256 then
+      checkedValues[value], nValues = true, nValues + 1
+    end
+  end
   if lname == "content-length" and not value:match("^%d+$") then
     error("setHeader: Content-Length must be a number of bytes, got "
       .. string.format("%q", value), 2)
   end
-  local old = self.responseHeaders[lname]
+  local rh = self.responseHeaders
+  local old = rh[lname]
   if old then
     old[1], old[2] = name, value -- keeps its place
   else
-    local seq = (self._headerSeq or 0) + 1
-    self._headerSeq = seq
-    self.responseHeaders[lname] = { name, value, seq }
+    local e = { name, value, lname }
+    rh[lname] = e
+    rh[#rh + 1] = e
   end
 end
 
@@ -290,7 +366,7 @@ end
 
 local function fireNotify(self, reason)
   local list = self._notify
-  if list == nil then
+  if not list then
     return
   end
   self._notify = nil
@@ -303,93 +379,216 @@ local function fireNotify(self, reason)
   end
 end
 
--- Codes whose response never has a body.
+-- Codes whose response never has a body (codes are 100 to 999).
 local function bodyless(code)
-  return code == 204 or code == 304 or (code >= 100 and code < 200)
+  return code == 204 or code == 304 or code < 200
 end
 
--- The status line and headers; decides how the body is delimited:
--- Content-Length when set, else chunked (HTTP/1.1) or the close (1.0).
--- Defaults go straight into the text (no table per header: this runs once
--- per response).
-local function headOf(self)
+local concat = table.concat
+
+-- Lines of a head made once and reused (bounded: a resource may choose
+-- codes, lengths and names freely).
+local MAX_CACHED = 1024
+local lineCache, nLines = {}, 0
+local function cachedLine(prefix, value)
+  local byValue = lineCache[prefix]
+  local line = byValue[value]
+  if line == nil then
+    line = prefix .. value .. "\r\n"
+    if nLines < MAX_CACHED then
+      byValue[value], nLines = line, nLines + 1
+    end
+  end
+  return line
+end
+for _, prefix in ipairs({ "HTTP/1.1 ", "HTTP/1.0 ", "Content-Length: ",
+  "Content-Type: ", "Server: " }) do
+  lineCache[prefix] = {}
+end
+local status11, lengthLines = lineCache["HTTP/1.1 "], lineCache["Content-Length: "]
+local serverLines = lineCache["Server: "]
+
+local function statusLine(self, code, http10)
+  local version = http10 and "HTTP/1.0 " or "HTTP/1.1 "
+  local phrase = self.phrase
+  if phrase then
+    return version .. code .. " " .. phrase .. "\r\n"
+  end
+  local line = lineCache[version][code]
+  if line == nil then
+    line = cachedLine(version, code .. " " .. (PHRASES[code] or "Unknown"))
+    if nLines < MAX_CACHED then
+      lineCache[version][code] = line
+    end
+  end
+  return line
+end
+
+-- The status line and headers, with body (when given) after them in the
+-- same string; decides how the body is delimited: Content-Length when set
+-- (or length, the size of a body the server knows whole), else chunked
+-- (HTTP/1.1) or the close (HTTP/1.0). One concatenation of a few strings,
+-- most of them cached lines: this runs once per response.
+local function headOf(self, length, body)
   self.startedWriting = true
   local ch = self.channel
   local site = self.site
   local code = self.code
   local rh = self.responseHeaders
-  local noBody = bodyless(code)
+  local noBody = code == 204 or code == 304 or code < 200
   local http10 = self.clientproto == "HTTP/1.0"
-  local out = { http10 and "HTTP/1.0 " or "HTTP/1.1 ", tostring(code), " ",
-    self.phrase or PHRASES[code] or "Unknown", "\r\n" }
-  local n = 5
-  rh["transfer-encoding"] = nil -- the framing is the server's to choose
+  local head = self.method == "HEAD"
+  if rh["transfer-encoding"] then
+    rh["transfer-encoding"] = nil -- the framing is the server's to choose
+  end
+  local framing = ""
+  local declared = rh["content-length"]
   if noBody then
-    rh["content-length"] = nil
-    rh["transfer-encoding"] = nil
-  elseif rh["content-length"] == nil and self.method ~= "HEAD" then
+    if declared then
+      rh["content-length"] = nil
+    end
+    declared = nil
+  elseif declared then
+    declared = tonumber(declared[2])
+  elseif length then -- (a HEAD's too: the length of the body it would get)
+    declared = length
+    framing = lengthLines[length] or cachedLine("Content-Length: ", length)
+  elseif not head then
     if http10 then
       ch.persistent = false
     else
       self.chunked = true
-      rh["transfer-encoding"] = nil
-      out[n + 1] = "Transfer-Encoding: chunked\r\n"
-      n = n + 1
+      framing = "Transfer-Encoding: chunked\r\n"
     end
   end
-  -- In the order they were first set (an insertion sort: a few entries).
-  local list, m = {}, 0
-  for _, h in pairs(rh) do
-    local seq = h[3] or math.huge
-    local j = m
-    while j > 0 and (list[j][3] or math.huge) > seq do
-      list[j + 1] = list[j]
-      j = j - 1
+  local fields = ""
+  for i = 1, #rh do
+    local h = rh[i]
+    if rh[h[3]] == h then -- not removed since
+      fields = fields .. h[1] .. ": " .. h[2] .. "\r\n"
     end
-    list[j + 1] = h
-    m = m + 1
   end
-  for i = 1, m do
-    local h = list[i]
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = h[1], ": ", h[2], "\r\n"
-    n = n + 4
+  local ctype = ""
+  if not noBody and rh["content-type"] == nil then
+    ctype = cachedLine("Content-Type: ", site.defaultContentType)
   end
-  if rh["content-type"] == nil and not noBody then
-    out[n + 1], out[n + 2] = "Content-Type: ", site.defaultContentType
-    out[n + 3] = "\r\n"
-    n = n + 3
-  end
+  local date = ""
   if rh["date"] == nil then
-    out[n + 1], out[n + 2], out[n + 3] = "Date: ", httpDate(), "\r\n"
-    n = n + 3
+    -- The clock of the read being answered, if it is still going on.
+    local now = ch._feeding and ch._wallClock and ch._now or os.time()
+    if now - dateSecond >= 1 or now < dateSecond then
+      httpDate(now)
+    end
+    date = dateLine
   end
-  if rh["server"] == nil and site.serverName then
-    out[n + 1], out[n + 2], out[n + 3] = "Server: ", site.serverName, "\r\n"
-    n = n + 3
+  local server = site.serverName
+  if server and rh["server"] == nil then
+    server = serverLines[server] or cachedLine("Server: ", server)
+  else
+    server = ""
   end
+  local conn = ""
   if rh["connection"] == nil then
     if not ch.persistent then
-      out[n + 1] = "Connection: close\r\n"
-      n = n + 1
+      conn = "Connection: close\r\n"
     elseif http10 then
-      out[n + 1] = "Connection: keep-alive\r\n"
-      n = n + 1
+      conn = "Connection: keep-alive\r\n"
     end
   end
   local cookies = self.cookies
   if cookies then
+    local list = {}
     for i = 1, #cookies do
-      out[n + 1], out[n + 2], out[n + 3] = "Set-Cookie: ", cookies[i], "\r\n"
-      n = n + 3
+      list[i] = "Set-Cookie: " .. cookies[i] .. "\r\n"
+    end
+    cookies = concat(list)
+  else
+    cookies = ""
+  end
+  if noBody or head then
+    self._noBody = true
+    ch._declared = false
+  else
+    ch._declared = declared or false
+  end
+  local status = not self.phrase and not http10 and status11[code]
+    or statusLine(self, code, http10)
+  return status .. framing .. fields .. ctype .. date
+    .. server .. conn .. cookies .. "\r\n" .. (body or "")
+end
+
+-- Output is held until the end of the render (or of the current turn of
+-- the reactor, or finish), so that a response goes out as one write: a
+-- head, a short body and a chunked body's end never cross the network as
+-- separate segments. Past FLUSH_AT bytes held it is written at once.
+local FLUSH_AT = 64 * 1024
+
+-- What is held belongs to the channel (one response at a time is
+-- being made on it): ch._out is a string or a list, ch._outSize its size.
+local function flush(ch)
+  local p = ch._out
+  if p then
+    ch._out = false
+    if type(p) == "table" then
+      p = concat(p)
+    end
+    if not ch.dead then
+      ch.transport:write(p)
     end
   end
-  out[n + 1] = "\r\n"
-  self._noBody = noBody or self.method == "HEAD"
-  local declared = rh["content-length"]
-  if declared and not self._noBody then
-    self._declared = tonumber(declared[2])
+end
+M.flush = flush
+
+local function flushLater(ch)
+  ch._flushCall = false
+  flush(ch)
+end
+
+local function scheduleFlush(ch)
+  if not ch._flushCall then
+    ch._flushCall = true
+    base.callLater(0, flushLater, ch)
   end
-  return table.concat(out)
+end
+
+local function hold(self, s)
+  local ch = self.channel
+  local p = ch._out
+  if not p then
+    if #s >= FLUSH_AT then
+      ch:writeOut(s)
+      return
+    end
+    ch._out, ch._outSize = s, #s
+    if not ch._direct then
+      scheduleFlush(ch)
+    end
+    return
+  end
+  if #s >= FLUSH_AT then -- not copied: what is held goes first, then s
+    flush(ch)
+    ch:writeOut(s)
+    return
+  end
+  if type(p) == "string" then
+    p = { p }
+    ch._out = p
+  end
+  p[#p + 1] = s
+  local size = ch._outSize + #s
+  ch._outSize = size
+  if size >= FLUSH_AT then
+    flush(ch)
+  end
+end
+
+local function checkLength(self, more)
+  local declared = self.channel._declared
+  if declared and self.sentLength + more > declared then
+    -- More would be read by the client as the start of another response.
+    error(string.format("write: %d bytes would pass the Content-Length of %d",
+      self.sentLength + more, declared), 3)
+  end
 end
 
 -- write(data): a piece of the body; the head goes first, in the same
@@ -404,42 +603,71 @@ function Request:write(data)
   if self._lostReason then
     return -- the client went away: ignored, as Twisted's transport does
   end
+  local len = #data
   if not self.startedWriting then
     -- Checked before the head is made, so the request can still fail cleanly.
     local cl = self.responseHeaders["content-length"]
-    if cl and #data > tonumber(cl[2]) and self.method ~= "HEAD"
+    if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
         and not bodyless(self.code) then
       error(string.format("write: %d bytes would pass the Content-Length of %s",
-        #data, cl[2]), 2)
+        len, cl[2]), 2)
     end
-  end
-  local head = not self.startedWriting and headOf(self) or nil
-  local ch = self.channel
-  if #data == 0 or self._noBody then
-    if head then
-      ch:writeOut(head)
+    local head = headOf(self)
+    if len == 0 or self._noBody then
+      hold(self, head)
+      return
+    end
+    self.sentLength = len
+    if len >= FLUSH_AT then
+      hold(self, self.chunked and head .. string.format("%x\r\n", len) or head)
+      hold(self, data)
+      if self.chunked then
+        hold(self, "\r\n")
+      end
+    elseif self.chunked then
+      hold(self, head .. string.format("%x\r\n", len) .. data .. "\r\n")
+    else
+      hold(self, head .. data)
     end
     return
   end
-  local declared = self._declared
-  if declared and self.sentLength + #data > declared then
-    -- More would be read by the client as the start of another response.
-    error(string.format("write: %d bytes would pass the Content-Length of %d",
-      self.sentLength + #data, declared), 2)
+  if len == 0 or self._noBody then
+    return
   end
-  self.sentLength = self.sentLength + #data
+  checkLength(self, len)
+  self.sentLength = self.sentLength + len
   if self.chunked then
-    local size = string.format("%x\r\n", #data)
-    if head then
-      ch:writeSequence({ head, size, data, "\r\n" })
-    else
-      ch:writeSequence({ size, data, "\r\n" })
-    end
-  elseif head then
-    ch:writeSequence({ head, data })
+    hold(self, string.format("%x\r\n", len))
+    hold(self, data)
+    hold(self, "\r\n")
   else
-    ch:writeOut(data)
+    hold(self, data)
   end
+end
+
+-- The response is complete: what is held goes out (with a chunked body's
+-- end) as one write, the request is logged and the channel told.
+local function finished(self)
+  if self.chunked then
+    hold(self, "0\r\n\r\n")
+  elseif self.channel._declared and self.sentLength < self.channel._declared then
+    -- A body cut short: only the close tells the client.
+    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
+      .. " its %d bytes (Content-Length); closing the connection",
+      self.method, log.safeString(self.uri), self.sentLength, self.channel._declared)
+    self.channel.persistent = false
+  end
+  flush(self.channel)
+  self.finished = true
+  local content = self.content
+  if content ~= "" and io.type(content) == "file" then
+    self:_closeContent()
+  end
+  self.site:log(self)
+  if self._notify then
+    fireNotify(self, nil)
+  end
+  self.channel:requestDone(self)
 end
 
 -- finish(): the response is complete. Ignored once the client has gone
@@ -452,26 +680,9 @@ function Request:finish()
     return
   end
   if not self.startedWriting then
-    if self.responseHeaders["content-length"] == nil
-        and not bodyless(self.code) and self.method ~= "HEAD" then
-      self.responseHeaders["content-length"] = { "Content-Length", "0" }
-    end
-    self.channel:writeOut(headOf(self))
+    hold(self, headOf(self, self.method ~= "HEAD" and 0 or nil))
   end
-  if self.chunked then
-    self.channel:writeOut("0\r\n\r\n")
-  elseif self._declared and self.sentLength < self._declared then
-    -- A body cut short: only the close tells the client.
-    log.prefixed(self.channel:logPrefix()).warn("%s %s: finished after %d of"
-      .. " its %d bytes (Content-Length); closing the connection",
-      self.method, log.safeString(self.uri), self.sentLength, self._declared)
-    self.channel.persistent = false
-  end
-  self.finished = true
-  self:_closeContent()
-  self.site:log(self)
-  fireNotify(self, nil)
-  self.channel:requestDone(self)
+  finished(self)
 end
 
 -- registerProducer(p, streaming): a producer of the body (a file being
@@ -507,6 +718,7 @@ function Request:processingFailed(f)
     return
   end
   if self.startedWriting then
+    self.channel._out = false
     self.channel:abort()
     return
   end
@@ -522,18 +734,43 @@ function Request:processingFailed(f)
 end
 
 -- The resource's result: a string (the body), NOT_DONE_YET, or a
--- Deferred of a string.
+-- Deferred of a string. A string is the whole response: head and body
+-- are one write.
 function Request:_rendered(body)
   if self.finished or self._lostReason then
     return
   end
   if type(body) == "string" then
-    if not self.startedWriting and self.responseHeaders["content-length"] == nil
-        and not bodyless(self.code) then
-      self.responseHeaders["content-length"] = { "Content-Length", tostring(#body) }
+    if not self.startedWriting then
+      local len = #body
+      local cl = self.responseHeaders["content-length"]
+      if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
+          and not bodyless(self.code) then
+        error(string.format("write: %d bytes would pass the Content-Length of %s",
+          len, cl[2]), 2)
+      end
+      local code = self.code
+      if len == 0 or self.method == "HEAD" or code < 200 or code == 204
+          or code == 304 then
+        hold(self, headOf(self, len))
+      elseif len >= FLUSH_AT then
+        hold(self, headOf(self, len))
+        self.sentLength = len
+        hold(self, body)
+      else
+        self.sentLength = len
+        local ch = self.channel
+        local out = headOf(self, len, body)
+        if ch._out then
+          hold(self, out)
+        elseif not ch.dead then -- the whole response: nothing to hold it for
+          ch.transport:write(out)
+        end
+      end
+    else
+      self:write(body)
     end
-    self:write(body)
-    self:finish()
+    finished(self)
   elseif body ~= NOT_DONE_YET then
     self:processingFailed(failure.Failure(string.format(
       "render returned a %s; expected a string, web.NOT_DONE_YET or a Deferred"
@@ -541,13 +778,19 @@ function Request:_rendered(body)
   end
 end
 
--- Finds the resource and renders it (Twisted's Request.process/render).
+-- Finds the resource, renders it (Twisted's Request.process/render) and
+-- sends a result that is there at once; what raises on the way (a write
+-- past the Content-Length the resource set) fails the request like a
+-- render would. A Deferred is returned to be waited for.
 local function render(self)
-  return self.site:getResourceFor(self):render(self)
+  local body = self.site:getResourceFor(self):render(self)
+  if type(body) ~= "string" and defer.isDeferred(body) then
+    return body
+  end
+  self:_rendered(body)
 end
 
--- Sends a render's result; what raises on the way (a write past the
--- Content-Length the resource set) fails the request like a render would.
+-- Sends a Deferred render's result.
 local function deliver(self, body)
   local ok, f = xpcall(self._rendered, failure.handler, self, body)
   if not ok then
@@ -556,17 +799,21 @@ local function deliver(self, body)
 end
 
 function Request:process()
-  local ok, body = xpcall(render, failure.handler, self)
+  local ch = self.channel
+  ch._direct = true -- output waits for the end of the render
+  local ok, d = xpcall(render, failure.handler, self)
+  ch._direct = false
   if not ok then
-    self:processingFailed(body)
-  elseif defer.isDeferred(body) then
-    body:addCallbacks(function(result)
+    self:processingFailed(d)
+  elseif d then
+    d:addCallbacks(function(result)
       deliver(self, result)
     end, function(f)
       self:processingFailed(f)
     end)
-  else
-    deliver(self, body)
+  end
+  if ch._out then
+    scheduleFlush(ch) -- NOT_DONE_YET wrote: it goes out this turn
   end
 end
 
