@@ -28,6 +28,9 @@ local function httpsServer(finally, cert)
   root:putChild("hello", W.leaf({ render_GET = function()
     return "hello over https"
   end }))
+  root:putChild("secure", W.leaf({ render_GET = function(_, request)
+    return tostring(request:isSecure())
+  end }))
   root:putChild("big", W.leaf({ render_GET = function()
     return string.rep("0123456789abcdef", 64 * 1024) -- 1 MiB
   end }))
@@ -93,6 +96,8 @@ describe("loom's client against loom's https Site", function()
     assert.equals("hello over https", runUntil(web.getPage(string.format(
       "https://localhost:%d/hello", server.portNumber),
       { tlsOptions = tls.clientOptions(), timeout = 5 }), 5))
+    assert.equals("true", runUntil(web.getPage(server.url("/secure"),
+      { tlsOptions = tls.clientOptions(), timeout = 5 }), 5))
     local agent = web.Agent(reactor, { tlsOptions = tls.clientOptions(),
       connectTimeout = 5, responseTimeout = 5 })
     local response = runUntil(agent:request("GET", server.url("/big")), 5)
@@ -146,6 +151,7 @@ describe("loom's client against loom's https Site", function()
   it("follows a redirect from http:// to https://", function()
     local server = httpsServer(finally)
     local plain = W.serve(W.leaf({ render_GET = function(_, request)
+      assert(request:isSecure() == false, "isSecure over plain http")
       request:setResponseCode(302)
       request:setHeader("location", server.url("/hello"))
       return "moved"
