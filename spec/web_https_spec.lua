@@ -341,3 +341,22 @@ describe("loom web --port ssl:", function()
       { tlsOptions = tls.clientOptions(), timeout = 5 }), 5))
   end)
 end)
+
+describe("examples/web/https_static.lua", function()
+  it("serves its directory over https; a missing key is one line", function()
+    local server = sub.start(string.format(
+      "run examples/web/https_static.lua %s %s 0", tls.key("server"),
+      tls.cert("server")))
+    W.atEnd(function() sub.stop(server) end, finally)
+    local out, stderr, code = W.curl("--cacert", tls.cert("ca"),
+      string.format("https://localhost:%d/https_static.lua", server.port))
+    assert.equals(0, code, stderr)
+    assert.equals(sub.readFile("examples/web/https_static.lua"), out)
+    local _, errout, status = sub.loom(
+      "run examples/web/https_static.lua /no/such/key.pem " .. tls.cert("server")
+      .. " 0")
+    assert.equals(1, status)
+    assert.equals("https_static: listenSSL: privateKey /no/such/key.pem: "
+      .. "No such file or directory\n", errout)
+  end)
+end)
