@@ -1,6 +1,8 @@
 -- loom.web.client: the HTTP/1.1 client, as twisted.web.client: Agent (with
 -- a keep-alive HTTPConnectionPool), readBody, RedirectAgent and the short
--- form getPage. loom.web re-exports all of it.
+-- form getPage, over TCP for http:// and TLS (connectSSL's endpoint,
+-- verifying the server by default) for https://. loom.web re-exports
+-- all of it.
 --
 --   local agent = web.Agent(reactor)
 --   agent:request("GET", "http://127.0.0.1:8080/", { Accept = "text/plain" })
