@@ -719,14 +719,14 @@ describe("Agent connection failures", function()
       assert.is_truthy(f:check(err.DNSLookupError))
     end)
 
-  it("errbacks with InvalidURL, and with a TLS message for https",
+  it("errbacks with InvalidURL, naming the scheme it does not know",
     function()
       local f = failureOf(newAgent():request("GET", "http://bad host/"))
       assert.is_truthy(f:check(web.InvalidURL))
       assert.matches("invalid URL", tostring(f.value))
-      local g = failureOf(web.getPage("https://127.0.0.1/"))
-      assert.is_truthy(g:check(web.SchemeNotSupported))
-      assert.matches("https needs TLS %(F11%)", tostring(g.value))
+      local g = failureOf(web.getPage("ftp://127.0.0.1/"))
+      assert.is_truthy(g:check(web.InvalidURL))
+      assert.matches("unsupported scheme \"ftp\"", tostring(g.value))
     end)
 
   it("connects with connectTimeout and bindAddress", function()

@@ -1,6 +1,8 @@
 -- loom.web.client: the HTTP/1.1 client, as twisted.web.client: Agent (with
 -- a keep-alive HTTPConnectionPool), readBody, RedirectAgent and the short
--- form getPage. loom.web re-exports all of it.
+-- form getPage, over TCP for http:// and TLS (connectSSL's endpoint,
+-- verifying the server by default) for https://. loom.web re-exports
+-- all of it.
 --
 --   local agent = web.Agent(reactor)
 --   agent:request("GET", "http://127.0.0.1:8080/", { Accept = "text/plain" })
@@ -182,11 +184,17 @@ M.Agent = Agent
 -- persistent one), persistent (false: Connection: close on every request),
 -- connectTimeout (30 s), responseTimeout (60 s of silence while a response
 -- is awaited or read; 0: none), maxHeaderSize and maxHeaders (the
--- parser's limits for a response head), bindAddress.
+-- parser's limits for a response head), bindAddress, tlsOptions (for
+-- https:// URLs: connectSSL's options, docs/tls.md; default: verify the
+-- server against the system's CAs and the URL's host).
 function Agent:init(reactor, opts)
   opts = opts or {}
   if type(reactor) ~= "table" or type(reactor.connectTCP) ~= "function" then
     error("Agent: the first argument must be the reactor", 3)
+  end
+  if opts.tlsOptions ~= nil and type(opts.tlsOptions) ~= "table" then
+    error("Agent: tlsOptions must be a table (connectSSL's options), got "
+      .. type(opts.tlsOptions), 3)
   end
   self.reactor = reactor
   self.pool = opts.pool or Pool:new(reactor,
@@ -282,9 +290,49 @@ local function shouldRetry(req, f)
       errors.ResponseNeverReceived) ~= nil
 end
 
+-- The options of an https connection when the agent has none: verify
+-- against the system's CAs and the URL's host (one table, so one TLS
+-- context for all of them).
+local DEFAULT_TLS = {}
+
+-- A string naming a tlsOptions table's content, for the pool's key: a
+-- connection is reused only for the same options (an equal table counts
+-- as the same).
+local function optionsKey(v)
+  if type(v) ~= "table" then
+    return type(v) .. ":" .. tostring(v)
+  end
+  local parts = {}
+  for k, value in pairs(v) do
+    parts[#parts + 1] = string.format("%q=%s", tostring(k), optionsKey(value))
+  end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The pool's key: scheme, host and port, and for https the TLS options.
+function Agent:_poolKey(u)
+  local key = u.scheme .. "://" .. url.hostHeader(u)
+  if u.scheme == "https" and self.tlsOptions then
+    self._tlsKey = self._tlsKey or optionsKey(self.tlsOptions)
+    key = key .. " " .. self._tlsKey
+  end
+  return key
+end
+
+-- http:// over TCP; https:// over TLS (connectSSL, through its endpoint),
+-- whose connect fails with error.TLSError when the server's certificate
+-- does not verify.
 function Agent:_connector(u)
   local reactor, opts = self.reactor, { timeout = self.connectTimeout,
     bindAddress = self.bindAddress }
+  if u.scheme == "https" then
+    local tlsOptions = self.tlsOptions or DEFAULT_TLS
+    return function(factory)
+      return endpoints.SSL4ClientEndpoint(reactor, u.host, u.port,
+        tlsOptions, opts):connect(factory)
+    end
+  end
   return function(factory)
     return endpoints.TCP4ClientEndpoint(reactor, u.host, u.port, opts)
       :connect(factory)
@@ -293,7 +341,8 @@ end
 
 -- agent:request(method, url, headers?, body?) -> Deferred of a Response.
 -- Bad arguments raise; a URL the agent cannot use errbacks with
--- web.InvalidURL (web.SchemeNotSupported for https until TLS, F11).
+-- web.InvalidURL; an https server that does not verify, with
+-- error.TLSError.
 function Agent:request(method, uri, headers, body)
   checkArguments(method, uri, body)
   local list = headerList(headers)
@@ -301,18 +350,13 @@ function Agent:request(method, uri, headers, body)
   if not u then
     return defer.fail(Failure(errors.InvalidURL(why, { url = uri }), ""))
   end
-  if u.scheme == "https" then
-    return defer.fail(Failure(errors.SchemeNotSupported(
-      "https needs TLS (F11), which this build does not have: " .. uri,
-      { url = uri }), ""))
-  end
   if not hasHeader(list, "host") then
     table.insert(list, 1, { "Host", url.hostHeader(u) })
   end
   local req = { method = method, target = url.target(u), headers = list,
     body = body, url = uri, persistent = self.pool.persistent,
     responseTimeout = self.responseTimeout }
-  local key = u.scheme .. "://" .. url.hostHeader(u)
+  local key = self:_poolKey(u)
   local connect, pool = self:_connector(u), self.pool
   return pool:getConnection(key, connect):addCallback(function(conn)
     local reused = conn.served > 0
@@ -499,18 +543,27 @@ end
 -- web.getPage(url, opts) -> Deferred of the body, as old Twisted's getPage:
 -- opts.method ("GET"), headers, body (a string), timeout (seconds for the
 -- whole exchange: error.TimeoutError), followRedirect (true),
--- redirectLimit (20), maxSize (MAX_BODY_SIZE), agent (an Agent to use,
--- e.g. one with a pool; default a new one that does not keep the
--- connection), reactor. A status >= 400 errbacks with web.Error (status,
--- phrase, body).
+-- redirectLimit (20), maxSize (MAX_BODY_SIZE), tlsOptions (for https://:
+-- connectSSL's options; default: verify against the system's CAs and the
+-- URL's host), agent (an Agent to use, e.g. one with a pool; default a
+-- new one that does not keep the connection), reactor. A status >= 400
+-- errbacks with web.Error (status, phrase, body).
 function M.getPage(uri, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     error("getPage: opts must be a table", 2)
   end
+  if opts.agent and opts.tlsOptions then
+    error("getPage: give tlsOptions to the agent, not beside it", 2)
+  end
+  if opts.tlsOptions ~= nil and type(opts.tlsOptions) ~= "table" then
+    error("getPage: tlsOptions must be a table (connectSSL's options), got "
+      .. type(opts.tlsOptions), 2)
+  end
   local reactor = opts.reactor or require "loom.reactor"
   local agent = opts.agent or Agent:new(reactor, { persistent = false,
-    connectTimeout = opts.timeout, responseTimeout = opts.timeout })
+    connectTimeout = opts.timeout, responseTimeout = opts.timeout,
+    tlsOptions = opts.tlsOptions })
   if opts.followRedirect ~= false then
     agent = RedirectAgent:new(agent, { redirectLimit = opts.redirectLimit })
   end

@@ -208,8 +208,12 @@ function Request:getHost()
   return self.transport:getHost()
 end
 
+-- True when the request came over TLS (a Site on listenSSL or ssl:, or
+-- after startTLS), as Twisted's.
 function Request:isSecure()
-  return false
+  local t = self.transport
+  local version = t and t.getTLSVersion
+  return version ~= nil and version(t) ~= nil
 end
 
 -- The request body as a string, whether it is held in memory or in a

@@ -76,8 +76,7 @@ local function splitTail(rest)
 end
 
 -- url.parse(s) -> {scheme=, host=, port=, path=, query=, fragment=} or
--- nil, reason. The scheme is lower-cased; only http and https parse
--- (Agent refuses https until TLS is there, with its own clear error).
+-- nil, reason. The scheme is lower-cased; only http and https parse.
 function M.parse(s)
   if type(s) ~= "string" then
     return nil, "invalid URL: expected a string, got " .. type(s)
