@@ -62,7 +62,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
             bindings/api.c bindings/api_lua.c bindings/api_thread.c \
-            bindings/http.c bindings/fs.c bindings/websocket.c \
+            bindings/http.c bindings/http_server.c bindings/fs.c \
+            bindings/websocket.c \
             bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
 PARSER_SRC := parsers/lines.c
@@ -101,6 +102,7 @@ $(MAIN_OBJ) $(patsubst %.c,$(BUILD)/obj/%.o,bindings/api.c bindings/api_lua.c bi
   include/loom.h bindings/api.h
 $(MAIN_OBJ): cli/lineedit.h
 $(BUILD)/obj/cli/lineedit.o: FINAL_CFLAGS += $(EDIT_CFLAGS)
+$(BUILD)/obj/bindings/http.o $(BUILD)/obj/bindings/http_server.o: bindings/http.h
 $(BUILD)/obj/host/tls.o $(BUILD)/obj/host/tls_ctx.o $(BUILD)/obj/bindings/tls.o \
   $(BUILD)/test/tls_test: host/tls.h
 

@@ -191,6 +191,7 @@ void loom__open_identity(lua_State *L);
 void loom__open_stdio(lua_State *L);
 loom_state *loom__new_state(lua_State *L, uv_loop_t *loop);
 void loom__open_http(lua_State *L);
+void loom__open_http_server(lua_State *L);
 void loom__open_websocket(lua_State *L);
 void loom__open_fs(lua_State *L);
 void loom__open_tls(lua_State *L);

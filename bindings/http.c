@@ -28,6 +28,7 @@
 #include <http_parser.h>
 
 #include "binding.h"
+#include "http.h"
 
 #define HTTP_PARSER_CLASS "loom.HTTPParser"
 
@@ -61,6 +62,8 @@ typedef struct http_box {
   int pause_pending; /* pause once the current message is complete */
   int busy;          /* inside execute/finish (or one raised through) */
   int dead;          /* after an error: errname and msg say which */
+  int fast;          /* in loom__http_next_request: no Lua, no bodies */
+  int fast_done;     /* a plain request is complete */
   const char *errname;
   char msg[256];
 } http_box;
@@ -204,19 +207,15 @@ static void push_lstr(lua_State *L, const char *s, size_t n, const char *k) {
 }
 
 static void push_headers(lua_State *L, const http_box *b) {
-  size_t i;
+  size_t i, nlen, vlen;
+  const char *name, *value;
   lua_createtable(L, (int)b->nfields, 0);
   for (i = 0; i < b->nfields; i++) {
-    const head_field *f = &b->fields[i];
+    loom__http_field(b, i, &name, &nlen, &value, &vlen);
     lua_createtable(L, 2, 0);
-    lua_pushlstring(L, b->buf + f->name_off, f->name_len);
+    lua_pushlstring(L, name, nlen);
     lua_rawseti(L, -2, 1);
-    size_t vlen = f->value_len;
-    /* The value without its trailing whitespace (RFC 9110's OWS). */
-    while (vlen > 0 && (b->buf[f->value_off + vlen - 1] == ' ' ||
-                        b->buf[f->value_off + vlen - 1] == '\t'))
-      vlen--;
-    lua_pushlstring(L, b->buf + f->value_off, vlen);
+    lua_pushlstring(L, value, vlen);
     lua_rawseti(L, -2, 2);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
@@ -285,6 +284,12 @@ static int check_names(http_box *b) {
   return 0;
 }
 
+/* A request the fast lane takes: HTTP/1.x, no body, no upgrade. */
+static int plain_request(const http_parser *p) {
+  return p->http_major == 1 && !p->upgrade && !(p->flags & F_CHUNKED) &&
+         (!(p->flags & F_CONTENTLENGTH) || p->content_length == 0);
+}
+
 /* 1 tells the library to expect no body (a HEAD's response, a 304). */
 static int on_headers_complete(http_parser *p) {
   http_box *b = p->data;
@@ -294,6 +299,8 @@ static int on_headers_complete(http_parser *p) {
                 b->max_head);
   if (check_names(b) != 0)
     return -1;
+  if (b->fast) /* the fast lane takes requests without a body only */
+    return plain_request(p) ? 0 : -1;
   push_info(b->L, b);
   if (call_handler(b, "onHeaders", 1) != 0)
     return -1;
@@ -304,6 +311,8 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   http_box *b = p->data;
+  if (b->fast)
+    return -1;
   lua_pushlstring(b->L, at, n);
   if (call_handler(b, "onBody", 1) != 0)
     return -1;
@@ -313,6 +322,11 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 static int on_message_complete(http_parser *p) {
   http_box *b = p->data;
+  if (b->fast) {
+    b->fast_done = 1;
+    http_parser_pause(p, 1); /* execute returns after this message */
+    return 0;
+  }
   if (call_handler(b, "onMessageComplete", 0) != 0)
     return -1;
   lua_pop(b->L, 1);
@@ -367,6 +381,70 @@ static size_t run(lua_State *L, http_box *b, const char *data, size_t len) {
   b->L = NULL;
   lua_settop(L, b->handler - 1);
   return n;
+}
+
+/* ------------------------------------------- the fast lane's interface */
+
+static void init_parser(http_box *b, enum http_parser_type type);
+
+void loom__http_push_class(lua_State *L) {
+  luaL_getmetatable(L, HTTP_PARSER_CLASS);
+}
+
+loom_http_parser *loom__http_to_parser(lua_State *L, int idx, int mt) {
+  http_box *b = lua_touserdata(L, idx);
+  int same;
+  if (b == NULL || !lua_getmetatable(L, idx))
+    return NULL;
+  same = lua_rawequal(L, -1, mt);
+  lua_pop(L, 1);
+  if (!same || b->busy || b->dead || b->parser.type != HTTP_REQUEST ||
+      b->pause_pending || HTTP_PARSER_ERRNO(&b->parser) != HPE_OK)
+    return NULL;
+  return b;
+}
+
+int loom__http_next_request(loom_http_parser *b, const char *data,
+                            size_t len, size_t *used, loom_http_head *head) {
+  size_t n;
+  b->fast = 1;
+  b->fast_done = 0;
+  b->busy = 1;
+  b->errname = NULL;
+  n = http_parser_execute(&b->parser, &settings, data, len);
+  b->busy = 0;
+  b->fast = 0;
+  if (!b->fast_done || HTTP_PARSER_ERRNO(&b->parser) != HPE_PAUSED)
+    return LOOM_HTTP_OTHER; /* (the caller resets the parser) */
+  http_parser_pause(&b->parser, 0);
+  *used = n;
+  head->method = http_method_str((enum http_method)b->parser.method);
+  head->url = b->buf;
+  head->url_len = b->url_len;
+  head->major = b->parser.http_major;
+  head->minor = b->parser.http_minor;
+  head->keep_alive = http_should_keep_alive(&b->parser);
+  head->nfields = b->nfields;
+  return LOOM_HTTP_PLAIN;
+}
+
+/* The value without its trailing whitespace (RFC 9110's OWS). */
+void loom__http_field(const loom_http_parser *b, size_t i, const char **name,
+                      size_t *name_len, const char **value,
+                      size_t *value_len) {
+  const head_field *f = &b->fields[i];
+  size_t vlen = f->value_len;
+  while (vlen > 0 && (b->buf[f->value_off + vlen - 1] == ' ' ||
+                      b->buf[f->value_off + vlen - 1] == '\t'))
+    vlen--;
+  *name = b->buf + f->name_off;
+  *name_len = f->name_len;
+  *value = b->buf + f->value_off;
+  *value_len = vlen;
+}
+
+void loom__http_reset(loom_http_parser *b) {
+  init_parser(b, (enum http_parser_type)b->parser.type);
 }
 
 static int check_usable(lua_State *L, http_box *b) {

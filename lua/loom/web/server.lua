@@ -14,6 +14,7 @@
 local core = require "loom.core"
 local protocol = require "loom.protocol"
 local log = require "loom.log"
+local failure = require "loom.failure"
 local base = require "loom.reactor.base"
 local requestModule = require "loom.web.server_request"
 local resource = require "loom.web.resource"
@@ -399,12 +400,12 @@ function Channel:unregisterRequestProducer(req)
   end
 end
 
-function Channel:dataReceived(data)
-  if self.dead then
-    return
-  end
-  self:_feed(data)
-end
+-- dataReceived(data) is C (bindings/http_server.c): the fast lane parses,
+-- makes and renders a request without a body with one Lua call, and
+-- answers a plain string result itself; anything else comes to _feed.
+Channel.dataReceived = core.httpChannelReader(Request, Request.init,
+  requestModule.parseQuery, requestModule.findAndRender, failure.handler,
+  PHRASES, requestModule.fireNotify)
 
 -- Runs the parser over what is buffered and data, one request at a time:
 -- the loop (not recursion) takes the next pipelined request when a render

@@ -383,6 +383,8 @@ local function fireNotify(self, reason)
   end
 end
 
+M.fireNotify = fireNotify
+
 -- Codes whose response never has a body (codes are 100 to 999).
 local function bodyless(code)
   return code == 204 or code == 304 or code < 200
@@ -782,17 +784,11 @@ function Request:_rendered(body)
   end
 end
 
--- Finds the resource, renders it (Twisted's Request.process/render) and
--- sends a result that is there at once; what raises on the way (a write
--- past the Content-Length the resource set) fails the request like a
--- render would. A Deferred is returned to be waited for.
-local function render(self)
-  local body = self.site:getResourceFor(self):render(self)
-  if type(body) ~= "string" and defer.isDeferred(body) then
-    return body
-  end
-  self:_rendered(body)
+-- Finds the resource and renders it (Twisted's Request.process/render).
+local function findAndRender(self)
+  return self.site:getResourceFor(self):render(self)
 end
+M.findAndRender = findAndRender
 
 -- Sends a Deferred render's result.
 local function deliver(self, body)
@@ -802,13 +798,25 @@ local function deliver(self, body)
   end
 end
 
-function Request:process()
+-- The rest of process once the resource has rendered (ok and result as
+-- xpcall gives them): a result there at once is sent; what raises on the
+-- way (a write past the Content-Length the resource set) fails the request
+-- as a render would; a Deferred is waited for. The HTTP channel's fast
+-- lane (bindings/http_server.c) comes here with a result it does not send
+-- itself.
+function Request:_processRendered(ok, body)
   local ch = self.channel
-  ch._direct = true -- output waits for the end of the render
-  local ok, d = xpcall(render, failure.handler, self)
+  local d
+  if ok then
+    if type(body) ~= "string" and defer.isDeferred(body) then
+      d = body
+    else
+      ok, body = xpcall(self._rendered, failure.handler, self, body)
+    end
+  end
   ch._direct = false
   if not ok then
-    self:processingFailed(d)
+    self:processingFailed(body)
   elseif d then
     d:addCallbacks(function(result)
       deliver(self, result)
@@ -819,6 +827,11 @@ function Request:process()
   if ch._out then
     scheduleFlush(ch) -- NOT_DONE_YET wrote: it goes out this turn
   end
+end
+
+function Request:process()
+  self.channel._direct = true -- output waits for the end of the render
+  self:_processRendered(xpcall(findAndRender, failure.handler, self))
 end
 
 return M
