@@ -159,8 +159,9 @@ static int raw_truthy(lua_State *L, int t, int k) {
 }
 
 static void set_bool(lua_State *L, int t, int k, int v) {
+  lua_pushvalue(L, KEY(k));
   lua_pushboolean(L, v);
-  set(L, t, k);
+  lua_rawset(L, t);
 }
 
 /* t[k] == the string of key v */
@@ -199,7 +200,7 @@ static void feed_lua(lua_State *L, const char *data, size_t len, size_t pos) {
 static loom_http_parser *channel_plain(lua_State *L) {
   loom_http_parser *p;
   size_t n;
-  if (raw_truthy(L, SELF, K_feeding) || raw_truthy(L, SELF, K_processing) ||
+  if (raw_truthy(L, SELF, K_feeding) || /* (idle: not processing) */
       raw_truthy(L, SELF, K_writePaused) ||
       !raw_truthy(L, SELF, K_wallClock) || raw_truthy(L, SELF, K_switchTo) ||
       !raw_is(L, SELF, K_state, K_idle))
@@ -357,22 +358,30 @@ static int push_request(lua_State *L, loom_http_parser *p,
     return 0;
   }
   lua_createtable(L, 0, 16); /* 16 fields: a 16-slot table, no rehash */
+  lua_pushvalue(L, KEY(K_headers));
   lua_pushvalue(L, top + 2);
-  set(L, req, K_headers);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_rawHeaders));
   lua_pushvalue(L, top + 3);
-  set(L, req, K_rawHeaders);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_channel));
   lua_pushvalue(L, SELF);
-  set(L, req, K_channel);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_site));
   lua_pushvalue(L, SITE);
-  set(L, req, K_site);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_transport));
   lua_pushvalue(L, TRANSPORT);
-  set(L, req, K_transport);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_method));
   lua_pushstring(L, h->method);
-  set(L, req, K_method);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_clientproto));
   lua_pushvalue(L, KEY(h->minor == 1 ? K_HTTP11 : K_HTTP10));
-  set(L, req, K_clientproto);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_args));
   lua_createtable(L, 0, 0);
-  set(L, req, K_args);
+  lua_rawset(L, req);
   lua_pushlstring(L, h->url, h->url_len);
   lua_pushvalue(L, -1);
   set(L, req, K_uri);
@@ -395,14 +404,14 @@ static int push_request(lua_State *L, loom_http_parser *p,
     push_postpath(L, h->url, path_len);
   }
   set(L, req, K_postpath);
+  lua_pushvalue(L, KEY(K_prepath));
   lua_createtable(L, 0, 0);
-  set(L, req, K_prepath);
-  lua_createtable(L, 2, 2); /* (room for a header or two: setHeader) */
-  set(L, req, K_responseHeaders);
-  set_bool(L, req, K_startedWriting, 0);
-  set_bool(L, req, K_finished, 0);
-  lua_pushinteger(L, 0);
-  set(L, req, K_sentLength);
+  lua_rawset(L, req);
+  lua_pushvalue(L, KEY(K_responseHeaders));
+  lua_createtable(L, 1, 1); /* (room for setHeader's first header) */
+  lua_rawset(L, req);
+  /* startedWriting, finished and sentLength are the class's false, false
+  ** and 0 until the response sets them (the table has room for them). */
   lua_pushvalue(L, cls);
   lua_setmetatable(L, req);
   lua_copy(L, req, top + 1);
@@ -426,6 +435,17 @@ static int out_add(out_buf *o, const char *s, size_t n) {
 }
 
 static int out_str(out_buf *o, const char *s) { return out_add(o, s, strlen(s)); }
+
+/* n in decimal (snprintf's format parsing was a twentieth of a request). */
+static int out_uint(out_buf *o, size_t n) {
+  char digits[24];
+  size_t i = sizeof digits;
+  do {
+    digits[--i] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  return out_add(o, digits + i, sizeof digits - i);
+}
 
 /* The Date line, made once a second (as Request's httpDate). */
 static _Thread_local struct {
@@ -468,7 +488,6 @@ static int make_head(lua_State *L, int req, const loom_http_head *h,
                      size_t len, int persistent, double now, out_buf *o) {
   int top = lua_gettop(L), rh, has_type = 0, ok = 0;
   lua_Integer code = 200, i, n;
-  char line[64];
   if (h->minor != 1 || strcmp(h->method, "HEAD") == 0 || len >= FLUSH_AT ||
       raw_truthy(L, req, K_startedWriting) || raw_truthy(L, req, K_finished) ||
       raw_truthy(L, req, K_lostReason) || raw_truthy(L, req, K_phrase) ||
@@ -484,12 +503,10 @@ static int make_head(lua_State *L, int req, const loom_http_head *h,
     goto done;
   if (lua_rawgeti(L, lua_upvalueindex(UP_PHRASES), code) != LUA_TSTRING)
     goto done;
-  snprintf(line, sizeof line, "HTTP/1.1 %d ", (int)code);
-  if (!out_str(o, line) || !out_str(o, lua_tostring(L, -1)) ||
+  if (!out_add(o, "HTTP/1.1 ", 9) || !out_uint(o, (size_t)code) ||
+      !out_add(o, " ", 1) || !out_str(o, lua_tostring(L, -1)) ||
+      !out_add(o, "\r\nContent-Length: ", 18) || !out_uint(o, len) ||
       !out_add(o, "\r\n", 2))
-    goto done;
-  snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
-  if (!out_str(o, line))
     goto done;
   if (raw(L, req, K_responseHeaders) != LUA_TTABLE)
     goto done;
@@ -563,8 +580,9 @@ static int respond(lua_State *L, int req, int body, const loom_http_head *h,
   if (!make_head(L, req, h, len, persistent, now, &o))
     return 0;
   set_bool(L, req, K_startedWriting, 1);
+  lua_pushvalue(L, KEY(K_sentLength));
   lua_pushinteger(L, (lua_Integer)len);
-  set(L, req, K_sentLength);
+  lua_rawset(L, req);
   get(L, TRANSPORT, K_write);
   lua_pushvalue(L, TRANSPORT);
   if (o.len + len <= sizeof stack) {
@@ -618,15 +636,17 @@ static int request_done(lua_State *L, int req, double now) {
   set_bool(L, SELF, K_request, 0);
   set_bool(L, SELF, K_producer, 0);
   set_bool(L, SELF, K_processing, 0);
+  lua_pushvalue(L, KEY(K_state));
   lua_pushvalue(L, KEY(K_idle));
-  set(L, SELF, K_state);
+  lua_rawset(L, SELF);
   get(L, SITE, K_idleTimeout);
   idle = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (raw(L, SELF, K_timerAt) == LUA_TNUMBER && idle != HUGE_VAL &&
       now + idle >= lua_tonumber(L, -1)) {
+    lua_pushvalue(L, KEY(K_deadline));
     lua_pushnumber(L, now + idle); /* the timer fires first: it will see */
-    set(L, SELF, K_deadline);
+    lua_rawset(L, SELF);
     lua_pop(L, 1);
   } else {
     lua_pop(L, 1);
@@ -646,12 +666,15 @@ static int request_done(lua_State *L, int req, double now) {
 */
 static int process(lua_State *L, const loom_http_head *h, double now) {
   int req = lua_gettop(L), ok;
+  lua_pushvalue(L, KEY(K_request));
   lua_pushvalue(L, req);
-  set(L, SELF, K_request);
+  lua_rawset(L, SELF);
+  lua_pushvalue(L, KEY(K_persistent));
   lua_pushboolean(L, h->keep_alive);
-  set(L, SELF, K_persistent);
+  lua_rawset(L, SELF);
+  lua_pushvalue(L, KEY(K_state));
   lua_pushvalue(L, KEY(K_processing));
-  set(L, SELF, K_state);
+  lua_rawset(L, SELF);
   set_bool(L, SELF, K_processing, 1);
   set_bool(L, SELF, K_deadline, 0);
   set_bool(L, SELF, K_direct, 1);
@@ -695,8 +718,9 @@ static int l_data_received(lua_State *L) {
   }
   uv_gettimeofday(&tv); /* one clock read for the requests of a read */
   now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+  lua_pushvalue(L, KEY(K_now));
   lua_pushnumber(L, now);
-  set(L, SELF, K_now);
+  lua_rawset(L, SELF);
   set_bool(L, SELF, K_feeding, 1);
   while (pos < len) {
     if (loom__http_next_request(p, data + pos, len - pos, &used, &h) !=
