@@ -786,7 +786,8 @@ end
 
 -- Finds the resource and renders it (Twisted's Request.process/render).
 local function findAndRender(self)
-  return self.site:getResourceFor(self):render(self)
+  local body = self.site:getResourceFor(self):render(self)
+  return body -- (not a tail call: a traceback shows this frame as loom's)
 end
 M.findAndRender = findAndRender
 
