@@ -265,33 +265,50 @@ static void push_postpath(lua_State *L, const char *path, size_t n) {
   }
 }
 
-/* headers[lower(name)] = value, a repeated field joined as Lua does. */
-static void add_header(lua_State *L, int headers, const char *name,
-                       size_t nlen, const char *value, size_t vlen) {
+/*
+** headers[lower(name)] = value, a repeated field joined as Lua does; the
+** name and the value are the strings at -2 and -1 (popped). Returns which
+** of the fields onHeaders checks this one is.
+*/
+enum { FIELD_OTHER, FIELD_HOST, FIELD_EXPECT };
+
+static int add_header(lua_State *L, int headers, const char *name,
+                      size_t nlen) {
   char small[128];
   char *lower = small;
   size_t i;
-  int cookie;
+  int upper = 0, which = FIELD_OTHER, cookie = 0;
+  int name_idx = lua_gettop(L) - 1;
   if (nlen > sizeof small)
     lower = lua_newuserdatauv(L, nlen, 0); /* (a rare long name) */
   for (i = 0; i < nlen; i++) {
     unsigned char c = (unsigned char)name[i];
+    upper |= c >= 'A' && c <= 'Z';
     lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
   }
-  cookie = nlen == 6 && memcmp(lower, "cookie", 6) == 0;
-  lua_pushlstring(L, lower, nlen);
+  if (nlen == 4 && memcmp(lower, "host", 4) == 0)
+    which = FIELD_HOST;
+  else if (nlen == 6 && memcmp(lower, "expect", 6) == 0)
+    which = FIELD_EXPECT;
+  else if (nlen == 6 && memcmp(lower, "cookie", 6) == 0)
+    cookie = 1;
+  if (!upper) /* the name is its own lower case */
+    lua_pushvalue(L, name_idx);
+  else
+    lua_pushlstring(L, lower, nlen);
   if (lower != small)
-    lua_remove(L, -2);
-  lua_pushvalue(L, -1);
-  if (lua_rawget(L, headers) == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_pushlstring(L, value, vlen);
-  } else {
+    lua_remove(L, name_idx + 2);
+  lua_replace(L, name_idx); /* lname, value */
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, headers) != LUA_TNIL) { /* lname, value, old */
     lua_pushvalue(L, KEY(cookie ? K_SEMI : K_COMMA));
-    lua_pushlstring(L, value, vlen);
+    lua_rotate(L, -3, -1); /* lname, old, sep, value */
     lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
   }
   lua_rawset(L, headers);
+  return which;
 }
 
 /*
@@ -303,7 +320,7 @@ static int push_headers(lua_State *L, loom_http_parser *p,
                         const loom_http_head *h) {
   size_t i, nlen, vlen;
   const char *name, *value;
-  int headers, raws, host;
+  int headers, raws, hosts = 0, host_ok = 1;
   lua_createtable(L, 0, (int)h->nfields);
   headers = lua_gettop(L);
   lua_createtable(L, (int)h->nfields, 0);
@@ -312,24 +329,23 @@ static int push_headers(lua_State *L, loom_http_parser *p,
     loom__http_field(p, i, &name, &nlen, &value, &vlen);
     lua_createtable(L, 2, 0);
     lua_pushlstring(L, name, nlen);
-    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, 1);
     lua_pushlstring(L, value, vlen);
-    lua_rawseti(L, -2, 2);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, 2);
+    lua_rotate(L, -3, -1); /* name, value, pair */
     lua_rawseti(L, raws, (lua_Integer)i + 1);
-    add_header(L, headers, name, nlen, value, vlen);
-  }
-  if (raw(L, headers, K_expect) != LUA_TNIL)
-    return 0;
-  lua_pop(L, 1);
-  host = raw(L, headers, K_host);
-  if (h->minor >= 1) { /* two Host fields arrive joined with ", " */
-    size_t n;
-    const char *v = lua_tolstring(L, -1, &n);
-    if (host == LUA_TNIL || memchr(v, ',', n) != NULL)
+    switch (add_header(L, headers, name, nlen)) {
+    case FIELD_EXPECT:
       return 0;
+    case FIELD_HOST: /* two Host fields arrive joined with ", " */
+      hosts++;
+      host_ok = host_ok && memchr(value, ',', vlen) == NULL;
+      break;
+    }
   }
-  lua_pop(L, 1);
-  return 1;
+  return h->minor == 0 || (hosts == 1 && host_ok);
 }
 
 /*

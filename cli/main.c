@@ -69,6 +69,23 @@ static void block_stop_signals(void) {
   sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
+/*
+** LOOM_GC=generational|incremental: the Lua collector's mode for the
+** program (docs/PERFORMANCE.md says which is the default and why).
+*/
+static int set_gc_mode(lua_State *L) {
+  const char *mode = getenv("LOOM_GC");
+  if (mode == NULL || *mode == '\0' || strcmp(mode, "incremental") == 0)
+    return 1;
+  if (strcmp(mode, "generational") == 0) {
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    return 1;
+  }
+  fprintf(stderr, "loom: LOOM_GC must be generational or incremental, "
+                  "not '%s'\n", mode);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   loom_host *h;
   lua_State *L;
@@ -78,6 +95,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   L = loom_lua(h);
+  if (!set_gc_mode(L)) {
+    loom_free(h);
+    return 1;
+  }
   lua_pushcfunction(L, msgh);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
