@@ -3,14 +3,10 @@
 -- "Hello, World!" (Content-Length from the string, keep-alive), as the
 -- shared bench's HTTP peers do: 127.0.0.1, backlog 511, TCP_NODELAY (the
 -- Site's default), no access log.
---   loom run bench/http_hello.lua [PORT] [generational]
--- PORT defaults to 8080 (0 picks one); `generational` switches Lua's
--- collector to its generational mode (an application's choice: loom
--- leaves the default incremental mode alone), which suits a server's many
--- short-lived objects (make bench runs both as loom and loom-gen).
-if arg[2] == "generational" then
-  collectgarbage("generational")
-end
+--   loom run bench/http_hello.lua [PORT]
+-- PORT defaults to 8080 (0 picks one). make bench runs it twice: as loom
+-- comes (Lua's generational collector) and as loom-inc, with
+-- LOOM_GC=incremental.
 local reactor = require "loom.reactor"
 local web = require "loom.web"
 

@@ -37,7 +37,9 @@ for p in node twisted nginx-lua nginx; do
   fi
 done
 loom_http="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
-loom_http_gen="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT} generational"
+# loom-inc: the same server with Lua's incremental collector (LOOM_GC), to
+# show what the executable's default, the generational one, is worth.
+loom_http_inc="LOOM_GC=incremental exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
 
 # loom's web.Agent against a loom server (server on CPU 0, client on 1).
 http_client() {
@@ -62,7 +64,7 @@ for mode in ${BENCH_MODES:-echo http mem tls}; do
   [ "$mode" = none ] || [ "$mode" = tls ] && continue
   if [ "$mode" = http ]; then
     # shellcheck disable=SC2086
-    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-gen=$loom_http_gen"
+    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-inc=$loom_http_inc"
     http_client
     continue
   fi
