@@ -202,7 +202,7 @@ static loom_http_parser *channel_plain(lua_State *L) {
   size_t n;
   if (raw_truthy(L, SELF, K_feeding) || /* (idle: not processing) */
       raw_truthy(L, SELF, K_writePaused) ||
-      !raw_truthy(L, SELF, K_wallClock) || raw_truthy(L, SELF, K_switchTo) ||
+      !raw_truthy(L, SELF, K_wallClock) || /* (_switchTo: dead) */
       !raw_is(L, SELF, K_state, K_idle))
     return 0;
   if (raw(L, SELF, K_buffer) != LUA_TSTRING || (lua_tolstring(L, -1, &n), n))
@@ -584,8 +584,10 @@ done:
 ** Sends the string at body as req's whole response and finishes req as
 ** Request:_rendered and finished do (the access log, notifyFinish).
 ** Returns 0, having changed nothing, when the response is not the fast
-** lane's.
+** lane's, else whether the connection stays open.
 */
+enum { RESPONDED_KEEP = 1, RESPONDED_CLOSE };
+
 static int respond(lua_State *L, int req, int body, const loom_http_head *h,
                    double now) {
   char stack[OUT_STACK];
@@ -628,7 +630,7 @@ static int respond(lua_State *L, int req, int body, const loom_http_head *h,
     lua_call(L, 1, 0);
   }
   lua_pop(L, 1);
-  return 1;
+  return persistent ? RESPONDED_KEEP : RESPONDED_CLOSE;
 }
 
 /*
@@ -636,25 +638,23 @@ static int respond(lua_State *L, int req, int body, const loom_http_head *h,
 ** connection: idle again, the idle timeout's deadline set. Returns 0 when
 ** the channel is to go on with the next request of the read.
 */
-static int request_done(lua_State *L, int req, double now) {
+static int request_done(lua_State *L, int req, int persistent, double now) {
   double idle;
   if (raw(L, SELF, K_request) == LUA_TNIL || !lua_rawequal(L, -1, req)) {
     lua_pop(L, 1);
     return 1; /* (not the channel's request: Lua's requestDone ignores it) */
   }
   lua_pop(L, 1);
-  if (raw_truthy(L, SELF, K_dead) || raw_truthy(L, SELF, K_switchTo) ||
-      !raw_truthy(L, SELF, K_persistent)) {
+  if (!persistent || raw_truthy(L, SELF, K_dead) ||
+      raw_truthy(L, SELF, K_switchTo)) {
     lua_pushvalue(L, req);
     call_method(L, K_requestDone, 1);
     return 1;
   }
+  /* (state is still "idle": process leaves it for the Lua path to set) */
   set_bool(L, SELF, K_request, 0);
   set_bool(L, SELF, K_producer, 0);
   set_bool(L, SELF, K_processing, 0);
-  lua_pushvalue(L, KEY(K_state));
-  lua_pushvalue(L, KEY(K_idle));
-  lua_rawset(L, SELF);
   get(L, SITE, K_idleTimeout);
   idle = lua_tonumber(L, -1);
   lua_pop(L, 1);
@@ -681,31 +681,38 @@ static int request_done(lua_State *L, int req, double now) {
 ** on in Lua, or the channel closes).
 */
 static int process(lua_State *L, const loom_http_head *h, double now) {
-  int req = lua_gettop(L), ok;
+  int req = lua_gettop(L), ok, persistent;
   lua_pushvalue(L, KEY(K_request));
   lua_pushvalue(L, req);
   lua_rawset(L, SELF);
   lua_pushvalue(L, KEY(K_persistent));
   lua_pushboolean(L, h->keep_alive);
   lua_rawset(L, SELF);
-  lua_pushvalue(L, KEY(K_state));
-  lua_pushvalue(L, KEY(K_processing));
-  lua_rawset(L, SELF);
   set_bool(L, SELF, K_processing, 1);
-  set_bool(L, SELF, K_deadline, 0);
   set_bool(L, SELF, K_direct, 1);
+  /* The state stays "idle" and the idle deadline set while the render
+  ** runs: nothing reads them before it returns (no timer fires, no read
+  ** is parsed: _feeding). A request left to Lua gets them below. */
   lua_pushvalue(L, lua_upvalueindex(UP_MSGH));
   lua_pushvalue(L, lua_upvalueindex(UP_RENDER));
   lua_pushvalue(L, req);
   ok = lua_pcall(L, 1, 1, req + 1) == LUA_OK;
   lua_remove(L, req + 1); /* the handler; the result (or Failure) at +1 */
   if (ok && lua_type(L, req + 1) == LUA_TSTRING &&
-      respond(L, req, req + 1, h, now)) {
+      (persistent = respond(L, req, req + 1, h, now)) != 0) {
     set_bool(L, SELF, K_direct, 0);
-    ok = request_done(L, req, now);
+    ok = request_done(L, req, persistent == RESPONDED_KEEP, now);
     lua_settop(L, req - 1);
     return ok;
   }
+  if (raw(L, SELF, K_request) != LUA_TNIL && lua_rawequal(L, -1, req)) {
+    /* still the channel's: processing, as onMessageComplete leaves it */
+    lua_pushvalue(L, KEY(K_state));
+    lua_pushvalue(L, KEY(K_processing));
+    lua_rawset(L, SELF);
+    set_bool(L, SELF, K_deadline, 0);
+  }
+  lua_pop(L, 1);
   /* Request:_processRendered(ok, result): the rest of Request:process */
   get(L, req, K_processRendered);
   lua_pushvalue(L, req);
@@ -752,11 +759,13 @@ static int l_data_received(lua_State *L) {
       break;
   }
   set_bool(L, SELF, K_feeding, 0);
-  if (pos < len || raw_truthy(L, SELF, K_switchTo)) {
+  if (pos < len) {
     feed_lua(L, data, len, pos); /* buffers it, or hands it over */
-  } else if (!raw_truthy(L, SELF, K_dead) &&
-             (raw_truthy(L, SELF, K_writePaused) ||
-              !raw_truthy(L, SELF, K_reading))) {
+  } else if (raw_truthy(L, SELF, K_dead)) {
+    if (raw_truthy(L, SELF, K_switchTo))
+      feed_lua(L, data, len, pos); /* (_feed hands the connection over) */
+  } else if (raw_truthy(L, SELF, K_writePaused) ||
+             !raw_truthy(L, SELF, K_reading)) {
     call_method(L, K_checkReading, 0);
   }
   return 0;
