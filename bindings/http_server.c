@@ -219,7 +219,6 @@ static loom_http_parser *channel_plain(lua_State *L) {
 
 /* ------------------------------------------------------------- requests */
 
-/* Pushes s[0..n) with %XX decoded (server_request.lua's unquote). */
 static int hexval(int c) {
   return c >= '0' && c <= '9'   ? c - '0'
          : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -227,6 +226,7 @@ static int hexval(int c) {
                                 : -1;
 }
 
+/* Pushes s[0..n) with %XX decoded (server_request.lua's unquote). */
 static void push_unquoted(lua_State *L, const char *s, size_t n) {
   luaL_Buffer b;
   size_t i;
