@@ -121,6 +121,10 @@ void loom__transport_forget(void *p);
   { name, own, TRANSPORT_NUV, loom__l_transport_abort, loom__transport_forget }
 transport_box *loom__new_transport(lua_State *L, loom_stream *s);
 void loom__push_transport(lua_State *L, loom_stream *s);
+/* transport:write(data) from C, on a box known to be a stream transport's
+** (a closed one drops it, as the method does). */
+void loom__transport_write(lua_State *L, transport_box *box, const char *data,
+                           size_t len);
 int loom__push_address(lua_State *L, const struct sockaddr *sa);
 void loom__set_address_class(lua_State *L);
 int loom__keep_sockaddr(lua_State *L, int box, int slot,

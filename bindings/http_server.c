@@ -37,7 +37,9 @@ enum {
   UP_PHRASES,     /* code -> reason phrase */
   UP_NOTIFY,      /* fireNotify(request) */
   UP_PARSER_MT,   /* the metatable of core.httpParser's parsers */
-  UP_COUNT = UP_PARSER_MT
+  UP_TCP_MT,      /* the stream transports' metatables: their write is */
+  UP_UNIX_MT,     /* called from C, without a Lua string */
+  UP_COUNT = UP_UNIX_MT
 };
 
 /* l_data_received's stack. */
@@ -580,6 +582,48 @@ done:
   return ok;
 }
 
+/* The transport's box when it is a stream transport's, else NULL. */
+static transport_box *stream_box(lua_State *L) {
+  transport_box *box = lua_touserdata(L, TRANSPORT);
+  int mine = 0;
+  if (box != NULL && lua_getmetatable(L, TRANSPORT)) {
+    mine = lua_rawequal(L, -1, lua_upvalueindex(UP_TCP_MT)) ||
+           lua_rawequal(L, -1, lua_upvalueindex(UP_UNIX_MT));
+    lua_pop(L, 1);
+  }
+  return mine ? box : NULL;
+}
+
+/*
+** Writes head (in out, which has room for OUT_STACK bytes) and the body
+** (s, len: the string at index body) as one write: from the C stack to a
+** stream transport, else as one Lua string to transport:write.
+*/
+static void send_response(lua_State *L, char *out, size_t head, const char *s,
+                 size_t len, int body) {
+  transport_box *box;
+  if (raw_truthy(L, SELF, K_dead))
+    return;
+  box = stream_box(L);
+  if (head + len <= OUT_STACK) {
+    memcpy(out + head, s, len);
+    if (box != NULL) {
+      loom__transport_write(L, box, out, head + len);
+      return;
+    }
+    get(L, TRANSPORT, K_write);
+    lua_pushvalue(L, TRANSPORT);
+    lua_pushlstring(L, out, head + len);
+  } else {
+    get(L, TRANSPORT, K_write);
+    lua_pushvalue(L, TRANSPORT);
+    lua_pushlstring(L, out, head);
+    lua_pushvalue(L, body);
+    lua_concat(L, 2);
+  }
+  lua_call(L, 2, 0);
+}
+
 /*
 ** Sends the string at body as req's whole response and finishes req as
 ** Request:_rendered and finished do (the access log, notifyFinish).
@@ -601,20 +645,7 @@ static int respond(lua_State *L, int req, int body, const loom_http_head *h,
   lua_pushvalue(L, KEY(K_sentLength));
   lua_pushinteger(L, (lua_Integer)len);
   lua_rawset(L, req);
-  get(L, TRANSPORT, K_write);
-  lua_pushvalue(L, TRANSPORT);
-  if (o.len + len <= sizeof stack) {
-    memcpy(stack + o.len, s, len);
-    lua_pushlstring(L, stack, o.len + len);
-  } else {
-    lua_pushlstring(L, stack, o.len);
-    lua_pushvalue(L, body);
-    lua_concat(L, 2);
-  }
-  if (!raw_truthy(L, SELF, K_dead))
-    lua_call(L, 2, 0);
-  else
-    lua_pop(L, 3);
+  send_response(L, stack, o.len, s, len, body);
   set_bool(L, req, K_finished, 1);
   get(L, SITE, K_accessLog);
   if (lua_toboolean(L, -1)) {
@@ -783,6 +814,8 @@ static int l_channel_reader(lua_State *L) {
   luaL_checktype(L, UP_NOTIFY, LUA_TFUNCTION);
   lua_settop(L, UP_NOTIFY);
   loom__http_push_class(L);
+  luaL_getmetatable(L, LOOM_TCP_TRANSPORT);
+  luaL_getmetatable(L, LOOM_UNIX_TRANSPORT);
   luaL_checkstack(L, KEY_COUNT, "httpChannelReader");
   for (int k = 0; k < KEY_COUNT; k++)
     lua_pushstring(L, key_strings[k]);

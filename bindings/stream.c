@@ -491,6 +491,12 @@ static int write_on(lua_State *L, loom_stream *s, const char *data,
   return rc;
 }
 
+void loom__transport_write(lua_State *L, transport_box *box, const char *data,
+                           size_t len) {
+  if (box->p != NULL)
+    write_on(L, box->p, data, len);
+}
+
 static int l_transport_write(lua_State *L) {
   loom_stream *s = to_stream(L, 1);
   size_t len;
