@@ -763,6 +763,7 @@ static int l_data_received(lua_State *L) {
   uv_timeval64_t tv;
   double now;
   lua_settop(L, DATA);
+  luaL_checkstack(L, 40, "HTTP channel"); /* (past LUA_MINSTACK's 20) */
   if (raw_truthy(L, SELF, K_dead))
     return 0;
   if ((p = channel_plain(L)) == NULL) {
