@@ -139,6 +139,13 @@ local REQUESTS = {
   "GET /big HTTP/1.1\r\n" .. HOST .. "\r\n",
   "GET /dump HTTP/1.1\r\n" .. HOST .. "Expect: 100-continue\r\n\r\n",
   "GET http://127.0.0.1/dump?abs=1 HTTP/1.1\r\n" .. HOST .. "\r\n",
+  -- a name longer than the fast lane's stack buffer, many fields
+  "GET /dump HTTP/1.1\r\n" .. HOST .. ("X-" .. ("Long"):rep(60)) .. ": v\r\n\r\n",
+  "GET /dump HTTP/1.1\r\n" .. HOST .. (function()
+    local t = {}
+    for i = 1, 60 do t[i] = "X-Field-" .. i .. ": value " .. i .. "\r\n" end
+    return table.concat(t)
+  end)() .. "\r\n",
 }
 -- (a batch ends with requests that close the connection)
 local LAST_CLOSES = "GET /dump HTTP/1.1\r\n" .. HOST .. "Connection: close\r\n\r\n"
@@ -214,6 +221,24 @@ describe("web.Site's fast lane and Lua path", function()
     -- absolute-form target).
     assert.equals(#REQUESTS, luaReads)
     assert.equals(3, fastReads)
+  end)
+
+  it("refuse what onHeaders refuses with the same answer", function()
+    local fast, slow = serveBoth()
+    for _, bad in ipairs({
+      "GET /dump HTTP/1.1\r\n" .. HOST .. HOST .. "\r\n",
+      "GET /dump HTTP/1.1\r\nHost: a, b\r\n\r\n",
+      "GET /dump HTTP/1.1\r\n\r\n",
+      "GET /dump HTTP/1.1\r\n" .. HOST .. "Expect: something\r\n\r\n",
+      "GET /dump HTTP/2.0\r\n" .. HOST .. "\r\n",
+      "GET /dump HTTP/1.1\r\n" .. HOST .. "Bad Name: x\r\n\r\n",
+    }) do
+      local a, listA = W.exchangeUntilClosed(fast, bad, 5)
+      local b = W.exchangeUntilClosed(slow, bad, 5)
+      assert.equals(1, #listA)
+      assert.is_true(listA[1].status >= 400, bad)
+      assert.equals(withoutDates(b), withoutDates(a))
+    end
   end)
 
   it("takes plain GETs without entering the Lua parser", function()
