@@ -426,7 +426,7 @@ static int push_request(lua_State *L, loom_http_parser *p,
   lua_createtable(L, 0, 0);
   lua_rawset(L, req);
   lua_pushvalue(L, KEY(K_responseHeaders));
-  lua_createtable(L, 1, 1); /* (room for setHeader's first header) */
+  lua_createtable(L, 3, 1); /* (room for setHeader's first header) */
   lua_rawset(L, req);
   /* startedWriting, finished and sentLength are the class's false, false
   ** and 0 until the response sets them (the table has room for them). */
@@ -528,20 +528,18 @@ static int make_head(lua_State *L, int req, const loom_http_head *h,
     goto done;
   if (raw(L, req, K_responseHeaders) != LUA_TTABLE)
     goto done;
-  rh = lua_gettop(L);
+  rh = lua_gettop(L); /* name, value, lname from 1; lname -> number */
   n = (lua_Integer)lua_rawlen(L, rh);
-  for (i = 1; i <= n; i++) {
+  for (i = 3; i <= n; i += 3) {
     size_t ln, nn, vn;
     const char *lname, *name, *value;
     int still;
-    if (lua_rawgeti(L, rh, i) != LUA_TTABLE)
-      goto done;
-    lua_rawgeti(L, -1, 3);
+    lua_rawgeti(L, rh, i);
     lua_pushvalue(L, -1);
-    still = lua_rawget(L, rh) != LUA_TNIL && lua_rawequal(L, -1, -3);
+    still = lua_rawget(L, rh) == LUA_TNUMBER && lua_tointeger(L, -1) == i / 3;
     lua_pop(L, 1);
     if (!still) { /* removed since it was set */
-      lua_pop(L, 2);
+      lua_pop(L, 1);
       continue;
     }
     lname = lua_tolstring(L, -1, &ln);
@@ -549,15 +547,15 @@ static int make_head(lua_State *L, int req, const loom_http_head *h,
       goto done;
     if (ln == 12 && memcmp(lname, "content-type", 12) == 0)
       has_type = 1;
-    lua_rawgeti(L, -2, 1);
-    lua_rawgeti(L, -3, 2);
+    lua_rawgeti(L, rh, i - 2);
+    lua_rawgeti(L, rh, i - 1);
     name = lua_tolstring(L, -2, &nn);
     value = lua_tolstring(L, -1, &vn);
     if (name == NULL || value == NULL || !out_add(o, name, nn) ||
         !out_add(o, ": ", 2) || !out_add(o, value, vn) ||
         !out_add(o, "\r\n", 2))
       goto done;
-    lua_pop(L, 4);
+    lua_pop(L, 3);
   }
   if (!has_type) {
     if (get(L, SITE, K_defaultContentType) != LUA_TSTRING ||

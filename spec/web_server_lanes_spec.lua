@@ -67,7 +67,9 @@ local function tree(seen)
     request:setHeader("X-Gone", "3")
     request:removeResponseHeader("X-Gone")
     request:setHeader("Content-Type", "application/json")
-    return "{}"
+    return dump({ one = request:getResponseHeader("X-ONE"),
+      two = request:getResponseHeader("x-two"),
+      gone = request:getResponseHeader("X-Gone") or "nil" })
   end))
   root:putChild("created", leaf(function(_, request)
     request:setResponseCode(201)
@@ -221,6 +223,20 @@ describe("web.Site's fast lane and Lua path", function()
     -- absolute-form target).
     assert.equals(#REQUESTS, luaReads)
     assert.equals(3, fastReads)
+  end)
+
+  it("keep the response's headers in order: set, replaced, removed", function()
+    local fast = serveBoth()
+    local _, list = W.exchangeUntilClosed(fast, "GET /headers HTTP/1.1\r\n"
+      .. HOST .. "Connection: close\r\n\r\n", 5)
+    local r = list[1]
+    assert.equals('{gone="nil",one="uno",two="2"}', r.body)
+    local names = {}
+    for _, kv in ipairs(r.rawHeaders) do names[#names + 1] = kv[1] end
+    assert.same({ "Content-Length", "x-one", "X-Two", "Content-Type", "Date",
+      "Server", "Connection" }, names)
+    assert.equals("uno", r.headers["x-one"])
+    assert.is_nil(r.headers["x-gone"])
   end)
 
   it("refuse what onHeaders refuses with the same answer", function()

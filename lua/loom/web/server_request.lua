@@ -161,8 +161,9 @@ local function requestFields(channel, info)
       or string.format("HTTP/%d.%d", major, minor),
     rawHeaders = raw, headers = headers, path = path, args = args,
     prepath = {}, postpath = postpath,
-    -- lower-case name -> { name, value, lname }, and those entries in the
-    -- order they were first set at 1, 2, ... (names are never integers)
+    -- the response's fields in the order first set, three slots each
+    -- (name, value, lower-case name) from 1, and lower-case name -> the
+    -- field's number (a removed field keeps its slots, not its number)
     responseHeaders = {},
     startedWriting = false, finished = false, sentLength = 0,
   } -- 16 fields: a 16-slot table (the response's declared length is the
@@ -328,19 +329,27 @@ function Request:setHeader(name, value)
       .. string.format("%q", value), 2)
   end
   local rh = self.responseHeaders
-  local old = rh[lname]
-  if old then
-    old[1], old[2] = name, value -- keeps its place
+  local i = rh[lname]
+  if i then
+    rh[3 * i - 2], rh[3 * i - 1] = name, value -- keeps its place
   else
-    local e = { name, value, lname }
-    rh[lname] = e
-    rh[#rh + 1] = e
+    local n = #rh
+    rh[n + 1], rh[n + 2], rh[n + 3] = name, value, lname
+    rh[lname] = n // 3 + 1
   end
 end
 
 function Request:getResponseHeader(name)
-  local h = self.responseHeaders[name:lower()]
-  return h and h[2]
+  local rh = self.responseHeaders
+  local i = rh[name:lower()]
+  return i and rh[3 * i - 1]
+end
+
+-- The Content-Length the resource set (a string), or nil.
+local function declaredLength(self)
+  local rh = self.responseHeaders
+  local i = rh["content-length"]
+  return i and rh[3 * i - 1]
 end
 
 function Request:removeResponseHeader(name)
@@ -455,7 +464,7 @@ local function headOf(self, length, body)
     end
     declared = nil
   elseif declared then
-    declared = tonumber(declared[2])
+    declared = tonumber(rh[3 * declared - 1])
   elseif length then -- (a HEAD's too: the length of the body it would get)
     declared = length
     framing = lengthLines[length] or cachedLine("Content-Length: ", length)
@@ -468,10 +477,9 @@ local function headOf(self, length, body)
     end
   end
   local fields = ""
-  for i = 1, #rh do
-    local h = rh[i]
-    if rh[h[3]] == h then -- not removed since
-      fields = fields .. h[1] .. ": " .. h[2] .. "\r\n"
+  for j = 3, #rh, 3 do
+    if rh[rh[j]] == j // 3 then -- not removed since
+      fields = fields .. rh[j - 2] .. ": " .. rh[j - 1] .. "\r\n"
     end
   end
   local ctype = ""
@@ -612,11 +620,11 @@ function Request:write(data)
   local len = #data
   if not self.startedWriting then
     -- Checked before the head is made, so the request can still fail cleanly.
-    local cl = self.responseHeaders["content-length"]
-    if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
+    local cl = declaredLength(self)
+    if cl and len > tonumber(cl) and self.method ~= "HEAD"
         and not bodyless(self.code) then
       error(string.format("write: %d bytes would pass the Content-Length of %s",
-        len, cl[2]), 2)
+        len, cl), 2)
     end
     local head = headOf(self)
     if len == 0 or self._noBody then
@@ -749,11 +757,11 @@ function Request:_rendered(body)
   if type(body) == "string" then
     if not self.startedWriting then
       local len = #body
-      local cl = self.responseHeaders["content-length"]
-      if cl and len > tonumber(cl[2]) and self.method ~= "HEAD"
+      local cl = declaredLength(self)
+      if cl and len > tonumber(cl) and self.method ~= "HEAD"
           and not bodyless(self.code) then
         error(string.format("write: %d bytes would pass the Content-Length of %s",
-          len, cl[2]), 2)
+          len, cl), 2)
       end
       local code = self.code
       if len == 0 or self.method == "HEAD" or code < 200 or code == 204
