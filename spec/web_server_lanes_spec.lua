@@ -296,6 +296,32 @@ describe("web.Site's fast lane and Lua path", function()
       assert.equals(200, list[1].status)
     end)
 
+  it("answers over a Unix socket as over TCP", function()
+    local reactor = require "loom.reactor"
+    local protocol = require "loom.protocol"
+    local testing = require "loom.testing"
+    local h = assert(io.popen("mktemp -d"))
+    local dir = h:read("l")
+    h:close()
+    finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+    local seen = {}
+    local site = web.Site(tree(seen), { accessLog = false })
+    local port = reactor.listenUNIX(dir .. "/web.sock", site)
+    local c = W.net.Recorder:new()
+    local cf = protocol.ClientFactory:new()
+    function cf.buildProtocol() return c end
+    reactor.connectUNIX(dir .. "/web.sock", cf)
+    testing.runUntil(c.made, 5)
+    c.transport:write(REQUESTS[2] .. "GET /headers HTTP/1.1\r\n" .. HOST
+      .. "\r\n" .. LAST_CLOSES)
+    testing.runUntil(c.lost, 5)
+    local list = W.responses(c:text(), nil, true)
+    assert.equals(3, #list)
+    assert.matches('a={1="1",2="2"}', list[1].body, 1, true)
+    assert.equals("uno", list[2].headers["x-one"])
+    testing.runUntil(port:stopListening())
+  end)
+
   it("takes plain GETs without entering the Lua parser", function()
     local fast = serveBoth()
     local c = W.raw(fast)
