@@ -47,6 +47,25 @@ describe("loom start-up errors are one line", function()
         .. " '79x' is not a number\n$", err)
     end)
 
+  it("LOOM_GC picks the collector's mode: generational unless incremental",
+    function()
+      -- collectgarbage(mode) returns the mode it replaces
+      local script = tmpfile('print(collectgarbage("incremental"))')
+      local out, err, status = sub.loom("run " .. script)
+      assert.equal(0, status, err)
+      assert.equal("generational\n", out)
+      out = sub.loom("run " .. script, "LOOM_GC=incremental")
+      assert.equal("incremental\n", out)
+      out = sub.loom("run " .. script, "LOOM_GC=generational")
+      assert.equal("generational\n", out)
+      out, err, status = sub.loom("run " .. script, "LOOM_GC=fast")
+      os.remove(script)
+      assert.equal(1, status)
+      assert.equal("", out)
+      assert.equal("loom: LOOM_GC must be generational or incremental, not"
+        .. " 'fast'\n", err)
+    end)
+
   it("LOOM_DEBUG=1 adds the traceback", function()
     local _, err, status = sub.loom(FINGER .. " tcp:79x", "LOOM_DEBUG=1")
     assert.equal(1, status)
