@@ -1,8 +1,10 @@
 /*
 ** http_server.c: the fast lane of loom.web's HTTP server.
 **
-**   Channel.dataReceived = core.httpChannelReader(Request, Request.init,
-**     parseQuery, findAndRender, failure.handler, PHRASES, fireNotify)
+**   Channel.dataReceived = core.httpChannelReader(Request, parseQuery,
+**     findAndRender, failure.handler, PHRASES, fireNotify,
+**     {Channel._feed, .onHeaders, .onMessageComplete, .requestDone, ._arm},
+**     {Request.init, .process, ._rendered})
 **
 ** A read enters the HTTPChannel (lua/loom/web/server.lua) here. When the
 ** channel is idle with nothing buffered, each request without a body is
@@ -30,12 +32,14 @@
 
 enum {
   UP_REQUEST = 1, /* loom.web.server_request.Request */
-  UP_INIT,        /* Request.init: a factory with another init is Lua's */
   UP_PARSE_QUERY, /* parseQuery(qs, args) */
   UP_RENDER,      /* findAndRender(request) -> the render's result */
   UP_MSGH,        /* failure.handler */
   UP_PHRASES,     /* code -> reason phrase */
   UP_NOTIFY,      /* fireNotify(request) */
+  /* The methods the fast lane stands in for: a class with others is Lua's */
+  UP_FEED, UP_ON_HEADERS, UP_ON_COMPLETE, UP_DONE, UP_ARM, /* Channel's */
+  UP_INIT, UP_PROCESS, UP_RENDERED,                        /* Request's */
   UP_PARSER_MT,   /* the metatable of core.httpParser's parsers */
   UP_TCP_MT,      /* the stream transports' metatables: their write is */
   UP_UNIX_MT,     /* called from C, without a Lua string */
@@ -113,6 +117,10 @@ enum { SELF = 1, DATA, SITE, PARSER, TRANSPORT };
   X(K_feed, "_feed") \
   X(K_checkReading, "_checkReading") \
   X(K_arm, "_arm") \
+  X(K_onHeaders, "onHeaders") \
+  X(K_onMessageComplete, "onMessageComplete") \
+  X(K_process, "process") \
+  X(K_rendered, "_rendered") \
   X(K_HTTP11, "HTTP/1.1") \
   X(K_HTTP10, "HTTP/1.0") \
   X(K_EMPTY, "") \
@@ -199,9 +207,29 @@ static void feed_lua(lua_State *L, const char *data, size_t len, size_t pos) {
 ** answers, the wall clock (a Site with a clock of its own is Lua's).
 ** Pushes the site, the parser and the transport when it is.
 */
+/* Whether cls (a class: t at cls) has the methods of the upvalues. */
+static int same_methods(lua_State *L, int cls, const int *keys,
+                        const int *ups, int n) {
+  int i, same = 1;
+  for (i = 0; same && i < n; i++) {
+    get(L, cls, keys[i]);
+    same = lua_rawequal(L, -1, lua_upvalueindex(ups[i]));
+    lua_pop(L, 1);
+  }
+  return same;
+}
+
+static const int channel_keys[] = {K_feed, K_onHeaders, K_onMessageComplete,
+                                   K_requestDone, K_arm};
+static const int channel_ups[] = {UP_FEED, UP_ON_HEADERS, UP_ON_COMPLETE,
+                                  UP_DONE, UP_ARM};
+static const int request_keys[] = {K_init, K_process, K_rendered};
+static const int request_ups[] = {UP_INIT, UP_PROCESS, UP_RENDERED};
+
 static loom_http_parser *channel_plain(lua_State *L) {
   loom_http_parser *p;
   size_t n;
+  int same;
   if (raw_truthy(L, SELF, K_feeding) || /* (idle: not processing) */
       raw_truthy(L, SELF, K_writePaused) ||
       !raw_truthy(L, SELF, K_wallClock) || /* (_switchTo: dead) */
@@ -210,6 +238,12 @@ static loom_http_parser *channel_plain(lua_State *L) {
   if (raw(L, SELF, K_buffer) != LUA_TSTRING || (lua_tolstring(L, -1, &n), n))
     return 0;
   lua_pop(L, 1);
+  if (!lua_getmetatable(L, SELF))
+    return 0;
+  same = same_methods(L, lua_gettop(L), channel_keys, channel_ups, 5);
+  lua_pop(L, 1);
+  if (!same)
+    return 0;
   if (raw(L, SELF, K_site) != LUA_TTABLE)
     return 0;
   raw(L, SELF, K_parser);
@@ -365,12 +399,11 @@ static int push_request(lua_State *L, loom_http_parser *p,
   if (h->url_len == 0 || h->url[0] != '/' || h->major != 1 || h->minor > 1)
     return 0;
   get(L, SITE, K_requestFactory);
-  if (!lua_istable(L, cls) || get(L, cls, K_init) == LUA_TNIL ||
-      !lua_rawequal(L, -1, lua_upvalueindex(UP_INIT))) {
+  if (!lua_istable(L, cls) ||
+      !same_methods(L, cls, request_keys, request_ups, 3)) {
     lua_settop(L, top);
     return 0;
   }
-  lua_pop(L, 1);
   if (!push_headers(L, p, h)) { /* headers at top + 2, rawHeaders + 3 */
     lua_settop(L, top);
     return 0;
@@ -801,17 +834,31 @@ static int l_data_received(lua_State *L) {
   return 0;
 }
 
-/* core.httpChannelReader(Request, Request.init, parseQuery, findAndRender,
-** failure.handler, PHRASES, fireNotify) -> dataReceived */
+/* Pushes the n functions of the list at idx. */
+static void push_functions(lua_State *L, int idx, int n) {
+  int i;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  for (i = 1; i <= n; i++)
+    if (lua_rawgeti(L, idx, i) != LUA_TFUNCTION)
+      luaL_error(L, "httpChannelReader: method %d of argument %d is not a "
+                    "function", i, idx);
+}
+
+/* core.httpChannelReader(Request, parseQuery, findAndRender,
+** failure.handler, PHRASES, fireNotify, channelMethods, requestMethods)
+** -> dataReceived (the comment at the top) */
 static int l_channel_reader(lua_State *L) {
-  luaL_checktype(L, UP_REQUEST, LUA_TTABLE);
-  luaL_checktype(L, UP_INIT, LUA_TFUNCTION);
-  luaL_checktype(L, UP_PARSE_QUERY, LUA_TFUNCTION);
-  luaL_checktype(L, UP_RENDER, LUA_TFUNCTION);
-  luaL_checktype(L, UP_MSGH, LUA_TFUNCTION);
-  luaL_checktype(L, UP_PHRASES, LUA_TTABLE);
-  luaL_checktype(L, UP_NOTIFY, LUA_TFUNCTION);
-  lua_settop(L, UP_NOTIFY);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  luaL_checktype(L, 6, LUA_TFUNCTION);
+  lua_settop(L, 8);
+  push_functions(L, 7, 5);
+  push_functions(L, 8, 3);
+  lua_remove(L, 7);
+  lua_remove(L, 7); /* Request .. fireNotify, the 5 and the 3: UP_ order */
   loom__http_push_class(L);
   luaL_getmetatable(L, LOOM_TCP_TRANSPORT);
   luaL_getmetatable(L, LOOM_UNIX_TRANSPORT);

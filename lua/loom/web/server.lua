@@ -400,12 +400,7 @@ function Channel:unregisterRequestProducer(req)
   end
 end
 
--- dataReceived(data) is C (bindings/http_server.c): the fast lane parses,
--- makes and renders a request without a body with one Lua call, and
--- answers a plain string result itself; anything else comes to _feed.
-Channel.dataReceived = core.httpChannelReader(Request, Request.init,
-  requestModule.parseQuery, requestModule.findAndRender, failure.handler,
-  PHRASES, requestModule.fireNotify)
+-- Channel.dataReceived is C: see the end of this file.
 
 -- Runs the parser over what is buffered and data, one request at a time:
 -- the loop (not recursion) takes the next pipelined request when a render
@@ -703,5 +698,18 @@ function Channel:connectionLost(reason)
     req:_connectionLost(reason)
   end
 end
+
+-- dataReceived(data) is C (bindings/http_server.c): the fast lane parses,
+-- makes and renders a request without a body with one Lua call, and
+-- answers a plain string result itself; anything else comes to _feed. It
+-- stands in for the methods below, so a channel whose class has other
+-- ones (a subclass, a patch, a reload), or a request whose class has
+-- another init, process or _rendered, takes the Lua path.
+Channel.dataReceived = core.httpChannelReader(Request,
+  requestModule.parseQuery, requestModule.findAndRender, failure.handler,
+  PHRASES, requestModule.fireNotify,
+  { Channel._feed, Channel.onHeaders, Channel.onMessageComplete,
+    Channel.requestDone, Channel._arm },
+  { Request.init, Request.process, Request._rendered })
 
 return M
