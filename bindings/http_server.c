@@ -168,6 +168,13 @@ static int raw_truthy(lua_State *L, int t, int k) {
   return r;
 }
 
+/* t[k] = the value at idx */
+static void set_value(lua_State *L, int t, int k, int idx) {
+  lua_pushvalue(L, KEY(k));
+  lua_pushvalue(L, idx);
+  lua_rawset(L, t);
+}
+
 static void set_bool(lua_State *L, int t, int k, int v) {
   lua_pushvalue(L, KEY(k));
   lua_pushboolean(L, v);
@@ -409,21 +416,11 @@ static int push_request(lua_State *L, loom_http_parser *p,
     return 0;
   }
   lua_createtable(L, 0, 16); /* 16 fields: a 16-slot table, no rehash */
-  lua_pushvalue(L, KEY(K_headers));
-  lua_pushvalue(L, top + 2);
-  lua_rawset(L, req);
-  lua_pushvalue(L, KEY(K_rawHeaders));
-  lua_pushvalue(L, top + 3);
-  lua_rawset(L, req);
-  lua_pushvalue(L, KEY(K_channel));
-  lua_pushvalue(L, SELF);
-  lua_rawset(L, req);
-  lua_pushvalue(L, KEY(K_site));
-  lua_pushvalue(L, SITE);
-  lua_rawset(L, req);
-  lua_pushvalue(L, KEY(K_transport));
-  lua_pushvalue(L, TRANSPORT);
-  lua_rawset(L, req);
+  set_value(L, req, K_headers, top + 2);
+  set_value(L, req, K_rawHeaders, top + 3);
+  set_value(L, req, K_channel, SELF);
+  set_value(L, req, K_site, SITE);
+  set_value(L, req, K_transport, TRANSPORT);
   lua_pushvalue(L, KEY(K_method));
   lua_pushstring(L, h->method);
   lua_rawset(L, req);
@@ -744,9 +741,7 @@ static int request_done(lua_State *L, int req, int persistent, double now) {
 */
 static int process(lua_State *L, const loom_http_head *h, double now) {
   int req = lua_gettop(L), ok, persistent;
-  lua_pushvalue(L, KEY(K_request));
-  lua_pushvalue(L, req);
-  lua_rawset(L, SELF);
+  set_value(L, SELF, K_request, req);
   lua_pushvalue(L, KEY(K_persistent));
   lua_pushboolean(L, h->keep_alive);
   lua_rawset(L, SELF);
