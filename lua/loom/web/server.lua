@@ -121,20 +121,13 @@ function Site:buildProtocol(addr) -- luacheck: ignore addr
   return p
 end
 
+-- The clock (a task.Clock in specs) or the reactor's.
 function Site:seconds()
-  local clock = self.clock
-  if clock then
-    return clock.seconds()
-  end
-  return base.seconds()
+  return (self.clock or base).seconds()
 end
 
 function Site:callLater(secs, f)
-  local clock = self.clock
-  if clock then
-    return clock.callLater(secs, f)
-  end
-  return base.callLater(secs, f)
+  return (self.clock or base).callLater(secs, f)
 end
 
 -- Walks the tree from the root along postpath (Twisted's

@@ -85,11 +85,7 @@ function Connection:init(wrapped, isServer, opts)
 end
 
 function Connection:_callLater(secs, f)
-  local clock = self.clock
-  if clock then
-    return clock.callLater(secs, f)
-  end
-  return base.callLater(secs, f)
+  return (self.clock or base).callLater(secs, f)
 end
 
 function Connection:logPrefix()
