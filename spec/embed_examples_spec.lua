@@ -71,12 +71,17 @@ local variants = {
 }
 
 -- Starts cmd (under timeout) and reads its "listening on" line:
--- {pid=, port=, handle=, errfile=}.
+-- {pid=, port=, handle=, errfile=}. --foreground: stop()'s SIGTERM then
+-- reaches the program once, as kill(1) or a supervisor sends it. Without
+-- it timeout(1) sends it again to its whole process group, and on a busy
+-- machine that second one can land after plain lua5.4 has closed its
+-- state (so the signal's default action is back) and fail a clean stop
+-- with 143.
 local function start(cmd)
   local errfile = os.tmpname()
   local script = os.tmpname()
-  sub.writeFile(script, "echo $$; exec timeout " .. LIMIT .. " " .. cmd
-    .. "\n")
+  sub.writeFile(script, "echo $$; exec timeout --foreground " .. LIMIT
+    .. " " .. cmd .. "\n")
   local h = assert(io.popen("sh " .. script .. " 2>" .. errfile
     .. " </dev/null"))
   local pid = assert(tonumber(h:read("l")), "no pid from sh")
