@@ -6,7 +6,8 @@
 # picks the run.sh modes and bench/tls.sh's TLS cells (tls), BENCH_MODES=none
 # skips them; ROUNDS and INSTR as micro.sh.
 # http: wrk against bench/http_hello.lua beside raw libuv, Node, Twisted and
-# nginx (+lua), then loom's client (bench/http_client.lua) against it.
+# nginx (+lua), and bench/http_floor.lua (loom without HTTP), then loom's
+# client (bench/http_client.lua) against http_hello.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 shared=${LOOM_SHARED_BENCH:-$top/../shared/bench}
@@ -40,6 +41,9 @@ loom_http="exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
 # loom-inc: the same server with Lua's incremental collector (LOOM_GC), to
 # show what the executable's default, the generational one, is worth.
 loom_http_inc="LOOM_GC=incremental exec '$top/build/loom' run '$top/bench/http_hello.lua' {PORT}"
+# loom-floor: one canned answer per read (bench/http_floor.lua), what loom
+# costs before any HTTP; loom's distance from it is the web layer's.
+loom_http_floor="exec '$top/build/loom' run '$top/bench/http_floor.lua' {PORT}"
 
 # loom's web.Agent against a loom server (server on CPU 0, client on 1).
 http_client() {
@@ -64,7 +68,8 @@ for mode in ${BENCH_MODES:-echo http mem tls}; do
   [ "$mode" = none ] || [ "$mode" = tls ] && continue
   if [ "$mode" = http ]; then
     # shellcheck disable=SC2086
-    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-inc=$loom_http_inc"
+    bash "$work/run.sh" http $http_peers "loom=$loom_http" "loom-inc=$loom_http_inc" \
+      "loom-floor=$loom_http_floor"
     http_client
     continue
   fi
