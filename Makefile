@@ -3,6 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
+#   make soak     the HTTP server under hostile requests, ASan+UBSan (SOAK_SECONDS)
 #   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
@@ -202,10 +203,11 @@ test: all
 # and UBSan linked in, so nothing is preloaded into a plain lua5.4. Leaks
 # are valgrind's: LeakSanitizer's tracer was seen to deadlock with a loom
 # exiting on SIGTERM (main.c blocks the signal, so timeout(1) cannot end it).
+SAN_OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+
 sanitize: all
 	@$(MAKE) --no-print-directory deps DEB_PKGS=valgrind
-	$(MAKE) BUILD=build-san OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  LDFLAGS="-fsanitize=address,undefined" all
+	$(MAKE) BUILD=build-san OPT="$(SAN_OPT)" LDFLAGS="-fsanitize=address,undefined" all
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 	  LUA_CPATH="$(CURDIR)/build-san/?.so;;" LOOM_BIN="$(CURDIR)/build-san/loom" \
 	  BUILD=build-san LOOM_SANITIZE=1 \
@@ -257,6 +259,17 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
 	done
 
+# The HTTP server under hostile requests (fuzz/web_soak.lua: mutated,
+# pipelined, split and cut-off requests over 50 connections at a time) for
+# SOAK_SECONDS, in the ASan+UBSan build: an invalid access aborts it, and
+# an error any hook logs fails it.
+SOAK_SECONDS ?= 60
+
+soak: all
+	$(MAKE) BUILD=build-san OPT="$(SAN_OPT)" LDFLAGS="-fsanitize=address,undefined" all
+	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  timeout $$(( $(SOAK_SECONDS) + 120 )) build-san/loom run fuzz/web_soak.lua $(SOAK_SECONDS)
+
 # examples/embed's C game servers, built as a user would: loom installed
 # into a scratch prefix ($(BUILD)/embed/prefix), then pkg-config.
 embed-examples: all
@@ -305,4 +318,4 @@ clean:
 	rm -rf build build-san build-fuzz
 
 .PHONY: all binaries deps deps-check bench-deps chat-e2e-deps run test sanitize bench print-lua-paths install \
-        uninstall clean fuzz
+        uninstall clean fuzz soak

@@ -1,0 +1,267 @@
+-- Hostile HTTP against loom.web's server, for `make soak` (under the ASan
+-- and UBSan build): for SECONDS, 50 connections at a time send requests
+-- taken from a corpus (both of the server's lanes: plain GETs, queries,
+-- bodies, chunked, Expect, HEAD, cookies, absolute targets, bad versions)
+-- with bytes flipped, dropped, doubled and repeated thousands of times,
+-- several pipelined, written in random pieces, some connections cut off
+-- mid-request or mid-response. Resources answer with strings, large
+-- bodies, NOT_DONE_YET, Deferreds, errors, odd codes and cookies.
+--   loom run fuzz/web_soak.lua [SECONDS [SEED]]     (default 30 s, seed 1)
+-- Passes (exit 0) when nothing but the one resource that raises logged an
+-- error and a plain GET is answered afterwards; the sanitizers abort on
+-- any invalid access. A connection the server keeps open is closed by the
+-- client 50 ms after its last write, so every connection ends.
+local defer = require "loom.defer"
+local log = require "loom.log"
+local protocol = require "loom.protocol"
+local reactor = require "loom.reactor"
+local web = require "loom.web"
+
+local SECONDS = tonumber(arg[1]) or 30
+local seed = tonumber(arg[2]) or 1
+local CONCURRENCY = 50
+
+-- A fixed generator: the same seed makes the same requests.
+local function R(n)
+  seed = (seed * 1103515245 + 12345) % 2147483648
+  return seed % n + 1
+end
+
+-- Resources -----------------------------------------------------------------
+
+local Leaf = web.Resource:extend({ __name = "SoakLeaf", isLeaf = true })
+local function leaf(render)
+  local r = Leaf()
+  r.render_GET, r.render_POST, r.render_HEAD, r.render_PUT =
+    render, render, render, render
+  return r
+end
+
+local root = web.Resource()
+root:putChild("", leaf(function(_, request)
+  request:setHeader("Content-Type", "text/plain")
+  return "hello"
+end))
+root:putChild("q", leaf(function(_, request)
+  local n = 0
+  for k, values in pairs(request.args) do
+    n = n + #k
+    for _, v in ipairs(values) do
+      n = n + #v
+    end
+  end
+  return n .. request.path .. (request:getHeader("x-a") or "")
+    .. #request:getContent()
+end))
+root:putChild("big", leaf(function()
+  return ("b"):rep(R(200000))
+end))
+root:putChild("later", leaf(function(_, request)
+  local gone = false
+  request:notifyFinish():addErrback(function() gone = true end)
+  reactor.callLater(0.001 * R(5), function()
+    if not gone then
+      request:write("x")
+      request:finish()
+    end
+  end)
+  return web.NOT_DONE_YET
+end))
+root:putChild("def", leaf(function()
+  local d = defer.Deferred()
+  reactor.callLater(0, d.callback, d, "deferred")
+  return d
+end))
+root:putChild("err", leaf(function()
+  error("the soak's raising resource")
+end))
+root:putChild("code", leaf(function(_, request)
+  request:setResponseCode(100 + R(500))
+  request:setHeader("X-" .. R(9), "v")
+  return "c"
+end))
+root:putChild("cookie", leaf(function(_, request)
+  request:addCookie("a", "b")
+  return request:getCookie("z") or "none"
+end))
+root:putChild("len", leaf(function(_, request)
+  request:setHeader("Content-Length", "3")
+  return "abc"
+end))
+local nested = web.Resource()
+root:putChild("n", nested)
+nested:putChild("x", leaf(function(_, request)
+  return table.concat(request.prepath, "/")
+end))
+
+local site = web.Site(root, { accessLog = false })
+local port = reactor.listenTCP(0, site, { interface = "127.0.0.1" })
+  :getHost().port
+
+-- Requests ------------------------------------------------------------------
+
+local CORPUS = {
+  "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /q?a=1&b=%20x&c&d=%zz HTTP/1.1\r\nHost: a\r\nX-A: y\r\nX-A: z\r\n\r\n",
+  "GET /big HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /later HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /def HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /err HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /code HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /cookie HTTP/1.1\r\nHost: a\r\nCookie: z=1; y=2\r\nCookie: q=3\r\n\r\n",
+  "GET /len HTTP/1.1\r\nHost: a\r\n\r\n",
+  "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /n/x/%2e%2e/y HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET / HTTP/1.0\r\n\r\n",
+  "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+  "POST /q HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-"
+    .. "urlencoded\r\nContent-Length: 7\r\n\r\na=1&b=2",
+  "POST /q HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    .. "3\r\na=1\r\n0\r\n\r\n",
+  "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2"
+    .. "\r\n\r\nhi",
+  "GET http://a/q?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+  "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /" .. ("a"):rep(300) .. " HTTP/1.1\r\nHost: a\r\n"
+    .. ("X-L: " .. ("v"):rep(100) .. "\r\n"):rep(20) .. "\r\n",
+  "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+  "GET / HTTP/1.1\r\n\r\n",
+  "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+  "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade"
+    .. "\r\n\r\n",
+}
+
+local function mutate(s)
+  for _ = 1, R(4) - 1 do
+    local at, op = R(#s), R(6)
+    if op == 1 then
+      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
+    elseif op == 2 then
+      s = s:sub(1, at - 1) .. s:sub(at + 1)
+    elseif op == 3 then
+      s = s:sub(1, at) .. s:sub(at)
+    elseif op == 4 then
+      s = s:sub(1, at) .. ("\r\n"):rep(R(3)) .. s:sub(at + 1)
+    elseif op == 5 then
+      s = s:sub(1, at) .. ("%"):rep(R(3)) .. s:sub(at + 1)
+    else -- one byte many times: past a limit, or just long
+      s = s:sub(1, at) .. s:sub(at, at):rep(R(5000)) .. s:sub(at + 1)
+    end
+  end
+  return s
+end
+
+-- Clients -------------------------------------------------------------------
+
+local stats = { connections = 0, bytes = 0 }
+local inflight, deadline = 0, reactor.seconds() + SECONDS
+local spawn
+
+local Client = protocol.Protocol:extend({ __name = "SoakClient" })
+
+function Client:connectionMade()
+  stats.connections = stats.connections + 1
+  local parts = {}
+  for i = 1, R(6) do
+    local s = CORPUS[R(#CORPUS)]
+    parts[i] = R(3) > 1 and mutate(s) or s
+  end
+  local text, pos, t = table.concat(parts), 1, self.transport
+  local function step()
+    if not t.connected then
+      return
+    end
+    if pos > #text then
+      if R(4) == 1 then
+        t:loseConnection()
+      else
+        reactor.callLater(0.05, function() t:loseConnection() end)
+      end
+      return
+    end
+    local n = R(3) == 1 and #text or R(64)
+    t:write(text:sub(pos, pos + n - 1))
+    pos = pos + n
+    if R(8) == 1 then
+      reactor.callLater(0.001, step)
+    else
+      return step()
+    end
+  end
+  step()
+  if R(10) == 1 then
+    reactor.callLater(0.002, function() t:abortConnection() end)
+  end
+end
+
+function Client:dataReceived(data)
+  stats.bytes = stats.bytes + #data
+end
+
+function Client:connectionLost()
+  inflight = inflight - 1
+  spawn()
+end
+
+local factory = protocol.ClientFactory.forProtocol(Client)
+function factory:clientConnectionFailed(_, reason)
+  inflight = inflight - 1
+  log.error("soak: a connection failed: %s", tostring(reason))
+  reactor.callLater(0.1, spawn)
+end
+
+function spawn()
+  while inflight < CONCURRENCY and reactor.seconds() < deadline do
+    inflight = inflight + 1
+    reactor.connectTCP("127.0.0.1", port, factory, { timeout = 5 })
+  end
+end
+
+-- Errors: the raising resource's are expected (and not shown), any other
+-- is loom's. Each 400 is an info line: warnings and errors only.
+local EXPECTED = "the soak's raising resource"
+local unexpected = {}
+log.level = "warn"
+log.setSink(function(_, line)
+  if not line:find(EXPECTED, 1, true) then
+    io.stderr:write(line, "\n")
+  end
+end)
+log.addObserver(function(ev)
+  if ev.level == "error" and not tostring(ev.text):find(EXPECTED, 1, true)
+  then
+    unexpected[#unexpected + 1] = ev.text
+  end
+end)
+
+local status = 1
+local function finish(body)
+  if #unexpected > 0 then
+    print(string.format("soak: FAILED: %d unexpected errors, the first:\n%s",
+      #unexpected, unexpected[1]))
+  elseif body ~= "hello" then
+    print("soak: FAILED: the last GET got " .. string.format("%q", body))
+  else
+    status = 0
+    print(string.format("soak: ok: %d connections, %d bytes answered, then"
+      .. " a plain GET answered", stats.connections, stats.bytes))
+  end
+  reactor.stop()
+end
+
+-- After the clients' last connections end (bounded), one plain GET.
+local function last()
+  if inflight > 0 and reactor.seconds() < deadline + 20 then
+    return reactor.callLater(0.1, last)
+  end
+  web.getPage("http://127.0.0.1:" .. port .. "/", { timeout = 5 })
+    :addCallbacks(finish, function(f) finish(tostring(f)) end)
+end
+
+print(string.format("soak: %d s against 127.0.0.1:%d (seed %s)", SECONDS,
+  port, arg[2] or "1"))
+spawn()
+reactor.callLater(SECONDS, last)
+reactor.run()
+os.exit(status)
