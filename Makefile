@@ -3,7 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make soak     the HTTP server under hostile requests, ASan+UBSan (SOAK_SECONDS)
+#   make soak     HTTP server and client under hostile peers, ASan+UBSan (SOAK_SECONDS)
 #   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
@@ -259,16 +259,20 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
 	done
 
-# The HTTP server under hostile requests (fuzz/web_soak.lua: mutated,
-# pipelined, split and cut-off requests over 50 connections at a time) for
-# SOAK_SECONDS, in the ASan+UBSan build: an invalid access aborts it, and
-# an error any hook logs fails it.
+# HTTP under hostile peers, SOAK_SECONDS each, in the ASan+UBSan build: the
+# server against mutated, pipelined, split and cut-off requests
+# (fuzz/web_soak.lua), then the client against a server answering so
+# (fuzz/web_client_soak.lua). An invalid access aborts a soak; an error
+# logged, or a request left unsettled, fails it.
 SOAK_SECONDS ?= 60
+SOAKS        := web_soak web_client_soak
 
 soak: all
 	$(MAKE) BUILD=build-san OPT="$(SAN_OPT)" LDFLAGS="-fsanitize=address,undefined" all
-	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  timeout $$(( $(SOAK_SECONDS) + 120 )) build-san/loom run fuzz/web_soak.lua $(SOAK_SECONDS)
+	@set -e; for s in $(SOAKS); do \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    timeout $$(( $(SOAK_SECONDS) + 120 )) build-san/loom run fuzz/$$s.lua $(SOAK_SECONDS); \
+	done
 
 # examples/embed's C game servers, built as a user would: loom installed
 # into a scratch prefix ($(BUILD)/embed/prefix), then pkg-config.
