@@ -354,7 +354,10 @@ static void deliver_events(lua_State *L, frames_box *f, int base) {
     lua_Integer op = lua_tointeger(L, at + 1);
     if (op == WSLAY_TEXT_FRAME || op == WSLAY_BINARY_FRAME) {
       lua_getfield(L, 1, "wrappedProtocol");
-      lua_getfield(L, -1, "messageReceived");
+      if (lua_getfield(L, -1, "messageReceived") == LUA_TNIL) {
+        lua_pop(L, 2); /* no hook: the message is dropped, as Twisted's */
+        continue;      /* Protocol drops data without dataReceived */
+      }
       lua_insert(L, -2);
       lua_pushvalue(L, at);
       lua_pushboolean(L, op == WSLAY_BINARY_FRAME);

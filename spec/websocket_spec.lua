@@ -123,8 +123,8 @@ end
 
 -- A Site with a WebSocketResource at /ws; server.factory.next fires with
 -- each protocol built (the server side of each connection).
-local function wsServer(opts, factoryFields)
-  local f = W.net.recordingFactory(Rec)
+local function wsServer(opts, factoryFields, P)
+  local f = W.net.recordingFactory(P or Rec)
   f.echo = true
   for k, v in pairs(factoryFields or {}) do f[k] = v end
   local root = web.Resource()
@@ -394,6 +394,33 @@ describe("websocket: messages", function()
     local text = {}
     for _, ev in ipairs(events) do text[#text + 1] = ev.text end
     assert.matches("kaboom", table.concat(text, "\n"))
+  end)
+end)
+
+describe("websocket: a protocol without messageReceived", function()
+  it("drops the messages (as Protocol drops data without dataReceived) and"
+    .. " goes on", function()
+    local Deaf = protocol.Protocol:extend({ __name = "WSDeaf",
+      init = Rec.init, connectionMade = Rec.connectionMade,
+      connectionLost = Rec.connectionLost })
+    local errors = {}
+    local obs = log.addObserver(function(ev)
+      if ev.level == "error" then errors[#errors + 1] = ev.text end
+    end)
+    W.atEnd(function() log.removeObserver(obs) end, finally)
+    local server = wsServer(nil, nil, Deaf)
+    local c, proto = rawWS(server)
+    c.transport:write(frame(TEXT, "nobody listens") .. frame(BINARY, "\0\1")
+      .. frame(PING, "still?"))
+    local frames = c.waitFrames(1)
+    assert.equals(PONG, frames[1].opcode)
+    assert.equals("still?", frames[1].payload)
+    c.transport:write(closeFrame(1000, "done"))
+    runUntil(c.lost, 5)
+    runUntil(proto.lost, 5)
+    assert.equals(1000, proto.reason.value.code)
+    assert.is_true(proto.reason.value.wasClean)
+    assert.same({}, errors)
   end)
 end)
 
