@@ -30,18 +30,21 @@ local function R(n)
   return seed % n + 1
 end
 
+-- n random bytes (past 256, a random 256 repeated: the soak's own time
+-- is the reactor's too).
 local function bytes(n)
   local t = {}
-  for i = 1, n do
+  for i = 1, math.min(n, 256) do
     t[i] = string.char(R(256) - 1)
   end
-  return table.concat(t)
+  local s = table.concat(t)
+  return n > 256 and s:rep(n // 256 + 1):sub(1, n) or s
 end
 
 -- Frames ----------------------------------------------------------------------
 
--- One frame; masked frames get a random key. lie: a length other than the
--- payload's.
+-- One frame; masked frames get a random key (a zero one past 1 KiB, which
+-- leaves the payload as it is). lie: a length other than the payload's.
 local function frame(fin, rsv, opcode, masked, payload, lie)
   local len = lie or #payload
   local head = string.char((fin and 0x80 or 0) | (rsv << 4) | opcode)
@@ -53,7 +56,9 @@ local function frame(fin, rsv, opcode, masked, payload, lie)
   else
     head = head .. string.char(m | 127) .. string.pack(">I8", len)
   end
-  if masked then
+  if masked and #payload > 1024 then
+    return head .. "\0\0\0\0" .. payload
+  elseif masked then
     local key = bytes(4)
     local out = {}
     for i = 1, #payload do
@@ -115,6 +120,9 @@ end
 
 local function mutate(s)
   for _ = 1, R(3) do
+    if s == "" then
+      return s
+    end
     local at, op = R(#s), R(3)
     if op == 1 then
       s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
