@@ -3,7 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make soak     HTTP and WebSocket, both sides, against hostile peers (ASan+UBSan)
+#   make soak     HTTP, WebSocket and TLS, both sides, against hostile peers (ASan+UBSan)
 #   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
@@ -259,14 +259,15 @@ fuzz:
 	    -artifact_prefix=build-fuzz/$${f}- build-fuzz/corpus/$$f; \
 	done
 
-# HTTP and WebSocket under hostile peers, SOAK_SECONDS each, in the
-# ASan+UBSan build: the HTTP server against mutated, pipelined, split and
-# cut-off requests (fuzz/web_soak.lua), the client against a server
-# answering so (fuzz/web_client_soak.lua), then both WebSocket sides
-# against bad frames (fuzz/websocket_soak.lua). An invalid access aborts a
-# soak; an error logged, or a request left unsettled, fails it.
+# Hostile peers, SOAK_SECONDS each, in the ASan+UBSan build: the HTTP
+# server against mutated, pipelined, split and cut-off requests
+# (fuzz/web_soak.lua), the client against a server answering so
+# (fuzz/web_client_soak.lua), both WebSocket sides against bad frames
+# (fuzz/websocket_soak.lua), and TLS through a proxy that mangles the
+# bytes (fuzz/tls_soak.lua). An invalid access aborts a soak; an error
+# logged, or a request or connection left unsettled, fails it.
 SOAK_SECONDS ?= 60
-SOAKS        := web_soak web_client_soak websocket_soak
+SOAKS        := web_soak web_client_soak websocket_soak tls_soak
 
 soak: all
 	$(MAKE) BUILD=build-san OPT="$(SAN_OPT)" LDFLAGS="-fsanitize=address,undefined" all
