@@ -3,7 +3,7 @@
 #   make run      build and start the demo server
 #   make test     build and run every spec; ends with "N passed, M failed"
 #   make sanitize the whole suite under ASan+UBSan
-#   make soak     HTTP, WebSocket and TLS, both sides, against hostile peers (ASan+UBSan)
+#   make soak     HTTP, WebSocket, TLS and the demo's plugins against hostile peers (ASan+UBSan)
 #   make bench    loom beside raw libuv, luv, Node, Twisted, nginx (shared/bench),
 #                 and hot reload's cost (make bench-reload: that alone)
 #   make bench-embed  embedding alone: loom_step, the 30 Hz tick (bench/embed.sh)
@@ -263,11 +263,13 @@ fuzz:
 # server against mutated, pipelined, split and cut-off requests
 # (fuzz/web_soak.lua), the client against a server answering so
 # (fuzz/web_client_soak.lua), both WebSocket sides against bad frames
-# (fuzz/websocket_soak.lua), and TLS through a proxy that mangles the
-# bytes (fuzz/tls_soak.lua). An invalid access aborts a soak; an error
-# logged, or a request or connection left unsettled, fails it.
+# (fuzz/websocket_soak.lua), TLS through a proxy that mangles the bytes
+# (fuzz/tls_soak.lua), and the demo's plugins, echo, chat (and its page)
+# and finger (fuzz/plugins_soak.lua). An invalid access aborts a soak; an
+# error logged, a request or connection left unsettled, or a service that
+# no longer works afterwards fails it.
 SOAK_SECONDS ?= 60
-SOAKS        := web_soak web_client_soak websocket_soak tls_soak
+SOAKS        := web_soak web_client_soak websocket_soak tls_soak plugins_soak
 
 soak: all
 	$(MAKE) BUILD=build-san OPT="$(SAN_OPT)" LDFLAGS="-fsanitize=address,undefined" all

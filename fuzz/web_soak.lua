@@ -1,16 +1,19 @@
 -- Hostile HTTP against loom.web's server, for `make soak` (under the ASan
 -- and UBSan build): for SECONDS, 50 connections at a time send requests
 -- taken from a corpus (both of the server's lanes: plain GETs, queries,
--- bodies, chunked, Expect, HEAD, cookies, absolute targets, bad versions)
--- with bytes flipped, dropped, doubled and repeated thousands of times,
--- several pipelined, written in random pieces, some connections cut off
--- mid-request or mid-response. Resources answer with strings, large
--- bodies, NOT_DONE_YET, Deferreds, errors, odd codes and cookies.
+-- bodies, chunked, Expect, HEAD, cookies, absolute targets, bad versions,
+-- web.File paths that try to leave its directory) with bytes flipped,
+-- dropped, doubled and repeated thousands of times, several pipelined,
+-- written in random pieces, some connections cut off mid-request or
+-- mid-response. Resources answer with strings, large bodies,
+-- NOT_DONE_YET, Deferreds, errors, odd codes, cookies and files.
 --   loom run fuzz/web_soak.lua [SECONDS [SEED]]     (default 30 s, seed 1)
 -- Passes (exit 0) when nothing but the one resource that raises logged an
--- error and a plain GET is answered afterwards; the sanitizers abort on
--- any invalid access. A connection the server keeps open is closed by the
--- client 50 ms after its last write, so every connection ends.
+-- error, no answer held the secret file next to web.File's directory
+-- (through a link or an escaping path), and a plain GET is answered
+-- afterwards; the sanitizers abort on any invalid access. A connection the
+-- server keeps open is closed by the client 50 ms after its last write,
+-- so every connection ends.
 local defer = require "loom.defer"
 local log = require "loom.log"
 local protocol = require "loom.protocol"
@@ -94,6 +97,22 @@ nested:putChild("x", leaf(function(_, request)
   return table.concat(request.prepath, "/")
 end))
 
+-- web.File over a directory next to a secret (the marker must never come
+-- back): links inside and outside it, a listing.
+local MARKER = string.format("SECRET-%d-OUTSIDE", os.time())
+local dir = assert(io.popen("mktemp -d")):read("l")
+assert(os.execute(table.concat({
+  "mkdir -p '" .. dir .. "/www/sub'",
+  "printf '" .. MARKER .. "' > '" .. dir .. "/secret.txt'",
+  "printf 'index' > '" .. dir .. "/www/index.html'",
+  "printf 'aaaaaaaaaa' > '" .. dir .. "/www/a.txt'",
+  "printf 'b' > '" .. dir .. "/www/sub/b.txt'",
+  "ln -s sub/b.txt '" .. dir .. "/www/inlink'",
+  "ln -s ../secret.txt '" .. dir .. "/www/outlink'",
+  "ln -s .. '" .. dir .. "/www/outdir'",
+}, " && ")), "web_soak: cannot make the static directory")
+root:putChild("static", web.File(dir .. "/www", { listing = true }))
+
 local site = web.Site(root, { accessLog = false })
 local port = reactor.listenTCP(0, site, { interface = "127.0.0.1" })
   :getHost().port
@@ -130,6 +149,21 @@ local CORPUS = {
   "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
   "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade"
     .. "\r\n\r\n",
+  "GET /static/ HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/sub/ HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/a.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-5\r\n\r\n",
+  "GET /static/a.txt HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: Sun, 06 Nov"
+    .. " 2094 08:49:37 GMT\r\n\r\n",
+  "HEAD /static/sub/b.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/inlink HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/outlink HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/outdir/secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/%2e%2e/secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/sub/..%2f..%2fsecret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/sub%5c..%5c..%5csecret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static/.%2e/.%2E/secret.txt HTTP/1.1\r\nHost: a\r\n\r\n",
+  "GET /static//secret.txt%00.txt HTTP/1.1\r\nHost: a\r\n\r\n",
 }
 
 local function mutate(s)
@@ -197,6 +231,11 @@ end
 
 function Client:dataReceived(data)
   stats.bytes = stats.bytes + #data
+  local seen = (self.tail or "") .. data
+  if seen:find(MARKER, 1, true) then
+    log.error("soak: a file outside web.File's directory was served")
+  end
+  self.tail = seen:sub(-#MARKER)
 end
 
 function Client:connectionLost()
@@ -264,4 +303,5 @@ print(string.format("soak: %d s against 127.0.0.1:%d (seed %s)", SECONDS,
 spawn()
 reactor.callLater(SECONDS, last)
 reactor.run()
+os.execute("rm -rf '" .. dir .. "'")
 os.exit(status)

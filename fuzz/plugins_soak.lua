@@ -1,0 +1,332 @@
+-- The built-in plugins `make run`'s demo serves (echo, chat with its web
+-- page and WebSocket, finger), attacked for `make soak` (under the ASan
+-- and UBSan build): for SECONDS, 50 connections at a time send them noise,
+-- mutated commands and nicknames, control bytes, lines past their limits,
+-- floods, WebSocket frames of every size, and some never read what they
+-- are sent or go silent. Run in one process, as the demo runs them.
+--   loom run fuzz/plugins_soak.lua [SECONDS [SEED]]  (default 30 s, seed 1)
+-- Passes (exit 0) when nothing was logged as an error and afterwards each
+-- service still does its job: echo echoes, a chat line reaches another
+-- member, finger answers for a user, the chat page is served. The
+-- sanitizers abort on any invalid access.
+local application = require "loom.application"
+local defer = require "loom.defer"
+local log = require "loom.log"
+local plugin = require "loom.plugin"
+local protocol = require "loom.protocol"
+local reactor = require "loom.reactor"
+local web = require "loom.web"
+
+local SECONDS = tonumber(arg[1]) or 30
+local seed = tonumber(arg[2]) or 1
+local CONCURRENCY = 50
+
+local function R(n)
+  seed = (seed * 1103515245 + 12345) % 2147483648
+  return seed % n + 1
+end
+
+local function bytes(n)
+  local t = {}
+  for i = 1, math.min(n, 256) do
+    t[i] = string.char(R(256) - 1)
+  end
+  local s = table.concat(t)
+  return n > 256 and s:rep(n // 256 + 1):sub(1, n) or s
+end
+
+local function mutate(s)
+  for _ = 1, R(3) do
+    if s == "" then
+      return s
+    end
+    local at, op = R(#s), R(4)
+    if op == 1 then
+      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
+    elseif op == 2 then
+      s = s:sub(1, at - 1) .. s:sub(at + 1)
+    elseif op == 3 then
+      s = s:sub(1, at) .. s:sub(at)
+    else
+      s = s:sub(1, at) .. s:sub(at, at):rep(R(3000)) .. s:sub(at + 1)
+    end
+  end
+  return s
+end
+
+-- Errors logged: any is loom's (refusals and drops are info or warn) ----
+
+local unexpected = {}
+log.level = "error"
+log.addObserver(function(ev)
+  if ev.level == "error" then
+    unexpected[#unexpected + 1] = ev.text
+  end
+end)
+
+-- The services, as the demo makes them --------------------------------------
+
+local function fromPlugin(name, opts)
+  local p = assert(plugin.load(assert(plugin.find(name),
+    "no plugin " .. name), name))
+  local defaults = assert(plugin.parseOptions(p, {}, 1))
+  for k, v in pairs(opts) do
+    defaults[k] = v
+  end
+  local svc = p.makeService(defaults)
+  svc:setName(name)
+  return svc
+end
+
+local ANY = "tcp:0:interface=127.0.0.1"
+local app = application.Application("soak")
+local echo = fromPlugin("echo", { port = ANY })
+local chat = fromPlugin("chat", { port = ANY, web = ANY, timeout = 3 })
+local finger = fromPlugin("finger", { port = ANY,
+  users = "examples/finger/users.json" })
+for _, svc in ipairs({ echo, chat, finger }) do
+  svc:setServiceParent(app)
+end
+app:startService()
+
+local function portOf(svc)
+  return svc:getHost().port
+end
+local PORTS = { echo = portOf(echo), chat = portOf(chat:getServiceNamed("lines")),
+  web = portOf(chat:getServiceNamed("web")), finger = portOf(finger) }
+
+-- What attackers send ----------------------------------------------------------
+
+local CHAT_LINES = { "alice", "bob", "a b c", "", "   ", "\27[2J", "/who",
+  "/nick carol", "/nick ", "/nick " .. ("n"):rep(100), "/quit", "/bogus x",
+  "hello everyone", "\0\1\2", ("x"):rep(20000), "/nick \255\254", "/who extra" }
+local FINGER_LINES = { "ann", "", "/W ann", "ann@127.0.0.1", "@", "nobody",
+  ("u"):rep(5000), "../../etc/passwd", "ann\0" }
+
+local function lines(list, eol)
+  local out = {}
+  for i = 1, R(20) do
+    local l = list[R(#list)]
+    out[i] = (R(3) == 1 and mutate(l) or l) .. (R(5) == 1 and "\r\n" or eol)
+  end
+  return table.concat(out)
+end
+
+-- A WebSocket frame a browser would send (masked), or not.
+local function wsFrame(text)
+  local len = #text
+  local head = string.char(0x81)
+  if len < 126 then
+    head = head .. string.char(0x80 | len)
+  elseif len < 65536 then
+    head = head .. string.char(0x80 | 126) .. string.pack(">I2", len)
+  else
+    head = head .. string.char(0x80 | 127) .. string.pack(">I8", len)
+  end
+  return head .. "\0\0\0\0" .. text -- a zero mask leaves it as it is
+end
+
+local function webAttack()
+  if R(3) == 1 then -- the page and its files, or paths around them
+    local paths = { "/", "/chat.js", "/chat.css", "/favicon.svg",
+      "/../chat.lua", "/%2e%2e/chat.lua", "/nope", "/ws" }
+    return "GET " .. paths[R(#paths)] .. " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+  end
+  local hs = "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:" .. PORTS.web
+    .. "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    .. "Sec-WebSocket-Version: 13\r\n"
+    .. (R(4) == 1 and "Origin: http://evil.example\r\n" or "") .. "\r\n"
+  local frames = {}
+  for i = 1, R(10) do
+    local pick = R(6)
+    frames[i] = wsFrame(pick == 1 and ("x"):rep(20000)
+      or pick == 2 and "\255 not utf-8"
+      or CHAT_LINES[R(#CHAT_LINES)]:sub(1, 200))
+  end
+  local s = hs .. table.concat(frames)
+  return R(5) == 1 and mutate(s) or s
+end
+
+local ATTACKS = {
+  { "echo", function() return bytes(R(3) == 1 and 300000 or R(2000)) end },
+  { "chat", function() return lines(CHAT_LINES, "\n") end },
+  { "chat", function() return lines(CHAT_LINES, "\n") end },
+  { "finger", function() return lines(FINGER_LINES, "\r\n") end },
+  { "web", webAttack },
+}
+
+-- Attackers -----------------------------------------------------------------------
+
+local stats = { connections = 0 }
+local inflight, deadline = 0, reactor.seconds() + SECONDS
+local spawn
+
+local Attacker = protocol.Protocol:extend({ __name = "SoakAttacker" })
+function Attacker:connectionMade()
+  local t = self.transport
+  -- One in five never reads: what it is sent piles up on the server.
+  if R(5) == 1 then
+    t:pauseProducing()
+  end
+  local text, pos = self.text, 1
+  local function step()
+    if not t.connected then
+      return
+    end
+    if pos > #text then
+      return
+    end
+    local n = R(3) == 1 and #text or R(512)
+    t:write(text:sub(pos, pos + n - 1))
+    pos = pos + n
+    if R(6) == 1 then
+      reactor.callLater(0.001 * R(3), step)
+    else
+      return step()
+    end
+  end
+  step()
+  -- Most go after a moment, one in eight after 2 s, unless the server ends
+  -- them first (finger's answer, the limits).
+  local stay = R(8) == 1 and 2 or 0.05 + 0.01 * R(20)
+  reactor.callLater(stay, function()
+    if t.connected then
+      if R(3) == 1 then
+        t:abortConnection()
+      else
+        t:loseConnection()
+      end
+    end
+  end)
+end
+
+local function lost()
+  inflight = inflight - 1
+  spawn()
+end
+
+local function failed(_, _, reason)
+  log.error("soak: a connection failed: %s", tostring(reason))
+  lost()
+end
+
+function spawn()
+  while inflight < CONCURRENCY and reactor.seconds() < deadline do
+    inflight = inflight + 1
+    stats.connections = stats.connections + 1
+    local a = ATTACKS[R(#ATTACKS)]
+    local p = Attacker()
+    p.text = a[2]()
+    local f = protocol.ClientFactory()
+    f.buildProtocol = function() return p end
+    f.clientConnectionLost, f.clientConnectionFailed = lost, failed
+    reactor.connectTCP("127.0.0.1", PORTS[a[1]], f, { timeout = 5 })
+  end
+end
+
+-- Afterwards: each service does its job --------------------------------------------
+
+-- A client that sends lines and collects what comes back; done fires once
+-- `until(text)` holds (or with what came, after 5 s).
+local function talk(port, send, untilFn)
+  local done = defer.Deferred()
+  local P = protocol.Protocol:extend({})
+  function P:connectionMade()
+    self.got = ""
+    for _, l in ipairs(send) do
+      self.transport:write(l)
+    end
+  end
+  function P:dataReceived(data)
+    self.got = self.got .. data
+    if not done.called and untilFn(self.got) then
+      done:callback(self.got)
+      self.transport:loseConnection()
+    end
+  end
+  function P:connectionLost()
+    if not done.called then
+      done:callback(self.got)
+    end
+  end
+  local f = protocol.ClientFactory.forProtocol(P)
+  function f.clientConnectionFailed(_, _, reason)
+    done:callback("(failed: " .. tostring(reason) .. ")")
+  end
+  reactor.connectTCP("127.0.0.1", port, f, { timeout = 5 })
+  reactor.callLater(5, function()
+    if not done.called then
+      done:callback("(nothing after 5 s)")
+    end
+  end)
+  return done
+end
+
+local function checks()
+  local results = {}
+  local function has(name, pattern)
+    return function(text)
+      results[#results + 1] = { name, text:find(pattern, 1, true) ~= nil,
+        text }
+    end
+  end
+  local listener = talk(PORTS.chat, { "zed\n" }, function(t)
+    return t:find("<yan> still here", 1, true) ~= nil
+  end)
+  listener:addCallback(has("chat", "<yan> still here"))
+  local ds = { listener,
+    talk(PORTS.echo, { "ping" }, function(t) return t == "ping" end)
+      :addCallback(has("echo", "ping")),
+    talk(PORTS.finger, { "ann\r\n" }, function() return false end)
+      :addCallback(has("finger", "Out to lunch, back at two")),
+    web.getPage("http://127.0.0.1:" .. PORTS.web .. "/", { timeout = 5 })
+      :addCallbacks(has("web", "<html"), function(f)
+        results[#results + 1] = { "web", false, tostring(f) }
+      end),
+  }
+  -- The second member speaks once the first is in.
+  reactor.callLater(0.3, function()
+    talk(PORTS.chat, { "yan\n", "still here\n" }, function() return false end)
+  end)
+  return defer.DeferredList(ds):addCallback(function() return results end)
+end
+
+local status = 1
+local function finish(results)
+  local failed = {}
+  for _, r in ipairs(results) do
+    if not r[2] then
+      failed[#failed + 1] = r[1] .. " got " .. string.format("%q",
+        r[3]:sub(1, 200))
+    end
+  end
+  if #unexpected > 0 then
+    print(string.format("soak: FAILED: %d errors logged, the first:\n%s",
+      #unexpected, unexpected[1]))
+  elseif #failed > 0 or #results < 4 then
+    print("soak: FAILED: a service no longer works: "
+      .. table.concat(failed, "; "))
+  else
+    status = 0
+    print(string.format("soak: ok: %d hostile connections; then echo, chat,"
+      .. " finger and the chat page all work", stats.connections))
+  end
+  app:stopService()
+  reactor.callLater(0.2, reactor.stop)
+end
+
+local function last()
+  if inflight > 0 and reactor.seconds() < deadline + 20 then
+    return reactor.callLater(0.1, last)
+  end
+  checks():addCallback(finish)
+end
+
+print(string.format("soak: %d s against echo :%d, chat :%d (web :%d),"
+  .. " finger :%d (seed %s)", SECONDS, PORTS.echo, PORTS.chat, PORTS.web,
+  PORTS.finger, arg[2] or "1"))
+spawn()
+reactor.callLater(SECONDS, last)
+reactor.run()
+os.exit(status)
