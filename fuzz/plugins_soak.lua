@@ -18,51 +18,13 @@ local reactor = require "loom.reactor"
 local web = require "loom.web"
 
 local SECONDS = tonumber(arg[1]) or 30
-local seed = tonumber(arg[2]) or 1
 local CONCURRENCY = 50
-
-local function R(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n + 1
-end
-
-local function bytes(n)
-  local t = {}
-  for i = 1, math.min(n, 256) do
-    t[i] = string.char(R(256) - 1)
-  end
-  local s = table.concat(t)
-  return n > 256 and s:rep(n // 256 + 1):sub(1, n) or s
-end
-
-local function mutate(s)
-  for _ = 1, R(3) do
-    if s == "" then
-      return s
-    end
-    local at, op = R(#s), R(4)
-    if op == 1 then
-      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
-    elseif op == 2 then
-      s = s:sub(1, at - 1) .. s:sub(at + 1)
-    elseif op == 3 then
-      s = s:sub(1, at) .. s:sub(at)
-    else
-      s = s:sub(1, at) .. s:sub(at, at):rep(R(3000)) .. s:sub(at + 1)
-    end
-  end
-  return s
-end
+local S = dofile("fuzz/soak.lua").new(tonumber(arg[2]) or 1)
+local R, bytes, mutate = S.R, S.bytes, S.mutate
 
 -- Errors logged: any is loom's (refusals and drops are info or warn) ----
 
-local unexpected = {}
-log.level = "error"
-log.addObserver(function(ev)
-  if ev.level == "error" then
-    unexpected[#unexpected + 1] = ev.text
-  end
-end)
+local unexpected = S.watchErrors(nil, "error")
 
 -- The services, as the demo makes them --------------------------------------
 
@@ -169,24 +131,7 @@ function Attacker:connectionMade()
   if R(5) == 1 then
     t:pauseProducing()
   end
-  local text, pos = self.text, 1
-  local function step()
-    if not t.connected then
-      return
-    end
-    if pos > #text then
-      return
-    end
-    local n = R(3) == 1 and #text or R(512)
-    t:write(text:sub(pos, pos + n - 1))
-    pos = pos + n
-    if R(6) == 1 then
-      reactor.callLater(0.001 * R(3), step)
-    else
-      return step()
-    end
-  end
-  step()
+  S.writeInPieces(t, self.text)
   -- Most go after a moment, one in eight after 2 s, unless the server ends
   -- them first (finger's answer, the limits).
   local stay = R(8) == 1 and 2 or 0.05 + 0.01 * R(20)
@@ -301,26 +246,19 @@ local function finish(results)
         r[3]:sub(1, 200))
     end
   end
-  if #unexpected > 0 then
-    print(string.format("soak: FAILED: %d errors logged, the first:\n%s",
-      #unexpected, unexpected[1]))
-  elseif #failed > 0 or #results < 4 then
-    print("soak: FAILED: a service no longer works: "
+  status = S.verdict(unexpected, string.format("%d hostile connections;"
+    .. " then echo, chat, finger and the chat page all work",
+    stats.connections),
+    (#failed > 0 or #results < 4) and "a service no longer works: "
       .. table.concat(failed, "; "))
-  else
-    status = 0
-    print(string.format("soak: ok: %d hostile connections; then echo, chat,"
-      .. " finger and the chat page all work", stats.connections))
-  end
   app:stopService()
   reactor.callLater(0.2, reactor.stop)
 end
 
 local function last()
-  if inflight > 0 and reactor.seconds() < deadline + 20 then
-    return reactor.callLater(0.1, last)
-  end
-  checks():addCallback(finish)
+  S.whenSettled(function() return inflight > 0 end, deadline, function()
+    checks():addCallback(finish)
+  end)
 end
 
 print(string.format("soak: %d s against echo :%d, chat :%d (web :%d),"

@@ -17,40 +17,9 @@ local protocol = require "loom.protocol"
 local reactor = require "loom.reactor"
 
 local SECONDS = tonumber(arg[1]) or 30
-local seed = tonumber(arg[2]) or 1
 local CONCURRENCY = 50
-
-local function R(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n + 1
-end
-
-local function bytes(n)
-  local t = {}
-  for i = 1, n do
-    t[i] = string.char(R(256) - 1)
-  end
-  return table.concat(t)
-end
-
-local function mutate(s)
-  for _ = 1, R(3) do
-    if s == "" then
-      return s
-    end
-    local at, op = R(#s), R(4)
-    if op == 1 then
-      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
-    elseif op == 2 then
-      s = s:sub(1, at - 1) .. s:sub(at + 1)
-    elseif op == 3 then
-      s = s:sub(1, at) .. s:sub(at)
-    else
-      s = s:sub(1, at) .. bytes(R(64)) .. s:sub(at + 1)
-    end
-  end
-  return s
-end
+local S = dofile("fuzz/soak.lua").new(tonumber(arg[2]) or 1)
+local R, bytes, mutate = S.R, S.bytes, S.mutate
 
 -- Certificates ----------------------------------------------------------------
 
@@ -61,15 +30,9 @@ local SERVER_TLS = { certificate = dir .. "/server.pem",
   privateKey = dir .. "/server.key", handshakeTimeout = 2 }
 local CLIENT_TLS = { caCerts = dir .. "/ca.pem", hostname = "localhost" }
 
--- Errors logged: any is loom's --------------------------------------------------
+-- Errors logged: any is loom's (each failed handshake is a warning) ------
 
-local unexpected = {}
-log.level = "error" -- (each failed handshake is a warning)
-log.addObserver(function(ev)
-  if ev.level == "error" then
-    unexpected[#unexpected + 1] = ev.text
-  end
-end)
+local unexpected = S.watchErrors(nil, "error")
 
 -- The TLS echo ------------------------------------------------------------------
 
@@ -288,23 +251,12 @@ end
 
 local status = 1
 local function finish(echoed)
-  local left = 0
-  for _ in pairs(outstanding) do
-    left = left + 1
-  end
-  if #unexpected > 0 then
-    print(string.format("soak: FAILED: %d errors logged, the first:\n%s",
-      #unexpected, unexpected[1]))
-  elseif left > 0 then
-    print(string.format("soak: FAILED: %d TLS clients never settled", left))
-  elseif echoed ~= "final" then
-    print("soak: FAILED: the last TLS echo got " .. tostring(echoed))
-  else
-    status = 0
-    print(string.format("soak: ok: %d TLS clients through the proxy (%d"
-      .. " connected, %d failed), %d raw clients; then a clean TLS echo",
-      stats.tls, stats.made, stats.failed, stats.raw))
-  end
+  local left = S.count(outstanding)
+  status = S.verdict(unexpected, string.format("%d TLS clients through the"
+    .. " proxy (%d connected, %d failed), %d raw clients; then a clean TLS"
+    .. " echo", stats.tls, stats.made, stats.failed, stats.raw),
+    left > 0 and left .. " TLS clients never settled",
+    echoed ~= "final" and "the last TLS echo got " .. tostring(echoed))
   reactor.stop()
 end
 
@@ -336,10 +288,7 @@ local function cleanEcho()
 end
 
 local function last()
-  if inflight > 0 and reactor.seconds() < deadline + 20 then
-    return reactor.callLater(0.1, last)
-  end
-  cleanEcho()
+  S.whenSettled(function() return inflight > 0 end, deadline, cleanEcho)
 end
 
 print(string.format("soak: %d s, a TLS echo on 127.0.0.1:%d behind a proxy"

@@ -19,14 +19,10 @@ local reactor = require "loom.reactor"
 local web = require "loom.web"
 
 local SECONDS = tonumber(arg[1]) or 30
-local seed = tonumber(arg[2]) or 1
 local CONCURRENCY = 50
 local HEAD_LIMIT = 65536 -- what the hostile server reads of a request head
-
-local function R(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n + 1
-end
+local S = dofile("fuzz/soak.lua").new(tonumber(arg[2]) or 1)
+local R, mutate = S.R, S.mutate
 
 -- The hostile server --------------------------------------------------------
 
@@ -75,62 +71,10 @@ local function clean(path)
   end
 end
 
-local function mutate(s)
-  for _ = 1, R(4) - 1 do
-    local at, op = R(#s), R(6)
-    if op == 1 then
-      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
-    elseif op == 2 then
-      s = s:sub(1, at - 1) .. s:sub(at + 1)
-    elseif op == 3 then
-      s = s:sub(1, at) .. s:sub(at)
-    elseif op == 4 then
-      s = s:sub(1, at) .. ("\r\n"):rep(R(3)) .. s:sub(at + 1)
-    elseif op == 5 then
-      s = s:sub(1, at) .. ("0123456789abcdef"):sub(R(16), R(16) + 3)
-        .. s:sub(at + 1)
-    else
-      s = s:sub(1, at) .. s:sub(at, at):rep(R(5000)) .. s:sub(at + 1)
-    end
-  end
-  return s
-end
-
 local Hostile = protocol.Protocol:extend({ __name = "HostileServer" })
 
 function Hostile:connectionMade()
   self.buffer = ""
-end
-
--- Writes text in random pieces, some a moment later; then ends as fate says.
-function Hostile:send(text, fate)
-  local t, pos = self.transport, 1
-  local function step()
-    if not t.connected then
-      return
-    end
-    if pos > #text then
-      if fate == 1 then
-        t:loseConnection()
-      elseif fate == 2 then
-        t:abortConnection()
-      end
-      return
-    end
-    local n = R(3) == 1 and #text or R(512)
-    local cut = fate == 3 and pos + n > #text // 2 -- cut off midway
-    t:write(text:sub(pos, cut and #text // 2 or pos + n - 1))
-    if cut then
-      return t:abortConnection()
-    end
-    pos = pos + n
-    if R(6) == 1 then
-      reactor.callLater(0.001 * R(3), step)
-    else
-      return step()
-    end
-  end
-  step()
 end
 
 function Hostile:dataReceived(data)
@@ -149,7 +93,7 @@ function Hostile:dataReceived(data)
     local path = head:match("^%u+ (%S+) HTTP/1%.1") or "/"
     local text = clean(path)
     if text then
-      self:send(text, 0)
+      S.writeInPieces(self.transport, text)
     elseif R(12) == 1 then
       -- never answered: the client's responseTimeout must end it
       return
@@ -158,7 +102,8 @@ function Hostile:dataReceived(data)
       if R(3) > 1 then
         answer = mutate(answer)
       end
-      self:send(answer, R(5)) -- 1 close, 2 abort, 3 cut, else keep open
+      local fates = { "close", "abort", "cut" } -- or (4, 5) kept open
+      S.writeInPieces(self.transport, answer, fates[R(5)])
     end
   end
 end
@@ -249,13 +194,7 @@ function spawn()
 end
 
 -- Anything logged as an error is loom's (every Deferred has an errback).
-local unexpected = {}
-log.level = "warn"
-log.addObserver(function(ev)
-  if ev.level == "error" then
-    unexpected[#unexpected + 1] = ev.text
-  end
-end)
+local unexpected = S.watchErrors()
 
 local good = web.Site(web.Resource:extend({ isLeaf = true,
   render_GET = function() return "fine" end })(), { accessLog = false })
@@ -264,33 +203,21 @@ local goodPort = reactor.listenTCP(0, good, { interface = "127.0.0.1" })
 
 local status = 1
 local function finish(body)
-  local left = 0
-  for _ in pairs(outstanding) do
-    left = left + 1
-  end
-  if #unexpected > 0 then
-    print(string.format("soak: FAILED: %d errors logged, the first:\n%s",
-      #unexpected, unexpected[1]))
-  elseif left > 0 then
-    print(string.format("soak: FAILED: %d requests never settled", left))
-  elseif body ~= "fine" then
-    print("soak: FAILED: the last request got " .. tostring(body))
-  else
-    status = 0
-    print(string.format("soak: ok: %d requests (%d answered, %d failed),"
-      .. " then a plain one answered", stats.requests, stats.responses,
-      stats.failures))
-  end
+  local left = S.count(outstanding)
+  status = S.verdict(unexpected, string.format("%d requests (%d answered,"
+    .. " %d failed), then a plain one answered", stats.requests,
+    stats.responses, stats.failures),
+    left > 0 and left .. " requests never settled",
+    body ~= "fine" and "the last request got " .. tostring(body))
   reactor.stop()
 end
 
 -- After the last requests settle (each has a timeout; bounded), one more.
 local function last()
-  if inflight > 0 and reactor.seconds() < deadline + 20 then
-    return reactor.callLater(0.1, last)
-  end
-  web.getPage("http://127.0.0.1:" .. goodPort .. "/", { timeout = 5 })
-    :addCallbacks(finish, function(f) finish(tostring(f)) end)
+  S.whenSettled(function() return inflight > 0 end, deadline, function()
+    web.getPage("http://127.0.0.1:" .. goodPort .. "/", { timeout = 5 })
+      :addCallbacks(finish, function(f) finish(tostring(f)) end)
+  end)
 end
 
 print(string.format("soak: %d s, a hostile server on 127.0.0.1:%d (seed %s)",

@@ -21,14 +21,9 @@ local reactor = require "loom.reactor"
 local web = require "loom.web"
 
 local SECONDS = tonumber(arg[1]) or 30
-local seed = tonumber(arg[2]) or 1
 local CONCURRENCY = 50
-
--- A fixed generator: the same seed makes the same requests.
-local function R(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n + 1
-end
+local S = dofile("fuzz/soak.lua").new(tonumber(arg[2]) or 1)
+local R, mutate = S.R, S.mutate
 
 -- Resources -----------------------------------------------------------------
 
@@ -166,26 +161,6 @@ local CORPUS = {
   "GET /static//secret.txt%00.txt HTTP/1.1\r\nHost: a\r\n\r\n",
 }
 
-local function mutate(s)
-  for _ = 1, R(4) - 1 do
-    local at, op = R(#s), R(6)
-    if op == 1 then
-      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
-    elseif op == 2 then
-      s = s:sub(1, at - 1) .. s:sub(at + 1)
-    elseif op == 3 then
-      s = s:sub(1, at) .. s:sub(at)
-    elseif op == 4 then
-      s = s:sub(1, at) .. ("\r\n"):rep(R(3)) .. s:sub(at + 1)
-    elseif op == 5 then
-      s = s:sub(1, at) .. ("%"):rep(R(3)) .. s:sub(at + 1)
-    else -- one byte many times: past a limit, or just long
-      s = s:sub(1, at) .. s:sub(at, at):rep(R(5000)) .. s:sub(at + 1)
-    end
-  end
-  return s
-end
-
 -- Clients -------------------------------------------------------------------
 
 local stats = { connections = 0, bytes = 0 }
@@ -201,29 +176,10 @@ function Client:connectionMade()
     local s = CORPUS[R(#CORPUS)]
     parts[i] = R(3) > 1 and mutate(s) or s
   end
-  local text, pos, t = table.concat(parts), 1, self.transport
-  local function step()
-    if not t.connected then
-      return
-    end
-    if pos > #text then
-      if R(4) == 1 then
-        t:loseConnection()
-      else
-        reactor.callLater(0.05, function() t:loseConnection() end)
-      end
-      return
-    end
-    local n = R(3) == 1 and #text or R(64)
-    t:write(text:sub(pos, pos + n - 1))
-    pos = pos + n
-    if R(8) == 1 then
-      reactor.callLater(0.001, step)
-    else
-      return step()
-    end
-  end
-  step()
+  local t = self.transport
+  S.writeInPieces(t, table.concat(parts), R(4) == 1 and "close" or function()
+    reactor.callLater(0.05, function() t:loseConnection() end)
+  end)
   if R(10) == 1 then
     reactor.callLater(0.002, function() t:abortConnection() end)
   end
@@ -259,43 +215,23 @@ end
 
 -- Errors: the raising resource's are expected (and not shown), any other
 -- is loom's. Each 400 is an info line: warnings and errors only.
-local EXPECTED = "the soak's raising resource"
-local unexpected = {}
-log.level = "warn"
-log.setSink(function(_, line)
-  if not line:find(EXPECTED, 1, true) then
-    io.stderr:write(line, "\n")
-  end
-end)
-log.addObserver(function(ev)
-  if ev.level == "error" and not tostring(ev.text):find(EXPECTED, 1, true)
-  then
-    unexpected[#unexpected + 1] = ev.text
-  end
-end)
+local unexpected = S.watchErrors("the soak's raising resource")
 
 local status = 1
 local function finish(body)
-  if #unexpected > 0 then
-    print(string.format("soak: FAILED: %d unexpected errors, the first:\n%s",
-      #unexpected, unexpected[1]))
-  elseif body ~= "hello" then
-    print("soak: FAILED: the last GET got " .. string.format("%q", body))
-  else
-    status = 0
-    print(string.format("soak: ok: %d connections, %d bytes answered, then"
-      .. " a plain GET answered", stats.connections, stats.bytes))
-  end
+  status = S.verdict(unexpected, string.format("%d connections, %d bytes"
+    .. " answered, then a plain GET answered", stats.connections,
+    stats.bytes),
+    body ~= "hello" and "the last GET got " .. string.format("%q", body))
   reactor.stop()
 end
 
 -- After the clients' last connections end (bounded), one plain GET.
 local function last()
-  if inflight > 0 and reactor.seconds() < deadline + 20 then
-    return reactor.callLater(0.1, last)
-  end
-  web.getPage("http://127.0.0.1:" .. port .. "/", { timeout = 5 })
-    :addCallbacks(finish, function(f) finish(tostring(f)) end)
+  S.whenSettled(function() return inflight > 0 end, deadline, function()
+    web.getPage("http://127.0.0.1:" .. port .. "/", { timeout = 5 })
+      :addCallbacks(finish, function(f) finish(tostring(f)) end)
+  end)
 end
 
 print(string.format("soak: %d s against 127.0.0.1:%d (seed %s)", SECONDS,

@@ -21,25 +21,10 @@ local reactor = require "loom.reactor"
 local web = require "loom.web"
 
 local SECONDS = tonumber(arg[1]) or 30
-local seed = tonumber(arg[2]) or 1
 local CONCURRENCY = 50
 local LIMITS = { maxMessageSize = 65536, closeTimeout = 1, idleTimeout = 2 }
-
-local function R(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n + 1
-end
-
--- n random bytes (past 256, a random 256 repeated: the soak's own time
--- is the reactor's too).
-local function bytes(n)
-  local t = {}
-  for i = 1, math.min(n, 256) do
-    t[i] = string.char(R(256) - 1)
-  end
-  local s = table.concat(t)
-  return n > 256 and s:rep(n // 256 + 1):sub(1, n) or s
-end
+local S = dofile("fuzz/soak.lua").new(tonumber(arg[2]) or 1)
+local R, bytes, mutate = S.R, S.bytes, S.mutate
 
 -- Frames ----------------------------------------------------------------------
 
@@ -118,48 +103,9 @@ local function randomFrames(masked)
   return bytes(R(40)) -- noise
 end
 
-local function mutate(s)
-  for _ = 1, R(3) do
-    if s == "" then
-      return s
-    end
-    local at, op = R(#s), R(3)
-    if op == 1 then
-      s = s:sub(1, at - 1) .. string.char(R(256) - 1) .. s:sub(at + 1)
-    elseif op == 2 then
-      s = s:sub(1, at - 1) .. s:sub(at + 1)
-    else
-      s = s:sub(1, at) .. s:sub(at)
-    end
-  end
-  return s
-end
-
 -- Writes text in random pieces; then closes, aborts or leaves it open.
 local function sendInPieces(t, text)
-  local pos, fate = 1, R(4)
-  local function step()
-    if not t.connected then
-      return
-    end
-    if pos > #text then
-      if fate == 1 then
-        t:loseConnection()
-      elseif fate == 2 then
-        t:abortConnection()
-      end
-      return
-    end
-    local n = R(3) == 1 and #text or R(256)
-    t:write(text:sub(pos, pos + n - 1))
-    pos = pos + n
-    if R(6) == 1 then
-      reactor.callLater(0.001 * R(3), step)
-    else
-      return step()
-    end
-  end
-  step()
+  S.writeInPieces(t, text, ({ "close", "abort" })[R(4)])
 end
 
 local function streamOf(masked)
@@ -173,13 +119,7 @@ end
 
 -- Errors logged: any is loom's --------------------------------------------------
 
-local unexpected = {}
-log.level = "warn"
-log.addObserver(function(ev)
-  if ev.level == "error" then
-    unexpected[#unexpected + 1] = ev.text
-  end
-end)
+local unexpected = S.watchErrors()
 
 -- The server side: hostile clients against an echo ------------------------------
 
@@ -341,25 +281,13 @@ end
 
 local status = 1
 local function finish(echoed)
-  local left = 0
-  for _ in pairs(outstanding) do
-    left = left + 1
-  end
-  if #unexpected > 0 then
-    print(string.format("soak: FAILED: %d errors logged, the first:\n%s",
-      #unexpected, unexpected[1]))
-  elseif left > 0 then
-    print(string.format("soak: FAILED: %d client connections never settled",
-      left))
-  elseif echoed ~= "final" then
-    print("soak: FAILED: the last echo got " .. tostring(echoed))
-  else
-    status = 0
-    print(string.format("soak: ok: %d hostile clients served; %d client"
-      .. " connections (%d refused at the handshake, %d lost after it);"
-      .. " then a clean echo", stats.server, stats.client, stats.refused,
-      stats.lost))
-  end
+  local left = S.count(outstanding)
+  status = S.verdict(unexpected, string.format("%d hostile clients served;"
+    .. " %d client connections (%d refused at the handshake, %d lost after"
+    .. " it); then a clean echo", stats.server, stats.client, stats.refused,
+    stats.lost),
+    left > 0 and left .. " client connections never settled",
+    echoed ~= "final" and "the last echo got " .. tostring(echoed))
   reactor.stop()
 end
 
@@ -386,16 +314,17 @@ local function cleanEcho()
 end
 
 -- After each phase's last connections end (bounded), the next.
-local function next_phase()
-  if inflight > 0 and reactor.seconds() < deadline + 20 then
-    return reactor.callLater(0.1, next_phase)
-  end
+local next_phase
+local function phaseOver()
   if phase == "server" then
     phase, deadline = "client", reactor.seconds() + SECONDS
     spawn()
     return reactor.callLater(SECONDS, next_phase)
   end
   cleanEcho()
+end
+function next_phase()
+  S.whenSettled(function() return inflight > 0 end, deadline, phaseOver)
 end
 
 print(string.format("soak: %d s each side, the echo on 127.0.0.1:%d, the"
