@@ -216,7 +216,15 @@ local function checks()
         text }
     end
   end
+  -- A second member speaks once the first is in the room.
+  local speaking = false
   local listener = talk(PORTS.chat, { "zed\n" }, function(t)
+    if not speaking and t:find("* hello zed", 1, true) then
+      speaking = true
+      talk(PORTS.chat, { "yan\n", "still here\n" }, function()
+        return false
+      end)
+    end
     return t:find("<yan> still here", 1, true) ~= nil
   end)
   listener:addCallback(has("chat", "<yan> still here"))
@@ -230,10 +238,6 @@ local function checks()
         results[#results + 1] = { "web", false, tostring(f) }
       end),
   }
-  -- The second member speaks once the first is in.
-  reactor.callLater(0.3, function()
-    talk(PORTS.chat, { "yan\n", "still here\n" }, function() return false end)
-  end)
   return defer.DeferredList(ds):addCallback(function() return results end)
 end
 
