@@ -1,18 +1,17 @@
--- The built-in plugins `make run`'s demo serves (echo, chat with its web
--- page and WebSocket, finger), attacked for `make soak` (under the ASan
--- and UBSan build): for SECONDS, 50 connections at a time send them noise,
--- mutated commands and nicknames, control bytes, lines past their limits,
--- floods, WebSocket frames of every size, and some never read what they
--- are sent or go silent. Run in one process, as the demo runs them.
+-- The demo `make run` starts (examples/demo_app.lua: the built-in plugins
+-- echo, chat with its web page and WebSocket, and finger), attacked for
+-- `make soak` (under the ASan and UBSan build), in this process: for
+-- SECONDS, 50 connections at a time send them noise, mutated commands and
+-- nicknames, control bytes, lines past their limits, floods, WebSocket
+-- frames of every size, and some never read what they are sent or go
+-- silent.
 --   loom run fuzz/plugins_soak.lua [SECONDS [SEED]]  (default 30 s, seed 1)
 -- Passes (exit 0) when nothing was logged as an error and afterwards each
 -- service still does its job: echo echoes, a chat line reaches another
 -- member, finger answers for a user, the chat page is served. The
 -- sanitizers abort on any invalid access.
-local application = require "loom.application"
 local defer = require "loom.defer"
 local log = require "loom.log"
-local plugin = require "loom.plugin"
 local protocol = require "loom.protocol"
 local reactor = require "loom.reactor"
 local web = require "loom.web"
@@ -26,36 +25,25 @@ local R, bytes, mutate = S.R, S.bytes, S.mutate
 
 local unexpected = S.watchErrors(nil, "error")
 
--- The services, as the demo makes them --------------------------------------
+-- The demo itself (examples/demo_app.lua, what `make run` starts), on ports
+-- the system picks and without its console ------------------------------------
 
-local function fromPlugin(name, opts)
-  local p = assert(plugin.load(assert(plugin.find(name),
-    "no plugin " .. name), name))
-  local defaults = assert(plugin.parseOptions(p, {}, 1))
-  for k, v in pairs(opts) do
-    defaults[k] = v
-  end
-  local svc = p.makeService(defaults)
-  svc:setName(name)
-  return svc
-end
-
-local ANY = "tcp:0:interface=127.0.0.1"
-local app = application.Application("soak")
-local echo = fromPlugin("echo", { port = ANY })
-local chat = fromPlugin("chat", { port = ANY, web = ANY, timeout = 3 })
-local finger = fromPlugin("finger", { port = ANY,
-  users = "examples/finger/users.json" })
-for _, svc in ipairs({ echo, chat, finger }) do
-  svc:setServiceParent(app)
+local app
+do
+  local soakArg = arg
+  arg = { [0] = "examples/demo_app.lua", "0", "0", "0", "-", "0" } -- luacheck: ignore
+  app = dofile("examples/demo_app.lua")
+  arg = soakArg -- luacheck: ignore
 end
 app:startService()
 
-local function portOf(svc)
-  return svc:getHost().port
+local function portOf(name)
+  return app:getServiceNamed(name):getHost().port
 end
-local PORTS = { echo = portOf(echo), chat = portOf(chat:getServiceNamed("lines")),
-  web = portOf(chat:getServiceNamed("web")), finger = portOf(finger) }
+local chat = app:getServiceNamed("chat")
+local PORTS = { echo = portOf("echo"), finger = portOf("finger"),
+  chat = chat:getServiceNamed("lines"):getHost().port,
+  web = chat:getServiceNamed("web"):getHost().port }
 
 -- What attackers send ----------------------------------------------------------
 
@@ -74,18 +62,9 @@ local function lines(list, eol)
   return table.concat(out)
 end
 
--- A WebSocket frame a browser would send (masked), or not.
+-- A text frame as a browser sends it (masked).
 local function wsFrame(text)
-  local len = #text
-  local head = string.char(0x81)
-  if len < 126 then
-    head = head .. string.char(0x80 | len)
-  elseif len < 65536 then
-    head = head .. string.char(0x80 | 126) .. string.pack(">I2", len)
-  else
-    head = head .. string.char(0x80 | 127) .. string.pack(">I8", len)
-  end
-  return head .. "\0\0\0\0" .. text -- a zero mask leaves it as it is
+  return S.wsFrame(true, 0, 1, true, text)
 end
 
 local function webAttack()
@@ -200,12 +179,7 @@ local function talk(port, send, untilFn)
     done:callback("(failed: " .. tostring(reason) .. ")")
   end
   reactor.connectTCP("127.0.0.1", port, f, { timeout = 5 })
-  reactor.callLater(5, function()
-    if not done.called then
-      done:callback("(nothing after 5 s)")
-    end
-  end)
-  return done
+  return S.within(done, 5)
 end
 
 local function checks()

@@ -19,6 +19,12 @@
 --                       else with the first of ... that is a string (false:
 --                       no problem), else "soak: ok: " .. ok
 --   S.count(t)          the keys of t
+--   S.within(d, secs)   fires Deferred d with "(nothing in SECS s)" unless
+--                       it fired by then; returns d
+--   S.wsFrame(fin, rsv, opcode, masked, payload, lie)  a WebSocket frame;
+--                       masked with a random key (a zero one past 1 KiB,
+--                       which leaves the payload as it is); lie: a length
+--                       other than the payload's
 local log = require "loom.log"
 local reactor = require "loom.reactor"
 
@@ -154,6 +160,39 @@ function M.new(seed)
       n = n + 1
     end
     return n
+  end
+
+  function S.within(d, secs)
+    reactor.callLater(secs, function()
+      if not d.called then
+        d:callback(string.format("(nothing in %g s)", secs))
+      end
+    end)
+    return d
+  end
+
+  function S.wsFrame(fin, rsv, opcode, masked, payload, lie)
+    local len = lie or #payload
+    local head = string.char((fin and 0x80 or 0) | (rsv << 4) | opcode)
+    local m = masked and 0x80 or 0
+    if len < 126 then
+      head = head .. string.char(m | len)
+    elseif len < 65536 then
+      head = head .. string.char(m | 126) .. string.pack(">I2", len)
+    else
+      head = head .. string.char(m | 127) .. string.pack(">I8", len)
+    end
+    if masked and #payload > 1024 then
+      return head .. "\0\0\0\0" .. payload
+    elseif masked then
+      local key = S.bytes(4)
+      local out = {}
+      for i = 1, #payload do
+        out[i] = string.char(payload:byte(i) ~ key:byte((i - 1) % 4 + 1))
+      end
+      return head .. key .. table.concat(out)
+    end
+    return head .. payload
   end
 
   return S

@@ -28,31 +28,7 @@ local R, bytes, mutate = S.R, S.bytes, S.mutate
 
 -- Frames ----------------------------------------------------------------------
 
--- One frame; masked frames get a random key (a zero one past 1 KiB, which
--- leaves the payload as it is). lie: a length other than the payload's.
-local function frame(fin, rsv, opcode, masked, payload, lie)
-  local len = lie or #payload
-  local head = string.char((fin and 0x80 or 0) | (rsv << 4) | opcode)
-  local m = masked and 0x80 or 0
-  if len < 126 then
-    head = head .. string.char(m | len)
-  elseif len < 65536 then
-    head = head .. string.char(m | 126) .. string.pack(">I2", len)
-  else
-    head = head .. string.char(m | 127) .. string.pack(">I8", len)
-  end
-  if masked and #payload > 1024 then
-    return head .. "\0\0\0\0" .. payload
-  elseif masked then
-    local key = bytes(4)
-    local out = {}
-    for i = 1, #payload do
-      out[i] = string.char(payload:byte(i) ~ key:byte((i - 1) % 4 + 1))
-    end
-    return head .. key .. table.concat(out)
-  end
-  return head .. payload
-end
+local frame = S.wsFrame
 
 local TEXTS = { "hello", "héllo wörld", "\xe2\x82", "\xff\xfe", "",
   ("x"):rep(200), "\xf0\x9f\x98\x80 ok" }
@@ -305,12 +281,7 @@ local function cleanEcho()
   local factory = protocol.Factory.forProtocol(Final)
   web.connectWebSocket("ws://127.0.0.1:" .. sitePort .. "/ws", factory,
     { timeout = 5 }):addErrback(function(f) got:errback(f) end)
-  reactor.callLater(5, function()
-    if not got.called then
-      got:callback("(no answer in 5 s)")
-    end
-  end)
-  got:addCallbacks(finish, function(f) finish(tostring(f)) end)
+  S.within(got, 5):addCallbacks(finish, function(f) finish(tostring(f)) end)
 end
 
 -- After each phase's last connections end (bounded), the next.
