@@ -457,14 +457,12 @@ local function headOf(self, length, body)
     rh["transfer-encoding"] = nil -- the framing is the server's to choose
   end
   local framing = ""
-  local declared = rh["content-length"]
+  local declared = declaredLength(self)
   if noBody then
-    if declared then
-      rh["content-length"] = nil
-    end
+    rh["content-length"] = nil
     declared = nil
   elseif declared then
-    declared = tonumber(rh[3 * declared - 1])
+    declared = tonumber(declared)
   elseif length then -- (a HEAD's too: the length of the body it would get)
     declared = length
     framing = lengthLines[length] or cachedLine("Content-Length: ", length)
