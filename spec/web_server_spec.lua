@@ -106,6 +106,42 @@ describe("web.Site with curl", function()
     assert.equals("b=2&a=3&e=%C3%A9+x", content)
   end)
 
+  it("parses query strings as Twisted's parse_qs(qs, 1), on random ones", function()
+    -- The reference: parse_qs's rules in Lua patterns (pairs between &s,
+    -- split at the first =, + as a space and then %XX decoded).
+    local function unquote(s)
+      s = s:gsub("+", " ")
+      return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    local function reference(qs)
+      local args = {}
+      for part in qs:gmatch("[^&]+") do
+        local k, v = part:match("^([^=]*)=(.*)$")
+        if k == nil then k, v = part, "" end
+        k = unquote(k)
+        args[k] = args[k] or {}
+        table.insert(args[k], unquote(v))
+      end
+      return args
+    end
+    local parseQuery = require("loom.web.server_request").parseQuery
+    local alphabet = { "a", "b", "=", "=", "&", "&", "%", "%", "+", "2", "B",
+      "f", "G", ";", " ", "\0", "\xc3", "\xa9" }
+    math.randomseed(7)
+    for _ = 1, 3000 do
+      local parts = {}
+      for i = 1, math.random(14) - 1 do parts[i] = alphabet[math.random(#alphabet)] end
+      local qs = table.concat(parts)
+      assert.same(reference(qs), parseQuery(qs, {}), string.format("%q", qs))
+    end
+    -- adds to the lists already there (a POST body after the query)
+    local args = parseQuery("a=1&b=%41", {})
+    assert.equals(args, parseQuery("a=2+3&c", args))
+    assert.same({ a = { "1", "2 3" }, b = { "A" }, c = { "" } }, args)
+    assert.same({ ["+"] = { "+ " } }, parseQuery("%2B=%2B+", {}))
+    assert.has_error(function() parseQuery(nil, {}) end)
+  end)
+
   it("405 with Allow for a method with no render_, HEAD included", function()
     local server = serve(W.leaf({
       render_GET = function() return "g" end,

@@ -699,8 +699,8 @@ end
 -- ones (a subclass, a patch, a reload), or a request whose class has
 -- another init, process or _rendered, takes the Lua path.
 Channel.dataReceived = core.httpChannelReader(Request,
-  requestModule.parseQuery, requestModule.findAndRender, failure.handler,
-  PHRASES, requestModule.fireNotify,
+  requestModule.findAndRender, failure.handler, PHRASES,
+  requestModule.fireNotify,
   { Channel._feed, Channel.onHeaders, Channel.onMessageComplete,
     Channel.requestDone, Channel._arm },
   { Request.init, Request.process, Request._rendered })

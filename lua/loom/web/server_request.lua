@@ -6,6 +6,7 @@
 
 local base = require "loom.reactor.base"
 local class = require "loom.class"
+local core = require "loom.core"
 local defer = require "loom.defer"
 local failure = require "loom.failure"
 local log = require "loom.log"
@@ -38,32 +39,24 @@ local PHRASES = {
 M.PHRASES = PHRASES
 
 -- %XX decoding; plus = true also turns + into a space (form encoding).
+local function hexByte(h)
+  return string.char(tonumber(h, 16))
+end
+
 local function unquote(s, plus)
   if plus then
     s = s:gsub("+", " ")
   end
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+  return (s:gsub("%%(%x%x)", hexByte))
 end
 M.unquote = unquote
 
--- Adds the pairs of a query string or urlencoded body to args (name ->
--- list of values), keeping blank values as Twisted's parse_qs(…, 1).
-local function parseQuery(qs, args)
-  for part in qs:gmatch("[^&]+") do -- not ";": Python 3.10+ parse_qs
-    local k, v = part:match("^([^=]*)=(.*)$")
-    if k == nil then
-      k, v = part, ""
-    end
-    k = unquote(k, true)
-    local list = args[k]
-    if list == nil then
-      list = {}
-      args[k] = list
-    end
-    list[#list + 1] = unquote(v, true)
-  end
-  return args
-end
+-- parseQuery(qs, args): adds the pairs of a query string or urlencoded
+-- body to args (name -> list of values), keeping blank values as
+-- Twisted's parse_qs(…, 1); pairs are split at & (not ";": Python 3.10+
+-- parse_qs) and at their first =, and decoded as unquote(s, true) does.
+-- In C (bindings/http_server.c), for the fast lane calls it too.
+local parseQuery = core.httpParseQuery
 M.parseQuery = parseQuery
 
 -- One Date header value per second (a response's head is on the hot path),
@@ -160,11 +153,15 @@ local function requestFields(channel, info)
     clientproto = major == 1 and PROTOCOLS[minor]
       or string.format("HTTP/%d.%d", major, minor),
     rawHeaders = raw, headers = headers, path = path, args = args,
-    prepath = {}, postpath = postpath,
+    prepath = { nil, nil, nil, nil }, -- (room for a traversal 4 deep)
+    postpath = postpath,
     -- the response's fields in the order first set, three slots each
     -- (name, value, lower-case name) from 1, and lower-case name -> the
-    -- field's number (a removed field keeps its slots, not its number)
-    responseHeaders = {},
+    -- field's number (a removed field keeps its slots, not its number);
+    -- made with room for two fields (6 slots, 2 names), as the fast lane
+    -- makes it: growing it by rehashing cost more than the rest of a
+    -- second setHeader
+    responseHeaders = { nil, nil, nil, nil, nil, nil, a = nil, b = nil },
     startedWriting = false, finished = false, sentLength = 0,
   } -- 16 fields: a 16-slot table (the response's declared length is the
     -- channel's _declared, one response being made at a time)
