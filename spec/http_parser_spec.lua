@@ -310,6 +310,23 @@ describe("core.httpParser hostile requests", function()
         "Content-Length: 4\r\n\r\nabcd", "invalid")
     end)
 
+  it("takes a header name of RFC 9110's token characters only", function()
+    local tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+      .. "abcdefghijklmnopqrstuvwxyz"
+    local r, n = parse("request", "GET / HTTP/1.1\r\nX" .. tchar .. ": v\r\n\r\n")
+    assert.is_number(n)
+    assert.equals("X" .. tchar, r.messages[1].info.headers[1][1])
+    -- every other byte but the ones the library itself refuses
+    for c = 1, 255 do
+      local ch = string.char(c)
+      if not tchar:find(ch, 1, true) and ch ~= ":" and ch ~= "\r" and ch ~= "\n" then
+        local _, n2, e = parse("request", "GET / HTTP/1.1\r\nA" .. ch .. "B: v\r\n\r\n")
+        assert.is_nil(n2, string.format("byte %d", c))
+        assert.equals("invalid", e)
+      end
+    end
+  end)
+
   it("reports a raising handler as 'handler' with its traceback", function()
     local p = core.httpParser("request", {
       onHeaders = function() error("boom in handler") end,
