@@ -16,8 +16,9 @@
 ** made idle again as Request:_rendered, finished and Channel:requestDone
 ** would. Everything else goes to the Lua path, from the state it expects:
 ** a request that is not plain is parsed again by Channel:_feed (the
-** parser reset to the message's start), a result that is not plain goes
-** to Request:_processRendered, a connection to close to requestDone.
+** parser reset to the message's start; a POST, PUT or PATCH, which nearly
+** always has a body, goes there unparsed), a result that is not plain
+** goes to Request:_processRendered, a connection to close to requestDone.
 ** So the Lua code stays the definition of the server's behaviour, and this
 ** file a shortcut through it that specs compare with it.
 */
@@ -849,7 +850,10 @@ static int l_data_received(lua_State *L) {
   lua_rawset(L, SELF);
   set_bool(L, SELF, K_feeding, 1);
   while (pos < len) {
-    if (loom__http_next_request(p, data + pos, len - pos, &used, &h) !=
+    /* POST, PUT and PATCH nearly always carry a body, which is the Lua
+    ** path's: their head parsed here first would be parsed twice. */
+    if (data[pos] == 'P' ||
+        loom__http_next_request(p, data + pos, len - pos, &used, &h) !=
             LOOM_HTTP_PLAIN ||
         !push_request(L, p, &h)) {
       loom__http_reset(p); /* Channel:_feed parses it again, with handlers */
