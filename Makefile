@@ -219,6 +219,14 @@ bench: all bench-deps $(BUILD)/embed_bench
 	@sh bench/run.sh
 	@sh bench/reload_bench.sh
 	@sh bench/embed.sh
+	@LOOM_BIN=$(CURDIR)/$(BUILD)/loom sh bench/http_requests.sh
+
+# The HTTP server's cost a request apart from the network, for wrk's
+# request and for a browser's (bench/http_requests.sh; callgrind's counts
+# with valgrind, which make sanitize installs).
+bench-http-cost: all
+	@LOOM_BIN=$(CURDIR)/$(BUILD)/loom sh bench/http_requests.sh
+.PHONY: bench-http-cost
 
 # Hot reload's latency and pause alone (bench/reload_bench.sh).
 bench-reload: all

@@ -39,3 +39,22 @@ for _, script in ipairs({ "bench/http_hello.lua", "bench/http_floor.lua" }) do
       end)
   end)
 end
+
+-- bench/http_requests.lua (make bench-http-cost) checks every answer it
+-- gets itself: each kind of request it measures must run to the end.
+describe("bench/http_requests.lua", function()
+  for _, kind in ipairs({ "hello", "browser", "leaf", "fewheaders",
+    "noquery", "form" }) do
+    it("gets a 200 with the render's body for every " .. kind .. " request",
+      function()
+        local out, err, status = sub.loom("run bench/http_requests.lua " .. kind .. " 50")
+        assert.equal(0, status, err)
+        assert.matches("^" .. kind .. " 50 us_per_request=[%d.]+\n$", out)
+      end)
+  end
+  it("refuses a kind it does not know", function()
+    local _, err, status = sub.loom("run bench/http_requests.lua nope 1")
+    assert.equal(2, status)
+    assert.matches("unknown kind nope", err)
+  end)
+end)
