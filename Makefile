@@ -63,7 +63,8 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/thread.c bindings/pidfile.c \
             bindings/identity.c bindings/stdio.c bindings/fsevent.c \
             bindings/api.c bindings/api_lua.c bindings/api_thread.c \
-            bindings/http.c bindings/http_server.c bindings/fs.c \
+            bindings/http.c bindings/http_server.c bindings/query.c \
+            bindings/fs.c \
             bindings/websocket.c \
             bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.

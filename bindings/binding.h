@@ -196,9 +196,15 @@ void loom__open_stdio(lua_State *L);
 loom_state *loom__new_state(lua_State *L, uv_loop_t *loop);
 void loom__open_http(lua_State *L);
 void loom__open_http_server(lua_State *L);
+void loom__open_query(lua_State *L);
 void loom__open_websocket(lua_State *L);
 void loom__open_fs(lua_State *L);
 void loom__open_tls(lua_State *L);
+
+/* query.c: s[0..n) pushed with %XX decoded (+ as a space when plus is
+   set); the pairs of a query string added to the args table at args. */
+void loom__push_unquoted(lua_State *L, const char *s, size_t n, int plus);
+void loom__parse_query(lua_State *L, const char *s, size_t n, int args);
 
 /* A walk up "super" fields longer than this is a cycle, not a class chain
    (class.isinstance stops the same way). */

@@ -231,6 +231,7 @@ int luaopen_loom_core(lua_State *L) {
   loom__open_fsevent(L);
   loom__open_http(L);
   loom__open_http_server(L);
+  loom__open_query(L);
   loom__open_websocket(L);
   loom__open_fs(L);
   lua_pushliteral(L, LOOM_VERSION);

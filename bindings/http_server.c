@@ -262,83 +262,6 @@ static loom_http_parser *channel_plain(lua_State *L) {
 
 /* ------------------------------------------------------------- requests */
 
-static int hexval(int c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                : -1;
-}
-
-/*
-** Pushes s[0..n) with %XX decoded, and + as a space when plus is set
-** (server_request.lua's unquote: a decoded %2B stays a +).
-*/
-static void push_unquoted(lua_State *L, const char *s, size_t n, int plus) {
-  luaL_Buffer b;
-  size_t i;
-  if (memchr(s, '%', n) == NULL && (!plus || memchr(s, '+', n) == NULL)) {
-    lua_pushlstring(L, s, n);
-    return;
-  }
-  luaL_buffinit(L, &b);
-  for (i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < n &&
-        (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
-      luaL_addchar(&b, (char)(hi * 16 + lo));
-      i += 2;
-    } else {
-      luaL_addchar(&b, plus && s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/*
-** Adds the pairs of the query string or urlencoded body s[0..n) to the
-** table at args (name -> list of values): the pairs are split at &, a
-** pair at its first = (none: a blank value), both decoded, as Twisted's
-** parse_qs(..., 1) keeps them. As loom.web's parseQuery did in Lua, at a
-** tenth of the cost.
-*/
-static void parse_query(lua_State *L, const char *s, size_t n, int args) {
-  const char *end = s + n;
-  while (s < end) {
-    const char *amp = memchr(s, '&', (size_t)(end - s));
-    const char *stop = amp ? amp : end, *eq;
-    if (stop > s) {
-      eq = memchr(s, '=', (size_t)(stop - s));
-      push_unquoted(L, s, (size_t)((eq ? eq : stop) - s), 1);
-      lua_pushvalue(L, -1);
-      if (lua_gettable(L, args) == LUA_TNIL) { /* k, list */
-        lua_pop(L, 1);
-        lua_createtable(L, 1, 0);
-        lua_pushvalue(L, -2);
-        lua_pushvalue(L, -2);
-        lua_settable(L, args);
-      }
-      if (eq)
-        push_unquoted(L, eq + 1, (size_t)(stop - eq - 1), 1);
-      else
-        lua_pushliteral(L, "");
-      lua_seti(L, -2, luaL_len(L, -2) + 1);
-      lua_pop(L, 2);
-    }
-    s = stop + 1;
-  }
-}
-
-/* core.httpParseQuery(qs, args) -> args */
-static int l_parse_query(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  luaL_checkany(L, 2);
-  lua_settop(L, 2);
-  parse_query(L, s, n, 2);
-  return 1;
-}
-
 /* postpath: the path's segments after its leading "/", decoded. */
 static void push_postpath(lua_State *L, const char *path, size_t n) {
   const char *p = path + 1, *end = path + n;
@@ -347,7 +270,7 @@ static void push_postpath(lua_State *L, const char *path, size_t n) {
   for (;;) {
     const char *slash = memchr(p, '/', (size_t)(end - p));
     const char *stop = slash ? slash : end;
-    push_unquoted(L, p, (size_t)(stop - p), 0);
+    loom__push_unquoted(L, p, (size_t)(stop - p), 0);
     lua_rawseti(L, -2, ++i);
     if (slash == NULL)
       break;
@@ -486,7 +409,7 @@ static int push_request(lua_State *L, loom_http_parser *p,
     lua_pop(L, 1);
     lua_pushlstring(L, h->url, path_len);
     raw(L, req, K_args);
-    parse_query(L, q + 1, h->url_len - path_len - 1, lua_gettop(L));
+    loom__parse_query(L, q + 1, h->url_len - path_len - 1, lua_gettop(L));
     lua_pop(L, 1);
   }
   set(L, req, K_path);
@@ -916,6 +839,4 @@ static int l_channel_reader(lua_State *L) {
 void loom__open_http_server(lua_State *L) {
   lua_pushcfunction(L, l_channel_reader);
   lua_setfield(L, -2, "httpChannelReader");
-  lua_pushcfunction(L, l_parse_query);
-  lua_setfield(L, -2, "httpParseQuery");
 }

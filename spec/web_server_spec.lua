@@ -125,6 +125,7 @@ describe("web.Site with curl", function()
       return args
     end
     local parseQuery = require("loom.web.server_request").parseQuery
+    local unquote = require("loom.web.server_request").unquote
     local alphabet = { "a", "b", "=", "=", "&", "&", "%", "%", "+", "2", "B",
       "f", "G", ";", " ", "\0", "\xc3", "\xa9" }
     math.randomseed(7)
@@ -133,6 +134,9 @@ describe("web.Site with curl", function()
       for i = 1, math.random(14) - 1 do parts[i] = alphabet[math.random(#alphabet)] end
       local qs = table.concat(parts)
       assert.same(reference(qs), parseQuery(qs, {}), string.format("%q", qs))
+      -- a path segment's decoding: %XX only, + kept
+      assert.equals((qs:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)),
+        unquote(qs), string.format("%q", qs))
     end
     -- adds to the lists already there (a POST body after the query)
     local args = parseQuery("a=1&b=%41", {})

@@ -38,24 +38,14 @@ local PHRASES = {
 }
 M.PHRASES = PHRASES
 
--- %XX decoding; plus = true also turns + into a space (form encoding).
-local function hexByte(h)
-  return string.char(tonumber(h, 16))
-end
-
-local function unquote(s, plus)
-  if plus then
-    s = s:gsub("+", " ")
-  end
-  return (s:gsub("%%(%x%x)", hexByte))
-end
+-- unquote(s): s with %XX decoded (a path segment); parseQuery(qs, args):
+-- adds the pairs of a query string or urlencoded body to args (name ->
+-- list of values), keeping blank values as Twisted's parse_qs(…, 1);
+-- pairs are split at & (not ";": Python 3.10+ parse_qs) and at their
+-- first =, + read as a space. Both in C (bindings/query.c), which the fast
+-- lane calls too.
+local unquote = core.httpUnquote
 M.unquote = unquote
-
--- parseQuery(qs, args): adds the pairs of a query string or urlencoded
--- body to args (name -> list of values), keeping blank values as
--- Twisted's parse_qs(…, 1); pairs are split at & (not ";": Python 3.10+
--- parse_qs) and at their first =, and decoded as unquote(s, true) does.
--- In C (bindings/http_server.c), for the fast lane calls it too.
 local parseQuery = core.httpParseQuery
 M.parseQuery = parseQuery
 
