@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include <http_parser.h>
 
@@ -65,6 +66,12 @@ typedef struct http_box {
   int dead;          /* after an error: errname and msg say which */
   int fast;          /* in loom__http_next_request: no Lua, no bodies */
   int fast_done;     /* a plain request is complete */
+  const char *data_end; /* the end of the data execute runs over */
+  int crlf_due;      /* bytes of a chunk's closing CRLF still to check */
+  const char *body;  /* body bytes of this execute not yet given to onBody: */
+  size_t body_len;   /* in the data, or in body_buf once a second piece */
+  char *body_buf;    /* came (a chunked body's chunks, joined) */
+  size_t body_cap;
   const char *errname;
   char msg[256];
 } http_box;
@@ -88,6 +95,12 @@ static int fail(http_box *b, const char *errname, const char *what,
                 size_t n) {
   b->errname = errname;
   snprintf(b->msg, sizeof b->msg, "%s %zu", what, n);
+  return -1;
+}
+
+static int fail_msg(http_box *b, const char *errname, const char *msg) {
+  b->errname = errname;
+  snprintf(b->msg, sizeof b->msg, "%s", msg);
   return -1;
 }
 
@@ -131,6 +144,13 @@ static int on_url(http_parser *p, const char *at, size_t n) {
   http_box *b = p->data;
   if (b->url_len + n > b->max_url)
     return fail(b, "uriTooLong", "URI too long, limit", b->max_url);
+  b->url_len += n;
+  return append(b, at, n);
+}
+
+/* A response's reason phrase: bounded by maxHeaderSize, as the fields. */
+static int on_status(http_parser *p, const char *at, size_t n) {
+  http_box *b = p->data;
   b->url_len += n;
   return append(b, at, n);
 }
@@ -290,6 +310,37 @@ static int check_names(http_box *b) {
   return 0;
 }
 
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
+
+/*
+** Transfer-Encoding: libhttp-parser takes any codings ending in chunked
+** ("gzip, chunked" is de-chunked and handed up still gzipped) and two
+** "chunked" fields as one. loom decodes chunked alone, so the field must
+** be present once and be exactly that (as twisted.web: 400 otherwise); a
+** proxy in front that reads the codings differently cannot smuggle.
+*/
+static int check_transfer_encoding(http_box *b) {
+  size_t i, seen = 0;
+  for (i = 0; i < b->nfields; i++) {
+    const head_field *f = &b->fields[i];
+    const char *v = b->buf + f->value_off;
+    size_t n = f->value_len;
+    if (f->name_len != 17 ||
+        strncasecmp(b->buf + f->name_off, "transfer-encoding", 17) != 0)
+      continue;
+    if (++seen > 1)
+      return fail_msg(b, "invalid", "more than one Transfer-Encoding field");
+    while (n > 0 && is_ows(v[n - 1]))
+      n--;
+    while (n > 0 && is_ows(*v))
+      v++, n--;
+    if (n != 7 || strncasecmp(v, "chunked", 7) != 0)
+      return fail_msg(b, "invalid",
+                      "Transfer-Encoding other than chunked (unsupported)");
+  }
+  return 0;
+}
+
 /* A request the fast lane takes: HTTP/1.x, no body, no upgrade. */
 static int plain_request(const http_parser *p) {
   return p->http_major == 1 && !p->upgrade && !(p->flags & F_CHUNKED) &&
@@ -303,7 +354,7 @@ static int on_headers_complete(http_parser *p) {
   if (head_bytes(b) > b->max_head)
     return fail(b, "headerTooLarge", "header section too large, limit",
                 b->max_head);
-  if (check_names(b) != 0)
+  if (check_names(b) != 0 || check_transfer_encoding(b) != 0)
     return -1;
   if (b->fast) /* the fast lane takes requests without a body only */
     return plain_request(p) ? 0 : -1;
@@ -315,15 +366,80 @@ static int on_headers_complete(http_parser *p) {
   return skip ? 1 : 0;
 }
 
-static int on_body(http_parser *p, const char *at, size_t n) {
-  http_box *b = p->data;
-  if (b->fast)
-    return -1;
-  lua_pushlstring(b->L, at, n);
+/*
+** libhttp-parser, built without HTTP_PARSER_STRICT as Debian builds it,
+** takes any two bytes after a chunk's data for its CRLF: "5\r\nhelloXX0"
+** would be a body. A peer and a proxy reading the same bytes as different
+** messages is how requests are smuggled, so the CRLF is checked here; the
+** bytes from p to end, of the due ones.
+*/
+static int check_crlf(http_box *b, const char *p, const char *end) {
+  for (; b->crlf_due > 0 && p < end; p++, b->crlf_due--)
+    if (*p != "\r\n"[2 - b->crlf_due])
+      return fail_msg(b, "invalid", "chunk data not followed by CRLF");
+  return 0;
+}
+
+/*
+** Body bytes wait to be given to onBody once per execute (and before
+** onMessageComplete): a chunked body of one-byte chunks would otherwise be
+** one Lua call and one string per byte, 40 times its size in memory.
+*/
+static int add_body(http_box *b, const char *at, size_t n) {
+  size_t need = b->body_len + n;
+  if (b->body_len == 0) {
+    b->body = at; /* the data's own bytes, while there is one piece */
+    b->body_len = n;
+    return 0;
+  }
+  if (need > b->body_cap) {
+    size_t cap = b->body_cap ? b->body_cap : 4096;
+    char *nb;
+    while (cap < need)
+      cap *= 2;
+    if ((nb = malloc(cap)) == NULL)
+      return fail(b, "invalid", "out of memory for a body piece of", need);
+    memcpy(nb, b->body, b->body_len);
+    free(b->body_buf);
+    b->body_buf = nb;
+    b->body_cap = cap;
+  } else if (b->body != b->body_buf) {
+    memmove(b->body_buf, b->body, b->body_len);
+  }
+  memcpy(b->body_buf + b->body_len, at, n);
+  b->body = b->body_buf;
+  b->body_len = need;
+  return 0;
+}
+
+/* Gives the waiting body bytes to onBody. */
+static int flush_body(http_box *b) {
+  size_t n = b->body_len;
+  if (n == 0)
+    return 0;
+  b->body_len = 0;
+  lua_pushlstring(b->L, b->body, n);
+  if (b->body_cap > 64 * 1024) { /* (a large read's: not kept) */
+    free(b->body_buf);
+    b->body_buf = NULL;
+    b->body_cap = 0;
+  }
   if (call_handler(b, "onBody", 1) != 0)
     return -1;
   lua_pop(b->L, 1);
   return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  http_box *b = p->data;
+  if (b->fast)
+    return -1;
+  if ((p->flags & F_CHUNKED) && p->content_length == 0) { /* chunk's end */
+    b->crlf_due = 2;
+    if (check_crlf(b, at + n, b->data_end) != 0)
+      return -1;
+  }
+  return n > 0 ? add_body(b, at, n) : 0;
 }
 
 static int on_message_complete(http_parser *p) {
@@ -333,7 +449,7 @@ static int on_message_complete(http_parser *p) {
     http_parser_pause(p, 1); /* execute returns after this message */
     return 0;
   }
-  if (call_handler(b, "onMessageComplete", 0) != 0)
+  if (flush_body(b) != 0 || call_handler(b, "onMessageComplete", 0) != 0)
     return -1;
   lua_pop(b->L, 1);
   if (b->pause_pending)
@@ -344,7 +460,7 @@ static int on_message_complete(http_parser *p) {
 static const http_parser_settings settings = {
   .on_message_begin = on_message_begin,
   .on_url = on_url,
-  .on_status = on_url,
+  .on_status = on_status,
   .on_header_field = on_header_field,
   .on_header_value = on_header_value,
   .on_headers_complete = on_headers_complete,
@@ -362,8 +478,12 @@ static void record_error(http_box *b) {
   b->errname = e == HPE_HEADER_OVERFLOW ? "headerTooLarge"
                : e == HPE_INVALID_EOF_STATE ? "incomplete"
                                             : "invalid";
-  snprintf(b->msg, sizeof b->msg, "%s (%s)", http_errno_description(e),
-           http_errno_name(e));
+  if (e == HPE_INVALID_CONTENT_LENGTH && (b->parser.flags & F_CHUNKED))
+    snprintf(b->msg, sizeof b->msg, "chunk size too large (%s)",
+             http_errno_name(e)); /* (the library's text says Content-Length) */
+  else
+    snprintf(b->msg, sizeof b->msg, "%s (%s)", http_errno_description(e),
+             http_errno_name(e));
 }
 
 static int push_failure(lua_State *L, const http_box *b) {
@@ -374,15 +494,28 @@ static int push_failure(lua_State *L, const http_box *b) {
 }
 
 /* Runs the library over data (len 0: end of input) with the handler at
-** the top of L's stack; returns the bytes consumed. */
+** the top of L's stack; returns the bytes consumed. A failure of this
+** file's own (a chunk's CRLF, onBody after the library) leaves b dead. */
 static size_t run(lua_State *L, http_box *b, const char *data, size_t len) {
-  size_t n;
+  size_t n = 0;
+  enum http_errno e;
   lua_getiuservalue(L, 1, 1);
   b->L = L;
   b->handler = lua_gettop(L);
   b->busy = 1;
   b->errname = NULL;
-  n = http_parser_execute(&b->parser, &settings, data, len);
+  b->data_end = data + len;
+  if (check_crlf(b, data, data + len) != 0) { /* the rest of the last's */
+    b->dead = 1;
+  } else {
+    n = http_parser_execute(&b->parser, &settings, data, len);
+    e = HTTP_PARSER_ERRNO(&b->parser);
+    if (e != HPE_OK && e != HPE_PAUSED)
+      b->body_len = 0; /* (a broken message's: the error says why) */
+    else if (flush_body(b) != 0)
+      b->dead = 1;
+  }
+  b->data_end = NULL;
   b->busy = 0;
   b->L = NULL;
   lua_settop(L, b->handler - 1);
@@ -482,6 +615,8 @@ static int l_execute(lua_State *L) {
     return 1;
   }
   n = run(L, b, data, len);
+  if (b->dead)
+    return push_failure(L, b);
   e = HTTP_PARSER_ERRNO(&b->parser);
   if (e != HPE_OK && e != HPE_PAUSED) {
     record_error(b);
@@ -503,6 +638,8 @@ static int l_finish(lua_State *L) {
     return 1;
   }
   run(L, b, NULL, 0);
+  if (b->dead)
+    return push_failure(L, b);
   e = HTTP_PARSER_ERRNO(&b->parser);
   if (e != HPE_OK && e != HPE_PAUSED) {
     record_error(b);
@@ -531,7 +668,8 @@ static void init_parser(http_box *b, enum http_parser_type type) {
   b->parser.data = b;
   b->len = b->url_len = b->nfields = 0;
   b->last = LAST_NONE;
-  b->pause_pending = b->dead = 0;
+  b->pause_pending = b->dead = b->crlf_due = 0;
+  b->body_len = 0;
   b->errname = NULL;
   b->msg[0] = '\0';
 }
@@ -547,9 +685,10 @@ static int l_gc(lua_State *L) {
   http_box *b = luaL_checkudata(L, 1, HTTP_PARSER_CLASS);
   free(b->buf);
   free(b->fields);
-  b->buf = NULL;
+  free(b->body_buf);
+  b->buf = b->body_buf = NULL;
   b->fields = NULL;
-  b->cap = b->fields_cap = 0;
+  b->cap = b->fields_cap = b->body_cap = 0;
   return 0;
 }
 

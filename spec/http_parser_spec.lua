@@ -280,6 +280,81 @@ describe("core.httpParser hostile requests", function()
     rejects(head .. "-1\r\nabc\r\n0\r\n\r\n", "invalid")
     rejects(head .. "ffffffffffffffffff\r\n", "invalid")
     rejects(head .. "3\r\nabcXX\r\n", "invalid")
+    local _, msg = rejects(head .. "ffffffffffffffffff\r\n", "invalid")
+    assert.matches("^chunk size too large", msg)
+  end)
+
+  -- libhttp-parser alone takes any two bytes for the CRLF after a chunk's
+  -- data: "helloXX" would be a chunk, and a proxy in front could read the
+  -- bytes as another message (Twisted: "Chunk did not end with CRLF").
+  it("requires the CRLF after a chunk's data, however the bytes arrive",
+    function()
+      local head = "POST / HTTP/1.1\r\nHost: h\r\n" ..
+        "Transfer-Encoding: chunked\r\n\r\n"
+      for _, bad in ipairs({ "5\r\nhelloXX0\r\n\r\n", "5\r\nhello\nX0\r\n\r\n",
+        "5\r\nhello\r0\r\n\r\n", "2\r\nab\n\n0\r\n\r\n" }) do
+        local _, msg = rejects(head .. bad, "invalid")
+        assert.equals("chunk data not followed by CRLF", msg)
+        -- split at every byte: the CRLF may come in the next read
+        for cut = #head + 1, #head + #bad - 1 do
+          local whole = head .. bad
+          local p = core.httpParser("request", recorder())
+          local n1 = p:execute(whole:sub(1, cut))
+          local n2 = p:execute(whole:sub(cut + 1))
+          assert.is_true(n1 == nil or n2 == nil, "cut at " .. cut)
+        end
+        local p = core.httpParser("request", recorder())
+        local n, e = trickle(p, head .. bad)
+        assert.is_nil(n)
+        assert.equals("invalid", e)
+      end
+      local _, n, e = parse("response", "HTTP/1.1 200 OK\r\n" ..
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n")
+      assert.is_nil(n)
+      assert.equals("invalid", e)
+      -- and a good body split at every byte still parses
+      local good = head .. "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"
+      for cut = 1, #good - 1 do
+        local r = recorder()
+        local p = core.httpParser("request", r)
+        assert.is_number(p:execute(good:sub(1, cut)))
+        assert.is_number(p:execute(good:sub(cut + 1)))
+        assert.equals("hello!", r.messages[1].body)
+      end
+    end)
+
+  -- One onBody a read, not one a chunk: a body of one-byte chunks would
+  -- otherwise be a Lua call and a string a byte.
+  it("gives a read's chunks to onBody joined", function()
+    local head = "POST / HTTP/1.1\r\nHost: h\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n"
+    local chunks = {}
+    for i = 1, 3000 do
+      chunks[i] = "1\r\n" .. string.char(97 + i % 26) .. "\r\n"
+    end
+    local body = table.concat(chunks):gsub("1\r\n(.)\r\n", "%1")
+    local data = head .. table.concat(chunks)
+    local r = recorder()
+    local p = core.httpParser("request", r)
+    assert.equals(#data, p:execute(data))
+    assert.same({ "headers", "body" }, r.events)
+    assert.equals(body, r.current.body[1])
+    -- the next read's chunks, and the end: one more onBody, then complete
+    assert.is_number(p:execute(table.concat(chunks, "", 1, 500) .. "0\r\n\r\n"))
+    assert.same({ "headers", "body", "body", "complete" }, r.events)
+    assert.equals(body .. body:sub(1, 500), r.messages[1].body)
+  end)
+
+  it("stops at a raising onBody, with its error", function()
+    local r = recorder()
+    function r.onBody() error("no body wanted") end
+    local p = core.httpParser("request", r)
+    local n, e, msg = p:execute("POST / HTTP/1.1\r\nHost: h\r\n" ..
+      "Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\r\n")
+    assert.is_nil(n)
+    assert.equals("handler", e)
+    assert.matches("no body wanted", msg)
+    assert.is_nil(p:execute("0\r\n\r\n"))
   end)
 
   it("rejects a bad or overflowing Content-Length", function()
@@ -309,6 +384,31 @@ describe("core.httpParser hostile requests", function()
       rejects("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n" ..
         "Content-Length: 4\r\n\r\nabcd", "invalid")
     end)
+
+  -- libhttp-parser alone de-chunks "gzip, chunked" (handing up gzip bytes)
+  -- and takes two chunked fields as one; twisted.web answers 400 to both.
+  it("takes Transfer-Encoding: chunked alone, once", function()
+    local body = "\r\n\r\n1\r\na\r\n0\r\n\r\n"
+    for _, te in ipairs({ "gzip, chunked", "identity, chunked", "chunked, chunked",
+      "x-custom" }) do
+      local _, msg = rejects("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+        .. te .. body, "invalid")
+      if te ~= "chunked, chunked" then -- (the library's own refusal)
+        assert.equals("Transfer-Encoding other than chunked (unsupported)", msg)
+      end
+    end
+    local _, msg = rejects("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n" ..
+      "transfer-encoding: chunked" .. body, "invalid")
+    assert.equals("more than one Transfer-Encoding field", msg)
+    local r, n = parse("request", "POST / HTTP/1.1\r\nTransfer-Encoding:  Chunked "
+      .. body)
+    assert.is_number(n)
+    assert.equals("a", r.messages[1].body)
+    local _, n2, e2 = parse("response", "HTTP/1.1 200 OK\r\n" ..
+      "Transfer-Encoding: gzip, chunked" .. body)
+    assert.is_nil(n2)
+    assert.equals("invalid", e2)
+  end)
 
   it("takes a header name of RFC 9110's token characters only", function()
     local tchar = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -453,6 +553,20 @@ describe("core.httpParser responses", function()
       "Transfer-Encoding: chunked\r\n\r\nq\r\n")
     assert.is_nil(n)
     assert.equals("invalid", errname)
+  end)
+
+  -- The reason phrase is part of the head (maxHeaderSize), not a URI.
+  it("bounds a long reason phrase as the head", function()
+    local _, n, errname, msg = parse("response", "HTTP/1.1 200 " ..
+      ("y"):rep(3000) .. "\r\n\r\n", { maxHeaderSize = 1024, maxUrl = 8192 })
+    assert.is_nil(n)
+    assert.equals("headerTooLarge", errname)
+    assert.matches("limit 1024", msg)
+    local r
+    r, n = parse("response", "HTTP/1.1 200 " .. ("y"):rep(3000) ..
+      "\r\nContent-Length: 0\r\n\r\n", { maxUrl = 64 })
+    assert.is_number(n)
+    assert.equals(("y"):rep(3000), r.messages[1].info.phrase)
   end)
 
   it("bounds a response's header section too", function()

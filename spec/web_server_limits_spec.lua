@@ -128,6 +128,25 @@ describe("web.Site limits", function()
       assert.equals(0, rendered)
     end)
 
+  -- A front end that ends a chunk's data at a bare LF reads "1\r\nA\n30"
+  -- as a chunk of 0x30 bytes holding the GET; libhttp-parser alone took
+  -- any two bytes for the CRLF and served the GET as a second request.
+  it("refuses smuggling through chunked framing: the CRLF after a chunk, "
+    .. "codings other than chunked", function()
+      captureLog()
+      local server = serve(echoRoot())
+      local head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      assert.equals(400, refused(server, head .. "1\r\nA\n30\r\n\r\n"
+        .. "GET /smuggled HTTP/1.1\r\nHost: a\r\nX: pppppp\r\n\r\n\r\n0\r\n\r\n").status)
+      assert.equals(400, refused(server, head .. "5\r\nhelloXY0\r\n\r\n").status)
+      assert.equals(400, refused(server, "POST / HTTP/1.1\r\nHost: x\r\n"
+        .. "Transfer-Encoding: gzip, chunked\r\n\r\n1\r\na\r\n0\r\n\r\n").status)
+      assert.equals(400, refused(server, "POST / HTTP/1.1\r\nHost: x\r\n"
+        .. "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "1\r\na\r\n0\r\n\r\n").status)
+      assert.equals(0, rendered)
+    end)
+
   it("answers an unknown Expect with 417 and an HTTP/2 preface with 400",
     function()
       captureLog()
