@@ -28,6 +28,7 @@ local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local reactor = require "loom.reactor"
 local strports = require "loom.strports"
+local trim = require("loom.strings").trim
 local web = require "loom.web"
 
 -- Defaults of --timeout, --max-queue and --rate.
@@ -167,7 +168,7 @@ function Member:lineReceived(line)
   line = line:gsub("\r$", "")
   local room = self.room
   if self.nick == nil then
-    local nick = line:match("^%s*(.-)%s*$")
+    local nick = trim(line)
     if not self:_takeNick(nick) then
       return
     end
@@ -180,7 +181,8 @@ function Member:lineReceived(line)
     room:broadcast("* " .. nick .. " has joined", self)
     return
   end
-  local cmd, rest = line:match("^/(%S+)%s*(.-)%s*$")
+  local cmd, rest = line:match("^/(%S+)(.*)$")
+  rest = rest and trim(rest)
   if cmd == nil then
     room:broadcast("<" .. self.nick .. "> " .. line, self)
   elseif cmd == "nick" then

@@ -9,6 +9,7 @@ local log = require "loom.log"
 local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local strports = require "loom.strports"
+local trim = require("loom.strings").trim
 
 -- Default of --timeout.
 local TIMEOUT = 30
@@ -62,7 +63,7 @@ end
 
 function Finger:lineReceived(line)
   -- "/W user" asks for verbose output (RFC 1288): same answer here.
-  local user = line:gsub("\r$", ""):gsub("^/W%s*", ""):match("^%s*(.-)%s*$")
+  local user = trim((line:gsub("\r$", ""):gsub("^/W%s*", "")))
   local users = self.factory.users
   if user == "" then
     local names = {}

@@ -185,6 +185,15 @@ describe("websocket: the handshake", function()
     assert.not_equals(k1, k2)
   end)
 
+  it("reads a header's comma-separated tokens, with spaces anywhere", function()
+    local websocket = require "loom.web.websocket"
+    local wide = "keep-alive," .. (" "):rep(16000) .. "x y ,  Upgrade "
+    assert.is_true(websocket.hasToken(wide, "upgrade"))
+    assert.is_false(websocket.hasToken("a" .. (" "):rep(16000) .. "b", "upgrade"))
+    assert.same({ "keep-alive", "x y", "Upgrade" }, websocket.items(wide))
+    assert.same({}, websocket.items(" , ,"))
+  end)
+
   it("answers 101 with the accept key and hands the connection over", function()
     local server = wsServer()
     local c, proto = rawWS(server)
@@ -732,6 +741,65 @@ describe("websocket: loom's client against loom's server", function()
     local ok, f = pcall(runUntil, d, 5)
     assert.is_false(ok)
     assert.matches("wrong Sec%-WebSocket%-Accept", f.value.message)
+  end)
+
+  it("refuses an answer with Sec-WebSocket-Accept twice", function()
+    local Twice = protocol.Protocol:extend({ __name = "Twice" })
+    function Twice:dataReceived(data)
+      local key = data:match("Sec%-WebSocket%-Key: ([^\r]+)")
+      self.transport:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        .. "Connection: Upgrade\r\nSec-WebSocket-Accept: garbage\r\n"
+        .. "Sec-WebSocket-Accept: " .. core.websocketAccept(key) .. "\r\n\r\n")
+    end
+    local port = W.net.listen(protocol.Factory.forProtocol(Twice))
+    W.atEnd(function() runUntil(port:stopListening()) end, finally)
+    local d = web.connectWebSocket("ws://127.0.0.1:" .. port:getHost().port .. "/",
+      protocol.Factory.forProtocol(Rec))
+    local ok, f = pcall(runUntil, d, 5)
+    assert.is_false(ok)
+    assert.matches("Sec%-WebSocket%-Accept twice", f.value.message)
+  end)
+
+  it("refuses CR, LF or NUL and the handshake's own fields in opts", function()
+    local f = protocol.Factory.forProtocol(Rec)
+    local url = "ws://127.0.0.1:1/"
+    for _, case in ipairs({
+      { { headers = { ["X-A"] = "a\r\nX-Injected: 1" } }, "X%-A: CR, LF or NUL" },
+      { { headers = { ["X\r\nY"] = "1" } }, "bad header name" },
+      { { headers = { Host = "other" } }, "Host is set by the handshake" },
+      { { headers = { ["Sec-WebSocket-Key"] = "k" } }, "set by the handshake" },
+      { { headers = { Origin = "o" } }, "Origin is opts.origin" },
+      { { headers = { ["X-A"] = "1", ["x-a"] = "2" } }, "given twice" },
+      { { origin = "http://o\r\nX-Injected: 1" }, "CR, LF or NUL in opts.origin" },
+      { { protocols = { "p\r\nX: 1" } }, "opts.protocols%[1%] must be a token" },
+    }) do
+      local ok, e = pcall(web.connectWebSocket, url, f, case[1])
+      assert.is_false(ok)
+      if case[2] then assert.matches(case[2], e) end
+    end
+    -- a value given as a list is one line each, as Agent's
+    local ok, e = pcall(web.connectWebSocket, url, f, { headers = { ["X-A"] = { true } } })
+    assert.is_false(ok)
+    assert.matches("value must be a string", e)
+  end)
+
+  it("errbacks (and logs) when the factory or connectionMade raises", function()
+    quiet()
+    local server = wsServer()
+    for _, broken in ipairs({ "factory", "protocol" }) do
+      local Boom = protocol.Protocol:extend({ __name = "Boom" })
+      function Boom:connectionMade() error("connectionMade boom") end
+      local factory = protocol.Factory.forProtocol(Boom)
+      if broken == "factory" then
+        function factory.buildProtocol() error("factory boom") end
+      end
+      local d = web.connectWebSocket(wsURL(server), factory, { timeout = 5 })
+      local ok, f = pcall(runUntil, d, 3)
+      assert.is_false(ok)
+      assert.is_true(f.value:isa(web.WebSocketHandshakeError))
+      assert.matches(broken == "factory" and "the factory raised"
+        or "connectionMade raised", f.value.message)
+    end
   end)
 
   it("fails on masked frames from a server (1002)", function()

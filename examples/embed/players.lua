@@ -25,6 +25,7 @@ local log = require "loom.log"
 local policies = require "loom.policies"
 local protocol = require "loom.protocol"
 local reactor = require "loom.reactor"
+local trim = require("loom.strings").trim
 local game = require "game"
 
 local M = {}
@@ -127,7 +128,8 @@ function Player:lineReceived(line)
   if not self.id then
     return self:join(line)
   end
-  local cmd, args = line:match("^%s*(%S*)%s*(.-)%s*$")
+  local cmd, args = trim(line):match("^(%S*)(.*)$")
+  args = trim(args)
   if cmd == "" then
     return
   end
@@ -140,7 +142,7 @@ function Player:lineReceived(line)
 end
 
 function Player:join(name)
-  name = name:match("^%s*(.-)%s*$")
+  name = trim(name)
   local id, err = game.join(name)
   if not id then
     return self:fail(err .. " (send another name)")

@@ -17,6 +17,7 @@
 local basic = require "loom.basic"
 local log = require "loom.log"
 local policies = require "loom.policies"
+local trim = require("loom.strings").trim
 
 local M = {}
 
@@ -113,11 +114,12 @@ end
 function Member:lineReceived(line)
   line = line:gsub("\r$", "")
   if self.nick == nil then
-    return self:pickNick(line:match("^%s*(.-)%s*$"))
+    return self:pickNick(trim(line))
   end
   self.lines = (self.lines or 0) + 1
   M.stats.lines = M.stats.lines + 1
-  local name, rest = line:match("^/(%w+)%s*(.-)%s*$")
+  local name, rest = line:match("^/(%w+)(.*)$")
+  rest = rest and trim(rest)
   if name == nil then
     M.broadcast("<" .. self.nick .. "> " .. line, self)
     return

@@ -11,6 +11,7 @@ local defer = require "loom.defer"
 local failure = require "loom.failure"
 local log = require "loom.log"
 local resource = require "loom.web.resource"
+local strings = require "loom.strings"
 
 local M = {}
 
@@ -223,7 +224,7 @@ function Request:getCookie(name)
     return nil
   end
   for pair in header:gmatch("[^;]+") do
-    local k, v = pair:match("^%s*([^=]-)%s*=%s*(.-)%s*$")
+    local k, v = strings.splitFirst(pair, "=")
     if k == name then
       return v
     end
@@ -247,7 +248,12 @@ function Request:addCookie(k, v, opts)
   for _, a in ipairs(COOKIE_ATTRS) do
     local val = opts[a[1]]
     if val ~= nil then
-      parts[#parts + 1] = a[2] .. "=" .. checkHeaderText("cookie " .. a[1], val)
+      val = checkHeaderText("cookie " .. a[1], val)
+      if val:find(";", 1, true) then -- (it would add an attribute of its own)
+        error("addCookie: " .. a[1] .. " must not contain ;: "
+          .. string.format("%q", val), 2)
+      end
+      parts[#parts + 1] = a[2] .. "=" .. val
     end
   end
   if opts.sameSite ~= nil and not ({ lax = true, strict = true, none = true })[

@@ -21,6 +21,7 @@ local log = require "loom.log"
 local err = require "loom.error"
 local base = require "loom.reactor.base"
 local resource = require "loom.web.resource"
+local trim = require("loom.strings").trim
 
 local M = {}
 
@@ -301,7 +302,7 @@ local function hasToken(header, token)
     return false
   end
   for item in header:gmatch("[^,]+") do
-    if item:match("^%s*(.-)%s*$"):lower() == token then
+    if trim(item):lower() == token then
       return true
     end
   end
@@ -313,7 +314,7 @@ M.hasToken = hasToken
 local function items(header)
   local list = {}
   for item in (header or ""):gmatch("[^,]+") do
-    item = item:match("^%s*(.-)%s*$")
+    item = trim(item)
     if item ~= "" then
       list[#list + 1] = item
     end
