@@ -88,6 +88,16 @@ describe("Agent connection failures", function()
       agent:request("POST", "http://h/", { ["Content-Length"] = "0" }, "x")
     end, "request: Content-Length is set from the body, not by a header")
     assert.has_error(function()
+      agent:request("GET", "http://h/", { Host = "a", host = "b" })
+    end) -- one field given twice would go out as two Host lines
+    local ok, e = pcall(agent.request, agent, "GET", "http://h/",
+      { ["X-A"] = "1", ["x-a"] = "2" })
+    assert.is_false(ok)
+    assert.matches("request: header x%-a given twice, as ", e)
+    assert.has_error(function()
+      agent:request("GET", "http://h/", { ["X-N"] = 0 / 0 })
+    end) -- a NaN would be sent as "-nan"
+    assert.has_error(function()
       agent:request("POST", "http://h/", nil,
         { length = 1.5, startProducing = function() end })
     end, "request: the body producer's length must be a non-negative "
@@ -291,6 +301,48 @@ describe("Agent against hostile servers", function()
     local response, body = get(newAgent(), server.url .. "/")
     assert.same({ 200, "after" }, { response.code, body })
   end)
+
+  it("takes up to MAX_INTERIM_RESPONSES 1xx answers, then fails", function()
+    local n = require("loom.web.clientconnection").MAX_INTERIM_RESPONSES
+    local interims = n
+    local server = track(respondingServer(function(self)
+      self.transport:write(("HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        :rep(interims) .. ok("after"))
+    end))
+    local response, body = get(newAgent(), server.url .. "/")
+    assert.same({ 200, "after" }, { response.code, body })
+    interims = n + 1 -- (a server sending them without end: past responseTimeout)
+    local f = failureOf(newAgent():request("GET", server.url .. "/"))
+    assert.is_truthy(f:check(web.ResponseFailed))
+    assert.matches("more than " .. n .. " interim %(1xx%) responses", tostring(f.value))
+  end)
+
+  it("gives a body of one-byte chunks to deliverBody a read at a time",
+    function()
+      local chunks = {}
+      for i = 1, 4000 do
+        chunks[i] = "1\r\n" .. string.char(97 + i % 26) .. "\r\n"
+      end
+      local server = track(respondingServer(function(self)
+        self.transport:write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked"
+          .. "\r\n\r\n" .. table.concat(chunks) .. "0\r\n\r\n")
+      end))
+      local response = runUntil(newAgent():request("GET", server.url .. "/"))
+      local proto = { calls = 0, parts = {} }
+      function proto.dataReceived(p, data)
+        p.calls = p.calls + 1
+        p.parts[#p.parts + 1] = data
+      end
+      local done = defer.Deferred()
+      function proto.connectionLost() done:callback(nil) end
+      response:deliverBody(proto)
+      runUntil(done)
+      local body = table.concat(proto.parts)
+      assert.equals(4000, #body)
+      assert.equals(table.concat(chunks):gsub("1\r\n(.)\r\n", "%1"), body)
+      -- 24,000 bytes come in a few reads: one call each, not 4,000
+      assert.is_true(proto.calls <= 10, proto.calls .. " calls")
+    end)
 
   it("retries an idempotent request once when a reused connection was "
     .. "closed by the server", function()

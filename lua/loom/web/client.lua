@@ -209,28 +209,40 @@ end
 
 -- Headers as a list of {name, value}: a name -> value table (a value may be
 -- a list: one line each), sorted for a stable order; checked for what
--- could break the request apart.
-local function headerList(headers)
-  local list = {}
+-- could break the request apart. who names the caller in errors, which
+-- are raised at the caller's caller; reserved (lower-case names) are the
+-- ones the caller sets itself.
+local function headerList(headers, who, reserved)
+  local list, seen = {}, {}
+  who, reserved = who or "request", reserved or FRAMING
   for name, value in pairs(headers or {}) do
     if type(name) ~= "string" or not name:match(TOKEN) then
-      error(string.format("request: bad header name %q",
+      error(string.format("%s: bad header name %q", who,
         tostring(name)), 3)
     end
-    if FRAMING[name:lower()] then
-      error(string.format("request: %s is set from the body, not by a "
-        .. "header", name), 3)
+    local lower = name:lower()
+    if reserved[lower] then
+      error(string.format("%s: %s is %s, not by a header", who, name,
+        reserved[lower] == true and "set from the body" or reserved[lower]), 3)
     end
+    if seen[lower] then -- (one field would go out as two)
+      error(string.format("%s: header %s given twice, as %s and %s", who,
+        lower, seen[lower], name), 3)
+    end
+    seen[lower] = name
     local values = type(value) == "table" and value or { value }
     for _, v in ipairs(values) do
-      if type(v) ~= "string" and type(v) ~= "number" then
-        error(string.format("request: header %s: value must be a string, "
-          .. "got %s", name, type(v)), 3)
+      if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+        error(string.format("%s: header %s: value must be a finite number, "
+          .. "got %s", who, name, tostring(v)), 3)
+      elseif type(v) ~= "string" and type(v) ~= "number" then
+        error(string.format("%s: header %s: value must be a string, "
+          .. "got %s", who, name, type(v)), 3)
       end
       v = tostring(v)
       if v:find(BAD_VALUE) then
-        error(string.format("request: header %s: CR, LF or NUL in its value",
-          name), 3)
+        error(string.format("%s: header %s: CR, LF or NUL in its value",
+          who, name), 3)
       end
       list[#list + 1] = { name, v, #list }
     end
@@ -248,6 +260,8 @@ local function headerList(headers)
   end
   return list
 end
+
+M.headerList = headerList -- (connectWebSocket checks its headers alike)
 
 local function hasHeader(list, name)
   for _, h in ipairs(list) do

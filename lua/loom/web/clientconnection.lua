@@ -28,6 +28,11 @@ local Response = clientresponse.Response
 
 local M = {}
 
+-- Interim (1xx) responses taken before a request's real one; one more
+-- fails the request (Go's client allows 5; 100 Continue and a few 103
+-- Early Hints are what servers send).
+M.MAX_INTERIM_RESPONSES = 10
+
 local Connection = protocol.Protocol:extend({
   __name = "HTTP11ClientProtocol" })
 M.HTTP11ClientProtocol = Connection
@@ -100,7 +105,7 @@ function Connection:request(req)
   self.state = "TRANSMITTING"
   self._req = req
   self._received = false
-  self._complete, self._interim = false, false
+  self._complete, self._interim, self._interims = false, false, 0
   self._failReason, self._response = nil, nil
   self._parser:reset()
   local d = defer.Deferred(function() self:abort() end)
@@ -294,6 +299,9 @@ function Connection:dataReceived(data)
   if not n then
     self._newResponse = nil -- it comes with its body's failure (connectionLost)
     return self:_parseFailed(errname, msg)
+  elseif self._interims > M.MAX_INTERIM_RESPONSES then
+    return self:_parseFailed("tooManyInterims", string.format(
+      "more than %d interim (1xx) responses", M.MAX_INTERIM_RESPONSES))
   end
   local response = self._newResponse
   self._newResponse = nil
@@ -323,7 +331,13 @@ function Connection:onHeaders(info)
       .. "never asks for", 0)
   end
   if code >= 100 and code < 200 then
-    self._interim = true -- 100 Continue and such: the real head follows
+    -- 100 Continue and such: the real head follows. A server sending
+    -- them without end would hold the request past responseTimeout.
+    self._interims = self._interims + 1
+    if self._interims > M.MAX_INTERIM_RESPONSES then
+      self._parser:pause() -- dataReceived fails the request
+    end
+    self._interim = true
     return true
   end
   local req = self._req

@@ -18,6 +18,7 @@ local defer = require "loom.defer"
 local failure = require "loom.failure"
 local protocol = require "loom.protocol"
 local endpoints = require "loom.endpoints"
+local log = require "loom.log"
 local url = require "loom.web.url"
 local errors = require "loom.web.errors"
 local websocket = require "loom.web.websocket"
@@ -32,6 +33,37 @@ local MAX_RESPONSE_HEAD = 16 * 1024
 
 local CLIENT_OPTIONS = { origin = "string", protocols = "table",
   headers = "table", timeout = "number", reactor = "table", tls = "table" }
+
+-- The handshake's own fields: opts.headers may not give them (a second
+-- Host or key would make the request mean two things).
+local BY_HANDSHAKE = "set by the handshake"
+local RESERVED = { host = BY_HANDSHAKE, upgrade = BY_HANDSHAKE,
+  connection = BY_HANDSHAKE, ["sec-websocket-key"] = BY_HANDSHAKE,
+  ["sec-websocket-version"] = BY_HANDSHAKE,
+  ["sec-websocket-extensions"] = BY_HANDSHAKE,
+  ["sec-websocket-protocol"] = "opts.protocols",
+  origin = "opts.origin", ["content-length"] = BY_HANDSHAKE,
+  ["transfer-encoding"] = BY_HANDSHAKE }
+
+-- RFC 6455 4.1: a subprotocol is a token.
+local TOKEN = "^[%w!#$%%&'*+%-.^_`|~]+$"
+
+-- Raises (at the caller of connectWebSocket) for what could break the
+-- handshake request apart; returns opts.headers as a list.
+local function checkRequestFields(opts)
+  local list = require("loom.web.client").headerList(opts.headers,
+    "connectWebSocket", RESERVED)
+  if opts.origin and opts.origin:find("[%z\r\n]") then
+    error("connectWebSocket: CR, LF or NUL in opts.origin", 3)
+  end
+  for i, p in ipairs(opts.protocols or {}) do
+    if type(p) ~= "string" or not p:match(TOKEN) then
+      error(string.format("connectWebSocket: opts.protocols[%d] must be a "
+        .. "token such as \"chat.v1\", got %q", i, tostring(p)), 3)
+    end
+  end
+  return list
+end
 
 -- The handshake's protocol: one request, one response head; then the
 -- WebSocketConnection takes the transport.
@@ -55,8 +87,8 @@ function Handshake:connectionMade()
   if opts.protocols and #opts.protocols > 0 then
     lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(opts.protocols, ", ")
   end
-  for k, v in pairs(opts.headers or {}) do
-    lines[#lines + 1] = k .. ": " .. v
+  for _, h in ipairs(self.headerList) do
+    lines[#lines + 1] = h[1] .. ": " .. h[2]
   end
   lines[#lines + 1] = "\r\n"
   self.parser = core.httpParser("response", self,
@@ -78,7 +110,11 @@ function Handshake:onMessageComplete() end
 function Handshake:check(info)
   local h = {}
   for _, pair in ipairs(info.headers) do
-    h[pair[1]:lower()] = pair[2]
+    local name = pair[1]:lower()
+    if h[name] and name:find("^sec%-websocket%-") then
+      return "the answer has " .. pair[1] .. " twice" -- (RFC 6455 4.1)
+    end
+    h[name] = pair[2]
   end
   if info.status ~= 101 then
     return string.format("the server answered %d, not 101", info.status)
@@ -149,19 +185,36 @@ end
 function Handshake:_upgrade(rest)
   self.done = true
   self:_cancelTimeout()
-  local proto = self.factory:buildProtocol(self.transport:getPeer())
-  if proto == nil then
-    self.transport:abortConnection()
-    self.deferred:errback(Failure(HandshakeError(
-      "the factory built no protocol", { url = self.urlText }), ""))
+  local t = self.transport
+  -- The factory's and the protocol's code may raise: the Deferred then
+  -- errbacks with the error (logged with its traceback) instead of never
+  -- firing, and the connection closes.
+  local ok, proto = xpcall(self.factory.buildProtocol, debug.traceback,
+    self.factory, t:getPeer())
+  if not ok or proto == nil then
+    if not ok then
+      log.error("connectWebSocket %s: buildProtocol raised: %s", self.urlText,
+        tostring(proto))
+    end
+    t:abortConnection()
+    self.deferred:errback(Failure(HandshakeError(ok
+      and "the factory built no protocol" or "the factory raised",
+      { url = self.urlText }), ""))
     return
   end
   proto.factory = proto.factory or self.factory
   local conn = websocket.WebSocketConnection(proto, false, self.connectionOptions)
   conn.subprotocol = self.subprotocol
-  local t = self.transport
   t:setProtocol(conn)
-  conn:makeConnection(t)
+  local made, why = xpcall(conn.makeConnection, debug.traceback, conn, t)
+  if not made then
+    log.error("connectWebSocket %s: connectionMade raised: %s", self.urlText,
+      tostring(why))
+    t:abortConnection()
+    self.deferred:errback(Failure(HandshakeError("connectionMade raised",
+      { url = self.urlText }), ""))
+    return
+  end
   self.deferred:callback(proto)
   if #rest > 0 and t.connected then
     conn:dataReceived(rest)
@@ -223,6 +276,7 @@ function M.connectWebSocket(urlText, factory, opts)
       .. " (protocol.Factory.forProtocol(P))", 2)
   end
   websocket.checkOptions("connectWebSocket", opts, CLIENT_OPTIONS)
+  local headerList = checkRequestFields(opts)
   local u, why = parseURL(urlText)
   if not u then
     return defer.fail(Failure(errors.InvalidURL(why, { url = urlText }), ""))
@@ -238,6 +292,7 @@ function M.connectWebSocket(urlText, factory, opts)
     local hs = Handshake()
     hs.url, hs.urlText, hs.opts, hs.factory, hs.deferred = u, urlText, opts,
       factory, d
+    hs.headerList = headerList
     hs.connectionOptions = { maxMessageSize = opts.maxMessageSize,
       idleTimeout = opts.idleTimeout, closeTimeout = opts.closeTimeout,
       clock = opts.clock }
