@@ -80,6 +80,9 @@ struct loom_state {
   loom_resolve *resolving; /* getaddrinfo requests in flight (resolver.c) */
   loom_object objects;     /* sentinel of the open host objects' list */
   void *tls;               /* host/tls.c's end-of-turn flusher, or NULL */
+  int in_timer;            /* inside a timer's callback (timer.c) */
+  loom_timer *next_turn;   /* zero-delay timers started there (timer.c) */
+  uv_prepare_t next_turn_starter; /* starts them before the poll */
   char readbuf[LOOM_READ_BUFSIZE];
 };
 
@@ -228,6 +231,8 @@ struct loom_timer {
   void (*on_closed)(loom_timer *t);
   void *data;        /* the owner's (NULL: none) */
   int closing;
+  loom_timer *next, *prev; /* in st->next_turn while waiting to start */
+  int waiting;
 };
 
 typedef void (*loom_signal_cb)(loom_signal *g);
@@ -485,6 +490,7 @@ int loom__timer_init(loom_timer *t, loom_state *st, loom_timer_cb cb);
 int loom__timer_start(loom_timer *t, double secs);
 void loom__timer_stop(loom_timer *t);
 void loom__timer_close(loom_timer *t);
+int loom__timers_init(loom_state *st);
 
 /* signal.c */
 int loom__signal_start(loom_signal *g, loom_state *st, int signum,

@@ -51,9 +51,10 @@ int loom__state_init(loom_state *st, uv_loop_t *loop) {
     return rc;
   uv_unref((uv_handle_t *)&st->keepalive);
   rc = uv_timer_init(loop, &st->turn_timer);
-  if (rc == 0)
-    uv_unref((uv_handle_t *)&st->turn_timer); /* Referenced in a turn only. */
-  return rc;
+  if (rc < 0)
+    return rc;
+  uv_unref((uv_handle_t *)&st->turn_timer); /* Referenced in a turn only. */
+  return loom__timers_init(st);
 }
 
 /*
@@ -197,13 +198,14 @@ static void on_straggler_closed(uv_handle_t *h) {
   (void)h;
 }
 
-/* What is left once every object closed: our keepalive and turn timer,
+/* What is left once every object closed: our keepalive, turn timer and next-turn starter,
 ** and on our own loop any handle not closed yet. On an embedder's loop,
 ** the other handles are its own: not ours to close. */
 static void close_straggler(uv_handle_t *h, void *arg) {
   loom_state *st = arg;
   if (!uv_is_closing(h) && (h == (uv_handle_t *)&st->keepalive ||
                             h == (uv_handle_t *)&st->turn_timer ||
+                            h == (uv_handle_t *)&st->next_turn_starter ||
                             st->loop == &st->own_loop))
     uv_close(h, on_straggler_closed);
 }

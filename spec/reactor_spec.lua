@@ -36,6 +36,45 @@ describe("callLater", function()
     assert.equal(3, r[3])
   end)
 
+  -- libuv 1.44 runs a timer due now within the same pass of its timers, so
+  -- a callLater(0) chain would run before any I/O, forever (host/timer.c).
+  it("callLater(0) from a call runs on the next turn, after waiting I/O",
+    function()
+      local net = dofile("spec/support/net.lua")
+      local server = net.recordingFactory(net.Recorder)
+      local port = net.listen(server)
+      local nextServer = server.next
+      local client = net.connect(port)
+      local sproto = runUntil(nextServer, 5)
+      local order = {}
+      local done = defer.Deferred()
+      local seen = sproto.dataReceived
+      function sproto.dataReceived(p, data)
+        order[#order + 1] = "read"
+        seen(p, data)
+      end
+      reactor.callLater(0, function()
+        client.transport:write("x") -- in the server's socket at once
+        local n = 0
+        local function again()
+          n = n + 1
+          order[#order + 1] = "call"
+          if n < 3 then
+            reactor.callLater(0, again)
+          else
+            done:callback()
+          end
+        end
+        reactor.callLater(0, again)
+      end)
+      runUntil(done, 5)
+      assert.equals("read", order[1], table.concat(order, " "))
+      assert.same({ "read", "call", "call", "call" }, order)
+      client.transport:loseConnection()
+      sproto.transport:loseConnection()
+      runUntil(port:stopListening())
+    end)
+
   it("reports active, getTime and called state", function()
     local t0 = reactor.seconds()
     local dc = reactor.callLater(10, function() end)
