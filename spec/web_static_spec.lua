@@ -1,6 +1,9 @@
 -- web.File: a directory served safely (curl and raw sockets): types,
 -- Range, If-Modified-Since, no escape, listing off by default.
 local core = require "loom.core"
+local log = require "loom.log"
+local protocol = require "loom.protocol"
+local reactor = require "loom.reactor"
 local web = require "loom.web"
 local static = require "loom.web.static"
 
@@ -28,6 +31,10 @@ local function tree()
   put("root/sub/a.json", "{}")
   put("root/withindex/index.html", "<h1>index</h1>")
   put("root/big.dat", ("x"):rep(3 * 1024 * 1024 + 5))
+  put("root/.env", "SECRET=1")
+  sh("mkdir -p " .. top .. "/root/.git")
+  put("root/.git/config", "[core]")
+  sh("ln -s page.HTML " .. top .. "/root/page-as.txt")
   sh("ln -s ../secret.txt " .. top .. "/root/out-link")
   sh("ln -s .. " .. top .. "/root/out-dir")
   sh("ln -s hello.txt " .. top .. "/root/in-link")
@@ -163,12 +170,114 @@ describe("web.File", function()
       "File: /no/such/dir: no such file or directory")
   end)
 
+  -- A reader as fast as the kernel never fills the write queue, so the
+  -- file's producer is never paused: it must still let the reactor turn.
+  it("serves others while a fast client downloads a large file", function()
+    local server, top = serveTree()
+    sh("truncate -s 4G " .. top .. "/root/huge.bin")
+    local Proc = protocol.ProcessProtocol:extend({})
+    local ended = false
+    function Proc:processEnded() ended = true end
+    local proc = reactor.spawnProcess(Proc:new(), "/usr/bin/curl",
+      { "/usr/bin/curl", "-sS", "-o", "/dev/null", "--max-time", "20",
+        server.url("/huge.bin") })
+    W.atEnd(function()
+      if not ended then pcall(proc.signalProcess, proc, "KILL") end
+      W.net.waitFor(function() return ended end)
+    end, finally)
+    W.net.sleep(0.2) -- the download under way
+    assert.equals("hello world\n", (W.curl(server.url("/hello.txt"))))
+    assert.is_false(ended, "the 4 GiB download ended before hello was answered")
+  end)
+
+  it("honours If-Range naming the file's Last-Modified only", function()
+    local server = serveTree()
+    local lm = get(server, "/data.bin").headers["last-modified"]
+    local r = get(server, "/data.bin", "Range: bytes=0-1\r\nIf-Range: " .. lm .. "\r\n")
+    assert.same({ 206, "01" }, { r.status, r.body })
+    for _, stale in ipairs({ "Sat, 01 Jan 2000 00:00:00 GMT", '"an-etag"', "W/\"x\"" }) do
+      r = get(server, "/data.bin", "Range: bytes=0-1\r\nIf-Range: " .. stale .. "\r\n")
+      assert.equals(200, r.status, stale)
+      assert.equals(1000, #r.body)
+    end
+  end)
+
+  it("reads the three HTTP date forms, and no impossible date", function()
+    local t = 784111777
+    assert.equals(t, static.parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT"))
+    assert.equals(t, static.parseHttpDate("Sunday, 06-Nov-94 08:49:37 GMT"))
+    assert.equals(t, static.parseHttpDate("Sun Nov  6 08:49:37 1994"))
+    assert.equals(t, static.parseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT; length=6"))
+    for _, bad in ipairs({ "Xyz, 99 Jan 2099 99:99:99 GMT", "Mon, 31 Feb 2099 00:00:00 GMT",
+      "Mon, 29 Feb 2100 00:00:00 GMT", "Sun, 06 Nov 1994 24:00:00 GMT", "garbage", "" }) do
+      assert.is_nil(static.parseHttpDate(bad), bad)
+    end
+    assert.is_number(static.parseHttpDate("Tue, 29 Feb 2000 00:00:00 GMT"))
+    -- linear on a long run of spaces
+    assert.is_nil(static.parseHttpDate("a" .. (" "):rep(20000) .. "b"))
+  end)
+
+  it("hides dotfiles unless dotfiles = true; types by the requested name", function()
+    local server = serveTree({ listing = true })
+    assert.equals(404, get(server, "/.env").status)
+    assert.equals(404, get(server, "/.git/config").status)
+    assert.is_nil(get(server, "/").body:find(".env", 1, true))
+    -- a link takes the type of its own name, as Twisted's
+    assert.matches("^text/plain", get(server, "/page-as.txt").headers["content-type"])
+    local open = serveTree({ dotfiles = true, listing = true })
+    assert.equals("SECRET=1", get(open, "/.env").body)
+    assert.matches('href="%.env"', get(open, "/").body)
+  end)
+
+  it("404s a file asked for as a directory; keeps the query on a redirect", function()
+    local server = serveTree()
+    assert.equals(404, get(server, "/hello.txt/").status)
+    assert.equals(404, get(server, "/sub/a.json/").status)
+    local r = get(server, "/sub?x=1&y=2")
+    assert.equals(301, r.status)
+    assert.equals("/sub/?x=1&y=2", r.headers.location)
+  end)
+
+  it("answers a file it cannot open by why: 404 gone, 500 logged", function()
+    local events = {}
+    local obs = log.addObserver(function(ev) events[#events + 1] = ev.text end)
+    W.atEnd(function() log.removeObserver(obs) end, finally)
+    local server = serveTree()
+    -- stat found it, open did not: gone meanwhile, or out of descriptors
+    local realOpen = io.open
+    W.atEnd(function() io.open = realOpen end, finally)
+    local why = { msg = "gone", errno = 2 }
+    io.open = function(path, mode)
+      if path:find("hello.txt", 1, true) then return nil, why.msg, why.errno end
+      return realOpen(path, mode)
+    end
+    assert.equals(404, get(server, "/hello.txt").status)
+    why.msg, why.errno = "Too many open files", 24
+    local r = get(server, "/hello.txt")
+    assert.equals(500, r.status)
+    assert.is_nil(r.body:find("Too many", 1, true))
+    io.open = realOpen
+    local logged = table.concat(events, "\n")
+    assert.matches("cannot open .*hello%.txt: Too many open files", logged)
+  end)
+
+  it("refuses at start a path that is not a directory or a file", function()
+    local fifo = os.tmpname()
+    os.remove(fifo)
+    sh("mkfifo " .. fifo)
+    W.atEnd(function() os.remove(fifo) end, finally)
+    assert.has_error(function() web.File(fifo) end,
+      "File: " .. fifo .. " is not a directory or a regular file")
+  end)
+
   it("checks segments", function()
     assert.same({ "a", "b" }, static.safeSegments({ "a", "b" }))
     assert.same({ "a" }, static.safeSegments({ "a", "" }))
     assert.is_nil(static.safeSegments({ "", "a" }))
     assert.is_nil(static.safeSegments({ ".." }))
     assert.is_nil(static.safeSegments({ "a/b" }))
+    assert.is_nil(static.safeSegments({ ".env" }))
+    assert.same({ ".env" }, static.safeSegments({ ".env" }, true))
     assert.is_true(core.stat ~= nil)
   end)
 end)
