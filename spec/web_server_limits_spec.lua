@@ -147,6 +147,20 @@ describe("web.Site limits", function()
       assert.equals(0, rendered)
     end)
 
+  it("answers a target that is not a path, a URL or OPTIONS's * with 400", function()
+    captureLog()
+    local server = serve(echoRoot())
+    for _, target in ipairs({ "*hello.txt", "*", "hello", "%2F" }) do
+      assert.equals(400, refused(server, "GET " .. target .. " HTTP/1.1\r\nHost: x\r\n\r\n").status)
+    end
+    assert.equals(0, rendered)
+    local c = W.raw(server, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+      .. "GET http://x/abs HTTP/1.1\r\nHost: x\r\n\r\n")
+    local list = W.waitResponses(c, 2)
+    assert.not_equals(400, list[1].status)
+    assert.equals(200, list[2].status)
+  end)
+
   it("answers an unknown Expect with 417 and an HTTP/2 preface with 400",
     function()
       captureLog()

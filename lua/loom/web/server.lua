@@ -483,6 +483,15 @@ function Channel:onHeaders(info)
   if info.versionMajor ~= 1 then
     self:_reject(505, "HTTP version " .. info.versionMajor)
   end
+  -- RFC 9112 3.2: origin-form ("/..."), absolute-form (a proxy's),
+  -- authority-form for CONNECT, "*" for OPTIONS; nothing else
+  -- ("*hello.txt" would be read as /hello.txt).
+  local target = info.url
+  if target:byte(1) ~= 47 and info.method ~= "CONNECT"
+      and not (target == "*" and info.method == "OPTIONS")
+      and not target:find("^%a[%w+.%-]*://") then
+    self:_reject(400, "bad request target")
+  end
   local req = site.requestFactory:new(self, info)
   self.request = req
   self.persistent = info.keepAlive and not info.upgrade
