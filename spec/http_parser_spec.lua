@@ -323,6 +323,47 @@ describe("core.httpParser hostile requests", function()
       end
     end)
 
+  -- The rest of the chunked framing libhttp-parser is lax about: what
+  -- follows a size, control bytes in an extension, the LF of a size line,
+  -- trailer lines (the "funky chunks" kinds of smuggling).
+  it("checks a chunked body's framing: sizes, extensions, trailers", function()
+    local head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    local cases = {
+      { "5 garbage\r\nhello\r\n0\r\n\r\n", "a chunk size followed by other than ; or CRLF" },
+      { "5;a\nb\r\nhello\r\n0\r\n\r\n", "a control byte (bare LF, NUL) in a chunk extension" },
+      { "5;\0\r\nhello\r\n0\r\n\r\n", "a control byte (bare LF, NUL) in a chunk extension" },
+      { "5\rXhello\r\n0\r\n\r\n", "a chunk size line not ended by CRLF" },
+      { "5\r\nhello\r\n0\r\nT: v\nX: y\r\n\r\n", "a bare LF in a chunked body's trailer" },
+      { "5\r\nhello\r\n0\r\n\rX", "a trailer line not ended by CRLF" },
+    }
+    for _, case in ipairs(cases) do
+      local _, msg = rejects(head .. case[1], "invalid")
+      assert.equals(case[2], msg, case[1])
+      local p = core.httpParser("request", recorder()) -- a byte at a time
+      local n, e, m = trickle(p, head .. case[1])
+      assert.is_nil(n, case[1])
+      assert.equals("invalid", e)
+      assert.is_string(m)
+    end
+    -- what RFC 9112 allows: extensions (quoted too), white space before
+    -- ";", hex in either case, trailers; then a second chunked message
+    local good = head .. "5 ;name=value;q=\"a b\"\r\nhello\r\nA\r\n0123456789\r\n"
+      .. "0;last\r\nTrailer-A: 1\r\nTrailer-B: 2\r\n\r\n"
+    local two = good .. head .. "a\r\nabcdefghij\r\n0\r\n\r\n"
+    local r, n = parse("request", two)
+    assert.equals(#two, n)
+    assert.equals("hello0123456789", r.messages[1].body)
+    assert.equals("abcdefghij", r.messages[2].body)
+    for cut = 1, #two - 1 do
+      local rr = recorder()
+      local p = core.httpParser("request", rr)
+      assert.is_number(p:execute(two:sub(1, cut)), cut)
+      assert.is_number(p:execute(two:sub(cut + 1)), cut)
+      assert.equals(2, #rr.messages, cut)
+      assert.equals("abcdefghij", rr.messages[2].body)
+    end
+  end)
+
   -- One onBody a read, not one a chunk: a body of one-byte chunks would
   -- otherwise be a Lua call and a string a byte.
   it("gives a read's chunks to onBody joined", function()
