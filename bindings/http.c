@@ -143,8 +143,12 @@ static int on_message_begin(http_parser *p) {
 /* The request's URL, or the response's reason phrase. */
 static int on_url(http_parser *p, const char *at, size_t n) {
   http_box *b = p->data;
+  size_t i;
   if (b->url_len + n > b->max_url)
     return fail(b, "uriTooLong", "URI too long, limit", b->max_url);
+  for (i = 0; i < n; i++) /* the library lets a tab or form feed in */
+    if ((unsigned char)at[i] <= ' ' || at[i] == 0x7f)
+      return fail_msg(b, "invalid", "a control byte in the request target");
   b->url_len += n;
   return append(b, at, n);
 }

@@ -274,6 +274,15 @@ describe("core.httpParser hostile requests", function()
     assert.equals("uriTooLong", errname)
   end)
 
+  it("rejects a tab or another control byte in the target", function()
+    for _, c in ipairs({ "\t", "\f", "\1", "\127" }) do
+      local _, msg = rejects("GET /a" .. c .. "b HTTP/1.1\r\nHost: h\r\n\r\n", "invalid")
+      if c == "\t" or c == "\f" then -- (the others the library refuses first)
+        assert.equals("a control byte in the request target", msg)
+      end
+    end
+  end)
+
   it("rejects bad chunk sizes", function()
     local head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     rejects(head .. "zz\r\nabc\r\n0\r\n\r\n", "invalid")

@@ -317,11 +317,14 @@ describe("RedirectAgent against Python's http.server", function()
     assert.equal(302, f.value.response.code)
   end)
 
-  it("getPage follows redirects by default, and not with "
-    .. "followRedirect=false", function()
+  it("getPage follows redirects by default; with followRedirect=false "
+    .. "errbacks with PageRedirect, as Twisted's", function()
     assert.equal("hello world", runUntil(web.getPage(base .. "/chain/2")))
-    assert.equal("moved", runUntil(web.getPage(base .. "/chain/2",
-      { followRedirect = false })))
+    local f = failureOf(web.getPage(base .. "/chain/2", { followRedirect = false }))
+    assert.is_truthy(f:check(web.PageRedirect))
+    assert.is_truthy(f:check(web.Error))
+    assert.same({ 302, "moved" }, { f.value.status, f.value.body })
+    assert.matches("/chain/1$", f.value.location)
   end)
 
   it("drops Authorization and Cookie when redirected to another origin, "

@@ -170,6 +170,21 @@ describe("web.Site with curl", function()
     assert.matches("stack traceback", text)
   end)
 
+  it("a body returned after finish() is dropped with a warning", function()
+    local events = captureLog()
+    local server = serve(W.leaf({
+      render_GET = function(_, request)
+        request:write("early")
+        request:finish()
+        return "late"
+      end,
+    }), { accessLog = false })
+    local out = W.curl(server.url("/x"))
+    assert.equals("early", out)
+    assert.matches("GET /x: the render returned 4 bytes after finish%(%); dropped",
+      logText(events))
+  end)
+
   it("a render that returns something else is a 500 too", function()
     captureLog()
     local server = serve(W.leaf({ render_GET = function() return 42 end }),

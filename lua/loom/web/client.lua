@@ -554,6 +554,10 @@ end
 
 -- getPage ---------------------------------------------------------------------
 
+-- The statuses getPage with followRedirect = false errbacks on.
+local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true,
+  [308] = true }
+
 -- web.getPage(url, opts) -> Deferred of the body, as old Twisted's getPage:
 -- opts.method ("GET"), headers, body (a string), timeout (seconds for the
 -- whole exchange: error.TimeoutError), followRedirect (true),
@@ -591,6 +595,12 @@ function M.getPage(uri, opts)
       :addCallback(function(body)
         if response.code >= 400 then
           error(errors.statusError(response.code, response.phrase, body), 0)
+        elseif opts.followRedirect == false and REDIRECTS[response.code] then
+          -- as Twisted's getPage: not followed, not a page either
+          local e = errors.statusError(response.code, response.phrase, body,
+            errors.PageRedirect)
+          e.location = response:getRawHeaders("location")[1]
+          error(e, 0)
         end
         return body
       end)

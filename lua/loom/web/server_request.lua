@@ -742,6 +742,12 @@ end
 -- Deferred of a string. A string is the whole response: head and body
 -- are one write.
 function Request:_rendered(body)
+  if self.finished and not self._lostReason and type(body) == "string"
+      and #body > 0 then -- (Twisted's write after finish raises)
+    log.prefixed(self.channel:logPrefix()).warn(
+      "%s %s: the render returned %d bytes after finish(); dropped",
+      self.method, self.uri, #body)
+  end
   if self.finished or self._lostReason then
     return
   end
