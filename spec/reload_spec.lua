@@ -258,6 +258,37 @@ return { factory = protocol.Factory.forProtocol(Shout) }
     assert.equal(3, m.f())
   end)
 
+  it("swaps nothing for an endless loop, a yield or an empty file at load,"
+    .. " and goes on reloading", function()
+    local name = newName()
+    write(name, "return { f = function() return 1 end }\n")
+    local m = load(name)
+    local limit = reload.loadTimeLimit
+    reload.loadTimeLimit = 0.2
+    local ok, e = pcall(function()
+      write(name, "local M = { f = function() return 2 end }\n"
+        .. "while true do end\nreturn M\n")
+      local summary = reload.reloadNow()
+      assert.matches("reload failed", summary)
+      assert.truthy(summary:find(path(name) .. ":2: still running after 0.2s",
+        1, true), summary)
+    end)
+    reload.loadTimeLimit = limit
+    assert(ok, e)
+    write(name, "coroutine.yield()\nreturn { f = function() return 2 end }\n")
+    assert.matches("yielded while loading", (reload.reloadNow()))
+    for _, empty in ipairs({ "", "return 42\n", "return false\n" }) do
+      write(name, empty)
+      assert.matches("where it returned a table %(empty or half written%?%)",
+        (reload.reloadNow()))
+      assert.equal(m, package.loaded[name])
+    end
+    -- not stuck "already reloading", and the module still takes edits
+    write(name, "return { f = function() return 3 end }\n")
+    assert.matches("1 file reloaded", (reload.reloadNow()))
+    assert.equal(3, m.f())
+  end)
+
   it("runs migrate(oldModule) and a class's upgrade once per live"
     .. " instance, on its next event", function()
     local name = newName()

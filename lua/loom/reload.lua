@@ -291,6 +291,39 @@ local function loadErrorHandler(path)
   end
 end
 
+-- Seconds of CPU a file's load (or its migrate) may take: past them the
+-- load fails, where an endless loop at a file's top level would hold the
+-- reactor, and every connection, for good.
+M.loadTimeLimit = 5
+
+-- Runs fn(...) under xpcall(handler) in a coroutine of its own, bounded by
+-- loadTimeLimit (a count hook on that coroutine only); a yield out of it is
+-- a load error too (it would leave the reload unfinished). Returns what
+-- recordClasses returns.
+local function runBounded(handler, fn, ...)
+  local limit = M.loadTimeLimit
+  local deadline = os.clock() + limit
+  local co = coroutine.create(function(...)
+    return recordClasses(xpcall, fn, handler, ...)
+  end)
+  debug.sethook(co, function()
+    if os.clock() > deadline then
+      debug.sethook() -- (not again in the handler)
+      error(string.format("still running after %gs of loading (an endless"
+        .. " loop?); loom.reload.loadTimeLimit bounds it", limit), 0)
+    end
+  end, "", 10000)
+  local ok, made, r = coroutine.resume(co, ...)
+  if not ok then -- (recordClasses's own error)
+    return {}, { false, tostring(made), n = 2 }
+  elseif coroutine.status(co) ~= "dead" then
+    coroutine.close(co)
+    return {}, { false, handler("yielded while loading (a coroutine.yield"
+      .. " outside any function of the file)"), n = 2 }
+  end
+  return made, r
+end
+
 local function currentValue(rec)
   if rec.kind == "module" then
     return package.loaded[rec.name]
@@ -312,11 +345,10 @@ local function loadNew(rec, source)
   local handler = loadErrorHandler(rec.path)
   local made, r
   if rec.kind == "module" then
-    made, r = recordClasses(xpcall, chunk, handler, rec.name, rec.path)
+    made, r = runBounded(handler, chunk, rec.name, rec.path)
   else
     local args = rec.args or { n = 0 }
-    made, r = recordClasses(xpcall, chunk, handler,
-      table.unpack(args, 1, args.n))
+    made, r = runBounded(handler, chunk, table.unpack(args, 1, args.n))
   end
   if not r[1] then
     return nil, r[2]
@@ -326,15 +358,21 @@ local function loadNew(rec, source)
     value = true -- as require: a module that returns nothing is `true`
   end
   local old = currentValue(rec)
+  if type(old) == "table" and type(value) ~= "table" then
+    -- An editor's empty or half-written file: swapping it in would cut
+    -- the module off (require gets `true`, and later edits match nothing).
+    return nil, string.format("%s: the file returned %s where it returned"
+      .. " a table (empty or half written?)", rec.path, tostring(value))
+  end
   local unit = { rec = rec, chunk = chunk, staging = staging,
     global = global, value = value, old = old, made = made }
   if type(value) == "table" and type(rawget(value, "migrate")) == "function"
       and old ~= nil then
     -- migrate reads the old module and sets the new one up, before
     -- anything is swapped: its error fails the batch as a load error.
-    local ok, err = xpcall(value.migrate, handler, old)
-    if not ok then
-      return nil, err
+    local _, mr = runBounded(handler, value.migrate, old)
+    if not mr[1] then
+      return nil, mr[2]
     end
     unit.migrated = true
   end
