@@ -105,8 +105,23 @@ static int load_chain(SSL_CTX *ctx, const char *path, char *err,
   return 0;
 }
 
+/*
+** A key that asks for a passphrase: OpenSSL's default would prompt on the
+** terminal, holding the reactor until someone types; no passphrase is
+** given instead, and asked is set so the error can say why.
+*/
+static int refuse_passphrase(char *buf, int size, int rwflag, void *asked) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  if (asked != NULL)
+    *(int *)asked = 1;
+  return -1;
+}
+
 static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
                          char *err, size_t errlen) {
+  int asked = 0;
   if (cfg->certificate == NULL && cfg->private_key == NULL)
     return 0;
   if (cfg->certificate == NULL || cfg->private_key == NULL) {
@@ -122,14 +137,25 @@ static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
              loom__tls_reason());
     return -1;
   }
+  SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
   if (SSL_CTX_use_PrivateKey_file(ctx, cfg->private_key,
                                   SSL_FILETYPE_PEM) != 1) {
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL); /* (asked: ours) */
+    if (asked) {
+      ERR_clear_error();
+      snprintf(err, errlen, "privateKey %s is protected by a passphrase,"
+               " which loom does not support (decrypt it: openssl pkey -in"
+               " KEY -out PLAIN)", cfg->private_key);
+      return -1;
+    }
     if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
       snprintf(err, errlen, "privateKey %s: %s", cfg->private_key,
                loom__tls_reason());
       return -1;
     }
   }
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
   if (SSL_CTX_check_private_key(ctx) != 1) {
     ERR_clear_error();
     snprintf(err, errlen, "privateKey %s does not match certificate %s",

@@ -164,6 +164,16 @@ describe("listenSSL and connectSSL", function()
     ok, e = pcall(reactor.listenSSL, 0, f, { certificate = tls.cert("server"),
       privateKey = tls.key("other") })
     assert.matches("does not match certificate", tostring(e))
+    -- a passphrase-protected key: one line, never OpenSSL's prompt on the
+    -- terminal (stdin is a pipe here; a terminal would hold the reactor)
+    local enc = tls.dir .. "/enc.key"
+    assert(os.execute("openssl pkey -in " .. tls.key("server") .. " -aes256"
+      .. " -passout pass:secret -out " .. enc .. " </dev/null 2>/dev/null"))
+    ok, e = pcall(reactor.listenSSL, 0, f, { certificate = tls.cert("server"),
+      privateKey = enc })
+    assert.is_false(ok)
+    assert.matches("privateKey .*enc%.key is protected by a passphrase, which"
+      .. " loom does not support", tostring(e))
     ok, e = pcall(reactor.listenSSL, 0, f, { certficate = "x" })
     assert.matches("unknown TLS option 'certficate'", tostring(e))
     ok, e = pcall(reactor.connectSSL, "127.0.0.1", 1, f,

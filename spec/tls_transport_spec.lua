@@ -109,6 +109,64 @@ describe("startTLS", function()
       runUntil(port:stopListening())
     end)
 
+  -- CVE-2011-0411's kind: "STARTTLS\r\nMAIL FROM:<evil>" in one packet,
+  -- the second line a man in the middle's, must not be read as if it
+  -- came over TLS.
+  it("drops what a LineReceiver read in clear after the command", function()
+    local basic = require "loom.basic"
+    local S = basic.LineReceiver:extend({ delimiter = "\n" })
+    local lines = {}
+    function S:lineReceived(line)
+      lines[#lines + 1] = { line, self.secure or false }
+      if line == "STARTTLS" then
+        self:sendLine("GO")
+        self.transport:startTLS(tls.serverOptions())
+        self.secure = true
+      else
+        self:sendLine("echo:" .. line)
+      end
+    end
+    local port = net.listen(protocol.Factory.forProtocol(S))
+    local c = net.connect(port)
+    runUntil(c.made)
+    local logged = tls.captureLog(function()
+      c.transport:write("hello\nSTARTTLS\nMAIL FROM:<evil>\nmore\n")
+      c:waitFor("GO\n", true)
+      c.transport:startTLS(tls.clientOptions())
+      c.transport:write("after\n")
+      c:waitFor("echo:after\n", true)
+    end)
+    assert.same({ { "hello", false }, { "STARTTLS", false }, { "after", true } },
+      lines)
+    assert.is_nil(c:text():find("evil", 1, true))
+    assert.truthy(tls.findLine(logged, "dropped 22 bytes received in clear"))
+    close(c)
+    runUntil(port:stopListening())
+  end)
+
+  it("closes a startTLS whose handshake never comes (handshakeTimeout)",
+    function()
+      local S = protocol.Protocol:extend({})
+      function S:dataReceived()
+        self.transport:startTLS(tls.serverOptions(nil, { handshakeTimeout = 0.2 }))
+      end
+      local port = net.listen(protocol.Factory.forProtocol(S))
+      local c = net.connect(port)
+      runUntil(c.made)
+      local logged = tls.captureLog(function()
+        c.transport:write("STARTTLS\n") -- and then nothing
+        runUntil(c.lost, 5)
+      end)
+      assert.truthy(tls.findLine(logged, "no handshake after 0.2s; closing"))
+      -- a client that goes away mid-handshake leaves no timer behind
+      local c2 = net.connect(port)
+      runUntil(c2.made)
+      c2.transport:write("STARTTLS\n")
+      net.sleep(0.05)
+      close(c2)
+      runUntil(port:stopListening())
+    end)
+
   it("refuses a second startTLS", function()
     local port = tls.echoPort()
     local c, made = tls.connect(port)

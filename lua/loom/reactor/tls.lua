@@ -408,6 +408,9 @@ end
 -- TLS; what was written before goes out first, in clear. The side that
 -- connected is the TLS client (normal = false turns that around, as in
 -- Twisted). A client verifies tlsOptions.hostname, else the peer's IP.
+-- transport -> the DelayedCall bounding its startTLS handshake.
+local startTLSTimeouts = setmetatable({}, { __mode = "k" })
+
 local function startTLS(transport, options, normal)
   options = options or {}
   local server = transport.client ~= nil
@@ -427,6 +430,28 @@ local function startTLS(transport, options, normal)
   if not ok then
     error(err.TLSError("startTLS: " .. msg), 2)
   end
+  -- As a TLS port's: a peer cannot keep the connection by never
+  -- finishing the handshake (either side).
+  local timeout = options.handshakeTimeout or TLSPort.handshakeTimeout
+  if timeout > 0 then
+    startTLSTimeouts[transport] = callLater(timeout, function()
+      startTLSTimeouts[transport] = nil
+      log.warn("startTLS with %s: no handshake after %gs; closing",
+        peerString(transport), timeout)
+      transport:abortConnection()
+    end)
+  end
+  -- What a line protocol holds unread came in clear before the
+  -- handshake, after the STARTTLS command: a man in the middle's lines
+  -- (CVE-2011-0411's kind) must not be read as if they came over TLS.
+  local proto = transport.protocol
+  if proto and type(proto.clearLineBuffer) == "function" then
+    local rest = proto:clearLineBuffer()
+    if type(rest) == "string" and #rest > 0 then
+      log.warn("startTLS with %s: dropped %d bytes received in clear after"
+        .. " the command", peerString(transport), #rest)
+    end
+  end
 end
 core.tlsBind(startTLS)
 
@@ -435,6 +460,13 @@ core.tlsBind(startTLS)
 function hooks.tlsHandshake(transport, owner, code, message)
   if owner and owner._tlsHandshake then
     return owner:_tlsHandshake(transport, code, message)
+  end
+  local timer = startTLSTimeouts[transport]
+  if timer then
+    startTLSTimeouts[transport] = nil
+    if timer:active() then
+      timer:cancel()
+    end
   end
   if code then
     return handshakeFailure("TLS handshake with " .. peerString(transport),
