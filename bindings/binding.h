@@ -109,6 +109,8 @@ int loom__push_hook(lua_State *L, loom_state *st, const char *name);
 void loom__report_error(loom_state *st, const char *where, int tindex);
 void loom__fatal_report(const char *where, const char *msg);
 int loom__l_traceback(lua_State *L);
+const char *loom__check_cstring(lua_State *L, int idx);
+const char *loom__opt_cstring(lua_State *L, int idx, const char *def);
 
 /* stream.c */
 extern const loom_stream_vtable loom__lua_stream_vt;

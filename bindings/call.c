@@ -318,3 +318,20 @@ void loom__report_error(loom_state *st, const char *where, int tindex) {
     lua_replace(L, caught);
   }
 }
+
+/*
+** luaL_checkstring for a string C reads up to its first NUL: a host name,
+** a path. One holding a NUL would be cut short there and name something
+** else ("localhost\0.bank.example" verified as localhost), so it raises.
+*/
+const char *loom__check_cstring(lua_State *L, int idx) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  if (strlen(s) != n)
+    luaL_argerror(L, idx, "holds a NUL byte");
+  return s;
+}
+
+const char *loom__opt_cstring(lua_State *L, int idx, const char *def) {
+  return lua_isnoneornil(L, idx) ? def : loom__check_cstring(L, idx);
+}

@@ -136,7 +136,7 @@ static int l_open_handles(lua_State *L) {
 /* core.listDir(path) -> sorted list of names, or nil, message. */
 static int l_list_dir(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   uv_fs_t req;
   uv_dirent_t ent;
   lua_Integer n = 0;

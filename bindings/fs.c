@@ -44,7 +44,7 @@ static void push_stat(lua_State *L, const uv_stat_t *sb) {
 
 static int stat_path(lua_State *L, int follow) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   uv_fs_t req;
   int rc = follow ? uv_fs_stat(st->loop, &req, path, NULL)
                   : uv_fs_lstat(st->loop, &req, path, NULL);
@@ -70,7 +70,7 @@ static int l_lstat(lua_State *L) {
 /* core.realpath(path) -> absolute path without links | nil, errname, msg */
 static int l_realpath(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   uv_fs_t req;
   int rc = uv_fs_realpath(st->loop, &req, path, NULL);
   if (rc < 0) {

@@ -72,7 +72,7 @@ static const loom_class fsevent_class;
 
 static int l_watch_path(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   fsevent_box *box;
   loom_fsevent *w;
   int ref, rc;

@@ -144,7 +144,7 @@ static int try_take(lua_State *L, pidfile_box *box, const char *path) {
 }
 
 static int l_take_pidfile(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   pidfile_box *box;
   int i, rc = 0;
   /* The box first: the fd is in it before anything else can raise. */
@@ -176,7 +176,7 @@ static int l_pidfile_release(lua_State *L) {
 }
 
 static int l_pidfile_holder(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   struct flock fl;
   long pid;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

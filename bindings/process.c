@@ -146,6 +146,8 @@ static char **string_array(lua_State *L, int idx, const char *what) {
       luaL_error(L, "spawnProcess: %s[%d] is a %s, not a string", what,
                  (int)i, luaL_typename(L, -1));
     v[i - 1] = LOOM_UNCONST(lua_tostring(L, -1)); /* Kept alive by the table. */
+    if (strlen(v[i - 1]) != lua_rawlen(L, -1)) /* (it would be cut short) */
+      luaL_error(L, "spawnProcess: %s[%d] holds a NUL byte", what, (int)i);
     lua_pop(L, 1);
   }
   v[n] = NULL;
@@ -191,13 +193,13 @@ static int l_spawn(lua_State *L) {
   char err[512];
   int ref, rc;
   memset(&o, 0, sizeof(o));
-  o.file = luaL_checkstring(L, 2);
+  o.file = loom__check_cstring(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 8, LUA_TTABLE);
   o.args = string_array(L, 3, "args");
   if (!lua_isnil(L, 4))
     o.env = string_array(L, 4, "env");
-  o.cwd = luaL_optstring(L, 5, NULL);
+  o.cwd = loom__opt_cstring(L, 5, NULL);
   o.set_uid = !lua_isnil(L, 6);
   o.uid = (int)luaL_optinteger(L, 6, 0);
   o.set_gid = !lua_isnil(L, 7);

@@ -71,7 +71,7 @@ static void on_resolved(loom_resolve *r, int status, struct addrinfo *res) {
 /* core.resolve(name, id) -> true, or nil, errname, message. */
 static int l_resolve(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = loom__check_cstring(L, 1);
   lua_Integer id = luaL_checkinteger(L, 2);
   lookup *k = calloc(1, sizeof(*k));
   int rc;

@@ -75,7 +75,7 @@ static void on_connection(loom_listener *l, int status) {
 */
 static int l_listen_tcp(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = loom__check_cstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
   int backlog = (int)luaL_optinteger(L, 3, 50);
   listener_box *box;
@@ -122,9 +122,9 @@ static int l_listener_get_host(lua_State *L) {
 */
 static int l_connect_tcp(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = loom__check_cstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
-  const char *bind_host = luaL_optstring(L, 3, NULL);
+  const char *bind_host = loom__opt_cstring(L, 3, NULL);
   int bind_port = (int)luaL_optinteger(L, 4, 0);
   transport_box *box;
   loom_stream *s;

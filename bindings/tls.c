@@ -29,8 +29,11 @@ typedef struct context_box {
 
 static const char *opt_string(lua_State *L, int t, const char *name) {
   const char *v;
+  size_t n = 0;
   lua_getfield(L, t, name);
-  v = lua_tostring(L, -1); /* kept alive by the config table */
+  v = lua_tolstring(L, -1, &n); /* kept alive by the config table */
+  if (v != NULL && strlen(v) != n) /* (a path or name cut short) */
+    luaL_error(L, "TLS option %s holds a NUL byte", name);
   lua_pop(L, 1);
   return v;
 }
@@ -188,7 +191,7 @@ static SSL *transport_ssl(lua_State *L) {
 static int l_tls_start(lua_State *L) {
   loom_stream *s = check_tcp_open(L);
   loom_tls_ctx *c = check_context(L, 2);
-  const char *name = luaL_optstring(L, 3, NULL);
+  const char *name = loom__opt_cstring(L, 3, NULL);
   char err[256];
   if (loom__stream_closing(s))
     return luaL_error(L, "transport is closed");

@@ -135,7 +135,7 @@ static const loom_udp_vtable udp_vt = { on_datagram, on_refused, on_closed };
 */
 static int l_listen_udp(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = loom__check_cstring(L, 1);
   int port = (int)luaL_checkinteger(L, 2);
   udp_box *box;
   loom_udp *u;
@@ -169,7 +169,7 @@ static int l_listen_udp(lua_State *L) {
 /* Reads host (at idx) and port (idx + 1) into ss, or raises. */
 static void check_addr(lua_State *L, const char *what, int idx,
                        struct sockaddr_storage *ss) {
-  const char *host = luaL_checkstring(L, idx);
+  const char *host = loom__check_cstring(L, idx);
   lua_Integer port = luaL_checkinteger(L, idx + 1);
   if (port < 0 || port > 65535)
     luaL_error(L, "%s: port %d out of range", what, (int)port);
@@ -236,8 +236,8 @@ static int l_udp_get_host(lua_State *L) {
 /* socket:membership(group, iface?, join) */
 static int l_udp_membership(lua_State *L) {
   loom_udp *u = check_open(L);
-  const char *group = luaL_checkstring(L, 2);
-  const char *iface = luaL_optstring(L, 3, NULL);
+  const char *group = loom__check_cstring(L, 2);
+  const char *iface = loom__opt_cstring(L, 3, NULL);
   int join = lua_toboolean(L, 4);
   int rc = uv_udp_set_membership(&u->h, group, iface,
                                  join ? UV_JOIN_GROUP : UV_LEAVE_GROUP);

@@ -93,7 +93,7 @@ static void on_listener_closed(loom_listener *l) {
 */
 static int l_listen_unix(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   int backlog = (int)luaL_optinteger(L, 2, 50);
   int mode = (int)luaL_optinteger(L, 3, 0);
   int want_pid = lua_toboolean(L, 4);
@@ -142,7 +142,7 @@ static int l_listener_get_host(lua_State *L) {
 */
 static int l_connect_unix(lua_State *L) {
   loom_state *st = loom__get_state(L);
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = loom__check_cstring(L, 1);
   transport_box *box;
   loom_stream *s;
   int ref, rc;
@@ -169,7 +169,7 @@ static int l_connect_unix(lua_State *L) {
 
 /* core.unixLockHeld(path): a live process holds path .. ".lock". */
 static int l_lock_held(lua_State *L) {
-  lua_pushboolean(L, loom__unix_lock_held(luaL_checkstring(L, 1)));
+  lua_pushboolean(L, loom__unix_lock_held(loom__check_cstring(L, 1)));
   return 1;
 }
 

@@ -213,5 +213,22 @@ describe("spawnProcess", function()
     assert.has_error(function()
       reactor.spawnProcess(Recorder:new(), "", {})
     end)
+    -- a NUL would cut a string short and run something else: /bin/echo
+    -- for "/bin/echo\0junk", a shorter argument, another directory
+    local function fails(msg, ...)
+      local ok, e = pcall(reactor.spawnProcess, Recorder:new(), ...)
+      assert.is_false(ok)
+      assert.matches(msg, e)
+    end
+    fails("holds a NUL byte", "/bin/echo\0junk", { "echo" })
+    fails("spawnProcess: args%[2%] holds a NUL byte", "/bin/echo", { "echo", "a\0b" })
+    fails("holds a NUL byte", "/bin/echo", { "echo" }, { env = { A = "x\0y" } })
+    fails("env key \"A=B\" must be non%-empty, without = or NUL", "/bin/echo",
+      { "echo" }, { env = { ["A=B"] = "c" } })
+    fails("spawnProcess: path /tmp\0/etc is not a directory", "/bin/echo", { "echo" },
+      { path = "/tmp\0/etc" })
+    fails("spawnProcess: path /no/such/dir is not a directory", "/bin/ls", { "ls" },
+      { path = "/no/such/dir" })
+    fails("spawnProcess: unknown option bogus", "/bin/echo", { "echo" }, { bogus = 1 })
   end)
 end)

@@ -174,6 +174,14 @@ describe("listenSSL and connectSSL", function()
     assert.is_false(ok)
     assert.matches("privateKey .*enc%.key is protected by a passphrase, which"
       .. " loom does not support", tostring(e))
+    -- a NUL would cut a name short: "localhost\0.bank.example" passes a
+    -- suffix check and is verified (and looked up) as localhost
+    ok, e = pcall(reactor.connectSSL, "127.0.0.1", 1, f, { hostname = "localhost\0evil" })
+    assert.matches("connectSSL: TLS option hostname holds a NUL byte", tostring(e))
+    ok, e = pcall(reactor.connectSSL, "localhost\0.bank.example", 1, f, {})
+    assert.matches("connectSSL: host holds a NUL byte", tostring(e))
+    ok, e = pcall(reactor.connectTCP, "localhost\0.bank.example", 1, f)
+    assert.matches("connectTCP: host holds a NUL byte", tostring(e))
     ok, e = pcall(reactor.listenSSL, 0, f, { certficate = "x" })
     assert.matches("unknown TLS option 'certficate'", tostring(e))
     ok, e = pcall(reactor.connectSSL, "127.0.0.1", 1, f,

@@ -72,6 +72,9 @@ local function envList(env)
   for k, v in pairs(env) do
     if type(k) ~= "string" or type(v) ~= "string" then
       error("spawnProcess: env keys and values must be strings", 3)
+    elseif k == "" or k:find("[=%z]") then -- ("A=B"="c" would set A)
+      error(string.format("spawnProcess: env key %q must be non-empty,"
+        .. " without = or NUL", k), 3)
     end
     list[#list + 1] = k .. "=" .. v
   end
@@ -99,8 +102,16 @@ end
 -- args[1] is argv[0]. A spawn failure (no such executable, EACCES…)
 -- raises one line: "spawnProcess: /no/such: ENOENT: no such file or
 -- directory" (Twisted reports it later, as exit code 1).
+local OPTIONS = { env = true, path = true, uid = true, gid = true,
+  childFDs = true, usePTY = true }
+
 function M.spawnProcess(proto, executable, args, opts)
   opts = opts or {}
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error("spawnProcess: unknown option " .. tostring(k), 2)
+    end
+  end
   if type(proto) ~= "table" then
     error("spawnProcess: processProtocol must be a ProcessProtocol", 2)
   end
@@ -111,6 +122,14 @@ function M.spawnProcess(proto, executable, args, opts)
   checkStrings("args", args)
   if opts.usePTY then
     error("spawnProcess: usePTY is not supported", 2)
+  end
+  if opts.path ~= nil then -- (else its absence reads as the executable's)
+    local st = type(opts.path) == "string" and not opts.path:find("%z", 1)
+      and core.stat(opts.path)
+    if not st or st.type ~= "directory" then
+      error(string.format("spawnProcess: path %s is not a directory",
+        tostring(opts.path)), 2)
+    end
   end
   local t, _, msg = core.spawnProcess(proto, executable, args, envList(opts.env),
     opts.path, opts.uid, opts.gid, fdPlans(opts.childFDs))

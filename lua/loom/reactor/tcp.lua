@@ -407,6 +407,8 @@ function M.connectTCP(host, port, factory, opts)
   opts = opts or {}
   if type(host) ~= "string" then
     error("connectTCP: host must be a string", 2)
+  elseif host:find("%z") then -- ("localhost\0.bank.example": C reads localhost)
+    error("connectTCP: host holds a NUL byte", 2)
   end
   if math.type(port) ~= "integer" or port < 1 or port > 65535 then
     error("connectTCP: port must be an integer 1-65535, got "
@@ -442,6 +444,8 @@ end
 function M.resolveAll(name)
   if type(name) ~= "string" or name == "" then
     error("resolve: name must be a non-empty string", 2)
+  elseif name:find("%z") then
+    error("resolve: name holds a NUL byte", 2)
   end
   lastLookup = lastLookup + 1
   local d = defer.Deferred()

@@ -58,6 +58,8 @@ local function checkTypes(fn, options)
     end
     if type(v) ~= want then
       bad(fn, "TLS option %s must be a %s, got %s", k, want, type(v))
+    elseif want == "string" and v:find("%z") then -- (C would read less)
+      bad(fn, "TLS option %s holds a NUL byte", k)
     end
   end
 end
@@ -390,6 +392,8 @@ function M.connectSSL(host, port, factory, tlsOptions, opts)
   opts = opts or {}
   if type(host) ~= "string" then
     error("connectSSL: host must be a string", 2)
+  elseif host:find("%z") then
+    error("connectSSL: host holds a NUL byte", 2)
   end
   if math.type(port) ~= "integer" or port < 1 or port > 65535 then
     error("connectSSL: port must be an integer 1-65535, got "
