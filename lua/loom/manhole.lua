@@ -40,8 +40,9 @@ M.defaults = {
   maxChunk = 256 * 1024,        -- bytes of a pending multi-line chunk
   maxOutput = 1024 * 1024,      -- bytes one evaluation may print
   maxRunTime = 10,              -- seconds an evaluation may run unsuspended
-  failDelay = 1,                -- seconds before a wrong password closes
+  failDelay = 1,                -- seconds before a wrong password is answered
   authTimeout = 30,             -- seconds to give the password in
+  maxPendingLogins = 5,         -- connections not logged in yet, at once
 }
 
 M.PROMPT, M.MORE, M.PASSWORD = ">>> ", "... ", "password: "
@@ -437,6 +438,23 @@ function Manhole:connectionMade()
   if f.password == nil then
     return self:startSession()
   end
+  -- Guesses are bounded by connections, each answered after failDelay:
+  -- at most maxPendingLogins / failDelay a second, however many a client
+  -- opens.
+  if f._pendingLogins >= f.maxPendingLogins then
+    self.state = "closed"
+    local now = f.reactor.seconds()
+    if now - (f._refusedLogAt or -math.huge) >= 1 then -- (a line a second)
+      f._refusedLogAt = now
+      log.warn("manhole: %d connections already waiting to log in"
+        .. " (maxPendingLogins); refusing %s and any more this second",
+        f._pendingLogins, peerOf(self.transport))
+    end
+    self:say("too many logins in progress; closing")
+    return self.transport:loseConnection()
+  end
+  f._pendingLogins = f._pendingLogins + 1
+  self.pending = true
   self.authTimer = f.reactor.callLater(f.authTimeout, function()
     self.authTimer = nil
     self:say("no password within " .. f.authTimeout .. " s; closing")
@@ -471,16 +489,25 @@ function Manhole:checkPassword(guess)
     self.authTimer = nil
   end
   if sameSecret(guess, f.password) then
+    self:_loginDone()
     return self:startSession()
   end
   self.state = "refused"
   log.warn("manhole: wrong password from %s", peerOf(self.transport))
-  self:say("wrong password; closing")
   self:pauseProducing()
+  -- The answer itself waits: a client closing at once learns nothing.
   self.closeTimer = f.reactor.callLater(f.failDelay, function()
     self.closeTimer = nil
+    self:say("wrong password; closing")
     self.transport:loseConnection()
   end)
+end
+
+function Manhole:_loginDone()
+  if self.pending then
+    self.pending = false
+    self.factory._pendingLogins = self.factory._pendingLogins - 1
+  end
 end
 
 function Manhole:lineReceived(line)
@@ -515,6 +542,7 @@ end
 
 function Manhole:connectionLost()
   self.state = "closed"
+  self:_loginDone()
   for _, name in ipairs({ "authTimer", "closeTimer" }) do
     if self[name] then
       self[name]:cancel()
@@ -539,6 +567,7 @@ function ManholeFactory:init(opts)
   for k, v in pairs(M.defaults) do
     self[k] = opts[k] or v
   end
+  self._pendingLogins = 0
 end
 
 -- Access -------------------------------------------------------------------------
