@@ -42,29 +42,58 @@ local MAX_LINE = 16384
 local PAGE_DIR = (debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$")
   or ".") .. "/chat"
 
--- Text as valid UTF-8: each byte that does not start a valid sequence
--- becomes U+FFFD. A browser closes a WebSocket that sends it invalid
--- UTF-8 in a text message (RFC 6455 8.1), and a line member may type any
--- bytes at all.
-local function toUtf8(s)
-  if utf8.len(s) then
-    return s
+-- A run of non-ASCII bytes as valid UTF-8: each byte that does not start
+-- a valid sequence becomes U+FFFD.
+local function fixRun(run)
+  if utf8.len(run) then
+    return nil -- (gsub keeps it)
   end
   local out, i = {}, 1
   while true do
-    local ok, bad = utf8.len(s, i)
+    local ok, bad = utf8.len(run, i)
     if ok then
-      out[#out + 1] = s:sub(i)
+      out[#out + 1] = run:sub(i)
       return table.concat(out)
     end
-    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = run:sub(i, bad - 1)
     out[#out + 1] = "\u{FFFD}"
     i = bad + 1
   end
 end
 
+-- Text as valid UTF-8. A browser closes a WebSocket that sends it invalid
+-- UTF-8 in a text message (RFC 6455 8.1), and a line member may type any
+-- bytes at all. A lead byte and its continuations at a time: a line of
+-- 16 KiB of 0xFF costs a few milliseconds, and is converted once.
+local function toUtf8(s)
+  if utf8.len(s) then
+    return s
+  end
+  return (s:gsub("[\128-\255][\128-\191]*", fixRun))
+end
+
+-- A member's line as the room relays it: valid UTF-8, and no control
+-- byte but TAB, as U+FFFD: a CR or an ANSI escape would let a line
+-- overwrite its "<nick>" on a terminal and pass for another member's.
+local function cleanLine(s)
+  return (toUtf8(s):gsub("[%z\1-\8\10-\31\127]", "\u{FFFD}"))
+end
+
+-- Letters, digits and _-. (not first, so not "." or ".."), up to 32.
 local function validNick(nick)
-  return nick:match("^[%w_%-%.]+$") ~= nil and #nick <= 32
+  return nick:match("^[%w_][%w_%-%.]*$") ~= nil and #nick <= 32
+end
+
+-- The member holding nick in any case ("alice" and "ALICE" would look
+-- like one person), other than self.
+local function holder(room, nick, self)
+  local lower = nick:lower()
+  for other, p in pairs(room.users) do
+    if p ~= self and other:lower() == lower then
+      return other
+    end
+  end
+  return nil
 end
 
 -- Member: the room's rules, whatever carries the lines. A class mixing it
@@ -153,8 +182,9 @@ function Member:_takeNick(nick)
     self:say("* '" .. nick .. "' is not a valid nickname (letters, digits,"
       .. " _-. up to 32), try another:")
     return false
-  elseif room.users[nick] and room.users[nick] ~= self then
-    self:say("* the nickname '" .. nick .. "' is taken, try another:")
+  elseif holder(room, nick, self) then
+    self:say("* the nickname '" .. holder(room, nick, self)
+      .. "' is taken, try another:")
     return false
   end
   return true
@@ -165,7 +195,7 @@ function Member:lineReceived(line)
   if not self:_allowed() then
     return
   end
-  line = line:gsub("\r$", "")
+  line = cleanLine((line:gsub("\r$", "")))
   local room = self.room
   if self.nick == nil then
     local nick = trim(line)

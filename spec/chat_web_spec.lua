@@ -448,6 +448,33 @@ describe("loom chat --web --reload", function()
 end)
 
 describe("chat.toUtf8", function()
+  -- The per-byte rule, as the plugin had it before it went a run at a time.
+  local function reference(s)
+    local out, i = {}, 1
+    while true do
+      local ok, bad = utf8.len(s, i)
+      if ok then
+        out[#out + 1] = s:sub(i)
+        return table.concat(out)
+      end
+      out[#out + 1] = s:sub(i, bad - 1)
+      out[#out + 1] = "\u{FFFD}"
+      i = bad + 1
+    end
+  end
+
+  it("agrees with the byte-at-a-time rule on random bytes", function()
+    math.randomseed(11)
+    local pool = { "a", "é", "€", "😀", "\x80", "\xbf", "\xc0", "\xc3", "\xe2",
+      "\xed\xa0", "\xf4\x90", "\xff", "\x82\xac" }
+    for _ = 1, 3000 do
+      local t = {}
+      for i = 1, math.random(0, 10) do t[i] = pool[math.random(#pool)] end
+      local s = table.concat(t)
+      assert.equal(reference(s), chatPlugin.toUtf8(s), string.format("%q", s))
+    end
+  end)
+
   it("keeps valid UTF-8 and replaces each bad byte with U+FFFD", function()
     local f = chatPlugin.toUtf8
     assert.equal("plain", f("plain"))
