@@ -322,12 +322,40 @@ static void push_unexpected(lua_State *L, unsigned char c, size_t pos) {
                   (lua_Integer)pos + 1);
 }
 
+/*
+** The position (0-based) of a \u0000 escape in s, or len. cJSON keeps a
+** string as C does, so "admin\u0000evil" would come back as "admin" and
+** two different strings (or keys) as one: such a text is refused. A
+** backslash only occurs in strings, and one preceded by an even run of
+** backslashes starts an escape.
+*/
+static size_t find_nul_escape(const char *s, size_t len) {
+  size_t i, run = 0;
+  for (i = 0; i < len; i++) {
+    if (s[i] == '\\') {
+      run++;
+      continue;
+    }
+    if (run % 2 == 1 && s[i] == 'u' && i + 4 < len &&
+        memcmp(s + i + 1, "0000", 4) == 0)
+      return i - 1;
+    run = 0;
+  }
+  return len;
+}
+
 static int l_decode(lua_State *L) {
-  size_t len;
+  size_t len, nul;
   const char *s = luaL_checklstring(L, 1, &len);
   const char *end = NULL;
   decode_args a;
   int status;
+  if ((nul = find_nul_escape(s, len)) < len) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "json.decode: \\u0000 in a string at position %I is "
+                       "not supported", (lua_Integer)nul + 1);
+    return 2;
+  }
   /* cJSON's own trailing check rejects a fully consumed buffer: do ours. */
   a.root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
   if (a.root != NULL) {

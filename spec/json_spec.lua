@@ -213,6 +213,19 @@ describe("json.decode", function()
       assert.matches("position 6", msg)
     end)
 
+  -- cJSON keeps strings as C does: "admin\u0000evil" would decode as
+  -- "admin", and two different keys as one.
+  it("refuses a \\u0000 escape instead of cutting the string there", function()
+    for _, text in ipairs({ '{"user":"admin\\u0000evil"}', '["\\u0000"]',
+      '{"\\u0000k":1}', '"a\\\\\\u0000"' }) do
+      local v, msg = json.decode(text)
+      assert.is_nil(v, text)
+      assert.matches("\\u0000 in a string at position %d+ is not supported", msg)
+    end
+    assert.equal("a\\u0000", json.decode('"a\\\\u0000"')) -- an escaped backslash
+    assert.equal("\1x", json.decode('"\\u0001x"'))
+  end)
+
   it("returns nil and a position for trailing garbage", function()
     local v, msg = json.decode("[1] x")
     assert.is_nil(v)
