@@ -22,12 +22,24 @@ local function loadUsers(path)
   if not f then
     error("--users: " .. tostring(e), 0)
   end
-  local text = f:read("a")
+  local text, re = f:read("a")
   f:close()
+  if text == nil then -- (a directory opens, and reads as nothing)
+    error(string.format("--users: %s: %s", path, tostring(re or "cannot be read")), 0)
+  end
   local users, msg = json.decode(text)
-  if type(users) ~= "table" then
+  if type(users) ~= "table" or (next(users) ~= nil and users[1] ~= nil) then
     error(string.format("--users: %s: %s", path, msg or "not a JSON object"),
       0)
+  end
+  -- Each answer is a line of text: a number or a string, nothing else
+  -- (a table would be answered as "table: 0x55...", a heap address).
+  for name, info in pairs(users) do
+    if type(info) ~= "string" and type(info) ~= "number" then
+      error(string.format("--users: %s: the entry for %s is a %s, not a"
+        .. " string", path, tostring(name), json.null == info and "null"
+        or type(info)), 0)
+    end
   end
   return users
 end

@@ -105,6 +105,10 @@ describe("endpoints.parseServer", function()
     { "tcp:0:maxWriteBuffer=-5",
       "tcp: maxWriteBuffer -5 is out of range 0-1125899906842624" },
     { "tcp:70000", "tcp: port 70000 is out of range 0-65535" },
+    -- (tonumber wraps these around to 7766279631452241920 and such)
+    { "tcp:0:backlog=99999999999999999999",
+      "tcp: backlog 99999999999999999999 is out of range 0-1073741824" },
+    { "tcp:18446744073709551617", "tcp: port 18446744073709551617 is out of range 0-65535" },
     { "tcp", "tcp: missing port" },
     { "tcp:interface=127.0.0.1", "tcp: missing port" },
     { "tcp:80:colour=red",

@@ -276,6 +276,18 @@ describe("built-in plugins over loopback", function()
     assert.equal(1, status)
     assert.matches("^loom: finger: %-%-users: /nonexistent/users%.json: No"
       .. " such file", err)
+    -- a directory, an array, an entry that is not text: one line each
+    local dir = sub.tmpdir()
+    finally(function() os.execute("rm -rf " .. dir) end)
+    sub.writeFile(dir .. "/array.json", "[1, 2]")
+    sub.writeFile(dir .. "/nested.json", '{"ann": {"x": 1}}')
+    for _, case in ipairs({ { dir, "Is a directory" },
+      { dir .. "/array.json", "not a JSON object" },
+      { dir .. "/nested.json", "the entry for ann is a table, not a string" } }) do
+      _, err, status = sub.loom("finger " .. PORT .. " --users " .. case[1])
+      assert.equal(1, status)
+      assert.equal("loom: finger: --users: " .. case[1] .. ": " .. case[2] .. "\n", err)
+    end
   end)
 
   it("portforward relays both ways, with backpressure, and closes both"

@@ -134,8 +134,11 @@ param.bind = bind
 
 local function integer(kind, what, s, lo, hi)
   local n = math.tointeger(tonumber(s, 10))
-  if n == nil or not s:match("^%s*%-?%d+%s*$") then
+  local digits = s:match("^%s*%-?0*(%d+)%s*$")
+  if n == nil or not digits then
     bad("%s: %s '%s' is not a number", kind, what, s)
+  elseif #digits > 18 then -- (tonumber(s, 10) wraps past 2^63)
+    bad("%s: %s %s is out of range %d-%d", kind, what, s, lo or 0, hi or 0)
   end
   if (lo and n < lo) or (hi and n > hi) then
     bad("%s: %s %d is out of range %d-%d", kind, what, n, lo, hi)
