@@ -254,6 +254,19 @@ describe("websocket: the handshake", function()
     c = W.raw(server, handshake("/ws"))
     c:waitFor("\r\n\r\n", true)
     assert.matches("^HTTP/1.1 101", c:text())
+    -- DNS rebinding: an attacker's name pointed at 127.0.0.1 sends a
+    -- matching Origin and Host; on loopback only loopback names pass
+    local function withHost(host, origin)
+      return (handshake("/ws", "Origin: " .. origin .. "\r\n")
+        :gsub("Host: 127%.0%.0%.1", "Host: " .. host))
+    end
+    r = refused(server, withHost("evil.example:8080", "http://evil.example:8080"))
+    assert.equals(403, r.status)
+    for _, host in ipairs({ "localhost:8080", "app.localhost", "127.0.0.2:1" }) do
+      c = W.raw(server, withHost(host, "http://" .. host))
+      c:waitFor("\r\n\r\n", true)
+      assert.matches("^HTTP/1.1 101", c:text(), host)
+    end
 
     local listed = wsServer({ allowedOrigins = { "https://App.example" } })
     r = refused(listed, handshake("/ws", "Origin: http://127.0.0.1\r\n"))

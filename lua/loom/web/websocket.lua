@@ -372,6 +372,19 @@ end
 
 -- Does the request's Origin pass? No Origin (not a browser) passes; the
 -- default lets only a page of the same host and port in.
+-- Whether the name of a Host ("name:port", "[v6]:port") is this machine's.
+local function loopbackName(hostport)
+  local name = (hostport:match("^%[(.-)%]") or hostport:match("^[^:]*")):lower()
+  return name == "localhost" or name:find("%.localhost%.?$") ~= nil
+    or name:find("^127%.%d+%.%d+%.%d+$") ~= nil or name == "::1"
+end
+
+local function onLoopback(request)
+  local ok, addr = pcall(request.getHost, request)
+  local host = ok and type(addr) == "table" and addr.host or ""
+  return host:find("^127%.") ~= nil or host == "::1"
+end
+
 function WebSocketResource:originAllowed(request)
   local origin = request.headers.origin
   if origin == nil then
@@ -384,8 +397,14 @@ function WebSocketResource:originAllowed(request)
     return allowed[origin:lower()] == true
   end
   local host = origin:match("^%a[%w+.-]*://([^/]+)$")
-  return host ~= nil and request.headers.host ~= nil
-    and host:lower() == request.headers.host:lower()
+  local requested = request.headers.host
+  if host == nil or requested == nil or host:lower() ~= requested:lower() then
+    return false
+  end
+  -- A page whose name an attacker points at 127.0.0.1 (DNS rebinding)
+  -- sends an Origin and a Host of that name, which match: a server on a
+  -- loopback address takes loopback names only.
+  return not onLoopback(request) or loopbackName(requested)
 end
 
 -- The first of our subprotocols the client offered, or nil.
