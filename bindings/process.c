@@ -13,6 +13,8 @@
 
 #define PROCESS "loom.ProcessTransport"
 #define PROCESS_PROTOCOL 1
+/* 2 is unused; 3 is UVAL_PRODUCER, so stream.c's producer calls serve. */
+#define PROCESS_NUV 3
 
 static const loom_class process_class;
 
@@ -115,9 +117,43 @@ static void event(loom_process *p, const char *what, int fd) {
     hook_failed(p, what);
 }
 
+/* The producer writing to stdin is told to stop when stdin closes. */
+static int deliver_stop_producer(lua_State *L) {
+  data_args *a = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, loom__ref(a->p->data));
+  if (lua_getiuservalue(L, -1, UVAL_PRODUCER) == LUA_TNIL)
+    return 0;
+  lua_pushnil(L);
+  lua_setiuservalue(L, -3, UVAL_PRODUCER);
+  if (lua_getfield(L, -1, "stopProducing") == LUA_TNIL)
+    return 0;
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
 static void on_fd_closed(loom_process *p, int fd, int status) {
   (void)status;
+  if (fd == 0 && alive(p)) {
+    data_args a;
+    a.p = p;
+    if (loom__call(p->st, deliver_stop_producer, &a) != LUA_OK)
+      hook_failed(p, "stopProducing");
+  }
   event(p, "fd", fd);
+}
+
+/* The producer registered for stdin: pauseProducing / resumeProducing. */
+static void on_pause_producer(loom_process *p, int pause) {
+  loom_event a;
+  if (!alive(p))
+    return;
+  memset(&a, 0, sizeof(a));
+  a.st = p->st;
+  a.data = p->data;
+  a.status = pause;
+  if (loom__call(p->st, loom__deliver_pause_producer, &a) != LUA_OK)
+    hook_failed(p, pause ? "pauseProducing" : "resumeProducing");
 }
 
 static void on_exited(loom_process *p) {
@@ -134,7 +170,7 @@ static void on_ended(loom_process *p) {
 }
 
 static const loom_process_vtable process_vt = {
-  on_data, on_fd_closed, on_exited, on_ended
+  on_data, on_fd_closed, on_exited, on_ended, on_pause_producer
 };
 
 /* A NULL-terminated char* array of the strings in table idx, GC-owned. */
@@ -289,6 +325,43 @@ static int l_process_lose_connection(lua_State *L) {
   return close_fd(L, 2);
 }
 
+/* Flow control, as Twisted's Process: reading what the child writes is
+** paused and resumed; a producer feeding its stdin is paused while that
+** pipe's queue is above the high-water mark. */
+static int l_process_pause(lua_State *L) {
+  process_box *box = check_box(L);
+  if (box->p != NULL)
+    loom__process_pause_reading(box->p, 1);
+  return 0;
+}
+
+static int l_process_resume(lua_State *L) {
+  process_box *box = check_box(L);
+  if (box->p != NULL)
+    loom__process_pause_reading(box->p, 0);
+  return 0;
+}
+
+static loom_stream *stdin_of(lua_State *L) {
+  process_box *box = check_box(L);
+  return box->p != NULL ? loom__process_stream(box->p, 0) : NULL;
+}
+
+/* Bytes written to stdin and not yet taken by the child's pipe. */
+static int l_process_buffered(lua_State *L) {
+  loom_stream *s = stdin_of(L);
+  lua_pushinteger(L, s ? (lua_Integer)loom__stream_buffered(s) : 0);
+  return 1;
+}
+
+static int l_process_register_producer(lua_State *L) {
+  return loom__register_producer(L, stdin_of(L));
+}
+
+static int l_process_unregister_producer(lua_State *L) {
+  return loom__unregister_producer(L, stdin_of(L));
+}
+
 static const struct { const char *name; int num; } signals[] = {
   {"TERM", SIGTERM}, {"KILL", SIGKILL}, {"INT", SIGINT}, {"HUP", SIGHUP},
   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
@@ -376,12 +449,19 @@ static const luaL_Reg process_methods[] = {
   {"closeChildFD", l_process_close_child_fd},
   {"loseConnection", l_process_lose_connection},
   {"signalProcess", l_process_signal},
+  {"pauseProducing", l_process_pause},
+  {"resumeProducing", l_process_resume},
+  {"stopProducing", l_process_lose_connection},
+  {"bufferedBytes", l_process_buffered},
+  {"registerProducer", l_process_register_producer},
+  {"unregisterProducer", l_process_unregister_producer},
   {NULL, NULL}
 };
 
 /* __close: loseConnection, which closes the child's pipes. */
 static const loom_class process_class = {
-  PROCESS, process_methods, 1, l_process_lose_connection, process_forget
+  PROCESS, process_methods, PROCESS_NUV, l_process_lose_connection,
+  process_forget
 };
 
 /* Expects the core module table on the top of the stack. */

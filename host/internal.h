@@ -299,6 +299,9 @@ typedef struct loom_process_vtable {
   void (*exited)(loom_process *p);  /* exit_status / term_signal are set */
   /* Exited and every pipe closed; p is freed right after. */
   void (*ended)(loom_process *p);
+  /* The child's stdin queue passed its high-water mark (pause 1) or
+  ** drained to half (0), as loom_stream_vtable's pause_producer. */
+  void (*pause_producer)(loom_process *p, int pause);
 } loom_process_vtable;
 
 /* One pipe to a child: a stream (first) that knows its process and fd. */
@@ -306,6 +309,7 @@ typedef struct loom_pipe {
   loom_stream s;
   loom_process *proc;
   int fd;
+  int to_child;      /* the child reads it (we write; read for its EOF) */
 } loom_pipe;
 
 struct loom_process {
@@ -524,6 +528,8 @@ int loom__process_spawn(loom_process *p, loom_state *st,
 int loom__process_write(loom_process *p, int fd, const char *data,
                         size_t len);
 void loom__process_close_fd(loom_process *p, int fd);
+void loom__process_pause_reading(loom_process *p, int pause);
+loom_stream *loom__process_stream(loom_process *p, int fd);
 void loom__process_close(loom_process *p);
 
 /* thread.c */

@@ -32,8 +32,10 @@ static int pipe_eof(loom_stream *s) {
 }
 
 static void pipe_pause_producer(loom_stream *s, int pause) {
-  (void)s;
-  (void)pause;
+  loom_pipe *pp = (loom_pipe *)s;
+  loom_process *p = pp->proc;
+  if (pp->fd == 0 && p->pipes[0] == pp && !p->failed && p->vt->pause_producer)
+    p->vt->pause_producer(p, pause);
 }
 
 static void pipe_connected(loom_stream *s, int status) {
@@ -95,6 +97,7 @@ static int make_pipes(loom_process *p, const loom_spawn_opts *o,
     loom__stream_setup(&pp->s, p->st, &pipe_vt);
     pp->proc = p;
     pp->fd = fd;
+    pp->to_child = plan == LOOM_FD_WRITE;
     p->pipes[fd] = pp;
     p->npipes++;
     /* A pipe the child reads is readable on our side too, as Twisted's
@@ -186,6 +189,31 @@ int loom__process_write(loom_process *p, int fd, const char *data,
 void loom__process_close_fd(loom_process *p, int fd) {
   if (fd >= 0 && fd < LOOM_PROCESS_MAXFD && p->pipes[fd] != NULL)
     loom__stream_lose(&p->pipes[fd]->s);
+}
+
+/*
+** Stops (pause 1) or restarts reading what the child writes, as Twisted's
+** Process.pauseProducing: its pipes fill and the child blocks on them.
+** The pipes it reads stay read, for their EOF.
+*/
+void loom__process_pause_reading(loom_process *p, int pause) {
+  int fd;
+  for (fd = 0; fd < LOOM_PROCESS_MAXFD; fd++) {
+    loom_pipe *pp = p->pipes[fd];
+    if (pp == NULL || pp->to_child)
+      continue;
+    if (pause)
+      loom__stream_pause(&pp->s);
+    else
+      loom__stream_resume(&pp->s);
+  }
+}
+
+/* The pipe of the child's fd, or NULL. */
+loom_stream *loom__process_stream(loom_process *p, int fd) {
+  if (fd < 0 || fd >= LOOM_PROCESS_MAXFD || p->pipes[fd] == NULL)
+    return NULL;
+  return &p->pipes[fd]->s;
 }
 
 /* Closes the process handle (after exit, or at shutdown: no kill). */

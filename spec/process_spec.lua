@@ -202,6 +202,46 @@ describe("spawnProcess", function()
     assert.is_truthy(index(p.events, "err"))
   end)
 
+  -- Flow control, as Twisted's Process: a child's output can be paused
+  -- (its pipe fills and it blocks), and a producer feeding its stdin is
+  -- paused while that queue is full.
+  it("pauseProducing stops reading the child; resumeProducing goes on",
+    function()
+      local p, t = sh("head -c 3000000 /dev/zero")
+      local net = dofile("spec/support/net.lua")
+      net.waitFor(function() return #p:stdout() > 0 end)
+      t:pauseProducing()
+      net.sleep(0.05) -- (what was already read arrives)
+      local held = #p:stdout()
+      net.sleep(0.2)
+      assert.equal(held, #p:stdout()) -- nothing read meanwhile
+      assert.is_true(held < 3000000)
+      t:resumeProducing()
+      runUntil(p.ended, 10)
+      assert.equal(3000000, #p:stdout())
+    end)
+
+  it("pauses a producer writing to a child that does not read, and"
+    .. " resumes it when the child reads", function()
+      local p, t = sh("sleep 0.3; cat >/dev/null")
+      local producer = { events = {} }
+      function producer.pauseProducing() producer.events[#producer.events + 1] = "pause" end
+      function producer.resumeProducing() producer.events[#producer.events + 1] = "resume" end
+      function producer.stopProducing() producer.events[#producer.events + 1] = "stop" end
+      t:registerProducer(producer, true)
+      assert.has_error(function() t:registerProducer(producer, true) end)
+      t:write(("x"):rep(4 * 1024 * 1024)) -- more than the pipe takes
+      assert.is_true(t:bufferedBytes() > 0)
+      assert.same({ "pause" }, producer.events)
+      local net = dofile("spec/support/net.lua")
+      net.waitFor(function() return producer.events[2] ~= nil end, 10)
+      assert.same({ "pause", "resume" }, producer.events)
+      assert.equal(0, t:bufferedBytes())
+      t:closeStdin() -- the producer is told to stop with stdin
+      runUntil(p.ended, 10)
+      assert.same({ "pause", "resume", "stop" }, producer.events)
+    end)
+
   it("rejects bad arguments with clear errors", function()
     assert.has_error(function()
       reactor.spawnProcess(Recorder:new(), "/bin/echo", { "echo", 3 })

@@ -218,7 +218,7 @@ static void p_ended(loom_process *p) {
   proc_ended = 1;
 }
 static const loom_process_vtable proc_vt = {
-  p_data, p_fd_closed, p_exited, p_ended
+  p_data, p_fd_closed, p_exited, p_ended, NULL
 };
 
 static void test_process_output_and_exit(void) {
