@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -36,13 +37,28 @@ const char *loom__tls_reason(void) {
 /* A readable file, or err says why not (OpenSSL's own message is vague). */
 static int check_file(const char *what, const char *path, char *err,
                       size_t errlen) {
+  struct stat st;
   FILE *f = fopen(path, "r");
   if (f == NULL) {
     snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
     return -1;
   }
+  if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode)) {
+    fclose(f);
+    snprintf(err, errlen, "%s %s: not a regular file", what, path);
+    return -1;
+  }
   fclose(f);
   return 0;
+}
+
+/* OpenSSL's reason, or what it means when it is only "PEM lib" (the file
+** holds no PEM block of that kind: another kind, garbage, cut short). */
+static const char *pem_reason(const char *kind) {
+  const char *r = loom__tls_reason(); /* (it clears the queue) */
+  if (strcmp(r, "PEM lib") == 0 || strstr(r, "no start line") != NULL)
+    return kind;
+  return r;
 }
 
 static int alpn_select(SSL *ssl, const unsigned char **out,
@@ -134,7 +150,7 @@ static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
     return -1;
   if (SSL_CTX_use_certificate_chain_file(ctx, cfg->certificate) != 1) {
     snprintf(err, errlen, "certificate %s: %s", cfg->certificate,
-             loom__tls_reason());
+             pem_reason("no PEM certificate in it (or one cut short)"));
     return -1;
   }
   SSL_CTX_set_default_passwd_cb(ctx, refuse_passphrase);
@@ -151,7 +167,7 @@ static int load_identity(SSL_CTX *ctx, const loom_tls_config *cfg,
     }
     if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
       snprintf(err, errlen, "privateKey %s: %s", cfg->private_key,
-               loom__tls_reason());
+               pem_reason("no PEM private key in it (or one cut short)"));
       return -1;
     }
   }

@@ -174,6 +174,20 @@ describe("listenSSL and connectSSL", function()
     assert.is_false(ok)
     assert.matches("privateKey .*enc%.key is protected by a passphrase, which"
       .. " loom does not support", tostring(e))
+    -- OpenSSL says only "PEM lib": what it means, and a directory
+    local garbage = tls.dir .. "/garbage.key"
+    local g = assert(io.open(garbage, "w"))
+    g:write("not a key\n")
+    g:close()
+    ok, e = pcall(reactor.listenSSL, 0, f, { certificate = tls.cert("server"),
+      privateKey = garbage })
+    assert.matches("garbage%.key: no PEM private key in it", tostring(e))
+    ok, e = pcall(reactor.listenSSL, 0, f, { certificate = tls.key("server"),
+      privateKey = tls.key("server") })
+    assert.matches("certificate .*server%.key: no PEM certificate in it", tostring(e))
+    ok, e = pcall(reactor.listenSSL, 0, f, { certificate = tls.cert("server"),
+      privateKey = tls.dir })
+    assert.matches("privateKey .*: not a regular file", tostring(e))
     -- a NUL would cut a name short: "localhost\0.bank.example" passes a
     -- suffix check and is verified (and looked up) as localhost
     ok, e = pcall(reactor.connectSSL, "127.0.0.1", 1, f, { hostname = "localhost\0evil" })
