@@ -68,7 +68,7 @@ BIND_SRC := bindings/box.c bindings/call.c bindings/core.c bindings/embed.c bind
             bindings/websocket.c \
             bindings/tls.c
 # Pure C parsers (no libuv, no Lua): tested by test/ and fuzzed by fuzz/.
-PARSER_SRC := parsers/lines.c
+PARSER_SRC := parsers/lines.c parsers/chunked.c
 PARSER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(PARSER_SRC))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(HOST_SRC) $(BIND_SRC)) $(PARSER_OBJ)
 MAIN_OBJ := $(BUILD)/obj/cli/main.o $(BUILD)/obj/cli/lineedit.o
@@ -84,6 +84,7 @@ TESTS    := $(BUILD)/test/host_test $(BUILD)/test/transports_test \
             $(BUILD)/test/stdio_test $(BUILD)/test/deferred_test \
             $(BUILD)/test/embed_test \
             $(BUILD)/test/lines_test $(BUILD)/test/lines_fuzz_replay \
+            $(BUILD)/test/chunked_test $(BUILD)/test/chunked_fuzz_replay \
             $(BUILD)/test/tls_test
 
 all: deps-check
@@ -124,11 +125,13 @@ $(BUILD)/test/deferred_test $(BUILD)/test/embed_test: $(BUILD)/test/%: test/%.c 
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FINAL_LIBS)
 
-# The parsers' tests: test/lines_test.c, and each fuzz harness replaying
-# its checked-in corpus (fuzz/corpus/NAME) through fuzz/replay.c.
+# The parsers' tests: test/lines_test.c and test/chunked_test.c, and each
+# fuzz harness replaying its checked-in corpus (fuzz/corpus/NAME) through
+# fuzz/replay.c.
 $(PARSER_OBJ) $(BUILD)/obj/bindings/lines.o: parsers/lines.h
+$(PARSER_OBJ) $(BUILD)/obj/bindings/http.o: parsers/chunked.h
 
-$(BUILD)/test/lines_test: test/lines_test.c test/check.h $(PARSER_OBJ)
+$(BUILD)/test/lines_test $(BUILD)/test/chunked_test: $(BUILD)/test/%: test/%.c test/check.h $(PARSER_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	@$(CC) $(FINAL_CFLAGS) $(FINAL_LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
@@ -249,7 +252,7 @@ $(BUILD)/embed_bench: bench/embed_bench.c include/loom.h $(BUILD)/libloom.a
 
 # libFuzzer with ASan+UBSan on each parser, FUZZ_SECONDS each, starting
 # from a copy of the checked-in corpus (new inputs stay in build-fuzz/).
-FUZZERS      := lines
+FUZZERS      := lines chunked
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS  := -g -O1 -std=c11 -D_POSIX_C_SOURCE=200809L \

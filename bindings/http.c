@@ -29,6 +29,7 @@
 
 #include <http_parser.h>
 
+#include "../parsers/chunked.h"
 #include "binding.h"
 #include "http.h"
 
@@ -66,9 +67,8 @@ typedef struct http_box {
   int dead;          /* after an error: errname and msg say which */
   int fast;          /* in loom__http_next_request: no Lua, no bodies */
   int fast_done;     /* a plain request is complete */
-  int chunks;        /* CK_*: where check_chunks is in a chunked body */
+  loom_chunked chunks; /* a chunked body's framing, as far as it came */
   int chunks_start;  /* on_headers_complete paused where one starts */
-  uint64_t chunk_left; /* of the current chunk's data */
   const char *body;  /* body bytes of this execute not yet given to onBody: */
   size_t body_len;   /* in the data, or in body_buf once a second piece */
   char *body_buf;    /* came (a chunked body's chunks, joined) */
@@ -379,123 +379,18 @@ static int on_headers_complete(http_parser *p) {
 
 /*
 ** libhttp-parser, built without HTTP_PARSER_STRICT as Debian builds it, is
-** lax about a chunked body's framing: it takes any two bytes after a
-** chunk's data for its CRLF ("5\r\nhelloXX0"), any byte after the CR of
-** a size line, and anything up to that CR after the size ("5 junk", a
-** bare LF or a NUL in an extension). A front end reading those bytes
-** another way is how requests are smuggled ("funky chunks"), so this file
-** checks the framing itself, beside the library, over the same bytes:
-**   chunk = 1*HEXDIG [ *WS ";" ext ] CRLF data CRLF, ext without CTLs
-**   last  = 1*("0") [ ext ] CRLF *( trailer-line CRLF ) CRLF
-** Only the framing: the library still does the parsing and decoding.
+** lax about a chunked body's framing: any two bytes after a chunk's data
+** pass for its CRLF ("5\r\nhelloXX0"), as does "5 junk" or a bare LF in
+** an extension. A front end reading those bytes another way is how
+** requests are smuggled ("funky chunks"), so parsers/chunked.c checks the
+** framing over the same bytes, before the library parses them.
 */
-enum {
-  CK_OFF,      /* not in a chunked body */
-  CK_SIZE,     /* the size's hex digits (CK_SIZE0: none yet) */
-  CK_SIZE0,
-  CK_WS,       /* white space after the size: ";" or CR next */
-  CK_EXT,      /* an extension, up to CR */
-  CK_SIZE_LF,  /* the size line's LF */
-  CK_DATA,     /* chunk_left bytes of data */
-  CK_DATA_CR, CK_DATA_LF,
-  CK_TRAILER0, /* a trailer line's start: CR ends the body */
-  CK_TRAILER, CK_TRAILER_LF, CK_END_LF
-};
-
-static int hex_value(unsigned char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  c |= 0x20;
-  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static int is_ctl(unsigned char c) { return (c < 32 && c != '\t') || c == 127; }
-
-/* Checks data[0..len) from where the body's framing stands. */
 static int check_chunks(http_box *b, const char *data, size_t len) {
-  const unsigned char *p = (const unsigned char *)data, *end = p + len;
-  const char *bad = NULL;
-  while (p < end && b->chunks != CK_OFF && bad == NULL) {
-    unsigned char c = *p;
-    int h;
-    switch (b->chunks) {
-    case CK_DATA: {
-      size_t n = (size_t)(end - p);
-      if ((uint64_t)n > b->chunk_left)
-        n = (size_t)b->chunk_left;
-      p += n;
-      if ((b->chunk_left -= n) == 0)
-        b->chunks = CK_DATA_CR;
-      continue;
-    }
-    case CK_SIZE0:
-    case CK_SIZE:
-      if ((h = hex_value(c)) >= 0) {
-        if (b->chunk_left > (UINT64_MAX - 16) / 16)
-          bad = "chunk size too large";
-        b->chunk_left = b->chunk_left * 16 + (uint64_t)h;
-        b->chunks = CK_SIZE;
-      } else if (b->chunks == CK_SIZE0) {
-        bad = "a chunk size line without a size";
-      } else if (c == ' ' || c == '\t') {
-        b->chunks = CK_WS;
-      } else if (c == ';') {
-        b->chunks = CK_EXT;
-      } else if (c == '\r') {
-        b->chunks = CK_SIZE_LF;
-      } else {
-        bad = "a chunk size followed by other than ; or CRLF";
-      }
-      break;
-    case CK_WS:
-      if (c == ';')
-        b->chunks = CK_EXT;
-      else if (c == '\r')
-        b->chunks = CK_SIZE_LF;
-      else if (c != ' ' && c != '\t')
-        bad = "a chunk size followed by other than ; or CRLF";
-      break;
-    case CK_EXT:
-      if (c == '\r')
-        b->chunks = CK_SIZE_LF;
-      else if (is_ctl(c))
-        bad = "a control byte (bare LF, NUL) in a chunk extension";
-      break;
-    case CK_SIZE_LF:
-      if (c != '\n')
-        bad = "a chunk size line not ended by CRLF";
-      else
-        b->chunks = b->chunk_left > 0 ? CK_DATA : CK_TRAILER0;
-      break;
-    case CK_DATA_CR:
-    case CK_DATA_LF:
-      if (c != (b->chunks == CK_DATA_CR ? '\r' : '\n'))
-        bad = "chunk data not followed by CRLF";
-      else if (b->chunks == CK_DATA_CR)
-        b->chunks = CK_DATA_LF;
-      else
-        b->chunks = CK_SIZE0;
-      break;
-    case CK_TRAILER0:
-    case CK_TRAILER:
-      if (c == '\r')
-        b->chunks = b->chunks == CK_TRAILER0 ? CK_END_LF : CK_TRAILER_LF;
-      else if (c == '\n')
-        bad = "a bare LF in a chunked body's trailer";
-      else
-        b->chunks = CK_TRAILER;
-      break;
-    case CK_TRAILER_LF:
-    case CK_END_LF:
-      if (c != '\n')
-        bad = "a trailer line not ended by CRLF";
-      else
-        b->chunks = b->chunks == CK_END_LF ? CK_OFF : CK_TRAILER0;
-      break;
-    }
-    p++;
-  }
-  return bad != NULL ? fail_msg(b, "invalid", bad) : 0;
+  const char *why;
+  if (!loom_chunked_active(&b->chunks))
+    return 0;
+  loom_chunked_check(&b->chunks, data, len, &why);
+  return why != NULL ? fail_msg(b, "invalid", why) : 0;
 }
 
 /*
@@ -591,12 +486,8 @@ static void record_error(http_box *b) {
   b->errname = e == HPE_HEADER_OVERFLOW ? "headerTooLarge"
                : e == HPE_INVALID_EOF_STATE ? "incomplete"
                                             : "invalid";
-  if (e == HPE_INVALID_CONTENT_LENGTH && (b->parser.flags & F_CHUNKED))
-    snprintf(b->msg, sizeof b->msg, "chunk size too large (%s)",
-             http_errno_name(e)); /* (the library's text says Content-Length) */
-  else
-    snprintf(b->msg, sizeof b->msg, "%s (%s)", http_errno_description(e),
-             http_errno_name(e));
+  snprintf(b->msg, sizeof b->msg, "%s (%s)", http_errno_description(e),
+           http_errno_name(e));
 }
 
 static int push_failure(lua_State *L, const http_box *b) {
@@ -628,8 +519,7 @@ static size_t run(lua_State *L, http_box *b, const char *data, size_t len) {
         break;
       b->chunks_start = 0; /* n is at the head's last LF */
       http_parser_pause(&b->parser, 0);
-      b->chunks = CK_SIZE0;
-      b->chunk_left = 0;
+      loom_chunked_start(&b->chunks);
       if (n + 1 < len && check_chunks(b, data + n + 1, len - n - 1) != 0) {
         b->dead = 1;
         break;
@@ -793,7 +683,8 @@ static void init_parser(http_box *b, enum http_parser_type type) {
   b->parser.data = b;
   b->len = b->url_len = b->nfields = 0;
   b->last = LAST_NONE;
-  b->pause_pending = b->dead = b->chunks = b->chunks_start = 0;
+  b->pause_pending = b->dead = b->chunks_start = 0;
+  b->chunks.state = 0;
   b->body_len = 0;
   b->errname = NULL;
   b->msg[0] = '\0';
