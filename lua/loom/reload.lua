@@ -33,6 +33,7 @@ local class = require "loom.class"
 local core = require "loom.core"
 local log = require "loom.log"
 local upgrade = require "loom.reload.upgrade"
+local watcher = require "loom.reload.watch"
 
 local M = {}
 
@@ -158,7 +159,10 @@ end
 
 -- Tracking ------------------------------------------------------------------
 
-local watchFile -- set below, with the watcher
+-- Loom's own modules are tracked (a reload may need them) but not watched.
+local function watchFile(rec)
+  watcher.file(rec.path, rec.kind ~= "module" or not isFramework(rec.name))
+end
 
 -- Registers a loaded file. kind: "module" (info.name), "app" or "plugin"
 -- (info.value: the table it returned; info.args: what the app got).
@@ -810,99 +814,20 @@ end
 
 -- Watching ----------------------------------------------------------------------
 
--- dir -> { watcher=, names = {basename -> true} }
-local dirs = {}
-local watching = false
-local pending -- the debounce DelayedCall
-
-local function splitPath(path)
-  local dir, base = path:match("^(.*)/([^/]+)$")
-  if dir == nil then
-    return ".", path
-  end
-  return dir == "" and "/" or dir, base
-end
-
-local function schedule()
-  local reactor = require "loom.reactor"
-  if pending and pending:active() then
-    pending:reset(M.delay)
-  else
-    pending = reactor.callLater(M.delay, function()
-      pending = nil
-      M.reloadNow()
-    end)
-  end
-end
-
-local function watchDir(dir)
-  local entry = dirs[dir]
-  if entry == nil then
-    entry = { names = {} }
-    dirs[dir] = entry
-  end
-  if entry.watcher == nil then
-    local w, _, msg = core.watchPath(dir, function(name, what)
-      if name == nil or entry.names[name] then
-        schedule()
-      elseif what ~= "change" and what ~= "rename" then
-        log.warn("reload: watching %s: %s", dir, what)
-      end
-    end)
-    if w == nil then
-      log.warn("reload: %s; its files are reloaded by SIGHUP only", msg)
-    end
-    entry.watcher = w
-  end
-  return entry
-end
-
-function watchFile(rec)
-  local dir, base = splitPath(rec.path)
-  local entry = dirs[dir] or { names = {} }
-  dirs[dir] = entry
-  entry.names[base] = true
-  if watching and (rec.kind ~= "module" or not isFramework(rec.name)) then
-    watchDir(dir)
-  end
-end
-
 -- Watches the directory of every tracked file (and of every file tracked
 -- later): a change to one reloads, M.delay seconds after the last event.
 function M.watch(opts)
   if opts and opts.delay then
     M.delay = opts.delay
   end
-  watching = true
+  watcher.start(function() return M.delay end, M.reloadNow)
   for _, path in ipairs(order) do
     watchFile(files[path])
   end
 end
 
-function M.stopWatching()
-  watching = false
-  for _, entry in pairs(dirs) do
-    if entry.watcher then
-      entry.watcher:close()
-      entry.watcher = nil
-    end
-  end
-  if pending and pending:active() then
-    pending:cancel()
-  end
-  pending = nil
-end
-
+M.stopWatching = watcher.stop
 -- The directories being watched (sorted).
-function M.watched()
-  local list = {}
-  for dir, entry in pairs(dirs) do
-    if entry.watcher then
-      list[#list + 1] = dir
-    end
-  end
-  table.sort(list)
-  return list
-end
+M.watched = watcher.watched
 
 return M
