@@ -197,6 +197,32 @@ local function peerString(transport)
   return "?"
 end
 
+-- transport -> the DelayedCall bounding its handshake, a TLS port's or a
+-- startTLS's: a peer cannot hold a connection by never finishing one.
+local handshakeTimers = setmetatable({}, { __mode = "k" })
+
+-- Aborts transport after secs (0: never) unless its handshake ends first;
+-- onTimeout says why before.
+local function boundHandshake(transport, secs, onTimeout)
+  if secs > 0 then
+    handshakeTimers[transport] = callLater(secs, function()
+      handshakeTimers[transport] = nil
+      onTimeout()
+      transport:abortConnection()
+    end)
+  end
+end
+
+local function handshakeEnded(transport)
+  local timer = handshakeTimers[transport]
+  if timer then
+    handshakeTimers[transport] = nil
+    if timer:active() then
+      timer:cancel()
+    end
+  end
+end
+
 local function handshakeCompleted(transport)
   local proto = transport.protocol
   if type(proto) == "table" and proto.handshakeCompleted then
@@ -219,7 +245,6 @@ function TLSPort:init(port, factory, opts, tlsOptions)
   self.context = contextFor("listenSSL", tlsOptions, true)
   self.handshakeTimeout = tlsOptions.handshakeTimeout
     or TLSPort.handshakeTimeout
-  self._handshakes = {} -- transport -> its timeout's DelayedCall
 end
 
 -- Accepted: the handshake first; the protocol comes once it succeeded.
@@ -231,15 +256,10 @@ function TLSPort:_accept(transport)
     transport:abortConnection()
     return
   end
-  if self.handshakeTimeout > 0 then
-    self._handshakes[transport] = callLater(self.handshakeTimeout, function()
-      self._handshakes[transport] = nil
-      self:_logFailure(string.format("TLS handshake from %s: no handshake"
-        .. " after %gs; closing", peerString(transport),
-        self.handshakeTimeout))
-      transport:abortConnection()
-    end)
-  end
+  boundHandshake(transport, self.handshakeTimeout, function()
+    self:_logFailure(string.format("TLS handshake from %s: no handshake"
+      .. " after %gs; closing", peerString(transport), self.handshakeTimeout))
+  end)
 end
 
 -- Failed handshakes are logged one line each, at most FAILURE_LOG_BURST
@@ -278,11 +298,6 @@ function TLSPort:_logFailure(text)
 end
 
 function TLSPort:_tlsHandshake(transport, code, message)
-  local timeout = self._handshakes[transport]
-  if timeout then
-    self._handshakes[transport] = nil
-    timeout:cancel()
-  end
   if code then
     local where = "TLS handshake from " .. peerString(transport)
     self:_logFailure(where .. " failed: " .. message)
@@ -306,11 +321,7 @@ TLSPort.loseConnection = TLSPort.stopListening
 
 -- A connection closed before or after its handshake.
 function TLSPort:_connectionLost(transport)
-  local timeout = self._handshakes[transport]
-  if timeout then
-    self._handshakes[transport] = nil
-    timeout:cancel()
-  end
+  handshakeEnded(transport)
 end
 
 function TLSPort:__tostring()
@@ -412,9 +423,6 @@ end
 -- TLS; what was written before goes out first, in clear. The side that
 -- connected is the TLS client (normal = false turns that around, as in
 -- Twisted). A client verifies tlsOptions.hostname, else the peer's IP.
--- transport -> the DelayedCall bounding its startTLS handshake.
-local startTLSTimeouts = setmetatable({}, { __mode = "k" })
-
 local function startTLS(transport, options, normal)
   options = options or {}
   local server = transport.client ~= nil
@@ -434,17 +442,11 @@ local function startTLS(transport, options, normal)
   if not ok then
     error(err.TLSError("startTLS: " .. msg), 2)
   end
-  -- As a TLS port's: a peer cannot keep the connection by never
-  -- finishing the handshake (either side).
   local timeout = options.handshakeTimeout or TLSPort.handshakeTimeout
-  if timeout > 0 then
-    startTLSTimeouts[transport] = callLater(timeout, function()
-      startTLSTimeouts[transport] = nil
-      log.warn("startTLS with %s: no handshake after %gs; closing",
-        peerString(transport), timeout)
-      transport:abortConnection()
-    end)
-  end
+  boundHandshake(transport, timeout, function() -- (either side)
+    log.warn("startTLS with %s: no handshake after %gs; closing",
+      peerString(transport), timeout)
+  end)
   -- What a line protocol holds unread came in clear before the
   -- handshake, after the STARTTLS command: a man in the middle's lines
   -- (CVE-2011-0411's kind) must not be read as if they came over TLS.
@@ -462,15 +464,9 @@ core.tlsBind(startTLS)
 -- The end of a handshake: the owner's (a TLS port or connector), else a
 -- connection that called startTLS.
 function hooks.tlsHandshake(transport, owner, code, message)
+  handshakeEnded(transport)
   if owner and owner._tlsHandshake then
     return owner:_tlsHandshake(transport, code, message)
-  end
-  local timer = startTLSTimeouts[transport]
-  if timer then
-    startTLSTimeouts[transport] = nil
-    if timer:active() then
-      timer:cancel()
-    end
   end
   if code then
     return handshakeFailure("TLS handshake with " .. peerString(transport),
