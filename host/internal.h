@@ -81,7 +81,8 @@ struct loom_state {
   loom_object objects;     /* sentinel of the open host objects' list */
   void *tls;               /* host/tls.c's end-of-turn flusher, or NULL */
   int in_timer;            /* inside a timer's callback (timer.c) */
-  loom_timer *next_turn;   /* zero-delay timers started there (timer.c) */
+  loom_timer *next_turn;   /* zero-delay timers started there (timer.c), */
+  loom_timer *next_turn_last; /* first and last */
   uv_prepare_t next_turn_starter; /* starts them before the poll */
   char readbuf[LOOM_READ_BUFSIZE];
 };

@@ -37,6 +37,8 @@ static void stop_waiting(loom_timer *t) {
     t->st->next_turn = t->next;
   if (t->next != NULL)
     t->next->prev = t->prev;
+  else
+    t->st->next_turn_last = t->prev;
   t->next = t->prev = NULL;
   if (t->st->next_turn == NULL)
     uv_prepare_stop(&t->st->next_turn_starter);
@@ -45,14 +47,13 @@ static void stop_waiting(loom_timer *t) {
 /* Appends t, keeping the order the timers were started in. */
 static void wait_next_turn(loom_timer *t) {
   loom_state *st = t->st;
-  loom_timer **end = &st->next_turn, *last = NULL;
-  while (*end != NULL) {
-    last = *end;
-    end = &(*end)->next;
-  }
-  *end = t;
-  t->prev = last;
+  t->prev = st->next_turn_last;
   t->next = NULL;
+  if (t->prev != NULL)
+    t->prev->next = t;
+  else
+    st->next_turn = t;
+  st->next_turn_last = t;
   t->waiting = 1;
 }
 
